@@ -1,0 +1,82 @@
+"""System checks for ``REALTIME`` settings and the channel layer (ids ``realtime.E0xx``/``W0xx``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
+
+from .conf import DEFAULTS, realtime_settings
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    unknown = realtime_settings.user_keys() - DEFAULTS.keys()
+    if unknown:
+        messages.append(
+            Error(
+                f"Unknown REALTIME setting(s): {', '.join(sorted(unknown))}.",
+                hint=f"Known settings: {', '.join(sorted(DEFAULTS))}.",
+                id="realtime.E001",
+            )
+        )
+    authorizers = realtime_settings.authorizers
+    for name in ("CONNECTION_AUTH_MODES", "DEFAULT_PUBLISH_AUTH_MODES", "DEFAULT_SUBSCRIBE_AUTH_MODES"):
+        modes = getattr(realtime_settings, name.lower())
+        if not modes:
+            messages.append(
+                Error(
+                    f"REALTIME['{name}'] is empty.", hint="List at least one auth mode.", id="realtime.E002"
+                )
+            )
+        for mode in modes:
+            if mode not in authorizers:
+                messages.append(
+                    Error(
+                        f"REALTIME['{name}'] names auth mode {mode!r}, which has no authorizer.",
+                        hint="Add it to REALTIME['AUTHORIZERS'] or remove it.",
+                        id="realtime.E003",
+                    )
+                )
+    for mode, path in authorizers.items():
+        try:
+            import_string(path)
+        except ImportError:
+            messages.append(
+                Error(f"Authorizer {path!r} for {mode!r} cannot be imported.", id="realtime.E004")
+            )
+    if not 0 < realtime_settings.keepalive_interval <= 60:
+        messages.append(
+            Error(
+                "REALTIME['KEEPALIVE_INTERVAL'] must be more than 0 and at most 60 seconds.",
+                hint="Clients drop a connection that sends no 'ka' for 65 s (PROTOCOL §3.3).",
+                id="realtime.E005",
+            )
+        )
+    for name in (
+        "MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        "MAX_EVENTS_PER_PUBLISH",
+        "MAX_EVENT_SIZE",
+        "OUTBOUND_BUFFER_SIZE",
+    ):
+        if getattr(realtime_settings, name.lower()) < 1:
+            messages.append(Error(f"REALTIME['{name}'] must be at least 1.", id="realtime.E006"))
+    return messages
+
+
+@register(Tags.compatibility)
+def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    backend = layers.get("default", {}).get("BACKEND")
+    if backend is None:
+        return [
+            Warning(
+                "No default channel layer: realtime runs in one process only.",
+                hint="Set CHANNEL_LAYERS (channels_redis) to run several server processes.",
+                id="realtime.W001",
+            )
+        ]
+    return []

@@ -1,0 +1,118 @@
+"""``realtime`` settings: one ``REALTIME`` dict, read lazily through typed properties.
+
+Nothing reads ``settings.REALTIME`` at import time, so ``override_settings``
+works everywhere. Every key and its default is listed in :data:`DEFAULTS`;
+:mod:`realtime.checks` validates the values (ids ``realtime.E0xx``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Auth modes tried, in order, for each operation (DESIGN §6). A namespace's
+    # own publish/subscribe modes replace the defaults when set.
+    "CONNECTION_AUTH_MODES": ["API_KEY"],
+    "DEFAULT_PUBLISH_AUTH_MODES": ["API_KEY"],
+    "DEFAULT_SUBSCRIBE_AUTH_MODES": ["API_KEY"],
+    # Mode name -> dotted path of a BaseAuthorizer subclass.
+    "AUTHORIZERS": {
+        "API_KEY": "realtime.auth.ApiKeyAuthorizer",
+    },
+    # PROTOCOL §3.2/§3.3: ka at most every 60 s; clients drop after the timeout.
+    "KEEPALIVE_INTERVAL": 60.0,
+    "CONNECTION_TIMEOUT_MS": 300_000,
+    # PROTOCOL §7.
+    "MAX_SUBSCRIPTIONS_PER_CONNECTION": 200,
+    "MAX_EVENTS_PER_PUBLISH": 5,
+    "MAX_EVENT_SIZE": 240 * 1024,
+    # Largest WebSocket text frame read; five maximal events, JSON-escaped, fit.
+    "MAX_MESSAGE_SIZE": 2_621_440,
+    # Frames queued for one connection before it is closed as too slow (DESIGN §5).
+    "OUTBOUND_BUFFER_SIZE": 1000,
+    # Seconds a namespace or API key lookup is cached in each process.
+    "NAMESPACE_CACHE_TTL": 5.0,
+    "API_KEY_CACHE_TTL": 5.0,
+    # Seconds an on_publish / on_subscribe handler may run.
+    "HANDLER_TIMEOUT": 5.0,
+    # Module name autodiscovered in every installed app for handler registrations.
+    "HANDLER_MODULE": "realtime_handlers",
+}
+
+
+class RealtimeSettings:
+    """Typed, lazily read view of ``settings.REALTIME`` over :data:`DEFAULTS`."""
+
+    def _get(self, name: str) -> Any:
+        user = getattr(settings, "REALTIME", None) or {}
+        return user.get(name, DEFAULTS[name])
+
+    def user_keys(self) -> set[str]:
+        return set((getattr(settings, "REALTIME", None) or {}).keys())
+
+    @property
+    def connection_auth_modes(self) -> list[str]:
+        return list(self._get("CONNECTION_AUTH_MODES"))
+
+    @property
+    def default_publish_auth_modes(self) -> list[str]:
+        return list(self._get("DEFAULT_PUBLISH_AUTH_MODES"))
+
+    @property
+    def default_subscribe_auth_modes(self) -> list[str]:
+        return list(self._get("DEFAULT_SUBSCRIBE_AUTH_MODES"))
+
+    @property
+    def authorizers(self) -> dict[str, str]:
+        merged = dict(DEFAULTS["AUTHORIZERS"])
+        merged.update(self._get("AUTHORIZERS"))
+        return merged
+
+    @property
+    def keepalive_interval(self) -> float:
+        return float(self._get("KEEPALIVE_INTERVAL"))
+
+    @property
+    def connection_timeout_ms(self) -> int:
+        return int(self._get("CONNECTION_TIMEOUT_MS"))
+
+    @property
+    def max_subscriptions_per_connection(self) -> int:
+        return int(self._get("MAX_SUBSCRIPTIONS_PER_CONNECTION"))
+
+    @property
+    def max_events_per_publish(self) -> int:
+        return int(self._get("MAX_EVENTS_PER_PUBLISH"))
+
+    @property
+    def max_event_size(self) -> int:
+        return int(self._get("MAX_EVENT_SIZE"))
+
+    @property
+    def max_message_size(self) -> int:
+        return int(self._get("MAX_MESSAGE_SIZE"))
+
+    @property
+    def outbound_buffer_size(self) -> int:
+        return int(self._get("OUTBOUND_BUFFER_SIZE"))
+
+    @property
+    def namespace_cache_ttl(self) -> float:
+        return float(self._get("NAMESPACE_CACHE_TTL"))
+
+    @property
+    def api_key_cache_ttl(self) -> float:
+        return float(self._get("API_KEY_CACHE_TTL"))
+
+    @property
+    def handler_timeout(self) -> float:
+        return float(self._get("HANDLER_TIMEOUT"))
+
+    @property
+    def handler_module(self) -> str:
+        return str(self._get("HANDLER_MODULE"))
+
+
+realtime_settings = RealtimeSettings()

@@ -1,0 +1,220 @@
+"""The ``/event/realtime`` WebSocket endpoint: transport glue only (DESIGN §4).
+
+Frames are parsed by :mod:`realtime.protocol`, subscription rules live in
+:mod:`realtime.session`, authorization in :mod:`realtime.auth`, publishing in
+:mod:`realtime.broker` and delivery in :mod:`realtime.hub`. This module turns
+their results and exceptions into frames, in one place (:meth:`_reply_error`).
+
+Frames of one connection are handled one at a time, in order, so a publisher's
+events keep their order and an unsubscribe never overtakes its subscribe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from channels.consumer import AsyncConsumer
+from channels.exceptions import StopConsumer
+from channels.utils import await_many_dispatch
+
+from . import protocol
+from .auth import Operation, RequestInfo, authorize
+from .broker import publish
+from .conf import realtime_settings
+from .exceptions import MalformedMessage, NamespaceNotFound, RealtimeError, Transport
+from .handshake import SUBPROTOCOL, connect_credentials, request_headers
+from .hub import LocalSubscription, hub
+from .outbox import Outbox
+from .paths import parse_channel
+from .protocol import ClientType, CloseCode, ServerType
+from .selectors import namespace_get
+from .session import Session, SubscribeDecision
+
+logger = logging.getLogger(__name__)
+
+# A rejected connection waits this long for the client's first frame (AWS answers
+# connection_init with connection_error, PROTOCOL §3.1) before it is told anyway.
+REJECT_GRACE_SECONDS = 2.0
+
+
+class RealtimeConsumer(AsyncConsumer):
+    """One AppSync Events WebSocket connection."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Channels would give every connection its own layer channel and receive
+        # loop; delivery goes through the per-process hub instead (DESIGN §5).
+        self.scope = scope
+        self.base_send = send
+        try:
+            await await_many_dispatch([receive], self.dispatch)
+        except StopConsumer:
+            pass
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # No per-frame close_old_connections() thread hop: the selectors that
+        # touch the database run through database_sync_to_async themselves.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is not None:
+            await handler(message)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        scope = self.scope
+        headers = request_headers(scope.get("headers", ()))
+        client = scope.get("client")
+        self.request = RequestInfo(
+            transport=Transport.WEBSOCKET,
+            headers=headers,
+            source_ip=client[0] if client else None,
+            scope=scope,
+        )
+        self.credentials = connect_credentials(
+            scope.get("subprotocols", ()), headers, scope.get("query_string", b"")
+        )
+        self.session = Session(max_subscriptions=realtime_settings.max_subscriptions_per_connection)
+        self.subscriptions: dict[str, LocalSubscription] = {}
+        self.rejection: RealtimeError | None = None
+        self.outbox = Outbox(
+            self.base_send, limit=realtime_settings.outbound_buffer_size, on_overflow=self._overflowed
+        )
+
+        try:
+            await authorize(
+                modes=realtime_settings.connection_auth_modes,
+                credentials=self.credentials,
+                operation=Operation.CONNECT,
+                namespace=None,
+                request=self.request,
+            )
+        except RealtimeError as error:
+            # Never refuse the upgrade: Amplify retries an HTTP-level refusal
+            # forever. Accept, then answer with connection_error (PROTOCOL §3.1).
+            self.rejection = error
+
+        # Browsers fail the handshake if they offered subprotocols and none is chosen.
+        offered = scope.get("subprotocols", ())
+        await self.base_send(
+            {"type": "websocket.accept", "subprotocol": SUBPROTOCOL if SUBPROTOCOL in offered else None}
+        )
+        self.outbox.start()
+        if self.rejection is not None:
+            asyncio.get_running_loop().call_later(REJECT_GRACE_SECONDS, self._reject)
+            return
+        await hub.connect(self.outbox)
+
+    def _reject(self) -> None:
+        if self.rejection is None or self.outbox.closed:
+            return
+        self.outbox.offer(
+            protocol.connection_error([self.rejection.to_error(Transport.WEBSOCKET, with_code=True)])
+        )
+        # AWS closes with a normal code even after a failure (PROTOCOL §3.1).
+        self.outbox.close(CloseCode.NORMAL)
+
+    def _overflowed(self) -> None:
+        logger.info("closing a websocket whose outbound buffer overflowed")
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        outbox = getattr(self, "outbox", None)
+        if outbox is not None:
+            hub.disconnect(outbox, self.subscriptions.values())
+            outbox.stop()
+        raise StopConsumer()
+
+    # -- frames --------------------------------------------------------------
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        if self.outbox.closed:
+            return
+        if self.rejection is not None:
+            self._reject()
+            return
+        text = message.get("text")
+        try:
+            if text is not None and len(text) > realtime_settings.max_message_size:
+                raise protocol.bind_operation(MalformedMessage("Message is too large"), None, None)
+            frame = protocol.parse(text)
+            if isinstance(frame, protocol.ConnectionInit):
+                self.session.initialized = True
+                self.outbox.offer(protocol.connection_ack(realtime_settings.connection_timeout_ms))
+                # Amplify's keep-alive clock may already be running: a ka right
+                # after the ack keeps a new connection alive (PROTOCOL §10).
+                self.outbox.offer(protocol.KEEPALIVE)
+            elif isinstance(frame, protocol.Subscribe):
+                await self._subscribe(frame)
+            elif isinstance(frame, protocol.Unsubscribe):
+                self._unsubscribe(frame)
+            else:
+                await self._publish(frame)
+        except RealtimeError as error:
+            self._reply_error(error)
+        except Exception:
+            logger.exception("unexpected error while handling a websocket frame")
+            self._reply_error(RealtimeError())
+
+    def _credentials(self, authorization: Any) -> Any:
+        # An operation may carry its own authorization (PROTOCOL §3.4); without
+        # one, the connection's credentials stand for it.
+        return authorization if authorization is not None else self.credentials
+
+    async def _subscribe(self, frame: protocol.Subscribe) -> None:
+        try:
+            channel = parse_channel(frame.channel, allow_wildcard=True)
+            if self.session.check_subscribe(frame.id, channel) is SubscribeDecision.REPEAT:
+                self.outbox.offer(protocol.success(ServerType.SUBSCRIBE_SUCCESS, frame.id))
+                return
+            namespace = await namespace_get(name=channel.namespace)
+            if namespace is None:
+                raise NamespaceNotFound()
+            await authorize(
+                modes=namespace.subscribe_auth_modes or realtime_settings.default_subscribe_auth_modes,
+                credentials=self._credentials(frame.authorization),
+                operation=Operation.SUBSCRIBE,
+                namespace=namespace.name,
+                request=self.request,
+            )
+            # A second subscribe with this id may have completed while we awaited.
+            if self.session.check_subscribe(frame.id, channel) is SubscribeDecision.REPEAT:
+                self.outbox.offer(protocol.success(ServerType.SUBSCRIBE_SUCCESS, frame.id))
+                return
+            subscription = LocalSubscription.create(self.outbox, frame.id, channel)
+            await hub.add(subscription)
+        except RealtimeError as error:
+            raise protocol.bind_operation(error, ClientType.SUBSCRIBE, frame.id) from None
+        if self.outbox.closed:
+            hub.remove(subscription)
+            return
+        self.session.add(frame.id, channel)
+        self.subscriptions[frame.id] = subscription
+        self.outbox.offer(protocol.success(ServerType.SUBSCRIBE_SUCCESS, frame.id))
+
+    def _unsubscribe(self, frame: protocol.Unsubscribe) -> None:
+        try:
+            self.session.remove(frame.id)
+        except RealtimeError as error:
+            raise protocol.bind_operation(error, ClientType.UNSUBSCRIBE, frame.id) from None
+        hub.remove(self.subscriptions.pop(frame.id))
+        self.outbox.offer(protocol.success(ServerType.UNSUBSCRIBE_SUCCESS, frame.id))
+
+    async def _publish(self, frame: protocol.Publish) -> None:
+        try:
+            result = await publish(
+                channel=frame.channel,
+                events=frame.events,
+                credentials=self._credentials(frame.authorization),
+                request=self.request,
+            )
+        except RealtimeError as error:
+            raise protocol.bind_operation(error, ClientType.PUBLISH, frame.id) from None
+        self.outbox.offer(protocol.publish_success(frame.id, result.successful, result.failed))
+
+    def _reply_error(self, error: RealtimeError) -> None:
+        """The one place a WebSocket error becomes a frame (PROTOCOL §3, §11)."""
+        operation, op_id = protocol.error_operation(error)
+        kind = protocol.ERROR_REPLY.get(operation, ServerType.ERROR) if operation else ServerType.ERROR
+        if kind is not ServerType.ERROR and op_id is None:
+            kind = ServerType.ERROR
+        self.outbox.offer(protocol.error_frame(kind, op_id, [error.to_error(Transport.WEBSOCKET)]))

@@ -1,0 +1,256 @@
+"""The per-process subscription index and local fan-out (DESIGN §5).
+
+Each server process has one :class:`Hub`. It maps subscription keys
+(``ns/a/b`` or ``ns/a/*``, see :mod:`realtime.paths`) to the local
+subscriptions holding them, and delivers an event by appending one pre-built
+frame per subscription to that connection's :class:`~realtime.outbox.Outbox`.
+
+Across processes the hub uses the Channels layer per *process*, not per
+connection: the process joins the layer group of a key when its first local
+subscriber to that key arrives, and a publish sends one layer message per
+matching key. Every process that holds subscribers of the key receives it once
+and delivers locally. With the in-memory layer (or none) there is only one
+process, so a publish is delivered directly, without the layer.
+
+Groups are left lazily (a sweep discards groups no local subscriber uses), so
+a subscribe/unsubscribe loop does not churn the layer, and re-joined
+periodically, since channels_redis expires group membership.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
+
+from . import protocol
+from .conf import realtime_settings
+from .exceptions import ServiceUnavailable
+from .outbox import Outbox
+from .paths import ChannelPath
+
+logger = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 30.0
+GROUP_REFRESH_INTERVAL = 3600.0
+
+
+class EventMessage(TypedDict):
+    """The layer message a publish sends to each matching key's group."""
+
+    type: Literal["realtime.event"]
+    key: str
+    events: list[str]
+
+
+def group_name_for(key: str) -> str:
+    """A layer group name derived from a subscription key, never from client text.
+
+    Channels allows only ``[A-Za-z0-9._-]`` and fewer than 100 characters; the
+    namespace (at most 50 such characters) keeps names readable in Redis.
+    """
+    namespace = key.split("/", 1)[0]
+    digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:24]
+    return f"rt.{namespace}.{digest}"
+
+
+@dataclass(eq=False, slots=True)
+class LocalSubscription:
+    """One subscription of one local connection; identity-hashed."""
+
+    outbox: Outbox
+    key: str
+    prefix: str = field(default="")
+
+    @classmethod
+    def create(cls, outbox: Outbox, subscription_id: str, channel: ChannelPath) -> LocalSubscription:
+        return cls(outbox, channel.key, protocol.data_frame_prefix(subscription_id))
+
+
+class Hub:
+    """Subscription index and fan-out for the connections of this process."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._index: dict[str, dict[LocalSubscription, None]] = {}
+        self._connections: dict[Outbox, None] = {}
+        self._layer: BaseChannelLayer | None = None
+        self._channel: str | None = None
+        self._joined: dict[str, asyncio.Task[None]] = {}
+        self._leaving: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def _ready(self) -> None:
+        """Bind to the running loop (and its layer) on first use."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        # A new loop (tests start one per test; servers start one per process):
+        # whatever belonged to the old loop is dead.
+        for task in self._tasks:
+            task.cancel()
+        self._reset()
+        self._loop = loop
+        layer = get_channel_layer()
+        self._tasks.append(loop.create_task(self._keepalive_loop()))
+        if layer is not None and not isinstance(layer, InMemoryChannelLayer):
+            self._layer = layer
+            self._channel = await layer.new_channel("realtime.hub.")
+            self._tasks.append(loop.create_task(self._receive_loop()))
+            self._tasks.append(loop.create_task(self._sweep_loop()))
+
+    @property
+    def is_distributed(self) -> bool:
+        return self._layer is not None
+
+    # -- connections ---------------------------------------------------------
+
+    async def connect(self, outbox: Outbox) -> None:
+        await self._ready()
+        self._connections[outbox] = None
+
+    def disconnect(self, outbox: Outbox, subscriptions: Iterable[LocalSubscription]) -> None:
+        self._connections.pop(outbox, None)
+        for subscription in subscriptions:
+            self.remove(subscription)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    @property
+    def subscription_count(self) -> int:
+        return sum(len(subs) for subs in self._index.values())
+
+    async def _keepalive_loop(self) -> None:
+        # One timer for every connection of the process, not one per connection.
+        while True:
+            await asyncio.sleep(realtime_settings.keepalive_interval)
+            for outbox in list(self._connections):
+                outbox.offer(protocol.KEEPALIVE)
+
+    # -- subscriptions -------------------------------------------------------
+
+    async def add(self, subscription: LocalSubscription) -> None:
+        """Index a subscription; returns once events published from now reach it."""
+        await self._ready()
+        key = subscription.key
+        if self._layer is not None:
+            joined = self._joined.get(key)
+            if joined is None:
+                joined = self._joined[key] = asyncio.get_running_loop().create_task(self._join(key))
+            try:
+                await asyncio.shield(joined)
+            except Exception as exc:
+                if self._joined.get(key) is joined:
+                    del self._joined[key]
+                raise ServiceUnavailable() from exc
+        self._index.setdefault(key, {})[subscription] = None
+
+    def remove(self, subscription: LocalSubscription) -> None:
+        subs = self._index.get(subscription.key)
+        if subs is not None:
+            subs.pop(subscription, None)
+            if not subs:
+                del self._index[subscription.key]
+
+    async def _join(self, key: str) -> None:
+        leaving = self._leaving.get(key)
+        if leaving is not None:
+            # Membership changes of one key must reach the layer in order.
+            await asyncio.gather(leaving, return_exceptions=True)
+        assert self._layer is not None and self._channel is not None
+        await self._layer.group_add(group_name_for(key), self._channel)
+
+    async def _leave(self, key: str) -> None:
+        assert self._layer is not None and self._channel is not None
+        try:
+            await self._layer.group_discard(group_name_for(key), self._channel)
+        finally:
+            if self._leaving.get(key) is asyncio.current_task():
+                del self._leaving[key]
+
+    async def _sweep_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_refresh = loop.time()
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            for key in [k for k, task in self._joined.items() if task.done() and k not in self._index]:
+                del self._joined[key]
+                self._leaving[key] = loop.create_task(self._leave(key))
+            if loop.time() - last_refresh >= GROUP_REFRESH_INTERVAL:
+                last_refresh = loop.time()
+                await self._refresh_groups()
+
+    async def _refresh_groups(self) -> None:
+        assert self._layer is not None and self._channel is not None
+        for key in list(self._joined):
+            try:
+                await self._layer.group_add(group_name_for(key), self._channel)
+            except Exception:
+                logger.warning("realtime hub could not refresh group membership", exc_info=True)
+                return
+
+    # -- fan-out -------------------------------------------------------------
+
+    async def publish(self, channel: ChannelPath, events: list[str]) -> None:
+        """Deliver JSON-encoded events to every subscription matching ``channel``.
+
+        Raises:
+            ServiceUnavailable: the channel layer could not take the message.
+        """
+        await self._ready()
+        keys = channel.matching_keys()
+        if self._layer is None:
+            for key in keys:
+                self.deliver(key, events)
+            return
+        try:
+            for key in keys:
+                message: EventMessage = {"type": "realtime.event", "key": key, "events": events}
+                await self._layer.group_send(group_name_for(key), dict(message))
+        except Exception as exc:
+            logger.warning("realtime publish could not reach the channel layer: %s", exc)
+            raise ServiceUnavailable() from exc
+
+    def deliver(self, key: str, events: list[str]) -> int:
+        """Append one frame per event to each local subscription of ``key``."""
+        subs = self._index.get(key)
+        if not subs:
+            return 0
+        targets = list(subs)
+        for event in events:
+            tail = event + protocol.DATA_FRAME_SUFFIX
+            for subscription in targets:
+                subscription.outbox.offer(subscription.prefix + tail)
+        return len(targets) * len(events)
+
+    async def _receive_loop(self) -> None:
+        assert self._layer is not None and self._channel is not None
+        backoff = 0.1
+        while True:
+            try:
+                message: dict[str, Any] = await self._layer.receive(self._channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("realtime hub lost the channel layer (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            if message.get("type") == "realtime.event":
+                self.deliver(message["key"], message["events"])
+
+
+hub = Hub()

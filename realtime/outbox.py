@@ -1,0 +1,104 @@
+"""A connection's bounded outbound queue and the one task that drains it (DESIGN §5).
+
+Every frame a connection sends goes through its outbox, so acks, errors and
+``data`` frames keep their order, and a close is sent only after the frames
+queued before it. Fan-out only appends to a deque: no task and no layer message
+per delivery. A subscriber that falls more than ``limit`` frames behind is
+closed instead of growing memory or slowing the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .protocol import CloseCode
+
+SLOW_CONSUMER_REASON = "outbound buffer full: the client is not reading fast enough"
+
+AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str = ""
+
+
+class Outbox:
+    """Frames waiting for one socket, written in order by a single task."""
+
+    __slots__ = ("_send", "_frames", "_limit", "_wakeup", "_on_overflow", "closed", "task")
+
+    def __init__(self, send: AsgiSend, *, limit: int, on_overflow: Callable[[], None]) -> None:
+        self._send = send
+        self._frames: deque[str | Close] = deque()
+        self._limit = limit
+        self._wakeup = asyncio.Event()
+        self._on_overflow = on_overflow
+        # Set once a close is queued or the peer is gone: nothing more is accepted.
+        self.closed = False
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._drain())
+
+    def offer(self, frame: str) -> bool:
+        """Queue one text frame; never blocks.
+
+        Returns ``False`` when the frame was not queued: the outbox is closed,
+        or this frame overflowed it, which drops the backlog and calls
+        ``on_overflow`` once.
+        """
+        if self.closed:
+            return False
+        if len(self._frames) >= self._limit:
+            self.close_now(CloseCode.SLOW_CONSUMER, SLOW_CONSUMER_REASON)
+            self._on_overflow()
+            return False
+        self._frames.append(frame)
+        self._wakeup.set()
+        return True
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Send a close after what is queued; accept nothing afterwards."""
+        if self.closed:
+            return
+        self.closed = True
+        self._frames.append(Close(code, reason))
+        self._wakeup.set()
+
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Drop the backlog and close at once (a subscriber too slow to keep)."""
+        self.closed = True
+        self._frames.clear()
+        self._frames.append(Close(code, reason))
+        self._wakeup.set()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    async def _drain(self) -> None:
+        frames = self._frames
+        send = self._send
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while frames:
+                frame = frames.popleft()
+                if frame.__class__ is str:
+                    await send({"type": "websocket.send", "text": frame})
+                else:
+                    assert isinstance(frame, Close)
+                    await send({"type": "websocket.close", "code": frame.code, "reason": frame.reason})
+                    return
+
+    def stop(self) -> None:
+        """The peer is gone: drop everything and end the task."""
+        self.closed = True
+        self._frames.clear()
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()

@@ -1,0 +1,122 @@
+"""Reads on the hot path, cached per process for a few seconds.
+
+A namespace or API key is looked up for every operation; the database sees at
+most one query per name (or key) per TTL per process. Saving or deleting a row
+clears this process's entry at once (:mod:`realtime.receivers`); other
+processes see the change within the TTL.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from .conf import realtime_settings
+from .models import ApiKey, Namespace
+from .services import hash_api_key
+
+V = TypeVar("V")
+
+
+class TTLCache(Generic[V]):
+    """A tiny process-local cache; entries expire ``ttl`` seconds after they are set."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._entries: dict[str, tuple[float, V]] = {}
+        self._max_entries = max_entries
+
+    def get(self, key: str) -> tuple[bool, V | None]:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return False, None
+        return True, entry[1]
+
+    def set(self, key: str, value: V, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + ttl, value)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceConfig:
+    """What the publish and subscribe paths need to know about a namespace."""
+
+    name: str
+    publish_auth_modes: tuple[str, ...]
+    subscribe_auth_modes: tuple[str, ...]
+    publish_handler: str
+    subscribe_handler: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyInfo:
+    id: int
+    prefix: str
+    key_hash: str
+    expires_at: datetime | None
+    revoked: bool
+
+    def is_usable(self) -> bool:
+        if self.revoked:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+
+namespace_cache: TTLCache[NamespaceConfig | None] = TTLCache()
+api_key_cache: TTLCache[ApiKeyInfo | None] = TTLCache()
+
+
+def _namespace_load(name: str) -> NamespaceConfig | None:
+    row = Namespace.objects.filter(name=name).first()
+    if row is None:
+        return None
+    return NamespaceConfig(
+        name=row.name,
+        publish_auth_modes=tuple(row.publish_auth_modes or ()),
+        subscribe_auth_modes=tuple(row.subscribe_auth_modes or ()),
+        publish_handler=row.publish_handler,
+        subscribe_handler=row.subscribe_handler,
+    )
+
+
+async def namespace_get(*, name: str) -> NamespaceConfig | None:
+    """The namespace called ``name``, or ``None``; unknown names are cached too."""
+    hit, config = namespace_cache.get(name)
+    if hit:
+        return config
+    config = await database_sync_to_async(_namespace_load)(name)
+    namespace_cache.set(name, config, realtime_settings.namespace_cache_ttl)
+    return config
+
+
+def _api_key_load(key_hash: str) -> ApiKeyInfo | None:
+    row = ApiKey.objects.filter(key_hash=key_hash).first()
+    if row is None:
+        return None
+    return ApiKeyInfo(
+        id=row.pk,
+        prefix=row.prefix,
+        key_hash=row.key_hash,
+        expires_at=row.expires_at,
+        revoked=row.revoked_at is not None,
+    )
+
+
+async def api_key_get(*, raw_key: str) -> ApiKeyInfo | None:
+    """The key matching ``raw_key`` (usable or not), or ``None``."""
+    key_hash = hash_api_key(raw_key)
+    hit, info = api_key_cache.get(key_hash)
+    if not hit:
+        info = await database_sync_to_async(_api_key_load)(key_hash)
+        api_key_cache.set(key_hash, info, realtime_settings.api_key_cache_ttl)
+    return info
