@@ -1,17 +1,17 @@
-"""Identities and authorizers (DESIGN §6, PROTOCOL §5).
+"""Identities and the authorization chain (DESIGN §6, PROTOCOL §5).
 
 An authorizer is a small class with one async method. It looks at the
 credentials of a request (the authorization object of PROTOCOL §5.2, keys
 lowercased) and either abstains (``None``: these are not its credentials),
 returns an :class:`Identity`, or raises :class:`~realtime.exceptions.Unauthorized`,
 which stops the chain. :func:`authorize` tries the modes allowed for an
-operation in order; the first identity wins.
+operation in order; the first identity wins. The modes themselves live in
+:mod:`realtime.authorizers`.
 """
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -21,8 +21,6 @@ from django.utils.module_loading import import_string
 
 from .conf import realtime_settings
 from .exceptions import Transport, Unauthorized
-from .selectors import api_key_get
-from .services import hash_api_key
 
 
 class Operation(StrEnum):
@@ -35,7 +33,8 @@ class Operation(StrEnum):
 class RequestInfo:
     """What authorizers and handlers may know about the transport request.
 
-    ``headers`` are lowercased and never include ``cookie`` (PROTOCOL §6.2).
+    ``headers`` are lowercased and never include ``cookie`` (PROTOCOL §6.2);
+    ``scope`` is the ASGI scope (session, user and cookies for the USER mode).
     """
 
     transport: Transport
@@ -45,16 +44,35 @@ class RequestInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthRequest:
+    """One operation to authorize.
+
+    ``channel`` and ``events`` are exactly as the client sent them (SigV4
+    signs them, PROTOCOL §5.3); ``http_body`` is the raw body of an HTTP publish.
+    """
+
+    operation: Operation
+    request: RequestInfo
+    namespace: str | None = None
+    channel: str | None = None
+    events: Sequence[Any] | None = None
+    http_body: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Identity:
-    """Who is making a request, as handlers see it (``ctx.identity``, PROTOCOL §5.4)."""
+    """Who is making a request; handlers see :meth:`as_context` as ``ctx.identity``."""
 
     mode: str
-    claims: Mapping[str, Any] | None = None
+    # What handlers see (PROTOCOL §5.4): None for API keys.
+    context: Mapping[str, Any] | None = None
     api_key_id: int | None = None
+    user_id: Any = None
+    # Seconds this identity may be reused for the same credentials (CUSTOM's ttl).
+    ttl: float | None = None
 
     def as_context(self) -> Mapping[str, Any] | None:
-        # API-key requests have no identity in AppSync's handler context.
-        return self.claims
+        return self.context
 
 
 SERVER_IDENTITY = Identity(mode="SERVER")
@@ -65,42 +83,9 @@ class BaseAuthorizer:
 
     mode: ClassVar[str]
 
-    async def authenticate(
-        self,
-        credentials: Mapping[str, str],
-        *,
-        operation: Operation,
-        namespace: str | None,
-        request: RequestInfo,
-    ) -> Identity | None:
+    async def authenticate(self, credentials: Mapping[str, str], auth: AuthRequest) -> Identity | None:
         """Return an identity, ``None`` to abstain, or raise ``Unauthorized``."""
         raise NotImplementedError
-
-
-class ApiKeyAuthorizer(BaseAuthorizer):
-    """``x-api-key``: a key created in the admin or by ``realtime_apikey create``."""
-
-    mode = "API_KEY"
-
-    async def authenticate(
-        self,
-        credentials: Mapping[str, str],
-        *,
-        operation: Operation,
-        namespace: str | None,
-        request: RequestInfo,
-    ) -> Identity | None:
-        raw_key = credentials.get("x-api-key")
-        if raw_key is None:
-            return None
-        info = await api_key_get(raw_key=raw_key)
-        # The row was found by the key's SHA-256, so lookup timing says nothing
-        # about the key; the digest comparison itself is constant-time as well.
-        if info is None or not hmac.compare_digest(hash_api_key(raw_key), info.key_hash):
-            raise Unauthorized()
-        if not info.is_usable():
-            raise Unauthorized()
-        return Identity(mode=self.mode, api_key_id=info.id)
 
 
 authorizer_cache: dict[str, BaseAuthorizer] = {}
@@ -118,12 +103,7 @@ def get_authorizer(mode: str) -> BaseAuthorizer:
 
 
 async def authorize(
-    *,
-    modes: tuple[str, ...] | list[str],
-    credentials: Mapping[str, str] | None,
-    operation: Operation,
-    namespace: str | None,
-    request: RequestInfo,
+    *, modes: Sequence[str], credentials: Mapping[str, str] | None, auth: AuthRequest
 ) -> Identity:
     """Authorize one operation with the first allowed mode whose credentials fit.
 
@@ -132,9 +112,7 @@ async def authorize(
     """
     creds = credentials or {}
     for mode in modes:
-        identity = await get_authorizer(mode).authenticate(
-            creds, operation=operation, namespace=namespace, request=request
-        )
+        identity = await get_authorizer(mode).authenticate(creds, auth)
         if identity is not None:
             return identity
     raise Unauthorized()

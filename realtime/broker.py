@@ -2,29 +2,39 @@
 :func:`publish` (DESIGN §4).
 
 The ladder is fixed: channel grammar → namespace → batch shape → authorization →
-per-event checks → fan-out. A failure of the whole request raises a
-:class:`~realtime.exceptions.RealtimeError`; a failure of one event lands in
-``failed`` while the rest go out (PROTOCOL §2.2, §11).
+per-event parsing → ``on_publish`` → size check → fan-out → ``after_publish``.
+A failure of the whole request raises a :class:`~realtime.exceptions.RealtimeError`;
+a failure of one event lands in ``failed`` while the rest go out
+(PROTOCOL §2.2, §6.3, §11).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import protocol
-from .auth import Identity, Operation, RequestInfo, authorize
+from . import handlers, protocol, signals
+from .auth import SERVER_IDENTITY, AuthRequest, Identity, Operation, RequestInfo, authorize
 from .conf import realtime_settings
 from .exceptions import BadRequest, NamespaceNotFound, NoEvents, TooManyEvents, Transport
+from .handlers import HandlerContext, HandlerKind, IncomingEvent
 from .hub import hub
 from .paths import ChannelPath, parse_channel
 from .selectors import NamespaceConfig, namespace_get
 
+logger = logging.getLogger(__name__)
+
 EVENT_TOO_LARGE = ("EventTooLargeException", "Transformed event is larger than 240KB")
 EVENT_NOT_JSON = ("BadRequestException", "Event is not valid JSON")
+EVENT_REJECTED = "EventRejectedException"
+
+# Background after_publish calls, kept referenced until they finish.
+_background: set[asyncio.Task[Any]] = set()
 
 
 @dataclass(slots=True)
@@ -38,6 +48,15 @@ class PublishResult:
         return {"failed": self.failed, "successful": self.successful}
 
 
+@dataclass(slots=True)
+class _Accepted:
+    """An event that parsed: where it was in the request, and its text."""
+
+    index: int
+    event: IncomingEvent
+    text: str
+
+
 async def publish(
     *,
     channel: str,
@@ -45,8 +64,9 @@ async def publish(
     credentials: Mapping[str, str] | None,
     request: RequestInfo,
     trusted: bool = False,
+    http_body: bytes | None = None,
 ) -> PublishResult:
-    """Validate, authorize and fan out one publish request.
+    """Validate, authorize, run handlers on and fan out one publish request.
 
     Args:
         channel: the concrete channel path as the client sent it.
@@ -54,19 +74,40 @@ async def publish(
         credentials: the authorization object (PROTOCOL §5.2), keys lowercased.
         request: transport facts for authorizers and handlers.
         trusted: server-side code; skips authorization.
+        http_body: the raw HTTP body, for authorizers that sign it (SigV4).
 
     Raises:
         InvalidChannel, NamespaceNotFound, NoEvents, TooManyEvents, BadRequest,
-        Unauthorized, ServiceUnavailable.
+        Unauthorized, HandlerRejected, HandlerError, ServiceUnavailable.
     """
     path = parse_channel(channel, allow_wildcard=False)
     namespace = await namespace_get(name=path.namespace)
     if namespace is None:
         raise NamespaceNotFound()
     _check_batch(events)
-    if not trusted:
-        await _authorize(namespace, credentials, request)
-    return await _fan_out(path, events)
+    if trusted:
+        identity = SERVER_IDENTITY
+    else:
+        identity = await _authorize(namespace, channel, events, credentials, request, http_body)
+
+    result = PublishResult()
+    accepted: list[_Accepted] = []
+    for index, text in enumerate(events):
+        identifier = str(uuid.uuid4())
+        try:
+            payload = json.loads(text)
+        except (ValueError, RecursionError):
+            result.failed.append(_failure(identifier, index, *EVENT_NOT_JSON))
+            continue
+        accepted.append(_Accepted(index, IncomingEvent(identifier, payload), text))
+
+    outgoing = await _run_on_publish(namespace, path, identity, request, accepted, result)
+    if outgoing:
+        await hub.publish(path, [encoded for encoded, _ in outgoing])
+        await _after_publish(namespace, path, identity, request, [event for _, event in outgoing])
+    result.successful.sort(key=lambda entry: entry["index"])
+    result.failed.sort(key=lambda entry: entry["index"])
+    return result
 
 
 def _check_batch(events: Sequence[Any]) -> None:
@@ -80,57 +121,137 @@ def _check_batch(events: Sequence[Any]) -> None:
 
 
 async def _authorize(
-    namespace: NamespaceConfig, credentials: Mapping[str, str] | None, request: RequestInfo
+    namespace: NamespaceConfig,
+    channel: str,
+    events: Sequence[str],
+    credentials: Mapping[str, str] | None,
+    request: RequestInfo,
+    http_body: bytes | None,
 ) -> Identity:
-    modes = namespace.publish_auth_modes or tuple(realtime_settings.default_publish_auth_modes)
-    return await authorize(
-        modes=modes,
-        credentials=credentials,
+    auth = AuthRequest(
         operation=Operation.PUBLISH,
-        namespace=namespace.name,
         request=request,
+        namespace=namespace.name,
+        channel=channel,
+        events=events,
+        http_body=http_body,
+    )
+    modes = namespace.publish_auth_modes or realtime_settings.default_publish_auth_modes
+    return await authorize(modes=modes, credentials=credentials, auth=auth)
+
+
+def _context(
+    operation: Operation,
+    namespace: NamespaceConfig,
+    path: ChannelPath,
+    identity: Identity,
+    request: RequestInfo,
+    events: tuple[IncomingEvent, ...] = (),
+) -> HandlerContext:
+    return HandlerContext(
+        operation=operation.value,
+        channel=handlers.ChannelInfo(path.path, path.all_segments),
+        namespace=namespace.name,
+        identity=identity.as_context(),
+        request_headers=request.headers,
+        events=events,
     )
 
 
-async def _fan_out(path: ChannelPath, events: Sequence[str]) -> PublishResult:
-    result = PublishResult()
-    outgoing: list[str] = []
+async def _run_on_publish(
+    namespace: NamespaceConfig,
+    path: ChannelPath,
+    identity: Identity,
+    request: RequestInfo,
+    accepted: list[_Accepted],
+    result: PublishResult,
+) -> list[tuple[str, IncomingEvent]]:
+    """Apply ``on_publish`` and the size limit; returns (encoded, event) pairs to send."""
+    if not accepted:
+        return []
+    handler = handlers.resolve(HandlerKind.PUBLISH, namespace.name, namespace.publish_handler)
+    by_id = {item.event.id: item for item in accepted}
+    if handler is None:
+        # Unchanged events go out as the publisher wrote them: no re-encoding.
+        transformed = [(item, item.text, item.event) for item in accepted]
+    else:
+        ctx = _context(
+            Operation.PUBLISH, namespace, path, identity, request, tuple(a.event for a in accepted)
+        )
+        returned = handlers.normalize_outgoing(await handlers.call(handler, ctx), ctx.events)
+        transformed = []
+        for out in returned:
+            item = by_id.pop(out.id)
+            if out.error is not None:
+                result.failed.append(_failure(out.id, item.index, EVENT_REJECTED, str(out.error)))
+                continue
+            text = json.dumps(out.payload, separators=(",", ":"), ensure_ascii=False)
+            transformed.append((item, text, IncomingEvent(out.id, out.payload)))
+        # Events the handler left out are dropped: accepted, not broadcast.
+        for item in by_id.values():
+            result.successful.append({"identifier": item.event.id, "index": item.index})
+
     max_size = realtime_settings.max_event_size
-    for index, event in enumerate(events):
-        identifier = str(uuid.uuid4())
-        try:
-            json.loads(event)
-        except (ValueError, RecursionError):
-            result.failed.append(_failure(identifier, index, EVENT_NOT_JSON))
+    outgoing: list[tuple[str, IncomingEvent]] = []
+    for item, text, event in transformed:
+        if len(text.encode()) > max_size:
+            result.failed.append(_failure(event.id, item.index, *EVENT_TOO_LARGE))
             continue
-        if len(event.encode()) > max_size:
-            result.failed.append(_failure(identifier, index, EVENT_TOO_LARGE))
-            continue
-        outgoing.append(protocol.encode_event(event))
-        result.successful.append({"identifier": identifier, "index": index})
-    if outgoing:
-        await hub.publish(path, outgoing)
-    return result
+        outgoing.append((protocol.encode_event(text), event))
+        result.successful.append({"identifier": event.id, "index": item.index})
+    return outgoing
 
 
-def _failure(identifier: str, index: int, error: tuple[str, str]) -> dict[str, Any]:
-    code, message = error
+async def _after_publish(
+    namespace: NamespaceConfig,
+    path: ChannelPath,
+    identity: Identity,
+    request: RequestInfo,
+    events: list[IncomingEvent],
+) -> None:
+    handler = handlers.resolve(HandlerKind.AFTER_PUBLISH, namespace.name)
+    if handler is not None:
+        ctx = _context(Operation.PUBLISH, namespace, path, identity, request, tuple(events))
+        task = asyncio.get_running_loop().create_task(_quietly(handlers.call(handler, ctx)))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+    if signals.event_published.receivers:
+        await signals.event_published.asend(
+            signals.SENDER,
+            channel=path.path,
+            namespace=namespace.name,
+            events=[event.payload for event in events],
+            identity=identity,
+            transport=request.transport.value,
+        )
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception:
+        # handlers.call has logged it with its context; nothing else to do.
+        pass
+
+
+def _failure(identifier: str, index: int, code: str, message: str) -> dict[str, Any]:
     return {"code": code, "identifier": identifier, "index": index, "message": message}
-
-
-def server_request() -> RequestInfo:
-    return RequestInfo(transport=Transport.SERVER)
 
 
 async def apublish(channel: str, events: Sequence[Any]) -> PublishResult:
     """Publish from server code: each event is any JSON-serialisable value.
 
     No authorization runs (the caller is the server itself); everything else,
-    from the channel grammar to fan-out, is the same path as HTTP and WebSocket.
+    from the channel grammar to handlers and fan-out, is the same path as HTTP
+    and WebSocket.
     """
     encoded = [json.dumps(event, separators=(",", ":"), ensure_ascii=False) for event in events]
     return await publish(
-        channel=channel, events=encoded, credentials=None, request=server_request(), trusted=True
+        channel=channel,
+        events=encoded,
+        credentials=None,
+        request=RequestInfo(transport=Transport.SERVER),
+        trusted=True,
     )
 
 
@@ -141,4 +262,30 @@ def publish_sync(channel: str, events: Sequence[Any]) -> PublishResult:
     return async_to_sync(apublish)(channel, events)
 
 
-__all__ = ["PublishResult", "apublish", "publish", "publish_sync"]
+async def subscription_authorize(
+    *,
+    channel: ChannelPath,
+    raw_channel: str,
+    credentials: Mapping[str, str] | None,
+    request: RequestInfo,
+) -> tuple[NamespaceConfig, Identity]:
+    """Everything a subscribe needs before it goes live: namespace, auth, ``on_subscribe``.
+
+    Raises:
+        NamespaceNotFound, Unauthorized, HandlerRejected, HandlerError.
+    """
+    namespace = await namespace_get(name=channel.namespace)
+    if namespace is None:
+        raise NamespaceNotFound()
+    auth = AuthRequest(
+        operation=Operation.SUBSCRIBE, request=request, namespace=namespace.name, channel=raw_channel
+    )
+    modes = namespace.subscribe_auth_modes or realtime_settings.default_subscribe_auth_modes
+    identity = await authorize(modes=modes, credentials=credentials, auth=auth)
+    handler = handlers.resolve(HandlerKind.SUBSCRIBE, namespace.name, namespace.subscribe_handler)
+    if handler is not None:
+        await handlers.call(handler, _context(Operation.SUBSCRIBE, namespace, channel, identity, request))
+    return namespace, identity
+
+
+__all__ = ["PublishResult", "apublish", "publish", "publish_sync", "subscription_authorize"]

@@ -19,7 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_SUBSCRIBE_AUTH_MODES": ["API_KEY"],
     # Mode name -> dotted path of a BaseAuthorizer subclass.
     "AUTHORIZERS": {
-        "API_KEY": "realtime.auth.ApiKeyAuthorizer",
+        "API_KEY": "realtime.authorizers.api_key.ApiKeyAuthorizer",
     },
     # PROTOCOL §3.2/§3.3: ka at most every 60 s; clients drop after the timeout.
     "KEEPALIVE_INTERVAL": 60.0,

@@ -13,23 +13,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any
 
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 from channels.utils import await_many_dispatch
 
-from . import protocol
-from .auth import Operation, RequestInfo, authorize
-from .broker import publish
+from . import protocol, signals
+from .auth import AuthRequest, Identity, Operation, RequestInfo, authorize
+from .broker import publish, subscription_authorize
 from .conf import realtime_settings
-from .exceptions import MalformedMessage, NamespaceNotFound, RealtimeError, Transport
+from .exceptions import (
+    MalformedMessage,
+    RealtimeError,
+    ServiceUnavailable,
+    Transport,
+    UnknownOperation,
+)
 from .handshake import SUBPROTOCOL, connect_credentials, request_headers
 from .hub import LocalSubscription, hub
 from .outbox import Outbox
 from .paths import parse_channel
 from .protocol import ClientType, CloseCode, ServerType
-from .selectors import namespace_get
 from .session import Session, SubscribeDecision
 
 logger = logging.getLogger(__name__)
@@ -77,22 +83,25 @@ class RealtimeConsumer(AsyncConsumer):
         self.session = Session(max_subscriptions=realtime_settings.max_subscriptions_per_connection)
         self.subscriptions: dict[str, LocalSubscription] = {}
         self.rejection: RealtimeError | None = None
+        self.identity: Identity | None = None
+        self.connection_id = uuid.uuid4().hex
         self.outbox = Outbox(
             self.base_send, limit=realtime_settings.outbound_buffer_size, on_overflow=self._overflowed
         )
 
         try:
-            await authorize(
+            self.identity = await authorize(
                 modes=realtime_settings.connection_auth_modes,
                 credentials=self.credentials,
-                operation=Operation.CONNECT,
-                namespace=None,
-                request=self.request,
+                auth=AuthRequest(operation=Operation.CONNECT, request=self.request),
             )
         except RealtimeError as error:
             # Never refuse the upgrade: Amplify retries an HTTP-level refusal
             # forever. Accept, then answer with connection_error (PROTOCOL §3.1).
             self.rejection = error
+        except Exception:
+            logger.exception("connect authorization failed unexpectedly")
+            self.rejection = ServiceUnavailable()
 
         # Browsers fail the handshake if they offered subprotocols and none is chosen.
         offered = scope.get("subprotocols", ())
@@ -104,6 +113,10 @@ class RealtimeConsumer(AsyncConsumer):
             asyncio.get_running_loop().call_later(REJECT_GRACE_SECONDS, self._reject)
             return
         await hub.connect(self.outbox)
+        if signals.client_connected.receivers:
+            await signals.client_connected.asend(
+                signals.SENDER, connection_id=self.connection_id, identity=self.identity
+            )
 
     def _reject(self) -> None:
         if self.rejection is None or self.outbox.closed:
@@ -122,7 +135,28 @@ class RealtimeConsumer(AsyncConsumer):
         if outbox is not None:
             hub.disconnect(outbox, self.subscriptions.values())
             outbox.stop()
+            if self.rejection is None:
+                for subscription_id in list(self.subscriptions):
+                    await self._subscription_ended(subscription_id)
+                if signals.client_disconnected.receivers:
+                    await signals.client_disconnected.asend(
+                        signals.SENDER,
+                        connection_id=self.connection_id,
+                        identity=self.identity,
+                        code=message.get("code"),
+                    )
         raise StopConsumer()
+
+    async def _subscription_ended(self, subscription_id: str) -> None:
+        channel = self.session.subscriptions.get(subscription_id)
+        if channel is not None and signals.subscription_ended.receivers:
+            await signals.subscription_ended.asend(
+                signals.SENDER,
+                connection_id=self.connection_id,
+                subscription_id=subscription_id,
+                channel=channel.path,
+                namespace=channel.namespace,
+            )
 
     # -- frames --------------------------------------------------------------
 
@@ -146,7 +180,7 @@ class RealtimeConsumer(AsyncConsumer):
             elif isinstance(frame, protocol.Subscribe):
                 await self._subscribe(frame)
             elif isinstance(frame, protocol.Unsubscribe):
-                self._unsubscribe(frame)
+                await self._unsubscribe(frame)
             else:
                 await self._publish(frame)
         except RealtimeError as error:
@@ -166,14 +200,10 @@ class RealtimeConsumer(AsyncConsumer):
             if self.session.check_subscribe(frame.id, channel) is SubscribeDecision.REPEAT:
                 self.outbox.offer(protocol.success(ServerType.SUBSCRIBE_SUCCESS, frame.id))
                 return
-            namespace = await namespace_get(name=channel.namespace)
-            if namespace is None:
-                raise NamespaceNotFound()
-            await authorize(
-                modes=namespace.subscribe_auth_modes or realtime_settings.default_subscribe_auth_modes,
+            _, identity = await subscription_authorize(
+                channel=channel,
+                raw_channel=frame.channel,
                 credentials=self._credentials(frame.authorization),
-                operation=Operation.SUBSCRIBE,
-                namespace=namespace.name,
                 request=self.request,
             )
             # A second subscribe with this id may have completed while we awaited.
@@ -190,12 +220,22 @@ class RealtimeConsumer(AsyncConsumer):
         self.session.add(frame.id, channel)
         self.subscriptions[frame.id] = subscription
         self.outbox.offer(protocol.success(ServerType.SUBSCRIBE_SUCCESS, frame.id))
+        if signals.subscription_started.receivers:
+            await signals.subscription_started.asend(
+                signals.SENDER,
+                connection_id=self.connection_id,
+                subscription_id=frame.id,
+                channel=channel.path,
+                namespace=channel.namespace,
+                identity=identity,
+            )
 
-    def _unsubscribe(self, frame: protocol.Unsubscribe) -> None:
-        try:
-            self.session.remove(frame.id)
-        except RealtimeError as error:
-            raise protocol.bind_operation(error, ClientType.UNSUBSCRIBE, frame.id) from None
+    async def _unsubscribe(self, frame: protocol.Unsubscribe) -> None:
+        if frame.id not in self.session.subscriptions:
+            error = UnknownOperation(frame.id)
+            raise protocol.bind_operation(error, ClientType.UNSUBSCRIBE, frame.id)
+        await self._subscription_ended(frame.id)
+        self.session.remove(frame.id)
         hub.remove(self.subscriptions.pop(frame.id))
         self.outbox.offer(protocol.success(ServerType.UNSUBSCRIBE_SUCCESS, frame.id))
 

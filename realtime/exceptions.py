@@ -17,6 +17,8 @@ translate an exception to the wire in exactly one place each: the consumer
     ├── Unauthorized                UnauthorizedException, 401
     │   └── NamespaceNotFound         UnauthorizedException with no message (§2.3)
     ├── HandlerRejected             a handler refused the whole operation, 403
+    ├── HandlerError                a handler failed or returned nonsense, 500
+    │   └── HandlerTimeout            it ran past HANDLER_TIMEOUT, 504
     ├── MaxSubscriptionsReached     MaxSubscriptionsReachedError
     ├── DuplicateOperation          a subscription id reused for another channel
     ├── UnknownOperation            UnknownOperationError (unsubscribe of an unknown id)
@@ -137,6 +139,22 @@ class HandlerRejected(RealtimeError):
     default_message = "The request was rejected by an event handler."
     http_status = 403
     error_code = 403
+
+
+class HandlerError(RealtimeError):
+    """A handler raised unexpectedly or broke its contract: a server-side fault."""
+
+    error_type = "HandlerError"
+    default_message = "The event handler failed."
+    http_status = 500
+    error_code = 500
+
+
+class HandlerTimeout(HandlerError):
+    error_type = "HandlerTimeout"
+    default_message = "The event handler did not finish in time."
+    http_status = 504
+    error_code = 504
 
 
 class MaxSubscriptionsReached(RealtimeError):

@@ -78,6 +78,8 @@ class EventView(APIView):
         return event_exception_handler
 
     async def post(self, request: Request) -> Response:
+        # Read the raw body before DRF parses it: SigV4 verifies these bytes.
+        raw_body = request.body
         body = request.data
         if not isinstance(body, dict):
             raise MalformedMessage("Request body must be a JSON object")
@@ -96,6 +98,7 @@ class EventView(APIView):
             channel=channel,
             events=events,
             credentials=parse_authorization(headers),
+            http_body=raw_body,
             request=RequestInfo(transport=Transport.HTTP, headers=headers, source_ip=_client_ip(request)),
         )
         return Response(result.as_dict())
