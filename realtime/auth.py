@@ -41,6 +41,9 @@ class RequestInfo:
     headers: Mapping[str, str] = field(default_factory=dict)
     source_ip: str | None = None
     scope: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    # For the USER mode only; never shown to handlers.
+    cookies: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    http_request: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

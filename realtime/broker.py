@@ -95,6 +95,9 @@ async def publish(
     for index, text in enumerate(events):
         identifier = str(uuid.uuid4())
         try:
+            # A "\ud800" escape in the frame leaves a lone surrogate in the text:
+            # no UTF-8 frame could carry it to subscribers.
+            text.encode()
             payload = json.loads(text)
         except (ValueError, RecursionError):
             result.failed.append(_failure(identifier, index, *EVENT_NOT_JSON))
@@ -185,7 +188,7 @@ async def _run_on_publish(
             if out.error is not None:
                 result.failed.append(_failure(out.id, item.index, EVENT_REJECTED, str(out.error)))
                 continue
-            text = json.dumps(out.payload, separators=(",", ":"), ensure_ascii=False)
+            text = _dumps(out.payload)
             transformed.append((item, text, IncomingEvent(out.id, out.payload)))
         # Events the handler left out are dropped: accepted, not broadcast.
         for item in by_id.values():
@@ -234,6 +237,16 @@ async def _quietly(awaitable: Any) -> None:
         pass
 
 
+def _dumps(payload: Any) -> str:
+    """Compact JSON of a payload, escaped to ASCII only when raw text is not UTF-8-safe."""
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = json.dumps(payload, separators=(",", ":"))
+    return text
+
+
 def _failure(identifier: str, index: int, code: str, message: str) -> dict[str, Any]:
     return {"code": code, "identifier": identifier, "index": index, "message": message}
 
@@ -245,7 +258,7 @@ async def apublish(channel: str, events: Sequence[Any]) -> PublishResult:
     from the channel grammar to handlers and fan-out, is the same path as HTTP
     and WebSocket.
     """
-    encoded = [json.dumps(event, separators=(",", ":"), ensure_ascii=False) for event in events]
+    encoded = [_dumps(event) for event in events]
     return await publish(
         channel=channel,
         events=encoded,

@@ -20,6 +20,36 @@ DEFAULTS: dict[str, Any] = {
     # Mode name -> dotted path of a BaseAuthorizer subclass.
     "AUTHORIZERS": {
         "API_KEY": "realtime.authorizers.api_key.ApiKeyAuthorizer",
+        "USER": "realtime.authorizers.user.UserAuthorizer",
+        "OIDC": "realtime.authorizers.oidc.OidcAuthorizer",
+        "CUSTOM": "realtime.authorizers.custom.CustomAuthorizer",
+        "IAM": "realtime.authorizers.iam.IamAuthorizer",
+    },
+    # USER: cookie-authenticated WebSockets must come from these origins (or the
+    # request's own host): cross-site WebSocket hijacking is refused.
+    "USER_ALLOWED_ORIGINS": [],
+    # OIDC: JWTs verified against an issuer's JWKS (Cognito-style id/access tokens).
+    "OIDC": {
+        "ISSUER": None,
+        "JWKS_URL": None,  # default: ISSUER + "/.well-known/jwks.json"
+        "AUDIENCES": [],  # accepted aud / client_id values; empty: not checked
+        "CLIENT_ID_REGEX": None,  # AppSync's appIdClientRegex
+        "TOKEN_USE": ["id", "access"],
+        "ALGORITHMS": ["RS256"],
+        "LEEWAY": 60,  # seconds of clock skew
+        "JWKS_CACHE_TTL": 300,
+    },
+    # CUSTOM: AppSync's Lambda authorizer, as a dotted-path callable.
+    "CUSTOM_AUTHORIZER": {
+        "HANDLER": None,
+        "TIMEOUT": 10.0,
+        "CACHE_TTL": 300.0,  # default result TTL; the callable's ttl_override wins
+    },
+    # IAM: SigV4 verified against access keys stored in the admin.
+    "IAM": {
+        "REGION": "us-east-1",
+        "SERVICE": "appsync",
+        "MAX_CLOCK_SKEW": 300,
     },
     # PROTOCOL §3.2/§3.3: ka at most every 60 s; clients drop after the timeout.
     "KEEPALIVE_INTERVAL": 60.0,
@@ -69,6 +99,27 @@ class RealtimeSettings:
         merged = dict(DEFAULTS["AUTHORIZERS"])
         merged.update(self._get("AUTHORIZERS"))
         return merged
+
+    def _section(self, name: str) -> dict[str, Any]:
+        merged = dict(DEFAULTS[name])
+        merged.update(self._get(name) or {})
+        return merged
+
+    @property
+    def user_allowed_origins(self) -> list[str]:
+        return list(self._get("USER_ALLOWED_ORIGINS"))
+
+    @property
+    def oidc(self) -> dict[str, Any]:
+        return self._section("OIDC")
+
+    @property
+    def custom_authorizer(self) -> dict[str, Any]:
+        return self._section("CUSTOM_AUTHORIZER")
+
+    @property
+    def iam(self) -> dict[str, Any]:
+        return self._section("IAM")
 
     @property
     def keepalive_interval(self) -> float:

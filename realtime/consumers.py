@@ -31,7 +31,7 @@ from .exceptions import (
     Transport,
     UnknownOperation,
 )
-from .handshake import SUBPROTOCOL, connect_credentials, request_headers
+from .handshake import SUBPROTOCOL, connect_credentials, request_cookies, request_headers
 from .hub import LocalSubscription, hub
 from .outbox import Outbox
 from .paths import parse_channel
@@ -76,6 +76,7 @@ class RealtimeConsumer(AsyncConsumer):
             headers=headers,
             source_ip=client[0] if client else None,
             scope=scope,
+            cookies=request_cookies(scope.get("headers", ())),
         )
         self.credentials = connect_credentials(
             scope.get("subprotocols", ()), headers, scope.get("query_string", b"")

@@ -21,7 +21,8 @@ imported at start-up)::
 Contracts:
 
 - ``on_publish(ctx)`` returns ``None`` (broadcast every event unchanged) or a
-  list of :class:`OutgoingEvent` (or dicts with ``id``, ``payload``, ``error``).
+  list of :class:`OutgoingEvent`, dicts with ``id``, ``payload``, ``error``, or
+  the :class:`IncomingEvent` items of ``ctx.events`` themselves.
   Each ``id`` must be an incoming id, at most once; incoming events left out
   are dropped; ``None`` items are ignored; an item with ``error`` is not
   broadcast and is reported in ``failed`` with that message.
@@ -234,7 +235,10 @@ def normalize_outgoing(result: Any, incoming: tuple[IncomingEvent, ...]) -> list
     for item in result:
         if item is None:
             continue
-        if isinstance(item, Mapping):
+        if isinstance(item, IncomingEvent):
+            # AppSync's default handler is `return ctx.events`.
+            item = OutgoingEvent(item.id, item.payload)
+        elif isinstance(item, Mapping):
             if "id" not in item:
                 raise HandlerError("an event returned by on_publish has no id")
             item = OutgoingEvent(item["id"], item.get("payload"), item.get("error"))

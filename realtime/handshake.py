@@ -55,6 +55,17 @@ def decode_authorization(encoded: str) -> dict[str, str] | None:
         return None
 
 
+def request_cookies(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Cookies of an upgrade request (for the USER auth mode only), parsed as Django does."""
+    from django.http.cookie import parse_cookie
+
+    cookies: dict[str, str] = {}
+    for raw_name, raw_value in raw_headers:
+        if raw_name.lower() == b"cookie":
+            cookies.update(parse_cookie(raw_value.decode("latin-1")))
+    return cookies
+
+
 def request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """ASGI headers as a lowercased dict, cookies removed; repeats joined by ``,``."""
     headers: dict[str, str] = {}
@@ -81,7 +92,9 @@ def connect_credentials(
         return from_headers
     query = parse_qs(query_string.decode("latin-1"))
     for encoded in query.get("header", []):
-        decoded = decode_authorization(encoded)
+        # Form decoding reads a raw "+" (standard base64, sent unescaped by
+        # GraphQL-style clients) as a space; base64 never contains spaces.
+        decoded = decode_authorization(encoded.replace(" ", "+"))
         if decoded is not None:
             return decoded
     return from_headers

@@ -209,6 +209,14 @@ class Hub:
         Raises:
             ServiceUnavailable: the channel layer could not take the message.
         """
+        owner = self._loop
+        if owner is not None and owner is not asyncio.get_running_loop() and owner.is_running():
+            # Sync code in a thread of its own (async_to_sync then runs a private
+            # loop): deliver on the loop that owns the sockets instead of
+            # rebinding, which would drop every local subscription.
+            future = asyncio.run_coroutine_threadsafe(self.publish(channel, events), owner)
+            await asyncio.wrap_future(future)
+            return
         await self._ready()
         keys = channel.matching_keys()
         if self._layer is None:

@@ -58,6 +58,16 @@ class Namespace(models.Model):
         validators=[validate_auth_modes],
         help_text="Modes allowed to subscribe; empty means the API defaults.",
     )
+    publish_groups = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="USER mode: Django groups whose members may publish; empty means any signed-in user.",
+    )
+    subscribe_groups = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="USER mode: Django groups whose members may subscribe; empty means any signed-in user.",
+    )
     publish_handler = models.CharField(
         max_length=200, blank=True, help_text="on_publish handler: a registered name or a dotted path."
     )
@@ -96,3 +106,89 @@ class ApiKey(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > now
+
+
+def validate_namespace_scopes(value: object) -> None:
+    """A list of namespace names, or ``"*"`` for every namespace."""
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValidationError("A list of namespace names is expected.")
+    for name in value:
+        if name != "*":
+            namespace_name_validator(name)
+
+
+class IamCredential(models.Model):
+    """An access key for the IAM (SigV4) auth mode, with the policy that goes with it.
+
+    The self-hosted twin of an IAM user's access key: ``can_connect``,
+    ``publish_namespaces`` and ``subscribe_namespaces`` stand for
+    ``appsync:EventConnect``, ``appsync:EventPublish`` and
+    ``appsync:EventSubscribe`` on the API and its namespaces (PROTOCOL §5.1);
+    ``"*"`` means every namespace.
+
+    Unlike :class:`ApiKey`, the secret access key is stored as it is: verifying
+    a SigV4 signature means recomputing an HMAC keyed with the secret (AWS keeps
+    its secrets the same way). Treat the database, its backups and this table's
+    admin permissions as holding live credentials; revoke a key rather than
+    delete it.
+    """
+
+    access_key_id = models.CharField(max_length=20, unique=True, editable=False)
+    secret_access_key = models.CharField(max_length=40, editable=False)
+    description = models.CharField(max_length=200, blank=True)
+    can_connect = models.BooleanField(
+        default=True, help_text="appsync:EventConnect: may open a WebSocket connection."
+    )
+    publish_namespaces = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_namespace_scopes],
+        help_text='appsync:EventPublish: namespace names, or "*" for all.',
+    )
+    subscribe_namespaces = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_namespace_scopes],
+        help_text='appsync:EventSubscribe: namespace names, or "*" for all.',
+    )
+    # What handlers see as ctx.identity (PROTOCOL §5.4); blank: derived.
+    account_id = models.CharField(
+        max_length=12,
+        blank=True,
+        validators=[RegexValidator(r"^\d{12}\Z", "Twelve digits.")],
+        help_text="ctx.identity.accountId; blank: 000000000000.",
+    )
+    username = models.CharField(
+        max_length=128, blank=True, help_text="ctx.identity.username; blank: the access key id."
+    )
+    user_arn = models.CharField(
+        max_length=2048,
+        blank=True,
+        help_text="ctx.identity.userArn; blank: arn:aws:iam::<account>:user/<username>.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    DEFAULT_ACCOUNT_ID = "000000000000"
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "IAM credential"
+
+    def __str__(self) -> str:
+        return f"{self.access_key_id} {self.description}".strip()
+
+    def is_usable(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def effective_account_id(self) -> str:
+        return self.account_id or self.DEFAULT_ACCOUNT_ID
+
+    @property
+    def effective_username(self) -> str:
+        return self.username or self.access_key_id
+
+    @property
+    def effective_user_arn(self) -> str:
+        return self.user_arn or f"arn:aws:iam::{self.effective_account_id}:user/{self.effective_username}"

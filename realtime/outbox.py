@@ -10,12 +10,15 @@ closed instead of growing memory or slowing the others.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .protocol import CloseCode
+
+logger = logging.getLogger(__name__)
 
 SLOW_CONSUMER_REASON = "outbound buffer full: the client is not reading fast enough"
 
@@ -87,14 +90,25 @@ class Outbox:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while frames:
-                frame = frames.popleft()
-                if frame.__class__ is str:
-                    await send({"type": "websocket.send", "text": frame})
-                else:
-                    assert isinstance(frame, Close)
-                    await send({"type": "websocket.close", "code": frame.code, "reason": frame.reason})
-                    return
+            try:
+                while frames:
+                    frame = frames.popleft()
+                    if frame.__class__ is str:
+                        await send({"type": "websocket.send", "text": frame})
+                    else:
+                        assert isinstance(frame, Close)
+                        # int(): daphne (autobahn) refuses a close code whose type is
+                        # not exactly int, and CloseCode is an IntEnum.
+                        code = int(frame.code)
+                        await send({"type": "websocket.close", "code": code, "reason": frame.reason})
+                        return
+            except Exception:
+                # The server refused a frame (the peer is gone, or a bug): stop
+                # accepting frames rather than queue them for a dead socket.
+                logger.warning("websocket send failed; dropping the connection's outbox", exc_info=True)
+                self.closed = True
+                frames.clear()
+                return
 
     def stop(self) -> None:
         """The peer is gone: drop everything and end the task."""

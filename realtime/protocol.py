@@ -131,7 +131,7 @@ def parse(text: str | bytes | None) -> ClientMessage:
         raise bind_operation(MalformedMessage("Message must be a JSON object"), None, None)
 
     raw_id = frame.get("id")
-    echo_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= _MAX_ECHOED_ID else None
+    echo_id = _echoable_id(raw_id)
     kind = frame.get("type")
     try:
         op_type = ClientType(kind) if isinstance(kind, str) else None
@@ -160,6 +160,21 @@ def parse(text: str | bytes | None) -> ClientMessage:
         return Publish(op_id, channel, tuple(events), authorization)
     except RealtimeError as error:
         raise bind_operation(error, op_type, echo_id) from None
+
+
+def _echoable_id(raw: object) -> str | None:
+    """The id to name in an error frame, even an invalid one, if it can be sent back.
+
+    A JSON ``\\ud800`` escape yields a lone surrogate, which no UTF-8 text frame
+    can carry: echoing it would make the reply itself unsendable.
+    """
+    if not isinstance(raw, str) or len(raw) > _MAX_ECHOED_ID:
+        return None
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return raw
 
 
 def _operation_id(raw: object) -> str:

@@ -56,6 +56,8 @@ class NamespaceConfig:
     subscribe_auth_modes: tuple[str, ...]
     publish_handler: str
     subscribe_handler: str
+    publish_groups: tuple[str, ...] = ()
+    subscribe_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,8 @@ def _namespace_load(name: str) -> NamespaceConfig | None:
         subscribe_auth_modes=tuple(row.subscribe_auth_modes or ()),
         publish_handler=row.publish_handler,
         subscribe_handler=row.subscribe_handler,
+        publish_groups=tuple(row.publish_groups or ()),
+        subscribe_groups=tuple(row.subscribe_groups or ()),
     )
 
 

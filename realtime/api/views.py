@@ -99,7 +99,13 @@ class EventView(APIView):
             events=events,
             credentials=parse_authorization(headers),
             http_body=raw_body,
-            request=RequestInfo(transport=Transport.HTTP, headers=headers, source_ip=_client_ip(request)),
+            request=RequestInfo(
+                transport=Transport.HTTP,
+                headers=headers,
+                source_ip=_client_ip(request),
+                cookies=request.COOKIES,
+                http_request=request._request,
+            ),
         )
         return Response(result.as_dict())
 
