@@ -88,7 +88,9 @@ async def test_a_signed_in_user_connects_subscribes_and_publishes_with_the_sessi
 
 
 @pytest.mark.parametrize("cookie", [None, "not-a-session"])
-async def test_without_a_valid_session_the_connection_is_refused(open_socket, default_namespace, cookie) -> None:
+async def test_without_a_valid_session_the_connection_is_refused(
+    open_socket, default_namespace, cookie
+) -> None:
     comm = await _open(open_socket, cookie)
     await connection_init(comm)
     await assert_sent(comm, CONNECTION_ERROR)
@@ -158,7 +160,9 @@ def test_a_cookie_authenticated_http_publish_needs_the_csrf_token(alice) -> None
     body = {"channel": "/default/room", "events": ['"hi"']}
     refused = client.post("/event", body, content_type="application/json")
     assert refused.status_code == 401
-    assert refused.json() == {"errors": [{"errorType": "UnauthorizedException", "message": "CSRF check failed."}]}
+    assert refused.json() == {
+        "errors": [{"errorType": "UnauthorizedException", "message": "CSRF check failed."}]
+    }
     accepted = client.post("/event", body, content_type="application/json", headers={"x-csrftoken": token})
     assert accepted.status_code == 200
     assert [entry["index"] for entry in accepted.json()["successful"]] == [0]

@@ -328,7 +328,9 @@ async def test_sync_handlers_may_use_the_orm(connect, chat, register) -> None:
 
 
 async def test_the_namespace_row_selects_a_handler_by_registered_name(connect, chat, register) -> None:
-    register(HandlerKind.PUBLISH, "shared-uppercase", lambda ctx: [OutgoingEvent(e.id, "UP") for e in ctx.events])
+    register(
+        HandlerKind.PUBLISH, "shared-uppercase", lambda ctx: [OutgoingEvent(e.id, "UP") for e in ctx.events]
+    )
     chat.publish_handler = "shared-uppercase"
     await sync_to_async(chat.save)()
     comm = await connect()
