@@ -6,10 +6,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from .handlers import HandlerKind, registered_names
 from .models import ApiKey, AuthMode, Namespace
 from .services import apikey_create
 
@@ -28,6 +30,19 @@ class NamespaceForm(forms.ModelForm):
         help_text="None checked: the API defaults (REALTIME['DEFAULT_SUBSCRIBE_AUTH_MODES']).",
     )
 
+    publish_groups = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="USER mode: groups allowed to publish; none checked means any signed-in user.",
+    )
+    subscribe_groups = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="USER mode: groups allowed to subscribe; none checked means any signed-in user.",
+    )
+    publish_handler = forms.ChoiceField(required=False)
+    subscribe_handler = forms.ChoiceField(required=False)
+
     class Meta:
         model = Namespace
         fields = [
@@ -35,9 +50,31 @@ class NamespaceForm(forms.ModelForm):
             "description",
             "publish_auth_modes",
             "subscribe_auth_modes",
+            "publish_groups",
+            "subscribe_groups",
             "publish_handler",
             "subscribe_handler",
         ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        groups = list(Group.objects.order_by("name").values_list("name", flat=True))
+        for field in ("publish_groups", "subscribe_groups"):
+            kept = [g for g in self.initial.get(field) or [] if g not in groups]
+            self.fields[field].choices = [(g, g) for g in groups + kept]
+        # Handlers registered in realtime_handlers modules, by name; blank means
+        # the handler registered under the namespace's own name, if any.
+        for field, kind in (
+            ("publish_handler", HandlerKind.PUBLISH),
+            ("subscribe_handler", HandlerKind.SUBSCRIBE),
+        ):
+            names = registered_names(kind)
+            current = self.initial.get(field) or ""
+            if current and current not in names:
+                names.append(current)  # a dotted path set from code stays selectable
+            self.fields[field].choices = [("", "(the namespace's own, if registered)")] + [
+                (n, n) for n in names
+            ]
 
 
 @admin.register(Namespace)
