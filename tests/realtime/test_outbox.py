@@ -1,0 +1,275 @@
+"""The bounded per-connection outbound queue (realtime/outbox.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from realtime.outbox import SLOW_CONSUMER_REASON, Outbox
+from realtime.protocol import CloseCode
+
+
+class FakeSend:
+    """An ASGI ``send`` that records messages; ``gate`` can hold it mid-write."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.writing = asyncio.Event()
+
+    async def __call__(self, message: dict) -> None:
+        self.writing.set()
+        await self.gate.wait()
+        self.messages.append(message)
+
+
+class Overflows:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+
+
+def text(frame: str) -> dict:
+    return {"type": "websocket.send", "text": frame}
+
+
+def close(code: int, reason: str = "") -> dict:
+    return {"type": "websocket.close", "code": code, "reason": reason}
+
+
+async def settle() -> None:
+    """Let the drain task run until it waits again."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def finished(outbox: Outbox) -> None:
+    assert outbox.task is not None
+    await asyncio.wait_for(outbox.task, timeout=1)
+
+
+def make(limit: int = 10) -> tuple[Outbox, FakeSend, Overflows]:
+    send, overflows = FakeSend(), Overflows()
+    return Outbox(send, limit=limit, on_overflow=overflows), send, overflows
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        pytest.param(
+            [("offer", "a"), ("offer", "b"), ("offer", "c"), ("close", 1000, "")],
+            [text("a"), text("b"), text("c"), close(1000)],
+            id="queued-before-start",
+        ),
+        pytest.param(
+            [("start",), ("offer", "a"), ("settle",), ("offer", "b"), ("settle",), ("close", 1000, "bye")],
+            [text("a"), text("b"), close(1000, "bye")],
+            id="drained-as-they-come",
+        ),
+        pytest.param(
+            [("start",), ("offer", "a"), ("offer", "b"), ("settle",), ("offer", "c"), ("close", 1013, "")],
+            [text("a"), text("b"), text("c"), close(1013)],
+            id="mixed",
+        ),
+        pytest.param([("close", 1000, "")], [close(1000)], id="close-alone"),
+        pytest.param(
+            [("offer", "a"), ("close", 1000, "first"), ("close", 1013, "second")],
+            [text("a"), close(1000, "first")],
+            id="second-close-ignored",
+        ),
+        pytest.param(
+            [("offer", "a"), ("close", 1000, ""), ("offer", "late")],
+            [text("a"), close(1000)],
+            id="offer-after-close-dropped",
+        ),
+        pytest.param(
+            [("offer", "a"), ("offer", "b"), ("close_now", 1013, "shutdown"), ("offer", "c")],
+            [close(1013, "shutdown")],
+            id="close-now-drops-the-backlog",
+        ),
+        pytest.param(
+            [("offer", "a"), ("close", 1000, ""), ("close_now", 1013, "shutdown")],
+            [close(1013, "shutdown")],
+            id="close-now-overrides-a-queued-close",
+        ),
+        pytest.param(
+            [("offer", '{"type":"data","id":"s","event":"caf\u00e9"}'), ("close", 1000, "")],
+            [text('{"type":"data","id":"s","event":"caf\u00e9"}'), close(1000)],
+            id="text-sent-verbatim",
+        ),
+    ],
+)
+async def test_frames_go_out_in_order_and_a_close_comes_after_what_was_queued(steps, expected):
+    outbox, send, overflows = make()
+    started = False
+    for step in steps:
+        match step:
+            case ("start",):
+                outbox.start()
+                started = True
+            case ("settle",):
+                await settle()
+            case ("offer", frame):
+                outbox.offer(frame)
+            case ("close", code, reason):
+                outbox.close(code, reason)
+            case ("close_now", code, reason):
+                outbox.close_now(code, reason)
+    if not started:
+        outbox.start()
+    await finished(outbox)
+    assert send.messages == expected
+    assert overflows.calls == 0
+
+
+async def test_offer_reports_whether_the_frame_was_queued():
+    outbox, send, _ = make()
+    assert outbox.offer("a") is True
+    assert len(outbox) == 1
+    outbox.close(CloseCode.NORMAL)
+    assert outbox.closed is True
+    assert outbox.offer("b") is False
+    assert len(outbox) == 2
+
+
+async def test_an_overflowing_frame_closes_with_1008_drops_the_backlog_and_reports_once():
+    outbox, send, overflows = make(limit=2)
+    assert [outbox.offer("a"), outbox.offer("b"), outbox.offer("c"), outbox.offer("d")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert overflows.calls == 1
+    outbox.start()
+    await finished(outbox)
+    assert send.messages == [close(1008, SLOW_CONSUMER_REASON)]
+    assert overflows.calls == 1
+
+
+async def test_a_frame_being_written_when_the_outbox_overflows_still_goes_out_before_the_close():
+    outbox, send, overflows = make(limit=2)
+    send.gate.clear()
+    outbox.start()
+    outbox.offer("a")
+    await asyncio.wait_for(send.writing.wait(), timeout=1)
+    # "a" is in flight; "b" and "c" fill the queue and "d" overflows it.
+    assert [outbox.offer("b"), outbox.offer("c"), outbox.offer("d")] == [True, True, False]
+    send.gate.set()
+    await finished(outbox)
+    assert send.messages == [text("a"), close(CloseCode.SLOW_CONSUMER, SLOW_CONSUMER_REASON)]
+    assert overflows.calls == 1
+
+
+@pytest.mark.parametrize("limit", [1, 3, 100])
+async def test_exactly_limit_frames_fit_while_the_socket_is_not_written(limit):
+    outbox, send, overflows = make(limit=limit)
+    assert all(outbox.offer(str(i)) for i in range(limit))
+    assert overflows.calls == 0
+    outbox.close(CloseCode.NORMAL)
+    outbox.start()
+    await finished(outbox)
+    assert send.messages == [*(text(str(i)) for i in range(limit)), close(1000)]
+
+
+async def test_a_reader_that_keeps_up_never_overflows_a_small_outbox():
+    outbox, send, overflows = make(limit=2)
+    outbox.start()
+    for i in range(50):
+        assert outbox.offer(str(i)) is True
+        await settle()
+    outbox.close(CloseCode.NORMAL)
+    await finished(outbox)
+    assert send.messages == [*(text(str(i)) for i in range(50)), close(1000)]
+    assert overflows.calls == 0
+
+
+async def test_after_close_nothing_is_accepted_and_overflow_is_not_reported():
+    outbox, send, overflows = make(limit=1)
+    outbox.offer("a")
+    outbox.close(CloseCode.NORMAL)
+    assert [outbox.offer("b"), outbox.offer("c")] == [False, False]
+    assert overflows.calls == 0
+    outbox.start()
+    await finished(outbox)
+    assert send.messages == [text("a"), close(1000)]
+
+
+async def test_stop_drops_everything_and_cancels_the_drain_task():
+    outbox, send, overflows = make()
+    send.gate.clear()
+    outbox.start()
+    outbox.offer("a")
+    await asyncio.wait_for(send.writing.wait(), timeout=1)
+    outbox.offer("b")
+    outbox.stop()
+    assert (outbox.closed, len(outbox)) == (True, 0)
+    assert outbox.offer("c") is False
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(outbox.task, timeout=1)
+    assert send.messages == []
+    assert overflows.calls == 0
+
+
+async def test_stop_before_start_only_marks_the_outbox_closed():
+    outbox, send, _ = make()
+    outbox.offer("a")
+    outbox.stop()
+    assert (outbox.closed, len(outbox), outbox.task) == (True, 0, None)
+    assert send.messages == []
+
+
+async def test_an_idle_outbox_sends_nothing():
+    outbox, send, _ = make()
+    outbox.start()
+    await settle()
+    assert send.messages == []
+    assert not outbox.task.done()
+    outbox.stop()
+    with pytest.raises(asyncio.CancelledError):
+        await outbox.task
+
+
+@pytest.mark.parametrize(
+    "close_with",
+    [
+        pytest.param(lambda outbox: outbox.close(CloseCode.NORMAL), id="close"),
+        pytest.param(lambda outbox: outbox.close_now(CloseCode.TRY_AGAIN_LATER), id="close-now"),
+        pytest.param(lambda outbox: [outbox.offer("a"), outbox.offer("b")], id="overflow"),
+    ],
+)
+async def test_the_close_code_is_sent_as_a_plain_int(close_with):
+    outbox, send, _ = make(limit=1)
+    close_with(outbox)
+    outbox.start()
+    await finished(outbox)
+    assert type(send.messages[-1]["code"]) is int
+
+
+class FailingSend(FakeSend):
+    def __init__(self, fail_on: str) -> None:
+        super().__init__()
+        self.fail_on = fail_on
+
+    async def __call__(self, message: dict) -> None:
+        if message.get("text") == self.fail_on:
+            raise RuntimeError("socket is gone")
+        await super().__call__(message)
+
+
+async def test_a_failed_send_ends_the_task_quietly_and_closes_the_outbox(caplog):
+    send, overflows = FailingSend(fail_on="b"), Overflows()
+    outbox = Outbox(send, limit=10, on_overflow=overflows)
+    for frame in ("a", "b", "c"):
+        outbox.offer(frame)
+    outbox.start()
+    await finished(outbox)
+    assert send.messages == [text("a")]
+    assert (outbox.closed, len(outbox)) == (True, 0)
+    assert outbox.offer("d") is False
+    assert overflows.calls == 0
+    assert [record.levelname for record in caplog.records if record.name == "realtime.outbox"] == ["WARNING"]
