@@ -5,5 +5,6 @@ from django.views.generic import RedirectView
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("realtime.urls")),
+    path("", include("quiz.urls")),
     path("", RedirectView.as_view(pattern_name="realtime:console", permanent=False)),
 ]

@@ -6,3 +6,6 @@ class QuizConfig(AppConfig):
 
     name = "quiz"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401

@@ -158,6 +158,7 @@ def _context(
         identity=identity.as_context(),
         request_headers=request.headers,
         events=events,
+        server=identity is SERVER_IDENTITY,
     )
 
 

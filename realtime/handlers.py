@@ -117,6 +117,8 @@ class HandlerContext:
     request_headers: Mapping[str, str]
     events: tuple[IncomingEvent, ...] = ()
     stash: dict[str, Any] = field(default_factory=dict)
+    # True when server code published (``realtime.publish``), not a client.
+    server: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {

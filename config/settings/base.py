@@ -130,7 +130,17 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "admin:login"
 
-REALTIME: dict[str, object] = {}
+REALTIME: dict[str, object] = {
+    # API keys for scripts and the console, the session for staff pages, and
+    # player tokens (quiz.auth, the CUSTOM mode) for the game's players.
+    "CONNECTION_AUTH_MODES": ["API_KEY", "USER", "CUSTOM"],
+    "CUSTOM_AUTHORIZER": {"HANDLER": "quiz.auth.player_authorizer"},
+}
+
+QUIZ: dict[str, object] = {
+    # With Redis the site runs several processes and `manage.py quiz_worker` scores.
+    "WORKER": os.environ.get("QUIZ_WORKER", "external" if os.environ.get("REDIS_URL") else "inprocess"),
+}
 
 LOGGING = {
     "version": 1,

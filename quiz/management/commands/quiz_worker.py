@@ -1,0 +1,42 @@
+"""``quiz_worker``: score answers and broadcast leaderboards, for a scaled-out site.
+
+Run one beside the server processes when ``QUIZ["WORKER"]`` is ``"external"``
+(the default with ``REDIS_URL``). Stop it at any time: what is unscored stays
+unscored until the next start, and nothing is scored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from quiz.worker import ScoringWorker
+
+
+class Command(BaseCommand):
+    help = "Score quiz answers and broadcast leaderboards until stopped."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--once", action="store_true", help="Score what is pending, then exit.")
+
+    def handle(self, *args: Any, once: bool, **options: Any) -> None:
+        worker = ScoringWorker()
+        if once:
+            total = 0
+
+            async def drain() -> None:
+                nonlocal total
+                while scored := await worker.score_once():
+                    total += len(scored)
+                await worker.broadcast_leaderboards()
+
+            asyncio.run(drain())
+            self.stdout.write(f"Scored {total} answer(s).")
+            return
+        self.stderr.write("quiz worker running; Ctrl-C to stop")
+        try:
+            asyncio.run(worker.run())
+        except KeyboardInterrupt:
+            pass

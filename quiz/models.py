@@ -1,0 +1,118 @@
+"""The game show's data (DESIGN §8): question sets, games, players and answers."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class QuestionSet(models.Model):
+    """Reusable questions; a game is played from one set."""
+
+    title = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Question(models.Model):
+    question_set = models.ForeignKey(QuestionSet, on_delete=models.CASCADE, related_name="questions")
+    order = models.PositiveIntegerField(default=0)
+    text = models.CharField(max_length=500)
+    choices = models.JSONField(help_text="2 to 6 answer texts.")
+    correct_choice = models.PositiveSmallIntegerField(help_text="Index of the right answer, from 0.")
+    time_limit = models.FloatField(
+        default=20.0, validators=[MinValueValidator(1.0), MaxValueValidator(600.0)]
+    )
+    points = models.PositiveIntegerField(default=1000)
+
+    class Meta:
+        ordering = ["question_set", "order", "pk"]
+
+    def __str__(self) -> str:
+        return self.text
+
+    def clean(self) -> None:
+        if not isinstance(self.choices, list) or not 2 <= len(self.choices) <= 6:
+            raise ValidationError({"choices": "A question has 2 to 6 choices."})
+        if not all(isinstance(choice, str) and choice.strip() for choice in self.choices):
+            raise ValidationError({"choices": "Every choice is a non-empty text."})
+        if self.correct_choice is not None and self.correct_choice >= len(self.choices):
+            raise ValidationError({"correct_choice": "The correct choice must be one of the choices."})
+
+
+class GameState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    LOBBY = "lobby", "Lobby"
+    QUESTION = "question", "Question"
+    REVEAL = "reveal", "Reveal"
+    FINISHED = "finished", "Finished"
+
+
+class Game(models.Model):
+    """One show: players join with ``code``; the host moves it through its states."""
+
+    code = models.CharField(max_length=12, unique=True)
+    title = models.CharField(max_length=200)
+    question_set = models.ForeignKey(QuestionSet, on_delete=models.PROTECT, related_name="games")
+    host = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="hosted_games")
+    state = models.CharField(max_length=10, choices=GameState.choices, default=GameState.DRAFT)
+    # Index into the set's questions of the current (or last) question; -1 before the first.
+    question_index = models.IntegerField(default=-1)
+    current_question = models.ForeignKey(
+        Question, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    question_opened_at = models.DateTimeField(null=True, blank=True)
+    question_closes_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.code})"
+
+
+class Player(models.Model):
+    game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="players")
+    nickname = models.CharField(max_length=40)
+    token_hash = models.CharField(max_length=64, unique=True)
+    score = models.IntegerField(default=0)
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["game", "nickname"], name="quiz_unique_nickname")]
+        indexes = [models.Index(fields=["game", "-score"], name="quiz_player_rank")]
+
+    def __str__(self) -> str:
+        return self.nickname
+
+
+class Answer(models.Model):
+    """One player's answer to one question; stored unscored, scored by the worker."""
+
+    game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="answers")
+    player = models.ForeignKey(Player, on_delete=models.CASCADE, related_name="answers")
+    question = models.ForeignKey(Question, on_delete=models.PROTECT, related_name="answers")
+    choice = models.PositiveSmallIntegerField()
+    received_at = models.DateTimeField()
+    # Seconds from the question opening to the answer's arrival, fixed at receipt.
+    elapsed = models.FloatField(default=0.0)
+    scored_at = models.DateTimeField(null=True, blank=True)
+    correct = models.BooleanField(null=True)
+    points = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["player", "question"], name="quiz_one_answer")]
+        indexes = [
+            # The worker's queue: unscored answers, oldest first.
+            models.Index(fields=["received_at"], name="quiz_unscored", condition=models.Q(scored_at=None)),
+            models.Index(fields=["question", "choice"], name="quiz_answer_counts"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.player} → {self.choice}"

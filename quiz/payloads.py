@@ -1,0 +1,72 @@
+"""The JSON events the game publishes (what clients receive on each channel).
+
+Question payloads never carry the correct answer until the reveal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+
+from .models import Game, Question
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def game_state(game: Game) -> dict[str, Any]:
+    return {"type": "state", "code": game.code, "title": game.title, "state": game.state}
+
+
+def question_public(question: Question, index: int, total: int) -> dict[str, Any]:
+    return {
+        "id": question.pk,
+        "index": index,
+        "total": total,
+        "text": question.text,
+        "choices": list(question.choices),
+        "time_limit": question.time_limit,
+        "points": question.points,
+    }
+
+
+def question_opened(game: Game, question: Question, index: int, total: int) -> dict[str, Any]:
+    closes_at = game.question_closes_at
+    remaining = (closes_at - timezone.now()).total_seconds() if closes_at else question.time_limit
+    return {
+        "type": "question",
+        "code": game.code,
+        "state": game.state,
+        "question": question_public(question, index, total),
+        "opened_at": _iso(game.question_opened_at),
+        "closes_at": _iso(closes_at),
+        "closes_in": max(0.0, round(remaining, 3)),
+    }
+
+
+def question_revealed(game: Game, question: Question, counts: list[int]) -> dict[str, Any]:
+    return {
+        "type": "reveal",
+        "code": game.code,
+        "state": game.state,
+        "question_id": question.pk,
+        "correct_choice": question.correct_choice,
+        "counts": counts,
+    }
+
+
+def leaderboard(
+    game: Game, top: list[dict[str, Any]], players: int, answered: int | None, final: bool = False
+) -> dict[str, Any]:
+    return {
+        "type": "leaderboard",
+        "code": game.code,
+        "state": game.state,
+        "players": players,
+        "answered": answered,
+        "question_id": game.current_question_id,
+        "final": final,
+        "top": top,
+    }

@@ -1,0 +1,90 @@
+"""The quiz namespace's channel rules, as ``realtime`` handlers (issue: channel rules via handlers).
+
+Channels: ``/quiz/<code>/game`` and ``/quiz/<code>/leaderboard`` (everyone in the
+game), ``/quiz/<code>/players/<id>`` (that player only), and ``/quiz/<code>/answers``
+(players publish answers there; nobody hears them). Staff users (the host, the big
+screen) may read everything and publish game control.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+
+from realtime import handlers
+from realtime.handlers import HandlerContext, OutgoingEvent
+
+from . import services
+from .conf import quiz_settings
+from .exceptions import QuizError
+from .models import Player
+
+
+def _player(ctx: HandlerContext) -> dict[str, Any] | None:
+    identity = ctx.identity or {}
+    player = identity.get("handlerContext") if isinstance(identity, dict) else None
+    return player if isinstance(player, dict) and "player_id" in player else None
+
+
+def _is_staff(ctx: HandlerContext) -> bool:
+    identity = ctx.identity or {}
+    if "handlerContext" in identity or "sub" not in identity or "username" not in identity:
+        return False
+    return get_user_model().objects.filter(pk=identity["sub"], is_staff=True, is_active=True).exists()
+
+
+def _parts(ctx: HandlerContext) -> tuple[str, str, list[str]]:
+    segments = list(ctx.channel.segments)
+    code = segments[1] if len(segments) > 1 else ""
+    kind = segments[2] if len(segments) > 2 else ""
+    return code, kind, segments[3:]
+
+
+@handlers.on_subscribe(quiz_settings.namespace)
+def quiz_subscribe(ctx: HandlerContext) -> None:
+    if _is_staff(ctx):
+        return
+    player = _player(ctx)
+    code, kind, rest = _parts(ctx)
+    if player is None or player["game"] != code:
+        raise handlers.Unauthorized()
+    if kind in ("game", "leaderboard") and not rest:
+        return
+    if kind == "players" and rest == [str(player["player_id"])]:
+        return
+    raise handlers.Reject("Players may subscribe only to their game, its leaderboard and their own channel.")
+
+
+@handlers.on_publish(quiz_settings.namespace)
+def quiz_publish(ctx: HandlerContext) -> list[OutgoingEvent] | None:
+    if ctx.server:
+        return None  # the game itself announcing: broadcast unchanged
+    code, kind, rest = _parts(ctx)
+    if kind == "answers" and not rest:
+        return _store_answers(ctx, code)
+    if kind == "game" and _is_staff(ctx):
+        return list(ctx.events)  # type: ignore[arg-type]
+    raise handlers.Unauthorized()
+
+
+def _store_answers(ctx: HandlerContext, code: str) -> list[OutgoingEvent]:
+    """Answers over WebSocket: stored like the HTTP endpoint's, broadcast to nobody."""
+    player_info = _player(ctx)
+    if player_info is None or player_info["game"] != code:
+        raise handlers.Unauthorized()
+    player = Player.objects.filter(pk=player_info["player_id"]).first()
+    if player is None:
+        raise handlers.Unauthorized()
+    failed: list[OutgoingEvent] = []
+    for event in ctx.events:
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        try:
+            services.answer_submit(
+                player=player, question_id=payload.get("question_id"), choice=payload.get("choice")
+            )
+        except (QuizError, ValidationError) as error:
+            failed.append(OutgoingEvent(event.id, error=getattr(error, "message", str(error))))
+    # Stored answers are accepted and dropped from the broadcast; failures are reported.
+    return failed

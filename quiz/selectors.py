@@ -1,0 +1,95 @@
+"""Reads of the game show (STYLE habit 11); the read-heavy ones are cached briefly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache import cache
+
+from . import payloads
+from .conf import quiz_settings
+from .models import Answer, Game, Player
+
+
+def game_get(*, code: str) -> Game | None:
+    return Game.objects.select_related("current_question").filter(code=code).first()
+
+
+def leaderboard_top(*, game_id: int, limit: int) -> list[dict[str, Any]]:
+    """The top players by score (ties by join order), with competition ranks."""
+    rows = list(
+        Player.objects.filter(game_id=game_id)
+        .order_by("-score", "pk")
+        .values("id", "nickname", "score")[:limit]
+    )
+    top: list[dict[str, Any]] = []
+    for position, row in enumerate(rows):
+        rank = top[-1]["rank"] if top and top[-1]["score"] == row["score"] else position + 1
+        top.append({"rank": rank, "player_id": row["id"], "nickname": row["nickname"], "score": row["score"]})
+    return top
+
+
+def player_count(*, game_id: int) -> int:
+    return Player.objects.filter(game_id=game_id).count()
+
+
+def answered_count(*, question_id: int | None) -> int | None:
+    if question_id is None:
+        return None
+    return Answer.objects.filter(question_id=question_id).count()
+
+
+def player_rank(*, game_id: int, score: int) -> int:
+    """Competition rank from the (game, score) index."""
+    return Player.objects.filter(game_id=game_id, score__gt=score).count() + 1
+
+
+def leaderboard_payload(*, game: Game, final: bool = False) -> dict[str, Any]:
+    return payloads.leaderboard(
+        game,
+        leaderboard_top(game_id=game.pk, limit=quiz_settings.leaderboard_size),
+        player_count(game_id=game.pk),
+        answered_count(question_id=game.current_question_id),
+        final=final,
+    )
+
+
+def _cached(key: str, compute: Any) -> Any:
+    ttl = quiz_settings.cache_ttl
+    if ttl <= 0:
+        return compute()
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, ttl)
+    return value
+
+
+def game_state_cached(*, code: str) -> dict[str, Any] | None:
+    """Game state and current question (without the answer), cached for CACHE_TTL."""
+
+    def compute() -> dict[str, Any] | None:
+        game = game_get(code=code)
+        if game is None:
+            return {}
+        state = payloads.game_state(game)
+        question = game.current_question
+        if question is not None and game.state == "question":
+            questions = list(game.question_set.questions.order_by("order", "pk").values_list("pk", flat=True))
+            state["question"] = payloads.question_opened(game, question, game.question_index, len(questions))[
+                "question"
+            ]
+            state["closes_at"] = game.question_closes_at.isoformat() if game.question_closes_at else None
+        return state
+
+    value = _cached(f"quiz:state:{code}", compute)
+    return value or None
+
+
+def leaderboard_cached(*, code: str) -> dict[str, Any] | None:
+    def compute() -> dict[str, Any]:
+        game = game_get(code=code)
+        return leaderboard_payload(game=game) if game is not None else {}
+
+    value = _cached(f"quiz:leaderboard:{code}", compute)
+    return value or None

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from .api import views as api
+
+app_name = "quiz"
+
+urlpatterns = [
+    path("api/quiz/question-sets", api.QuestionSetImportView.as_view(), name="question-set-import"),
+    path("api/quiz/games", api.GameCreateView.as_view(), name="game-create"),
+    path("api/quiz/games/<str:code>", api.GameStateView.as_view(), name="game-state"),
+    path("api/quiz/games/<str:code>/join", api.JoinView.as_view(), name="join"),
+    path("api/quiz/games/<str:code>/answers", api.AnswerView.as_view(), name="answers"),
+    path("api/quiz/games/<str:code>/leaderboard", api.LeaderboardView.as_view(), name="leaderboard"),
+    path("api/quiz/games/<str:code>/<str:action>", api.GameControlView.as_view(), name="control"),
+]

@@ -1,0 +1,234 @@
+"""The scoring worker: answers in, scores and leaderboards out (DESIGN §8).
+
+It scores unscored answers in batches (:func:`quiz.services.answers_score_pending`,
+idempotent and crash-safe), keeps each game's ranks in a :class:`ScoreIndex`
+(O(log n) at any crowd size), sends ``answer_scored`` for every answer scored
+(the receiver publishes it on the player's private channel), and broadcasts each
+active game's leaderboard at most once per ``LEADERBOARD_INTERVAL``, only when
+something changed.
+
+It runs inside the server process on the embedded default and as
+``python manage.py quiz_worker`` when the site is scaled out. A restart resumes
+with whatever is still unscored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+import realtime
+
+from . import channels, selectors, services, signals
+from .conf import quiz_settings
+from .models import Game, GameState, Player
+from .ranking import ScoreIndex
+
+logger = logging.getLogger(__name__)
+
+# How long a finished game keeps being watched, for its final leaderboard.
+FINISHED_GRACE = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredAnswer:
+    answer_id: int
+    player_id: int
+    game_id: int
+    game_code: str
+    question_id: int
+    correct: bool
+    delta: int
+    score: int
+    rank: int
+    players: int
+
+
+class ScoringWorker:
+    """One scoring loop and one leaderboard loop, on the running event loop."""
+
+    def __init__(self) -> None:
+        self._ranks: dict[int, ScoreIndex] = {}
+        self._players: dict[int, int] = {}
+        self._fingerprints: dict[int, tuple[Any, ...]] = {}
+        self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.scored_total = 0
+
+    def wake(self) -> None:
+        """New answers are waiting. Safe from any thread (services run in worker threads)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.gather(self._score_loop(), self._leaderboard_loop())
+
+    # -- scoring -------------------------------------------------------------
+
+    async def _score_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                results = await database_sync_to_async(services.answers_score_pending)(
+                    limit=quiz_settings.worker_batch
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("scoring failed; retrying in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            if results:
+                await self._announce(results)
+                continue
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), quiz_settings.worker_poll)
+            except TimeoutError:
+                pass
+
+    async def score_once(self) -> list[ScoredAnswer]:
+        """Score one batch now (tests and the management command's --once)."""
+        results = await database_sync_to_async(services.answers_score_pending)(
+            limit=quiz_settings.worker_batch
+        )
+        return await self._announce(results)
+
+    async def _announce(self, results: list[dict[str, Any]]) -> list[ScoredAnswer]:
+        scored: list[ScoredAnswer] = []
+        fresh = await self._load_ranks({r["game_id"] for r in results if r["game_id"] not in self._ranks})
+        # A player with several answers in one batch: their total moved once.
+        seen_players: set[int] = set()
+        for result in results:
+            game_id = result["game_id"]
+            index = self._ranks[game_id]
+            player_id = result["player_id"]
+            if game_id not in fresh and player_id not in seen_players:
+                total_delta = sum(r["delta"] for r in results if r["player_id"] == player_id)
+                old = result["score"] - total_delta
+                if total_delta:
+                    if old > 0:
+                        index.remove(old)
+                    index.add(result["score"])
+            seen_players.add(player_id)
+        for result in results:
+            game_id = result["game_id"]
+            scored.append(
+                ScoredAnswer(
+                    **result,
+                    rank=self._ranks[game_id].rank(result["score"]),
+                    players=self._players.get(game_id, 0),
+                )
+            )
+        self.scored_total += len(scored)
+        for item in scored:
+            await signals.answer_scored.asend(sender=ScoredAnswer, result=item)
+        return scored
+
+    async def _load_ranks(self, game_ids: set[int]) -> set[int]:
+        """Build rank indexes from the database (which already holds this batch)."""
+
+        def load() -> dict[int, list[int]]:
+            loaded = {}
+            for game_id in game_ids:
+                loaded[game_id] = list(
+                    Player.objects.filter(game_id=game_id, score__gt=0).values_list("score", flat=True)
+                )
+                self._players[game_id] = selectors.player_count(game_id=game_id)
+            return loaded
+
+        if not game_ids:
+            return set()
+        for game_id, scores in (await database_sync_to_async(load)()).items():
+            index = ScoreIndex(max(scores, default=0) + 1)
+            for score in scores:
+                index.add(score)
+            self._ranks[game_id] = index
+        return game_ids
+
+    # -- leaderboards --------------------------------------------------------
+
+    async def _leaderboard_loop(self) -> None:
+        while True:
+            await asyncio.sleep(quiz_settings.leaderboard_interval)
+            try:
+                await self.broadcast_leaderboards()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("leaderboard broadcast failed")
+
+    async def broadcast_leaderboards(self) -> int:
+        """Publish the leaderboard of every active game whose standings changed."""
+        payloads = await database_sync_to_async(self._changed_leaderboards)()
+        for code, payload in payloads:
+            await realtime.apublish(channels.leaderboard_channel(code), [payload])
+        return len(payloads)
+
+    def _changed_leaderboards(self) -> list[tuple[str, dict[str, Any]]]:
+        recent = timezone.now() - FINISHED_GRACE
+        games = Game.objects.filter(state__in=[GameState.LOBBY, GameState.QUESTION, GameState.REVEAL]) | (
+            Game.objects.filter(state=GameState.FINISHED, updated_at__gte=recent)
+        )
+        changed: list[tuple[str, dict[str, Any]]] = []
+        for game in games:
+            final = game.state == GameState.FINISHED
+            payload = selectors.leaderboard_payload(game=game, final=final)
+            self._players[game.pk] = payload["players"]
+            fingerprint = (
+                game.state,
+                game.current_question_id,
+                payload["players"],
+                payload["answered"],
+                str(payload["top"]),
+            )
+            if self._fingerprints.get(game.pk) == fingerprint:
+                continue
+            self._fingerprints[game.pk] = fingerprint
+            changed.append((game.code, payload))
+        return changed
+
+
+_worker: ScoringWorker | None = None
+_task: asyncio.Task[None] | None = None
+
+
+def get_worker() -> ScoringWorker:
+    global _worker
+    if _worker is None:
+        _worker = ScoringWorker()
+    return _worker
+
+
+def ensure_started() -> None:
+    """Start the in-process worker on the running loop, once (the embedded default)."""
+    global _task, _worker
+    if quiz_settings.worker != "inprocess":
+        return
+    loop = asyncio.get_running_loop()
+    if _task is not None and not _task.done() and _task.get_loop() is loop:
+        return
+    _worker = ScoringWorker()
+    _task = loop.create_task(_worker.run())
+
+
+def wake() -> None:
+    if _worker is not None:
+        _worker.wake()
+
+
+def stop() -> None:
+    """Stop the in-process worker (tests, and process shutdown)."""
+    global _task
+    if _task is not None:
+        _task.cancel()
+        _task = None

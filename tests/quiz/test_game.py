@@ -1,0 +1,189 @@
+"""A whole game over the real protocol: joins, live questions, answers, scores, leaderboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import AsyncClient
+
+from quiz.models import Answer, Game, Player
+
+from .conftest import WsPlayer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def join(client: AsyncClient, code: str, nickname: str) -> dict[str, Any]:
+    response = await client.post(
+        f"/api/quiz/games/{code}/join", {"nickname": nickname}, content_type="application/json"
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+async def host_action(host_client: AsyncClient, code: str, action: str) -> dict[str, Any]:
+    response = await host_client.post(f"/api/quiz/games/{code}/{action}")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+async def test_a_whole_game_with_several_players(game: Game, host, ws_player) -> None:
+    client = AsyncClient()
+    host_client = AsyncClient()
+    await host_client.aforce_login(host)
+    code = game.code
+
+    joined = [await join(client, code, name) for name in ("ada", "bob", "cy")]
+    assert joined[0]["channels"] == {
+        "game": f"/quiz/{code}/game",
+        "leaderboard": f"/quiz/{code}/leaderboard",
+        "player": f"/quiz/{code}/players/{joined[0]['player_id']}",
+        "answers": f"/quiz/{code}/answers",
+    }
+    players: list[WsPlayer] = []
+    for info in joined:
+        player = await ws_player(info["token"])
+        for sub_id, channel in (("g", "game"), ("l", "leaderboard"), ("me", "player")):
+            assert await player.subscribe(sub_id, info["channels"][channel]) == {
+                "type": "subscribe_success",
+                "id": sub_id,
+            }
+        players.append(player)
+
+    # Start: everyone hears the first question, without its answer.
+    await host_action(host_client, code, "start")
+    questions = [await player.event_on("g", "question") for player in players]
+    question = questions[0]["question"]
+    assert all(q["question"] == question for q in questions)
+    assert question == {
+        "id": question["id"],
+        "index": 0,
+        "total": 2,
+        "text": "2 + 2?",
+        "choices": ["3", "4", "5"],
+        "time_limit": 30.0,
+        "points": 1000,
+    }
+
+    # ada answers over WebSocket, bob over HTTP (right), cy wrongly over HTTP.
+    ada, bob, cy = players
+    await ada.send(
+        {
+            "type": "publish",
+            "id": "a1",
+            "channel": joined[0]["channels"]["answers"],
+            "events": ['{"question_id": %d, "choice": 1}' % question["id"]],
+        }
+    )
+    ack = await ada.expect(lambda f: f.get("id") == "a1")
+    assert ack["type"] == "publish_success" and ack["failed"] == [] and len(ack["successful"]) == 1
+    for info, choice in ((joined[1], 1), (joined[2], 0)):
+        response = await client.post(
+            f"/api/quiz/games/{code}/answers",
+            {"question_id": question["id"], "choice": choice},
+            content_type="application/json",
+            headers={"authorization": f"Bearer {info['token']}"},
+        )
+        assert response.status_code == 202, response.content
+
+    # Each player hears their own score on their private channel.
+    ada_score = await ada.event_on("me", "score")
+    bob_score = await bob.event_on("me", "score")
+    cy_score = await cy.event_on("me", "score")
+    assert ada_score["correct"] and bob_score["correct"] and not cy_score["correct"]
+    assert 500 <= ada_score["delta"] <= 1000 and 500 <= bob_score["delta"] <= 1000
+    assert cy_score == {
+        "type": "score",
+        "question_id": question["id"],
+        "correct": False,
+        "delta": 0,
+        "score": 0,
+        "rank": 3,
+        "players": 3,
+    }
+    assert {ada_score["rank"], bob_score["rank"]} <= {1, 2}
+
+    # Reveal: the right answer and the counts.
+    await host_action(host_client, code, "reveal")
+    reveal = await cy.event_on("g", "reveal")
+    assert reveal == {
+        "type": "reveal",
+        "code": code,
+        "state": "reveal",
+        "question_id": question["id"],
+        "correct_choice": 1,
+        "counts": [1, 2, 0],
+    }
+
+    # Second question, then finish: the final leaderboard matches the database.
+    await host_action(host_client, code, "next")
+    second = (await bob.event_on("g", "question"))["question"]
+    assert second["index"] == 1 and "correct_choice" not in second
+    await host_action(host_client, code, "finish")
+    assert (await ada.event_on("g", "state"))["state"] == "finished"
+
+    def final(board: dict[str, Any]) -> bool:
+        return board["type"] == "leaderboard" and board["final"]
+
+    board = None
+    while board is None or not final(board):
+        board = await cy.event_on("l", "leaderboard")
+    expected = await sync_to_async(
+        lambda: [(p.nickname, p.score) for p in Player.objects.filter(game=game).order_by("-score", "pk")]
+    )()
+    assert [(row["nickname"], row["score"]) for row in board["top"]] == expected
+    assert board["players"] == 3
+    assert await Answer.objects.filter(scored_at=None).acount() == 0
+
+
+async def test_a_player_cannot_read_another_players_channel_or_publish_game_control(
+    game: Game, ws_player
+) -> None:
+    client = AsyncClient()
+    ada = await join(client, game.code, "ada")
+    bob = await join(client, game.code, "bob")
+    socket = await ws_player(ada["token"])
+    frame = await socket.subscribe("spy", bob["channels"]["player"])
+    assert frame == {
+        "type": "subscribe_error",
+        "id": "spy",
+        "errors": [
+            {
+                "errorType": "BadRequestException",
+                "message": "Players may subscribe only to their game, its leaderboard and their own channel.",
+            }
+        ],
+    }
+    frame = await socket.subscribe("wild", f"/quiz/{game.code}/*")
+    assert frame["type"] == "subscribe_error"
+    await socket.send(
+        {"type": "publish", "id": "p", "channel": ada["channels"]["game"], "events": ['{"type":"question"}']}
+    )
+    refused = await socket.expect(lambda f: f.get("id") == "p")
+    assert refused == {
+        "type": "publish_error",
+        "id": "p",
+        "errors": [
+            {"errorType": "UnauthorizedException", "message": "You are not authorized to make this call."}
+        ],
+    }
+
+
+async def test_a_player_of_one_game_cannot_subscribe_to_another_game(game: Game, host, ws_player) -> None:
+    from quiz import services
+
+    other = await sync_to_async(
+        lambda: services.game_open(game=services.game_create(host=host, question_set=game.question_set))
+    )()
+    ada = await join(AsyncClient(), game.code, "ada")
+    socket = await ws_player(ada["token"])
+    frame = await socket.subscribe("x", f"/quiz/{other.code}/game")
+    assert frame == {
+        "type": "subscribe_error",
+        "id": "x",
+        "errors": [
+            {"errorType": "UnauthorizedException", "message": "You are not authorized to make this call."}
+        ],
+    }
