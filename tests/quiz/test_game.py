@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -74,7 +75,7 @@ async def test_a_whole_game_with_several_players(game: Game, host, ws_player) ->
             "type": "publish",
             "id": "a1",
             "channel": joined[0]["channels"]["answers"],
-            "events": ['{"question_id": %d, "choice": 1}' % question["id"]],
+            "events": [json.dumps({"question_id": question["id"], "choice": 1})],
         }
     )
     ack = await ada.expect(lambda f: f.get("id") == "a1")
