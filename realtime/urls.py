@@ -3,6 +3,7 @@
 from django.urls import path
 
 from .api.views import EventView
+from .health import healthz, readyz
 from .views import console
 
 app_name = "realtime"
@@ -10,4 +11,6 @@ app_name = "realtime"
 urlpatterns = [
     path("event", EventView.as_view(), name="event"),
     path("realtime/console/", console, name="console"),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
 ]
