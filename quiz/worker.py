@@ -232,3 +232,16 @@ def stop() -> None:
     if _task is not None:
         _task.cancel()
         _task = None
+
+
+async def astop() -> None:
+    """Stop the in-process worker and wait until its last database call has returned."""
+    global _task
+    task, _task = _task, None
+    if task is None or task.get_loop() is not asyncio.get_running_loop():
+        return
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    # The worker's queries run in the thread-sensitive executor: a no-op queued
+    # behind them returns once the last one is done.
+    await database_sync_to_async(lambda: None)()

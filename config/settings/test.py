@@ -5,3 +5,7 @@ from .base import *  # noqa: F403
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["*"]
+
+# Tests that need the scoring worker start it themselves (tests/quiz/conftest.py),
+# so no other test shares the database with a polling worker.
+QUIZ = {"WORKER": "external"}

@@ -35,11 +35,12 @@ QUESTIONS = {
 
 
 @pytest.fixture(autouse=True)
-def _quiz_settings():
+async def _quiz_settings():
     cache.clear()
-    with override_settings(QUIZ={"LEADERBOARD_INTERVAL": 0.05, "WORKER_POLL": 0.02, "CACHE_TTL": 0}):
+    quiz = {"WORKER": "inprocess", "LEADERBOARD_INTERVAL": 0.05, "WORKER_POLL": 0.02, "CACHE_TTL": 0}
+    with override_settings(QUIZ=quiz):
         yield
-    worker.stop()
+        await worker.astop()
     cache.clear()
 
 
