@@ -1,4 +1,4 @@
-"""Namespaces and API keys in the Django admin."""
+"""Namespaces, API keys and IAM credentials in the Django admin."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from .handlers import HandlerKind, registered_names
-from .models import ApiKey, AuthMode, Namespace
-from .services import apikey_create
+from .models import ApiKey, AuthMode, IamCredential, Namespace
+from .services import apikey_create, iamcredential_create
 
 
 class NamespaceForm(forms.ModelForm):
@@ -133,3 +133,103 @@ class ApiKeyAdmin(admin.ModelAdmin):
             api_key.save(update_fields=["revoked_at"])
             count += 1
         self.message_user(request, f"Revoked {count} API key(s).")
+
+
+class NamespaceListField(forms.CharField):
+    """A list of namespace names typed as one line: ``default, chat`` or ``*``."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return ", ".join(value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        if isinstance(value, list):
+            return value
+        text = super().to_python(value)
+        return [name for name in text.replace(",", " ").split() if name]
+
+
+class IamCredentialForm(forms.ModelForm):
+    publish_namespaces = NamespaceListField(
+        required=False, help_text='appsync:EventPublish: namespace names separated by commas, or "*".'
+    )
+    subscribe_namespaces = NamespaceListField(
+        required=False, help_text='appsync:EventSubscribe: namespace names separated by commas, or "*".'
+    )
+
+    class Meta:
+        model = IamCredential
+        fields = [
+            "description",
+            "can_connect",
+            "publish_namespaces",
+            "subscribe_namespaces",
+            "account_id",
+            "username",
+            "user_arn",
+        ]
+
+
+@admin.register(IamCredential)
+class IamCredentialAdmin(admin.ModelAdmin):
+    """Access keys for the IAM (SigV4) mode. The secret is shown once, when the key is created."""
+
+    form = IamCredentialForm
+    list_display = [
+        "access_key_id",
+        "description",
+        "can_connect",
+        "publish_scope",
+        "subscribe_scope",
+        "created_at",
+        "revoked_at",
+    ]
+    list_filter = ["revoked_at", "can_connect"]
+    search_fields = ["access_key_id", "description", "username"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: IamCredential | None = None) -> list[str]:
+        return ["access_key_id", "created_at", "revoked_at"] if obj else []
+
+    @admin.display(description="publish")
+    def publish_scope(self, obj: IamCredential) -> str:
+        return ", ".join(obj.publish_namespaces) or "(none)"
+
+    @admin.display(description="subscribe")
+    def subscribe_scope(self, obj: IamCredential) -> str:
+        return ", ".join(obj.subscribe_namespaces) or "(none)"
+
+    def save_model(self, request: HttpRequest, obj: IamCredential, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = iamcredential_create(
+            description=obj.description,
+            can_connect=obj.can_connect,
+            publish_namespaces=obj.publish_namespaces,
+            subscribe_namespaces=obj.subscribe_namespaces,
+            account_id=obj.account_id,
+            username=obj.username,
+            user_arn=obj.user_arn,
+        )
+        obj.pk = created.pk
+        obj.access_key_id = created.access_key_id
+        obj.secret_access_key = created.secret_access_key
+        obj.created_at = created.created_at
+        self.message_user(
+            request,
+            f"New IAM credential: access key id {created.access_key_id}, secret access key "
+            f"{created.secret_access_key} (copy it now, the admin does not show it again).",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected IAM credentials")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[IamCredential]) -> None:
+        now = timezone.now()
+        count = 0
+        for credential in queryset.filter(revoked_at__isnull=True):
+            credential.revoked_at = now
+            credential.save(update_fields=["revoked_at"])
+            count += 1
+        self.message_user(request, f"Revoked {count} IAM credential(s).")

@@ -22,8 +22,9 @@ class AuthMode(models.TextChoices):
     IAM = "IAM", "IAM (SigV4)"
 
 
+# RegexValidator searches: without \A, "has space" or "a/b" would pass on their last word.
 namespace_name_validator = RegexValidator(
-    NAMESPACE_NAME.pattern.removesuffix(r"\Z") + r"\Z",
+    r"\A" + NAMESPACE_NAME.pattern.removesuffix(r"\Z") + r"\Z",
     "1-50 letters, digits and hyphens, starting and ending with a letter or digit.",
 )
 

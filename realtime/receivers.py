@@ -8,8 +8,8 @@ from django.core.signals import setting_changed
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from .models import ApiKey, Namespace
-from .selectors import api_key_cache, namespace_cache
+from .models import ApiKey, IamCredential, Namespace
+from .selectors import api_key_cache, iam_credential_cache, namespace_cache
 
 
 @receiver([post_save, post_delete], sender=Namespace, dispatch_uid="realtime.namespace_cache")
@@ -30,3 +30,29 @@ def _settings_changed(*, setting: str, **kwargs: Any) -> None:
         authorizer_cache.clear()
         namespace_cache.clear()
         api_key_cache.clear()
+
+
+@receiver([post_save, post_delete], sender=IamCredential, dispatch_uid="realtime.iam_credential_cache")
+def _iam_credential_changed(**kwargs: Any) -> None:
+    iam_credential_cache.clear()
+
+
+@receiver(setting_changed, dispatch_uid="realtime.iam_settings")
+def _iam_settings_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "REALTIME":
+        iam_credential_cache.clear()
+
+
+@receiver(setting_changed, dispatch_uid="realtime.token_authorizer_settings")
+def _token_authorizer_settings_changed(*, setting: str, **kwargs: Any) -> None:
+    # Only modules already in use have caches; importing them here would make
+    # PyJWT a requirement of every site.
+    if setting == "REALTIME":
+        import sys
+
+        oidc = sys.modules.get("realtime.authorizers.oidc")
+        if oidc is not None:
+            oidc.jwks_cache.clear()
+        custom = sys.modules.get("realtime.authorizers.custom")
+        if custom is not None:
+            custom.result_cache.clear()

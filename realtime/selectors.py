@@ -9,7 +9,7 @@ processes see the change within the TTL.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from .conf import realtime_settings
-from .models import ApiKey, Namespace
+from .models import ApiKey, IamCredential, Namespace
 from .services import hash_api_key
 
 V = TypeVar("V")
@@ -123,4 +123,56 @@ async def api_key_get(*, raw_key: str) -> ApiKeyInfo | None:
     if not hit:
         info = await database_sync_to_async(_api_key_load)(key_hash)
         api_key_cache.set(key_hash, info, realtime_settings.api_key_cache_ttl)
+    return info
+
+
+# -- IAM credentials (the IAM auth mode) ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IamCredentialInfo:
+    """An access key as the SigV4 verifier needs it; ``secret_access_key`` is never logged."""
+
+    id: int
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    revoked: bool
+    can_connect: bool
+    publish_namespaces: tuple[str, ...]
+    subscribe_namespaces: tuple[str, ...]
+    account_id: str
+    username: str
+    user_arn: str
+
+
+iam_credential_cache: TTLCache[IamCredentialInfo | None] = TTLCache()
+
+
+def _iam_credential_load(access_key_id: str) -> IamCredentialInfo | None:
+    row = IamCredential.objects.filter(access_key_id=access_key_id).first()
+    if row is None:
+        return None
+    return IamCredentialInfo(
+        id=row.pk,
+        access_key_id=row.access_key_id,
+        secret_access_key=row.secret_access_key,
+        revoked=not row.is_usable(),
+        can_connect=row.can_connect,
+        publish_namespaces=tuple(row.publish_namespaces or ()),
+        subscribe_namespaces=tuple(row.subscribe_namespaces or ()),
+        account_id=row.effective_account_id,
+        username=row.effective_username,
+        user_arn=row.effective_user_arn,
+    )
+
+
+async def iam_credential_get(*, access_key_id: str) -> IamCredentialInfo | None:
+    """The credential with this access key id (revoked or not), or ``None``.
+
+    Cached like API keys, for ``API_KEY_CACHE_TTL`` seconds; unknown ids too.
+    """
+    hit, info = iam_credential_cache.get(access_key_id)
+    if not hit:
+        info = await database_sync_to_async(_iam_credential_load)(access_key_id)
+        iam_credential_cache.set(access_key_id, info, realtime_settings.api_key_cache_ttl)
     return info

@@ -1,4 +1,4 @@
-"""Writes: API keys and namespaces. Keyword-only, typed, named ``<entity>_<action>``."""
+"""Writes: API keys, IAM credentials and namespaces. Keyword-only, typed, named ``<entity>_<action>``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from .models import ApiKey, Namespace
+from .models import ApiKey, IamCredential, Namespace
 
 API_KEY_PREFIX = "rt-"
 _VISIBLE_CHARS = 8
@@ -73,11 +73,73 @@ def namespace_delete(*, name: str) -> None:
     Namespace.objects.get(name=name).delete()
 
 
+# -- IAM credentials -------------------------------------------------------------
+
+IAM_ACCESS_KEY_PREFIX = "AKIA"
+_IAM_ACCESS_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_IAM_SECRET_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _random_string(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def iamcredential_create(
+    *,
+    description: str = "",
+    can_connect: bool = True,
+    publish_namespaces: list[str] | None = None,
+    subscribe_namespaces: list[str] | None = None,
+    account_id: str = "",
+    username: str = "",
+    user_arn: str = "",
+) -> IamCredential:
+    """Create an access key pair for the IAM mode, after full model validation.
+
+    The id is ``AKIA`` + 16 characters and the secret 40 characters, shaped
+    like AWS's own, so AWS SDKs and signers take them as they are. The secret
+    is stored (SigV4 verification needs it) and is ``secret_access_key`` of the
+    returned row.
+
+    Raises:
+        ValidationError: a bad namespace name or account id.
+    """
+    credential = IamCredential(
+        access_key_id=IAM_ACCESS_KEY_PREFIX + _random_string(_IAM_ACCESS_KEY_ALPHABET, 16),
+        secret_access_key=_random_string(_IAM_SECRET_ALPHABET, 40),
+        description=description,
+        can_connect=can_connect,
+        publish_namespaces=list(publish_namespaces or []),
+        subscribe_namespaces=list(subscribe_namespaces or []),
+        account_id=account_id,
+        username=username,
+        user_arn=user_arn,
+    )
+    credential.full_clean()
+    credential.save()
+    return credential
+
+
+@transaction.atomic
+def iamcredential_revoke(*, access_key_id: str) -> int:
+    """Revoke the live credential with this access key id; returns 1, or 0 if none."""
+    credentials = list(
+        IamCredential.objects.select_for_update().filter(access_key_id=access_key_id, revoked_at__isnull=True)
+    )
+    now = timezone.now()
+    for credential in credentials:
+        credential.revoked_at = now
+        credential.save(update_fields=["revoked_at"])
+    return len(credentials)
+
+
 __all__ = [
     "ValidationError",
     "apikey_create",
     "apikey_revoke",
     "hash_api_key",
+    "iamcredential_create",
+    "iamcredential_revoke",
     "namespace_create",
     "namespace_delete",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -15,7 +16,8 @@ def _modes(value: str) -> list[str]:
     modes = [mode.strip().upper() for mode in value.split(",") if mode.strip()]
     unknown = [mode for mode in modes if mode not in AuthMode.values]
     if unknown:
-        raise ValueError(f"unknown auth mode(s): {', '.join(unknown)}")
+        # argparse shows the text of an ArgumentTypeError; a ValueError's is lost.
+        raise argparse.ArgumentTypeError(f"unknown auth mode(s): {', '.join(unknown)}")
     return modes
 
 
