@@ -1,0 +1,101 @@
+"""System checks for ``REALTIME`` settings (``realtime.E0xx`` / ``W0xx``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.checks import registry
+from django.test import override_settings
+
+from realtime.checks import check_channel_layer, check_settings
+
+
+def ids(messages: list[Any]) -> list[str]:
+    return [message.id for message in messages]
+
+
+def settings_errors(**realtime: Any) -> list[str]:
+    with override_settings(REALTIME=realtime):
+        return ids(check_settings())
+
+
+def test_the_checks_are_registered():
+    checks = registry.registry.get_checks()
+
+    assert check_settings in checks
+    assert check_channel_layer in checks
+
+
+def test_the_default_settings_raise_none_of_the_value_errors():
+    assert {"realtime.E001", "realtime.E002", "realtime.E003", "realtime.E005", "realtime.E006"}.isdisjoint(
+        settings_errors()
+    )
+
+
+def test_an_unknown_realtime_key_is_e001():
+    with override_settings(REALTIME={"KEEPALIVE_INTERVALL": 30}):
+        messages = check_settings()
+
+    [error] = [message for message in messages if message.id == "realtime.E001"]
+    assert "KEEPALIVE_INTERVALL" in error.msg
+    assert "KEEPALIVE_INTERVAL" in error.hint
+
+
+def test_known_keys_are_not_e001():
+    assert "realtime.E001" not in settings_errors(KEEPALIVE_INTERVAL=30, MAX_EVENT_SIZE=1024)
+
+
+@pytest.mark.parametrize(
+    "setting", ["CONNECTION_AUTH_MODES", "DEFAULT_PUBLISH_AUTH_MODES", "DEFAULT_SUBSCRIBE_AUTH_MODES"]
+)
+def test_a_mode_without_an_authorizer_is_e003(setting):
+    with override_settings(REALTIME={setting: ["API_KEY", "LAMBDA"]}):
+        messages = check_settings()
+
+    [error] = [message for message in messages if message.id == "realtime.E003"]
+    assert setting in error.msg and "'LAMBDA'" in error.msg
+
+
+def test_a_mode_given_its_own_authorizer_is_not_e003():
+    errors = settings_errors(
+        CONNECTION_AUTH_MODES=["LAMBDA"],
+        AUTHORIZERS={"LAMBDA": "realtime.authorizers.api_key.ApiKeyAuthorizer"},
+    )
+
+    assert "realtime.E003" not in errors
+
+
+def test_an_empty_mode_list_is_e002():
+    assert "realtime.E002" in settings_errors(DEFAULT_PUBLISH_AUTH_MODES=[])
+
+
+def test_an_authorizer_that_cannot_be_imported_is_e004():
+    assert "realtime.E004" in settings_errors(AUTHORIZERS={"API_KEY": "realtime.nowhere.Authorizer"})
+
+
+@pytest.mark.parametrize("interval", [0, -1, 60.5, 61])
+def test_a_keepalive_interval_outside_0_to_60_seconds_is_e005(interval):
+    assert "realtime.E005" in settings_errors(KEEPALIVE_INTERVAL=interval)
+
+
+@pytest.mark.parametrize("interval", [0.05, 1, 60])
+def test_a_keepalive_interval_within_0_to_60_seconds_is_fine(interval):
+    assert "realtime.E005" not in settings_errors(KEEPALIVE_INTERVAL=interval)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["MAX_SUBSCRIPTIONS_PER_CONNECTION", "MAX_EVENTS_PER_PUBLISH", "MAX_EVENT_SIZE", "OUTBOUND_BUFFER_SIZE"],
+)
+def test_a_limit_below_one_is_e006(setting):
+    assert "realtime.E006" in settings_errors(**{setting: 0})
+
+
+def test_no_channel_layer_is_w001():
+    with override_settings(CHANNEL_LAYERS={}):
+        assert ids(check_channel_layer()) == ["realtime.W001"]
+
+
+def test_a_configured_channel_layer_is_fine():
+    assert check_channel_layer() == []
