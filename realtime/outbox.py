@@ -18,7 +18,16 @@ from typing import Any
 
 from .protocol import CloseCode
 
+try:  # daphne: autobahn raises this for a frame sent after the peer's close frame
+    from autobahn.exception import Disconnected as _ServerDisconnected
+except ImportError:  # pragma: no cover - served by another ASGI server
+    _ServerDisconnected = OSError  # type: ignore[assignment,misc]
+
 logger = logging.getLogger(__name__)
+
+# What send() raises when the peer has already gone: the ASGI spec asks servers
+# for an OSError subclass; daphne lets autobahn's Disconnected through.
+PEER_GONE: tuple[type[Exception], ...] = (OSError, _ServerDisconnected)
 
 SLOW_CONSUMER_REASON = "outbound buffer full: the client is not reading fast enough"
 
@@ -102,6 +111,13 @@ class Outbox:
                         code = int(frame.code)
                         await send({"type": "websocket.close", "code": code, "reason": frame.reason})
                         return
+            except PEER_GONE:
+                # The client closed while frames were queued (its close crossed our
+                # reply); websocket_disconnect follows. Routine: no traceback.
+                logger.debug("websocket peer gone; dropping the connection's outbox")
+                self.closed = True
+                frames.clear()
+                return
             except Exception:
                 # The server refused a frame (the peer is gone, or a bug): stop
                 # accepting frames rather than queue them for a dead socket.

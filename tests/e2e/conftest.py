@@ -1,0 +1,346 @@
+"""Real server processes for the end-to-end tests.
+
+Fixtures (all reusable by any test under ``tests/e2e``):
+
+- ``daphne_server``: a plain (``http://`` / ``ws://``) daphne.
+- ``daphne_tls_server``: the same application over TLS (``https://`` / ``wss://``), with a
+  self-signed certificate for ``127.0.0.1`` and ``localhost`` issued by a throwaway ``trustme``
+  CA (``server.ca_file``; point ``NODE_EXTRA_CA_CERTS`` at it, or use ``server.ssl_context()``).
+
+Each server is started once per session, lazily, on a free port, with ``config.settings.base``
+(``DEBUG=0``, ``ALLOWED_HOSTS=*``). Both share one fresh SQLite database in a temporary directory:
+``manage.py migrate`` and ``manage.py realtime_apikey create`` run once, while the first daphne
+boots, so ``server.api_key`` is the same key on both. The server's stdout and stderr go to
+``server.log_path``. The function-scoped fixtures check before and after every test that the
+process is still alive and that the test added no ``Traceback`` to the server log; either failure
+shows the log.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import trustme
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ASGI_APPLICATION = "config.asgi:application"
+STARTUP_TIMEOUT = 30.0
+SHUTDOWN_TIMEOUT = 10.0
+MANAGE_TIMEOUT = 60.0
+# Binding a probed free port can race with another process: try a few ports.
+START_ATTEMPTS = 3
+
+
+def _python() -> str:
+    venv_python = REPO_ROOT / ".venv" / "bin" / "python"
+    return str(venv_python) if venv_python.exists() else sys.executable
+
+
+def _server_env(database_path: Path) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        # Never inherit the test settings or a Redis layer from the developer's shell.
+        if key not in {"DJANGO_SETTINGS_MODULE", "REDIS_URL", "DATABASE_URL"}
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.base",
+            "DATABASE_URL": f"sqlite:///{database_path}",
+            "DEBUG": "0",
+            "ALLOWED_HOSTS": "*",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
+    return env
+
+
+def _manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [_python(), "manage.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=MANAGE_TIMEOUT,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"manage.py {' '.join(args)} exited with {result.returncode}\n"
+            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}",
+            pytrace=False,
+        )
+    return result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class DaphneServer:
+    """One running daphne process and how to reach it."""
+
+    scheme: str  # "http" or "https"
+    port: int
+    api_key: str
+    log_path: Path
+    ca_file: Path | None
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    host: str = "127.0.0.1"
+
+    @property
+    def authority(self) -> str:
+        """``host:port``: what clients send as ``Host`` and in the ``host`` auth field."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """The base URL, without a trailing slash."""
+        return f"{self.scheme}://{self.authority}"
+
+    @property
+    def event_url(self) -> str:
+        """``POST`` here to publish; also Amplify's ``API.Events.endpoint``."""
+        return f"{self.http_url}/event"
+
+    @property
+    def ws_url(self) -> str:
+        ws_scheme = "wss" if self.scheme == "https" else "ws"
+        return f"{ws_scheme}://{self.authority}/event/realtime"
+
+    @property
+    def is_tls(self) -> bool:
+        return self.scheme == "https"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client context that trusts this server's CA; ``None`` for the plain server."""
+        if self.ca_file is None:
+            return None
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    # -- the log ---------------------------------------------------------------
+
+    def log_size(self) -> int:
+        """An offset into the log, to read only what a test added (:meth:`log_text`)."""
+        return self.log_path.stat().st_size
+
+    def log_text(self, since: int = 0) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(since)
+            return log.read().decode("utf-8", errors="replace")
+
+    def assert_no_traceback(self, since: int = 0) -> None:
+        text = self.log_text(since)
+        if "Traceback" in text:
+            pytest.fail(f"the server logged a Traceback:\n{text}", pytrace=False)
+
+    # -- the process -----------------------------------------------------------
+
+    def assert_alive(self) -> None:
+        code = self.process.poll()
+        if code is not None:
+            pytest.fail(
+                f"daphne ({self.http_url}) exited with code {code}; its log:\n{self.log_text()}",
+                pytrace=False,
+            )
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=SHUTDOWN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=SHUTDOWN_TIMEOUT)
+        return self.process.returncode
+
+
+def _wait_until_listening(server: DaphneServer) -> None:
+    """Poll the port until daphne accepts, bounded; fail with the log if it exits."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        server.assert_alive()
+        try:
+            with socket.create_connection((server.host, server.port), timeout=0.5):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            log = server.log_text()
+            server.stop()
+            pytest.fail(
+                f"daphne did not listen on {server.authority} within {STARTUP_TIMEOUT}s; its log:\n{log}",
+                pytrace=False,
+            )
+        time.sleep(0.05)
+
+
+def _start_daphne(
+    *,
+    workdir: Path,
+    name: str,
+    env: dict[str, str],
+    tls: tuple[Path, Path, Path] | None,
+    api_key: Callable[[], str],
+) -> DaphneServer:
+    """Start daphne; ``tls`` is ``(private key, certificate chain, CA)``.
+
+    ``api_key()`` prepares the database and returns the key: it runs while daphne boots
+    (the server touches the database only when a request arrives).
+    """
+    last_log = ""
+    for attempt in range(START_ATTEMPTS):
+        port = _free_port()
+        if tls is None:
+            endpoint = f"tcp:{port}:interface=127.0.0.1"
+        else:
+            key_file, cert_file, _ = tls
+            endpoint = f"ssl:{port}:interface=127.0.0.1:privateKey={key_file}:certKey={cert_file}"
+        log_path = workdir / f"{name}-{attempt}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [_python(), "-m", "daphne", "-e", endpoint, ASGI_APPLICATION],
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            key = api_key()
+        except BaseException:
+            process.kill()
+            process.wait(timeout=SHUTDOWN_TIMEOUT)
+            raise
+        server = DaphneServer(
+            scheme="http" if tls is None else "https",
+            port=port,
+            api_key=key,
+            log_path=log_path,
+            ca_file=None if tls is None else tls[2],
+            process=process,
+        )
+        try:
+            _wait_until_listening(server)
+        except pytest.fail.Exception:
+            last_log = server.log_text()
+            server.stop()
+            if "Address already in use" in last_log and attempt + 1 < START_ATTEMPTS:
+                continue
+            raise
+        return server
+    pytest.fail(f"daphne could not bind a port; last log:\n{last_log}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def e2e_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="session")
+def e2e_env(e2e_workdir: Path) -> dict[str, str]:
+    """The servers' environment: production settings on a fresh SQLite file in a temp dir."""
+    return _server_env(e2e_workdir / "db.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def e2e_api_key(e2e_env: dict[str, str]) -> str:
+    """Migrates the fresh database (once, for both servers) and creates one API key."""
+    _manage(e2e_env, "migrate", "--no-input", "-v", "0")
+    output = _manage(e2e_env, "realtime_apikey", "create", "--description", "e2e")
+    lines = output.strip().splitlines()
+    assert lines, "realtime_apikey create printed nothing"
+    api_key = lines[-1].strip()
+    assert api_key and " " not in api_key, f"unexpected key line {api_key!r}"
+    return api_key
+
+
+@pytest.fixture(scope="session")
+def tls_files(e2e_workdir: Path) -> tuple[Path, Path, Path]:
+    """``(private key, certificate chain, CA certificate)`` for 127.0.0.1 and localhost."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    key_file = e2e_workdir / "server-key.pem"
+    cert_file = e2e_workdir / "server-cert.pem"
+    ca_file = e2e_workdir / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key_file))
+    cert_file.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(ca_file))
+    return key_file, cert_file, ca_file
+
+
+def _server_fixture(
+    request: pytest.FixtureRequest, name: str, tls: tuple[Path, Path, Path] | None
+) -> Iterator[DaphneServer]:
+    server = _start_daphne(
+        workdir=request.getfixturevalue("e2e_workdir"),
+        name=name,
+        env=request.getfixturevalue("e2e_env"),
+        tls=tls,
+        api_key=lambda: request.getfixturevalue("e2e_api_key"),
+    )
+    try:
+        yield server
+    finally:
+        died = server.process.poll()
+        server.stop()
+    if died is not None:
+        pytest.fail(f"daphne exited early with code {died}; its log:\n{server.log_text()}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def daphne_server_session(request: pytest.FixtureRequest) -> Iterator[DaphneServer]:
+    yield from _server_fixture(request, "plain", None)
+
+
+@pytest.fixture(scope="session")
+def daphne_tls_server_session(
+    request: pytest.FixtureRequest, tls_files: tuple[Path, Path, Path]
+) -> Iterator[DaphneServer]:
+    yield from _server_fixture(request, "tls", tls_files)
+
+
+def _checked(server: DaphneServer) -> Iterator[DaphneServer]:
+    server.assert_alive()
+    start = server.log_size()
+    yield server
+    server.assert_alive()
+    server.assert_no_traceback(since=start)
+
+
+@pytest.fixture
+def daphne_server(daphne_server_session: DaphneServer) -> Iterator[DaphneServer]:
+    """The plain server; fails the test if daphne died or logged a Traceback meanwhile."""
+    yield from _checked(daphne_server_session)
+
+
+@pytest.fixture
+def daphne_tls_server(daphne_tls_server_session: DaphneServer) -> Iterator[DaphneServer]:
+    """The TLS server; fails the test if daphne died or logged a Traceback meanwhile."""
+    yield from _checked(daphne_tls_server_session)
+
+
+@pytest.fixture(scope="session")
+def node_executable() -> str:
+    """Path to ``node``; skips the test when Node.js is not installed."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    return node
