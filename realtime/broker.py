@@ -23,6 +23,7 @@ from .auth import SERVER_IDENTITY, AuthRequest, Identity, Operation, RequestInfo
 from .conf import realtime_settings
 from .exceptions import BadRequest, NamespaceNotFound, NoEvents, TooManyEvents, Transport
 from .handlers import HandlerContext, HandlerKind, IncomingEvent
+from .handshake import handler_headers
 from .hub import hub
 from .paths import ChannelPath, parse_channel
 from .selectors import NamespaceConfig, namespace_get
@@ -156,7 +157,7 @@ def _context(
         channel=handlers.ChannelInfo(path.path, path.all_segments),
         namespace=namespace.name,
         identity=identity.as_context(),
-        request_headers=request.headers,
+        request_headers=handler_headers(request.headers),
         events=events,
         server=identity is SERVER_IDENTITY,
     )

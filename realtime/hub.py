@@ -8,9 +8,10 @@ frame per subscription to that connection's :class:`~realtime.outbox.Outbox`.
 Across processes the hub uses the Channels layer per *process*, not per
 connection: the process joins the layer group of a key when its first local
 subscriber to that key arrives, and a publish sends one layer message per
-matching key. Every process that holds subscribers of the key receives it once
-and delivers locally. With the in-memory layer (or none) there is only one
-process, so a publish is delivered directly, without the layer.
+matching key. Every other process that holds subscribers of the key receives it
+once and delivers locally; the publishing process delivers to its own
+subscribers directly and ignores its own layer message. With the in-memory
+layer (or none) there is only one process and no layer traffic at all.
 
 Groups are left lazily (a sweep discards groups no local subscriber uses), so
 a subscribe/unsubscribe loop does not churn the layer, and re-joined
@@ -46,6 +47,8 @@ class EventMessage(TypedDict):
     type: Literal["realtime.event"]
     key: str
     events: list[str]
+    # The publishing process's hub channel: it delivered locally already.
+    origin: str
 
 
 def group_name_for(key: str) -> str:
@@ -219,17 +222,25 @@ class Hub:
             return
         await self._ready()
         keys = channel.matching_keys()
-        if self._layer is None:
-            for key in keys:
-                self.deliver(key, events)
-            return
-        try:
-            for key in keys:
-                message: EventMessage = {"type": "realtime.event", "key": key, "events": events}
-                await self._layer.group_send(group_name_for(key), dict(message))
-        except Exception as exc:
-            logger.warning("realtime publish could not reach the channel layer: %s", exc)
-            raise ServiceUnavailable() from exc
+        if self._layer is not None:
+            # Other processes first: if the layer is down the publish fails as a
+            # whole instead of reaching only this process's subscribers.
+            try:
+                for key in keys:
+                    message: EventMessage = {
+                        "type": "realtime.event",
+                        "key": key,
+                        "events": events,
+                        "origin": self._channel or "",
+                    }
+                    await self._layer.group_send(group_name_for(key), dict(message))
+            except Exception as exc:
+                logger.warning("realtime publish could not reach the channel layer: %s", exc)
+                raise ServiceUnavailable() from exc
+        # This process's own subscribers are served directly, never through the
+        # layer: the same order and latency with one process or many.
+        for key in keys:
+            self.deliver(key, events)
 
     def deliver(self, key: str, events: list[str]) -> int:
         """Append one frame per event to each local subscription of ``key``."""
@@ -257,7 +268,7 @@ class Hub:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
-            if message.get("type") == "realtime.event":
+            if message.get("type") == "realtime.event" and message.get("origin") != self._channel:
                 self.deliver(message["key"], message["events"])
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 
 from realtime.selectors import api_key_cache, namespace_cache
 
@@ -14,3 +16,14 @@ def _fresh_caches():
     yield
     namespace_cache.clear()
     api_key_cache.clear()
+
+
+@pytest.fixture(autouse=True)
+async def _close_executor_connections():
+    """Close what the async ORM opened in asgiref's executor thread during a test.
+
+    Without this, PostgreSQL refuses to drop the test database at the end
+    ("being accessed by other users").
+    """
+    yield
+    await sync_to_async(connections.close_all)()
