@@ -19,6 +19,7 @@ from typing import Any
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 from channels.utils import await_many_dispatch
+from django.db import DatabaseError
 
 from . import protocol, signals
 from .auth import AuthRequest, Identity, Operation, RequestInfo, authorize
@@ -186,9 +187,13 @@ class RealtimeConsumer(AsyncConsumer):
                 await self._publish(frame)
         except RealtimeError as error:
             self._reply_error(error)
+        except DatabaseError as exc:
+            # A passing outage: the client may retry; the connection stays up.
+            logger.warning("websocket operation failed, database unavailable: %s", exc)
+            self._reply_error(protocol.bind_operation(ServiceUnavailable(), *_operation_of(text)))
         except Exception:
             logger.exception("unexpected error while handling a websocket frame")
-            self._reply_error(RealtimeError())
+            self._reply_error(protocol.bind_operation(RealtimeError(), *_operation_of(text)))
 
     def _credentials(self, authorization: Any) -> Any:
         # An operation may carry its own authorization (PROTOCOL §3.4); without
@@ -259,3 +264,18 @@ class RealtimeConsumer(AsyncConsumer):
         if kind is not ServerType.ERROR and op_id is None:
             kind = ServerType.ERROR
         self.outbox.offer(protocol.error_frame(kind, op_id, [error.to_error(Transport.WEBSOCKET)]))
+
+
+def _operation_of(text: str | None) -> tuple[ClientType | None, str | None]:
+    """The operation and id of a frame that parsed, for an error raised after parsing."""
+    try:
+        frame = protocol.parse(text)
+    except RealtimeError:
+        return None, None
+    if isinstance(frame, protocol.Subscribe):
+        return ClientType.SUBSCRIBE, frame.id
+    if isinstance(frame, protocol.Unsubscribe):
+        return ClientType.UNSUBSCRIBE, frame.id
+    if isinstance(frame, protocol.Publish):
+        return ClientType.PUBLISH, frame.id
+    return None, None

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from adrf.views import APIView
+from django.db import DatabaseError
 from django.http import HttpRequest
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.parsers import JSONParser
@@ -21,7 +22,14 @@ from rest_framework.response import Response
 
 from ..auth import RequestInfo
 from ..broker import publish
-from ..exceptions import BadRequest, LimitExceeded, MalformedMessage, RealtimeError, Transport
+from ..exceptions import (
+    BadRequest,
+    LimitExceeded,
+    MalformedMessage,
+    RealtimeError,
+    ServiceUnavailable,
+    Transport,
+)
 from ..handshake import HIDDEN_HEADERS
 from ..protocol import parse_authorization
 
@@ -53,12 +61,19 @@ def _drf_to_realtime(exc: drf_exceptions.APIException) -> RealtimeError:
 def error_response(error: RealtimeError) -> Response:
     """The one place an HTTP publish error becomes a response."""
     body = {"errors": [error.to_error(Transport.HTTP)]}
-    return Response(body, status=error.http_status, headers={"x-amzn-ErrorType": error.error_type})
+    headers = {"x-amzn-ErrorType": error.error_type}
+    if error.http_status in (429, 503):
+        headers["Retry-After"] = "1"
+    return Response(body, status=error.http_status, headers=headers)
 
 
 def event_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RealtimeError):
         return error_response(exc)
+    if isinstance(exc, DatabaseError):
+        # Namespaces and keys could not be read: a passing outage, not a bug.
+        logger.warning("POST /event: database unavailable: %s", exc)
+        return error_response(ServiceUnavailable())
     if isinstance(exc, drf_exceptions.APIException):
         return error_response(_drf_to_realtime(exc))
     logger.exception("unexpected error in POST /event")

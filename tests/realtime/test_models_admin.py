@@ -15,7 +15,7 @@ from django.utils import timezone
 from realtime.models import ApiKey, Namespace
 from realtime.services import apikey_create, hash_api_key
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 KEY_PATTERN = re.compile(r"rt-[A-Za-z0-9_-]{32}")
 APIKEY_ADD = "/admin/realtime/apikey/add/"
