@@ -1,5 +1,6 @@
 from django.urls import path
 
+from . import views
 from .api import views as api
 
 app_name = "quiz"
@@ -12,4 +13,10 @@ urlpatterns = [
     path("api/quiz/games/<str:code>/answers", api.AnswerView.as_view(), name="answers"),
     path("api/quiz/games/<str:code>/leaderboard", api.LeaderboardView.as_view(), name="leaderboard"),
     path("api/quiz/games/<str:code>/<str:action>", api.GameControlView.as_view(), name="control"),
+    # Pages (quiz/views.py).
+    path("quiz/", views.landing, name="landing"),
+    path("quiz/<str:code>/", views.play, name="play"),
+    path("quiz/<str:code>/host/", views.host, name="host"),
+    path("quiz/<str:code>/host/game.json", views.host_game, name="host-game"),
+    path("quiz/<str:code>/screen/", views.screen, name="screen"),
 ]

@@ -1,0 +1,109 @@
+/*
+ * screen.js: the big screen (/quiz/<code>/screen/, staff): the join code, the current
+ * question with its countdown, the answer counts as bars at the reveal, and the live
+ * leaderboard. It never shows the right answer before the reveal.
+ */
+(function () {
+  "use strict";
+
+  const Q = window.Quiz;
+  const { $, el } = Q;
+  const cfg = Q.config();
+
+  $("lobby-url").textContent = cfg.landing_url;
+  $("footer-url").textContent = cfg.join_url;
+
+  const show = new Q.StaffShow(cfg, { onChange: render, badge: $("conn") });
+  const clock = new Q.Countdown({ text: $("q-clock"), bar: $("q-bar") });
+  let shownDeadline = null;
+  let shownTop = null; // held while a question is open: scores would give the answer away
+
+  function view(name) {
+    for (const id of ["lobby", "question", "finished"]) $("view-" + id).hidden = id !== name;
+  }
+
+  function render(s) {
+    $("board-players").textContent = Q.number(s.players);
+    if (s.state !== "question" || shownTop === null) shownTop = s.top;
+    Q.renderTop($("board-top"), shownTop, null);
+
+    if (s.state === "finished") {
+      clock.stop();
+      view("finished");
+      return renderPodium(s.top);
+    }
+    if (!s.question || s.state === "lobby" || s.state === "draft") {
+      clock.stop();
+      view("lobby");
+      $("lobby-players").textContent = Q.number(s.players);
+      const names = s.top.map((row) => el("span", {}, row.nickname));
+      if (s.players > s.top.length) names.push(el("span", {}, `+${Q.number(s.players - s.top.length)} more`));
+      $("lobby-names").replaceChildren(...names);
+      return;
+    }
+    view("question");
+    renderQuestion(s);
+  }
+
+  function renderQuestion(s) {
+    const q = s.question;
+    const revealed = s.state === "reveal";
+    $("q-number").textContent = `Question ${q.index + 1} of ${s.total || q.total}`;
+    $("q-text").textContent = q.text;
+    $("answered").textContent =
+      s.answered !== null ? `${Q.number(s.answered)} of ${Q.number(s.players)} answered` : "";
+
+    if (s.state === "question" && s.deadline !== null) {
+      if (shownDeadline !== s.deadline) {
+        shownDeadline = s.deadline;
+        clock.start(s.remainingMs(), q.time_limit * 1000);
+      }
+    } else {
+      clock.stop();
+      shownDeadline = null;
+      $("q-clock").textContent = "";
+      $("q-bar").style.width = "0%";
+    }
+
+    const counts = revealed ? s.counts || [] : [];
+    const total = counts.reduce((a, b) => a + b, 0);
+    const tiles = $("tiles");
+    tiles.classList.toggle("revealed", revealed);
+    tiles.replaceChildren(
+      ...q.choices.map((text, index) => {
+        const count = counts[index];
+        const tile = el(
+          "div",
+          { className: `tile bg${index}` + (revealed && index === q.correct_choice ? " correct" : "") },
+          el("span", { className: "letter" }, Q.LETTERS[index]),
+          el("span", { className: "text" }, text),
+          el("span", { className: "count" }, count === undefined ? "" : Q.number(count))
+        );
+        tile.style.setProperty("--share", total && count ? ((100 * count) / total).toFixed(1) + "%" : "0%");
+        return tile;
+      })
+    );
+  }
+
+  function renderPodium(top) {
+    const places = [top[1], top[0], top[2]]; // 2nd, 1st, 3rd: the winner in the middle
+    $("podium").replaceChildren(
+      ...places
+        .map((row, i) => {
+          if (!row) return null;
+          const place = [2, 1, 3][i];
+          return el(
+            "div",
+            { className: `p${place}` },
+            el("div", { className: "place" }, Q.ordinal(row.rank)),
+            el("div", { className: "who" }, row.nickname),
+            el("div", { className: "pts" }, `${Q.number(row.score)} points`)
+          );
+        })
+        .filter(Boolean)
+    );
+  }
+
+  render(show);
+  show.start();
+})();

@@ -1,0 +1,162 @@
+"""The game show's pages (DESIGN §8): the player page, the host console and the big screen.
+
+The pages are plain templates; their scripts talk to the quiz API and to the
+realtime protocol with the shipped client (``realtime/realtime.js``). Players
+authorize with their token (CUSTOM mode); the host console and the big screen
+use the staff session (USER mode). ``host_game`` is the one staff-only JSON
+read the public API lacks: the questions with their right answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_safe
+
+from . import channels, services
+from .models import Game, GameState
+
+
+def _game_or_404(code: str) -> Game:
+    game = Game.objects.filter(code=code).first()
+    if game is None:
+        raise Http404("No game has this code.")
+    return game
+
+
+def _canonical(code: str) -> str | None:
+    """The stored spelling of a join code typed in any case, or ``None``."""
+    cleaned = code.strip().upper()
+    return cleaned if cleaned and Game.objects.filter(code=cleaned).exists() else None
+
+
+def _config(request: HttpRequest, game: Game) -> dict[str, Any]:
+    """What every page's script needs: the game and the URLs it talks to."""
+    code = game.code
+    return {
+        "code": code,
+        "title": game.title,
+        "state": game.state,
+        # The server's clock when the page was made: countdowns need no synchronized client clock.
+        "server_time": timezone.now().isoformat(),
+        "event_endpoint": request.build_absolute_uri(reverse("realtime:event")),
+        "join_url": request.build_absolute_uri(reverse("quiz:play", args=[code])),
+        "landing_url": request.build_absolute_uri(reverse("quiz:landing")),
+        "channels": {
+            "game": channels.game_channel(code),
+            "leaderboard": channels.leaderboard_channel(code),
+        },
+        "api": {
+            "state": reverse("quiz:game-state", args=[code]),
+            "join": reverse("quiz:join", args=[code]),
+            "answers": reverse("quiz:answers", args=[code]),
+            "leaderboard": reverse("quiz:leaderboard", args=[code]),
+            "control": {
+                action: reverse("quiz:control", args=[code, action])
+                for action in ("open", "start", "reveal", "next", "finish")
+            },
+            "host_game": reverse("quiz:host-game", args=[code]),
+        },
+    }
+
+
+@require_safe
+def landing(request: HttpRequest) -> HttpResponse:
+    """``/quiz/``: type a join code, land on the game's player page."""
+    typed = request.GET.get("code", "")
+    error = ""
+    if typed:
+        code = _canonical(typed)
+        if code is not None:
+            return redirect("quiz:play", code=code)
+        error = "No game has this code. Check it and try again."
+    return render(
+        request, "quiz/landing.html", {"typed": typed, "error": error}, status=404 if error else 200
+    )
+
+
+@require_safe
+def play(request: HttpRequest, code: str) -> HttpResponse:
+    """``/quiz/<code>/``: join, answer, and follow score, rank and leaderboard live."""
+    game = Game.objects.filter(code=code).first()
+    if game is None:
+        canonical = _canonical(code)
+        if canonical is not None and canonical != code:
+            return redirect("quiz:play", code=canonical)
+        raise Http404("No game has this code.")
+    return render(request, "quiz/play.html", {"game": game, "config": _config(request, game)})
+
+
+@require_safe
+@staff_member_required
+@ensure_csrf_cookie
+def host(request: HttpRequest, code: str) -> HttpResponse:
+    """``/quiz/<code>/host/``: the host's console (staff)."""
+    game = _game_or_404(code)
+    return render(request, "quiz/host.html", {"game": game, "config": _config(request, game)})
+
+
+@require_safe
+@staff_member_required
+def screen(request: HttpRequest, code: str) -> HttpResponse:
+    """``/quiz/<code>/screen/``: the big-screen leaderboard (staff)."""
+    game = _game_or_404(code)
+    return render(request, "quiz/screen.html", {"game": game, "config": _config(request, game)})
+
+
+def _forbidden() -> JsonResponse:
+    return JsonResponse({"error": {"code": "forbidden", "message": "Staff only."}}, status=403)
+
+
+@require_safe
+@never_cache
+def host_game(request: HttpRequest, code: str) -> JsonResponse:
+    """``/quiz/<code>/host/game.json`` (staff): the game with every question and its right answer.
+
+    Also the current question's answer counts and the server's clock, so the
+    console and the big screen can catch up after a reload.
+    """
+    user = request.user
+    if not (user.is_authenticated and user.is_active and user.is_staff):
+        return _forbidden()
+    game = Game.objects.select_related("current_question").filter(code=code).first()
+    if game is None:
+        return JsonResponse(
+            {"error": {"code": "game_not_found", "message": "No game has this code."}}, status=404
+        )
+    questions = list(game.question_set.questions.order_by("order", "pk"))
+    current = game.current_question
+    return JsonResponse(
+        {
+            "code": game.code,
+            "title": game.title,
+            "state": game.state,
+            "question_index": game.question_index,
+            "question_id": current.pk if current is not None else None,
+            "opened_at": game.question_opened_at.isoformat() if game.question_opened_at else None,
+            "closes_at": game.question_closes_at.isoformat() if game.question_closes_at else None,
+            "server_time": timezone.now().isoformat(),
+            "counts": services.answer_counts(question=current)
+            if current is not None and game.state != GameState.LOBBY
+            else None,
+            "questions": [
+                {
+                    "id": question.pk,
+                    "index": index,
+                    "text": question.text,
+                    "choices": list(question.choices),
+                    "correct_choice": question.correct_choice,
+                    "time_limit": question.time_limit,
+                    "points": question.points,
+                }
+                for index, question in enumerate(questions)
+            ],
+        }
+    )
