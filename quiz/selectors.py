@@ -66,7 +66,11 @@ def _cached(key: str, compute: Any) -> Any:
 
 
 def game_state_cached(*, code: str) -> dict[str, Any] | None:
-    """Game state and current question (without the answer), cached for CACHE_TTL."""
+    """Game state and current question, cached for CACHE_TTL.
+
+    While a question is open it comes without its answer; during the reveal the
+    answer and the answer counts come too, so a client that reloads catches up.
+    """
 
     def compute() -> dict[str, Any] | None:
         game = game_get(code=code)
@@ -74,12 +78,15 @@ def game_state_cached(*, code: str) -> dict[str, Any] | None:
             return {}
         state = payloads.game_state(game)
         question = game.current_question
-        if question is not None and game.state == "question":
-            questions = list(game.question_set.questions.order_by("order", "pk").values_list("pk", flat=True))
-            state["question"] = payloads.question_opened(game, question, game.question_index, len(questions))[
-                "question"
-            ]
+        if question is not None and game.state in ("question", "reveal"):
+            total = game.question_set.questions.count()
+            state["question"] = payloads.question_public(question, game.question_index, total)
             state["closes_at"] = game.question_closes_at.isoformat() if game.question_closes_at else None
+            if game.state == "reveal":
+                from .services import answer_counts
+
+                state["correct_choice"] = question.correct_choice
+                state["counts"] = answer_counts(question=question)
         return state
 
     value = _cached(f"quiz:state:{code}", compute)
@@ -93,3 +100,29 @@ def leaderboard_cached(*, code: str) -> dict[str, Any] | None:
 
     value = _cached(f"quiz:leaderboard:{code}", compute)
     return value or None
+
+
+def player_standing(*, player: Player) -> dict[str, Any]:
+    """A player's own score, rank and answered questions (their page after a reload)."""
+    answered = list(
+        Answer.objects.filter(player=player)
+        .order_by("question_id")
+        .values("question_id", "choice", "scored_at", "correct", "points")
+    )
+    return {
+        "player_id": player.pk,
+        "nickname": player.nickname,
+        "score": player.score,
+        "rank": player_rank(game_id=player.game_id, score=player.score),
+        "players": player_count(game_id=player.game_id),
+        "answers": [
+            {
+                "question_id": row["question_id"],
+                "choice": row["choice"],
+                "scored": row["scored_at"] is not None,
+                "correct": row["correct"],
+                "points": row["points"],
+            }
+            for row in answered
+        ],
+    }

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/quiz/games/<str:code>/join", api.JoinView.as_view(), name="join"),
     path("api/quiz/games/<str:code>/answers", api.AnswerView.as_view(), name="answers"),
     path("api/quiz/games/<str:code>/leaderboard", api.LeaderboardView.as_view(), name="leaderboard"),
+    path("api/quiz/games/<str:code>/me", api.MeView.as_view(), name="me"),
     path("api/quiz/games/<str:code>/<str:action>", api.GameControlView.as_view(), name="control"),
     # Pages (quiz/views.py).
     path("quiz/", views.landing, name="landing"),

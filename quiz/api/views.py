@@ -14,6 +14,7 @@ from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
@@ -143,10 +144,34 @@ def _cached_response(payload: dict[str, Any] | None) -> Response:
 
 
 class GameStateView(QuizView):
-    """``GET /api/quiz/games/<code>``: state and current question (no answer), cached."""
+    """``GET /api/quiz/games/<code>``: state and current question (no answer), cached.
+
+    ``server_time`` is computed per request, so clients can time countdowns
+    against ``closes_at`` without trusting their own clocks.
+    """
 
     async def get(self, request: Request, code: str) -> Response:
-        return _cached_response(await sync_to_async(selectors.game_state_cached)(code=code))
+        state = await sync_to_async(selectors.game_state_cached)(code=code)
+        if state is not None:
+            state = {**state, "server_time": timezone.now().isoformat()}
+        return _cached_response(state)
+
+
+class MeView(QuizView):
+    """``GET /api/quiz/games/<code>/me`` with the player's token: own score, rank and answers."""
+
+    async def get(self, request: Request, code: str) -> Response:
+        token = _token(request)
+
+        def standing() -> dict[str, Any]:
+            player = services.player_for_token(token=token)
+            if player is None or player.game.code != code:
+                raise InvalidPlayerToken()
+            return selectors.player_standing(player=player)
+
+        response = Response(await sync_to_async(standing)())
+        response["Cache-Control"] = "private, no-store"
+        return response
 
 
 class LeaderboardView(QuizView):

@@ -1,0 +1,228 @@
+"""Simulated players on the realtime WebSocket protocol (PROTOCOL §3).
+
+A player joins over HTTP, connects to ``/event/realtime`` with its token in the
+``header-`` subprotocol, subscribes to its game (``g``), the leaderboard (``l``)
+and its own channel (``me``), answers each question after a random delay (over
+WebSocket ``publish`` or ``POST .../answers``) and records when each frame
+arrives. It never decides anything about the game: the :class:`Listener`
+(the simulation) is told of every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any, Protocol
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+SUBPROTOCOL = "aws-appsync-event-ws"
+ACK_TIMEOUT = 30.0
+
+
+def header_subprotocol(authorization: dict[str, str]) -> str:
+    """``header-<base64url JSON>`` without padding (PROTOCOL §3.1)."""
+    raw = json.dumps(authorization, separators=(",", ":")).encode()
+    return "header-" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@dataclass(slots=True)
+class AnswerRecord:
+    question_id: int
+    choice: int
+    via: str  # "ws" or "http"
+    sent_at: float = 0.0
+    acked_at: float | None = None
+    accepted: bool = False
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class ScoreRecord:
+    received_at: float
+    event: dict[str, Any]
+
+
+class Listener(Protocol):
+    def on_question(self, player: SimPlayer, event: dict[str, Any], at: float) -> None: ...
+    def on_reveal(self, player: SimPlayer, event: dict[str, Any], at: float) -> None: ...
+    def on_score(self, player: SimPlayer, event: dict[str, Any], at: float) -> None: ...
+    def on_board(self, player: SimPlayer, raw_event: str, at: float) -> None: ...
+    def on_state(self, player: SimPlayer, event: dict[str, Any], at: float) -> None: ...
+
+
+@dataclass(eq=False)
+class SimPlayer:
+    index: int
+    nickname: str
+    source_ip: str
+    # The join's outcome.
+    join_status: int | None = None
+    join_attempts: int = 0
+    join_error: str | None = None
+    joined_at: float | None = None
+    player_id: int | None = None
+    token: str = ""
+    channels: dict[str, str] = field(default_factory=dict)
+    # The socket.
+    ws: ClientConnection | None = None
+    connected: bool = False
+    connect_error: str | None = None
+    closed_early: str | None = None
+    # What happened in the game.
+    answers: dict[int, AnswerRecord] = field(default_factory=dict)
+    scores: dict[int, list[ScoreRecord]] = field(default_factory=dict)
+    questions_seen: dict[int, float] = field(default_factory=dict)
+    final_board: str | None = None
+    unexpected: list[str] = field(default_factory=list)
+    _pending: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _reader: asyncio.Task[None] | None = field(default=None, repr=False)
+    _closing: bool = False
+
+    # -- connection ----------------------------------------------------------
+
+    async def connect(self, ws_url: str, authority: str, listener: Listener, *, limit: float) -> None:
+        """Open the socket, ``connection_init``, and subscribe to g, l and me.
+
+        Sets :attr:`connected`, or :attr:`connect_error` with the reason.
+        """
+        subprotocol = header_subprotocol({"authorization": self.token, "host": authority})
+        local = (self.source_ip, 0) if self.source_ip else None
+        try:
+            async with asyncio.timeout(limit):
+                self.ws = await connect(
+                    ws_url,
+                    subprotocols=[SUBPROTOCOL, subprotocol],  # type: ignore[list-item]
+                    compression=None,
+                    proxy=None,
+                    ping_interval=None,
+                    open_timeout=limit,
+                    user_agent_header=None,
+                    local_addr=local,
+                )
+                await self.ws.send('{"type":"connection_init"}')
+                while True:
+                    frame = json.loads(await self.ws.recv())
+                    if frame.get("type") == "connection_ack":
+                        break
+                    if frame.get("type") != "ka":
+                        raise ConnectionError(f"expected connection_ack, got {frame}")
+                self._reader = asyncio.create_task(self._read(listener))
+                waits = []
+                for sub_id, name in (("g", "game"), ("l", "leaderboard"), ("me", "player")):
+                    waits.append(self._expect(sub_id))
+                    await self.ws.send(
+                        json.dumps({"type": "subscribe", "id": sub_id, "channel": self.channels[name]})
+                    )
+                replies = await asyncio.gather(*waits)
+        except (OSError, TimeoutError, ConnectionError, WebSocketException, ValueError, KeyError) as error:
+            self.connect_error = f"{type(error).__name__}: {error}"
+            await self.close()
+            return
+        bad = [reply for reply in replies if reply.get("type") != "subscribe_success"]
+        if bad:
+            self.connect_error = f"subscribe refused: {bad[0]}"
+            await self.close()
+            return
+        self.connected = True
+
+    def _expect(self, op_id: str) -> asyncio.Future[dict[str, Any]]:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[op_id] = future
+        return future
+
+    async def close(self) -> None:
+        self._closing = True
+        if self.ws is not None:
+            try:
+                await self.ws.close()
+            except (OSError, WebSocketException):
+                pass
+        if self._reader is not None:
+            try:
+                await asyncio.wait_for(self._reader, 5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                self._reader.cancel()
+
+    async def _read(self, listener: Listener) -> None:
+        assert self.ws is not None
+        try:
+            async for message in self.ws:
+                at = perf_counter()
+                frame = json.loads(message)
+                kind = frame.get("type")
+                if kind == "data":
+                    self._data(listener, frame.get("id"), frame.get("event"), at)
+                elif kind == "ka":
+                    continue
+                else:
+                    future = self._pending.pop(frame.get("id"), None)
+                    if future is not None and not future.done():
+                        future.set_result(frame)
+                    else:
+                        self.unexpected.append(str(message)[:300])
+        except ConnectionClosed as closed:
+            if not self._closing:
+                self.closed_early = f"{closed.rcvd.code if closed.rcvd else 'no close frame'}: {closed}"
+        finally:
+            if not self._closing and self.closed_early is None:
+                self.closed_early = "the server closed the socket"
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_result({"type": "closed"})
+            self._pending.clear()
+
+    def _data(self, listener: Listener, sub_id: Any, raw: Any, at: float) -> None:
+        if not isinstance(raw, str):
+            self.unexpected.append(f"data without an event on {sub_id}")
+            return
+        if sub_id == "l":
+            listener.on_board(self, raw, at)
+            return
+        event = json.loads(raw)
+        kind = event.get("type") if isinstance(event, dict) else None
+        if sub_id == "me" and kind == "score":
+            self.scores.setdefault(event.get("question_id"), []).append(ScoreRecord(at, event))
+            listener.on_score(self, event, at)
+        elif sub_id == "g" and kind == "question":
+            question_id = event["question"]["id"]
+            self.questions_seen.setdefault(question_id, at)
+            listener.on_question(self, event, at)
+        elif sub_id == "g" and kind == "reveal":
+            listener.on_reveal(self, event, at)
+        elif sub_id == "g" and kind == "state":
+            listener.on_state(self, event, at)
+        else:
+            self.unexpected.append(f"{sub_id}: {raw[:200]}")
+
+    # -- answers -------------------------------------------------------------
+
+    async def answer_ws(self, record: AnswerRecord, *, limit: float) -> None:
+        """Publish the answer on the answers channel; accepted on a clean ``publish_success``."""
+        assert self.ws is not None
+        op_id = f"a{record.question_id}"
+        reply = self._expect(op_id)
+        frame = {
+            "type": "publish",
+            "id": op_id,
+            "channel": self.channels["answers"],
+            "events": [json.dumps({"question_id": record.question_id, "choice": record.choice})],
+        }
+        record.sent_at = perf_counter()
+        try:
+            await self.ws.send(json.dumps(frame))
+            async with asyncio.timeout(limit):
+                result = await reply
+        except (TimeoutError, ConnectionClosed) as error:
+            self._pending.pop(op_id, None)
+            record.error = f"ws: {type(error).__name__}"
+            return
+        record.acked_at = perf_counter()
+        if result.get("type") == "publish_success" and not result.get("failed") and result.get("successful"):
+            record.accepted = True
+        else:
+            record.error = f"ws: {json.dumps(result)[:200]}"
