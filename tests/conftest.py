@@ -27,3 +27,22 @@ async def _close_executor_connections():
     """
     yield
     await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Let PostgreSQL drop the test database even if a worker thread still holds a session.
+
+    Threads of per-test event loops (sync handlers, custom authorizers) may die
+    with a connection open; a long-running server reuses its threads instead.
+    """
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
@@ -169,6 +170,13 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 DROP = object()
 
 
+@dataclass(frozen=True)
+class FromNow:
+    """A time claim relative to when the token is made, not when the tests were collected."""
+
+    seconds: int
+
+
 def make_token(
     *, key: str = "k1", kid: str | None = "k1", alg: str = "RS256", issuer: str, **claims: Any
 ) -> str:
@@ -186,7 +194,11 @@ def make_token(
         "exp": now + 300,
     }
     payload.update(claims)
-    payload = {name: value for name, value in payload.items() if value is not DROP}
+    payload = {
+        name: now + value.seconds if isinstance(value, FromNow) else value
+        for name, value in payload.items()
+        if value is not DROP
+    }
     headers = {"kid": kid} if kid is not None else {}
     return jwt.encode(payload, rsa_key(key), algorithm=alg, headers=headers)
 
@@ -299,10 +311,10 @@ async def test_credentials_that_are_not_a_jwt_are_left_to_other_modes(jwks_serve
 @pytest.mark.parametrize(
     "claims",
     [
-        pytest.param({"exp": int(time.time()) - 120}, id="expired beyond leeway"),
+        pytest.param({"exp": FromNow(-120)}, id="expired beyond leeway"),
         pytest.param({"exp": DROP}, id="no exp"),
-        pytest.param({"nbf": int(time.time()) + 120}, id="nbf in the future beyond leeway"),
-        pytest.param({"iat": int(time.time()) + 120}, id="issued in the future beyond leeway"),
+        pytest.param({"nbf": FromNow(120)}, id="nbf in the future beyond leeway"),
+        pytest.param({"iat": FromNow(120)}, id="issued in the future beyond leeway"),
         pytest.param({"iss": "https://cognito-idp.us-east-1.amazonaws.com/other"}, id="wrong issuer"),
         pytest.param({"iss": DROP}, id="no issuer"),
         pytest.param({"aud": "client-b"}, id="wrong audience"),
