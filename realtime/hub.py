@@ -15,7 +15,8 @@ layer (or none) there is only one process and no layer traffic at all.
 
 Groups are left lazily (a sweep discards groups no local subscriber uses), so
 a subscribe/unsubscribe loop does not churn the layer, and re-joined
-periodically, since channels_redis expires group membership.
+periodically and after a lost connection, since channels_redis expires group
+membership and a restarted Redis may have forgotten it.
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ from .paths import ChannelPath
 
 logger = logging.getLogger(__name__)
 
-SWEEP_INTERVAL = 30.0
-GROUP_REFRESH_INTERVAL = 3600.0
+SWEEP_INTERVAL = 10.0
+# Membership is re-asserted this often: channels_redis expires it, and a Redis
+# restarted without persistence forgets it (a lost connection also triggers an
+# immediate rejoin, see _receive_loop).
+GROUP_REFRESH_INTERVAL = 30.0
 
 
 class EventMessage(TypedDict):
@@ -196,13 +200,16 @@ class Hub:
                 await self._refresh_groups()
 
     async def _refresh_groups(self) -> None:
+        try:
+            await self._rejoin_groups()
+        except Exception:
+            logger.warning("realtime hub could not refresh group membership", exc_info=True)
+
+    async def _rejoin_groups(self) -> None:
+        """Add this process to every group it holds subscribers for (again)."""
         assert self._layer is not None and self._channel is not None
         for key in list(self._joined):
-            try:
-                await self._layer.group_add(group_name_for(key), self._channel)
-            except Exception:
-                logger.warning("realtime hub could not refresh group membership", exc_info=True)
-                return
+            await self._layer.group_add(group_name_for(key), self._channel)
 
     # -- fan-out -------------------------------------------------------------
 
@@ -257,13 +264,20 @@ class Hub:
     async def _receive_loop(self) -> None:
         assert self._layer is not None and self._channel is not None
         backoff = 0.1
+        rejoin = False
         while True:
             try:
+                if rejoin:
+                    # Redis may have restarted empty: membership is ours to restore.
+                    await self._rejoin_groups()
+                    rejoin = False
+                    logger.info("realtime hub reconnected to the channel layer")
                 message: dict[str, Any] = await self._layer.receive(self._channel)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.warning("realtime hub lost the channel layer (%s); retrying in %.1fs", exc, backoff)
+                rejoin = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
