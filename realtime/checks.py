@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, realtime_settings
@@ -41,12 +42,24 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                         id="realtime.E003",
                     )
                 )
+    # Only the modes the settings use must load: OIDC, say, needs PyJWT only if used.
+    used = {
+        *realtime_settings.connection_auth_modes,
+        *realtime_settings.default_publish_auth_modes,
+        *realtime_settings.default_subscribe_auth_modes,
+    }
     for mode, path in authorizers.items():
+        if mode not in used:
+            continue
         try:
             import_string(path)
-        except ImportError:
+        except (ImportError, ImproperlyConfigured) as error:
             messages.append(
-                Error(f"Authorizer {path!r} for {mode!r} cannot be imported.", id="realtime.E004")
+                Error(
+                    f"Authorizer {path!r} for {mode!r} cannot be imported: {error}",
+                    hint="Install what it needs, or remove the mode from REALTIME.",
+                    id="realtime.E004",
+                )
             )
     if not 0 < realtime_settings.keepalive_interval <= 60:
         messages.append(
@@ -80,3 +93,17 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             )
         ]
     return []
+
+
+@register(Tags.security)
+def check_metrics_token(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if settings.DEBUG or realtime_settings.metrics_token:
+        return []
+    return [
+        Warning(
+            "REALTIME['METRICS_TOKEN'] is not set: only signed-in staff users can read /metrics.",
+            hint="Set it (e.g. from the METRICS_TOKEN environment variable) and give Prometheus "
+            "'Authorization: Bearer <token>'.",
+            id="realtime.W002",
+        )
+    ]
