@@ -6,6 +6,9 @@ Fixtures (all reusable by any test under ``tests/e2e``):
 - ``daphne_tls_server``: the same application over TLS (``https://`` / ``wss://``), with a
   self-signed certificate for ``127.0.0.1`` and ``localhost`` issued by a throwaway ``trustme``
   CA (``server.ca_file``; point ``NODE_EXTRA_CA_CERTS`` at it, or use ``server.ssl_context()``).
+- ``start_tls_daphne``: a factory for more TLS daphnes with another settings module (and extra
+  environment), e.g. ``start_tls_daphne("tests.e2e.settings_tokens", env={...})``; started once
+  per distinct arguments, on the same database, stopped at the end of the session.
 
 Each server is started once per session, lazily, on a free port, with ``config.settings.base``
 (``DEBUG=0``, ``ALLOWED_HOSTS=*``). Both share one fresh SQLite database in a temporary directory:
@@ -14,10 +17,19 @@ boots, so ``server.api_key`` is the same key on both. The server's stdout and st
 ``server.log_path``. The function-scoped fixtures check before and after every test that the
 process is still alive and that the test added no ``Traceback`` to the server log; either failure
 shows the log.
+
+Per test (``test_multiprocess.py``):
+
+- ``redis_server``: a private ``redis-server`` on a free loopback port, without persistence;
+  ``stop()`` / ``start()`` restart it empty on the same port.
+- ``daphne_factory``: starts extra plain daphne processes with extra environment (``REDIS_URL``,
+  ``DJANGO_SETTINGS_MODULE``) on the shared database and key; stopped and checked for early
+  exit and ``Traceback`` at teardown.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -26,7 +38,8 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -344,3 +357,203 @@ def node_executable() -> str:
     if node is None:
         pytest.skip("node is not installed")
     return node
+
+
+# -- Redis and extra servers that one test starts for itself ----------------------------------------
+
+REDIS_STARTUP_TIMEOUT = 10.0
+# Unique log names for processes started per test.
+_instance_numbers = itertools.count(1)
+
+
+@dataclass
+class RedisServer:
+    """A private ``redis-server`` on a loopback port: no persistence, so a restart forgets everything.
+
+    :meth:`stop` and :meth:`start` again restart it on the same port (an outage, then an empty Redis).
+    """
+
+    port: int
+    log_path: Path
+    executable: str
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    host: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def ping(self) -> bool:
+        """``PING`` answered with ``PONG`` (raw RESP: no client library involved)."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        """Start (or restart) on :attr:`port`; returns once it answers ``PING``."""
+        assert self.process is None or self.process.poll() is not None, "redis-server is running"
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    self.executable,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    self.host,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "no",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + REDIS_STARTUP_TIMEOUT
+        while not self.ping():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(
+                    f"redis-server did not answer on port {self.port}; its log:\n"
+                    + self.log_path.read_text(errors="replace"),
+                    pytrace=False,
+                )
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Terminate the process (SIGTERM, then SIGKILL); a no-op when it is not running."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=SHUTDOWN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=SHUTDOWN_TIMEOUT)
+
+
+@pytest.fixture
+def redis_server(e2e_workdir: Path) -> Iterator[RedisServer]:
+    """A fresh private Redis for one test (never the shared one on 6379); skips without redis-server."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("redis-server is not installed")
+    name = f"redis-{next(_instance_numbers)}"
+    for attempt in range(START_ATTEMPTS):
+        server = RedisServer(_free_port(), e2e_workdir / f"{name}-{attempt}.log", executable)
+        try:
+            server.start()
+        except pytest.fail.Exception:
+            if "Address already in use" in server.log_path.read_text(errors="replace"):
+                continue
+            raise
+        break
+    else:
+        pytest.fail("redis-server could not bind a port", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+DaphneFactory = Callable[..., list[DaphneServer]]
+
+
+@pytest.fixture
+def daphne_factory(request: pytest.FixtureRequest, e2e_workdir: Path) -> Iterator[DaphneFactory]:
+    """Start plain daphne processes that live for one test only.
+
+    ``daphne_factory("a", "b", REDIS_URL=redis.url)`` starts one process per name, concurrently,
+    with :func:`e2e_env` plus the given variables (``DJANGO_SETTINGS_MODULE`` included), on the
+    shared database and key. At teardown each is stopped, and the test fails if one died early or
+    logged a ``Traceback``.
+    """
+    started: list[DaphneServer] = []
+    env = request.getfixturevalue("e2e_env")
+    api_key = request.getfixturevalue("e2e_api_key")
+
+    def start(*names: str, **extra_env: str) -> list[DaphneServer]:
+        def one(name: str) -> DaphneServer:
+            return _start_daphne(
+                workdir=e2e_workdir,
+                name=f"{name}-{next(_instance_numbers)}",
+                env={**env, **extra_env},
+                tls=None,
+                api_key=lambda: api_key,
+            )
+
+        with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+            futures = [pool.submit(one, name) for name in names]
+        servers = []
+        for future in futures:
+            if future.exception() is None:
+                started.append(future.result())
+                servers.append(future.result())
+        for future in futures:
+            future.result()  # re-raises the first failure; the others are stopped at teardown
+        return servers
+
+    try:
+        yield start
+    finally:
+        died = {server.http_url: server.process.poll() for server in started}
+        for server in started:
+            server.stop()
+    for server in started:
+        if died[server.http_url] is not None:
+            pytest.fail(
+                f"daphne ({server.http_url}) exited early with code {died[server.http_url]}; "
+                f"its log:\n{server.log_text()}",
+                pytrace=False,
+            )
+        server.assert_no_traceback()
+
+
+@pytest.fixture(scope="session")
+def start_tls_daphne(
+    e2e_workdir: Path,
+    e2e_env: dict[str, str],
+    e2e_api_key: str,
+    tls_files: tuple[Path, Path, Path],
+) -> Iterator[Callable[..., DaphneServer]]:
+    """A factory: ``start_tls_daphne(settings_module, env=None)`` returns a running TLS daphne.
+
+    The server runs ``settings_module`` (``DJANGO_SETTINGS_MODULE``) with ``env`` added to the
+    usual environment, on the shared database (``server.api_key`` is the session's key). Each
+    distinct ``(settings_module, env)`` starts one server, reused by later calls and stopped at
+    the end of the session. Tests that want the per-test checks of ``daphne_tls_server`` wrap it
+    with ``_checked``.
+    """
+    servers: dict[tuple[str, tuple[tuple[str, str], ...]], DaphneServer] = {}
+
+    def start(settings_module: str, env: Mapping[str, str] | None = None) -> DaphneServer:
+        extra = dict(env or {})
+        key = (settings_module, tuple(sorted(extra.items())))
+        server = servers.get(key)
+        if server is None:
+            server = servers[key] = _start_daphne(
+                workdir=e2e_workdir,
+                name=f"{settings_module.rsplit('.', 1)[-1]}-{len(servers)}",
+                env={**e2e_env, "DJANGO_SETTINGS_MODULE": settings_module, **extra},
+                tls=tls_files,
+                api_key=lambda: e2e_api_key,
+            )
+        server.assert_alive()
+        return server
+
+    yield start
+    died = {server.http_url: server.process.poll() for server in servers.values()}
+    for server in servers.values():
+        server.stop()
+    for server in servers.values():
+        if died[server.http_url] is not None:
+            pytest.fail(
+                f"daphne ({server.http_url}) exited early with code {died[server.http_url]}; "
+                f"its log:\n{server.log_text()}",
+                pytrace=False,
+            )
