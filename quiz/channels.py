@@ -13,6 +13,11 @@ def leaderboard_channel(code: str) -> str:
     return f"/{quiz_settings.namespace}/{code}/leaderboard"
 
 
+def host_channel(code: str) -> str:
+    """Staff pages only: live answer counts."""
+    return f"/{quiz_settings.namespace}/{code}/host"
+
+
 def player_channel(code: str, player_id: int) -> str:
     return f"/{quiz_settings.namespace}/{code}/players/{player_id}"
 

@@ -11,13 +11,17 @@ DEFAULTS: dict[str, Any] = {
     # process through the cache, and a per-client rate. Beyond either: 429.
     "JOIN_RATE": "2000/s",
     "JOIN_RATE_PER_CLIENT": "20/s",
+    # Joins one process works on at once; beyond: an immediate 429.
+    "JOIN_MAX_IN_FLIGHT": 256,
     # Seconds of network slack after a question's deadline.
     "ANSWER_GRACE": 1.0,
     # "inprocess": the server scores answers itself (the embedded default);
     # "external": `manage.py quiz_worker` does (several server processes).
     "WORKER": "inprocess",
     "WORKER_BATCH": 500,
-    "WORKER_POLL": 0.05,
+    # Seconds between polls for new answers; the in-process worker is also woken
+    # by each answer, so this matters only to `quiz_worker`.
+    "WORKER_POLL": 0.25,
     # At most one leaderboard broadcast per game per interval (seconds).
     "LEADERBOARD_INTERVAL": 0.5,
     "LEADERBOARD_SIZE": 10,
@@ -39,6 +43,10 @@ class QuizSettings:
     @property
     def join_rate_per_client(self) -> str:
         return str(self._get("JOIN_RATE_PER_CLIENT"))
+
+    @property
+    def join_max_in_flight(self) -> int:
+        return int(self._get("JOIN_MAX_IN_FLIGHT"))
 
     @property
     def answer_grace(self) -> float:

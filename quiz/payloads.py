@@ -70,3 +70,15 @@ def leaderboard(
         "final": final,
         "top": top,
     }
+
+
+def progress(game: Game, players: int, answered: int | None) -> dict[str, Any]:
+    """For the host and the big screen: how many have joined and answered."""
+    return {
+        "type": "progress",
+        "code": game.code,
+        "state": game.state,
+        "players": players,
+        "answered": answered,
+        "question_id": game.current_question_id,
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
@@ -18,7 +19,7 @@ from realtime.handlers import HandlerContext, OutgoingEvent
 
 from . import services
 from .conf import quiz_settings
-from .exceptions import QuizError
+from .exceptions import AlreadyAnswered, QuizError
 from .models import Player
 
 
@@ -28,11 +29,11 @@ def _player(ctx: HandlerContext) -> dict[str, Any] | None:
     return player if isinstance(player, dict) and "player_id" in player else None
 
 
-def _is_staff(ctx: HandlerContext) -> bool:
+async def _is_staff(ctx: HandlerContext) -> bool:
     identity = ctx.identity or {}
     if "handlerContext" in identity or "sub" not in identity or "username" not in identity:
         return False
-    return get_user_model().objects.filter(pk=identity["sub"], is_staff=True, is_active=True).exists()
+    return await get_user_model().objects.filter(pk=identity["sub"], is_staff=True, is_active=True).aexists()
 
 
 def _parts(ctx: HandlerContext) -> tuple[str, str, list[str]]:
@@ -42,35 +43,41 @@ def _parts(ctx: HandlerContext) -> tuple[str, str, list[str]]:
     return code, kind, segments[3:]
 
 
+# Async handlers: checks that need no database (most of them) cost no thread hop.
 @handlers.on_subscribe(quiz_settings.namespace)
-def quiz_subscribe(ctx: HandlerContext) -> None:
-    if _is_staff(ctx):
-        return
+async def quiz_subscribe(ctx: HandlerContext) -> None:
     player = _player(ctx)
     code, kind, rest = _parts(ctx)
+    if player is not None and player["game"] == code:
+        if kind in ("game", "leaderboard") and not rest:
+            return
+        if kind == "players" and rest == [str(player["player_id"])]:
+            return
+    if await _is_staff(ctx):
+        return
     if player is None or player["game"] != code:
         raise handlers.Unauthorized()
-    if kind in ("game", "leaderboard") and not rest:
-        return
-    if kind == "players" and rest == [str(player["player_id"])]:
-        return
     raise handlers.Reject("Players may subscribe only to their game, its leaderboard and their own channel.")
 
 
 @handlers.on_publish(quiz_settings.namespace)
-def quiz_publish(ctx: HandlerContext) -> list[OutgoingEvent] | None:
+async def quiz_publish(ctx: HandlerContext) -> list[OutgoingEvent] | None:
     if ctx.server:
         return None  # the game itself announcing: broadcast unchanged
     code, kind, rest = _parts(ctx)
     if kind == "answers" and not rest:
-        return _store_answers(ctx, code)
-    if kind == "game" and _is_staff(ctx):
+        return await database_sync_to_async(_store_answers)(ctx, code)
+    if kind == "game" and await _is_staff(ctx):
         return list(ctx.events)  # type: ignore[arg-type]
     raise handlers.Unauthorized()
 
 
 def _store_answers(ctx: HandlerContext, code: str) -> list[OutgoingEvent]:
-    """Answers over WebSocket: stored like the HTTP endpoint's, broadcast to nobody."""
+    """Answers over WebSocket: stored like the HTTP endpoint's, broadcast to nobody.
+
+    Re-sending the same answer (a client retrying after a timeout it saw) is a
+    success, so the player learns the answer was taken.
+    """
     player_info = _player(ctx)
     if player_info is None or player_info["game"] != code:
         raise handlers.Unauthorized()
@@ -84,6 +91,11 @@ def _store_answers(ctx: HandlerContext, code: str) -> list[OutgoingEvent]:
             services.answer_submit(
                 player=player, question_id=payload.get("question_id"), choice=payload.get("choice")
             )
+        except AlreadyAnswered as error:
+            if not services.answer_matches(
+                player=player, question_id=payload.get("question_id"), choice=payload.get("choice")
+            ):
+                failed.append(OutgoingEvent(event.id, error=error.message))
         except (QuizError, ValidationError) as error:
             failed.append(OutgoingEvent(event.id, error=getattr(error, "message", str(error))))
     # Stored answers are accepted and dropped from the broadcast; failures are reported.

@@ -265,6 +265,11 @@ def answer_submit(*, player: Player, question_id: int, choice: int) -> Answer:
     return answer
 
 
+def answer_matches(*, player: Player, question_id: Any, choice: Any) -> bool:
+    """Whether the player's stored answer to ``question_id`` is ``choice`` (an idempotent retry)."""
+    return Answer.objects.filter(player=player, question_id=question_id, choice=choice).exists()
+
+
 # -- scoring -------------------------------------------------------------------
 
 

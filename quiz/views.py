@@ -52,6 +52,7 @@ def _config(request: HttpRequest, game: Game) -> dict[str, Any]:
         "channels": {
             "game": channels.game_channel(code),
             "leaderboard": channels.leaderboard_channel(code),
+            "host": channels.host_channel(code),
         },
         "api": {
             "state": reverse("quiz:game-state", args=[code]),

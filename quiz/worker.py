@@ -24,9 +24,11 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 import realtime
+from realtime.logs import background_context
 
-from . import channels, selectors, services, signals
+from . import channels, payloads, selectors, services, signals
 from .conf import quiz_settings
+from .metrics import metrics
 from .models import Game, GameState, Player
 from .ranking import ScoreIndex
 
@@ -57,6 +59,7 @@ class ScoringWorker:
         self._ranks: dict[int, ScoreIndex] = {}
         self._players: dict[int, int] = {}
         self._fingerprints: dict[int, tuple[Any, ...]] = {}
+        self._progress: dict[int, tuple[Any, ...]] = {}
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.scored_total = 0
@@ -130,8 +133,11 @@ class ScoringWorker:
                 )
             )
         self.scored_total += len(scored)
-        for item in scored:
-            await signals.answer_scored.asend(sender=ScoredAnswer, result=item)
+        await metrics.ascored([item.answer_id for item in scored])
+        # Every player's score goes out at once, not one after another.
+        await asyncio.gather(
+            *(signals.answer_scored.asend(sender=ScoredAnswer, result=item) for item in scored)
+        )
         return scored
 
     async def _load_ranks(self, game_ids: set[int]) -> set[int]:
@@ -169,33 +175,46 @@ class ScoringWorker:
 
     async def broadcast_leaderboards(self) -> int:
         """Publish the leaderboard of every active game whose standings changed."""
-        payloads = await database_sync_to_async(self._changed_leaderboards)()
-        for code, payload in payloads:
+        boards, progress = await database_sync_to_async(self._changed_leaderboards)()
+        for code, payload in boards:
             await realtime.apublish(channels.leaderboard_channel(code), [payload])
-        return len(payloads)
+        for code, payload in progress:
+            await realtime.apublish(channels.host_channel(code), [payload])
+        metrics.leaderboards(len(boards))
+        return len(boards)
 
-    def _changed_leaderboards(self) -> list[tuple[str, dict[str, Any]]]:
+    def _changed_leaderboards(
+        self,
+    ) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+        """Leaderboards whose standings changed, and host progress (answer counts) that changed."""
         recent = timezone.now() - FINISHED_GRACE
         games = Game.objects.filter(state__in=[GameState.LOBBY, GameState.QUESTION, GameState.REVEAL]) | (
             Game.objects.filter(state=GameState.FINISHED, updated_at__gte=recent)
         )
         changed: list[tuple[str, dict[str, Any]]] = []
+        progress: list[tuple[str, dict[str, Any]]] = []
         for game in games:
             final = game.state == GameState.FINISHED
             payload = selectors.leaderboard_payload(game=game, final=final)
             self._players[game.pk] = payload["players"]
+            counts = (game.current_question_id, payload["players"], payload["answered"])
+            if self._progress.get(game.pk) != counts:
+                # The host's live answer count goes to staff pages only.
+                self._progress[game.pk] = counts
+                progress.append((game.code, payloads.progress(game, payload["players"], payload["answered"])))
             fingerprint = (
                 game.state,
                 game.current_question_id,
                 payload["players"],
-                payload["answered"],
+                # Not the answered count: it changes with every answer and would
+                # send the board to every player several times a second.
                 str(payload["top"]),
             )
             if self._fingerprints.get(game.pk) == fingerprint:
                 continue
             self._fingerprints[game.pk] = fingerprint
             changed.append((game.code, payload))
-        return changed
+        return changed, progress
 
 
 _worker: ScoringWorker | None = None
@@ -218,7 +237,8 @@ def ensure_started() -> None:
     if _task is not None and not _task.done() and _task.get_loop() is loop:
         return
     _worker = ScoringWorker()
-    _task = loop.create_task(_worker.run())
+    # A long-lived task: its logs carry no request's id.
+    _task = loop.create_task(_worker.run(), context=background_context())
 
 
 def wake() -> None:

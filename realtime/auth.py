@@ -11,6 +11,7 @@ operation in order; the first identity wins. The modes themselves live in
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,7 +21,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .conf import realtime_settings
-from .exceptions import Transport, Unauthorized
+from .exceptions import LimitExceeded, Transport, Unauthorized
+from .ratelimit import FailureLimiter
 
 
 class Operation(StrEnum):
@@ -114,8 +116,33 @@ async def authorize(
         Unauthorized: no allowed mode accepted the credentials.
     """
     creds = credentials or {}
-    for mode in modes:
-        identity = await get_authorizer(mode).authenticate(creds, auth)
-        if identity is not None:
-            return identity
-    raise Unauthorized()
+    client = auth.request.source_ip
+    limiter = _failure_limiter()
+    now = time.monotonic()
+    if client is not None and limiter is not None and limiter.blocked(client, now):
+        raise LimitExceeded("Too many failed authorizations from this address; retry later.")
+    try:
+        for mode in modes:
+            identity = await get_authorizer(mode).authenticate(creds, auth)
+            if identity is not None:
+                return identity
+        raise Unauthorized()
+    except Unauthorized:
+        if client is not None and limiter is not None:
+            limiter.failed(client, now)
+        raise
+
+
+_limiters: dict[str, FailureLimiter] = {}
+
+
+def _failure_limiter() -> FailureLimiter | None:
+    """This process's failed-authorization counter, rebuilt when the setting changes."""
+    rate = realtime_settings.auth_failure_rate
+    if rate is None:
+        return None
+    limiter = _limiters.get(rate)
+    if limiter is None:
+        _limiters.clear()
+        limiter = _limiters[rate] = FailureLimiter.from_rate(rate)
+    return limiter

@@ -25,6 +25,7 @@ from .exceptions import BadRequest, NamespaceNotFound, NoEvents, TooManyEvents, 
 from .handlers import HandlerContext, HandlerKind, IncomingEvent
 from .handshake import handler_headers
 from .hub import hub
+from .metrics import count_publish, metrics
 from .paths import ChannelPath, parse_channel
 from .selectors import NamespaceConfig, namespace_get
 
@@ -58,6 +59,7 @@ class _Accepted:
     text: str
 
 
+@count_publish
 async def publish(
     *,
     channel: str,
@@ -107,6 +109,7 @@ async def publish(
 
     outgoing = await _run_on_publish(namespace, path, identity, request, accepted, result)
     if outgoing:
+        metrics.broadcast(namespace.name, (encoded for encoded, _ in outgoing))
         await hub.publish(path, [encoded for encoded, _ in outgoing])
         await _after_publish(namespace, path, identity, request, [event for _, event in outgoing])
     result.successful.sort(key=lambda entry: entry["index"])
@@ -193,6 +196,7 @@ async def _run_on_publish(
             text = _dumps(out.payload)
             transformed.append((item, text, IncomingEvent(out.id, out.payload)))
         # Events the handler left out are dropped: accepted, not broadcast.
+        metrics.dropped(namespace.name, len(by_id))
         for item in by_id.values():
             result.successful.append({"identifier": item.event.id, "index": item.index})
 

@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, realtime_settings
+from .ratelimit import parse_rate
 
 
 @register(Tags.compatibility)
@@ -77,6 +78,20 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     ):
         if getattr(realtime_settings, name.lower()) < 1:
             messages.append(Error(f"REALTIME['{name}'] must be at least 1.", id="realtime.E006"))
+    for name in ("CONNECT_RATE", "AUTH_FAILURE_RATE"):
+        rate = getattr(realtime_settings, name.lower())
+        if rate is None:
+            continue
+        try:
+            parse_rate(rate)
+        except ValueError as error:
+            messages.append(
+                Error(
+                    f"REALTIME['{name}']: {error}.",
+                    hint='For example "2000/s" or "100/m".',
+                    id="realtime.E007",
+                )
+            )
     return messages
 
 
@@ -95,7 +110,8 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     return []
 
 
-@register(Tags.security)
+# A deployment concern, like Django's own security.W0xx: `manage.py check --deploy`.
+@register(Tags.security, deploy=True)
 def check_metrics_token(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     if settings.DEBUG or realtime_settings.metrics_token:
         return []

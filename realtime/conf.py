@@ -60,6 +60,12 @@ DEFAULTS: dict[str, Any] = {
     "MAX_EVENT_SIZE": 240 * 1024,
     # Largest WebSocket text frame read; five maximal events, JSON-escaped, fit.
     "MAX_MESSAGE_SIZE": 2_621_440,
+    # Per process: WebSocket connections accepted (beyond: connection_error
+    # LimitExceededError, which clients retry with backoff), and failed
+    # authorizations per client address before it is refused outright for the
+    # rest of the window (credential guessing). None turns either off.
+    "CONNECT_RATE": "2000/s",
+    "AUTH_FAILURE_RATE": "100/m",
     # Frames queued for one connection before it is closed as too slow (DESIGN §5).
     "OUTBOUND_BUFFER_SIZE": 1000,
     # Seconds a namespace or API key lookup is cached in each process.
@@ -69,6 +75,11 @@ DEFAULTS: dict[str, Any] = {
     "HANDLER_TIMEOUT": 5.0,
     # Module name autodiscovered in every installed app for handler registrations.
     "HANDLER_MODULE": "realtime_handlers",
+    # GET /metrics with "Authorization: Bearer <token>" (staff users need none);
+    # None: staff only, or anyone while DEBUG is on (realtime.W002).
+    "METRICS_TOKEN": None,
+    # Seconds between the live dashboard's snapshots (realtime.dashboard); 0 turns it off.
+    "DASHBOARD_INTERVAL": 1.0,
 }
 
 
@@ -122,6 +133,16 @@ class RealtimeSettings:
         return self._section("IAM")
 
     @property
+    def connect_rate(self) -> str | None:
+        value = self._get("CONNECT_RATE")
+        return str(value) if value else None
+
+    @property
+    def auth_failure_rate(self) -> str | None:
+        value = self._get("AUTH_FAILURE_RATE")
+        return str(value) if value else None
+
+    @property
     def keepalive_interval(self) -> float:
         return float(self._get("KEEPALIVE_INTERVAL"))
 
@@ -164,6 +185,15 @@ class RealtimeSettings:
     @property
     def handler_module(self) -> str:
         return str(self._get("HANDLER_MODULE"))
+
+    @property
+    def metrics_token(self) -> str | None:
+        token = self._get("METRICS_TOKEN")
+        return str(token) if token else None
+
+    @property
+    def dashboard_interval(self) -> float:
+        return float(self._get("DASHBOARD_INTERVAL"))
 
 
 realtime_settings = RealtimeSettings()

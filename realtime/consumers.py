@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -26,6 +27,7 @@ from .auth import AuthRequest, Identity, Operation, RequestInfo, authorize
 from .broker import publish, subscription_authorize
 from .conf import realtime_settings
 from .exceptions import (
+    LimitExceeded,
     MalformedMessage,
     RealtimeError,
     ServiceUnavailable,
@@ -34,12 +36,37 @@ from .exceptions import (
 )
 from .handshake import SUBPROTOCOL, connect_credentials, request_cookies, request_headers
 from .hub import LocalSubscription, hub
+from .logs import bind_connection
+from .metrics import metrics
 from .outbox import Outbox
 from .paths import parse_channel
 from .protocol import ClientType, CloseCode, ServerType
+from .ratelimit import TokenBucket
 from .session import Session, SubscribeDecision
 
 logger = logging.getLogger(__name__)
+
+
+class ConnectLimiter:
+    """This process's budget of new connections (``REALTIME["CONNECT_RATE"]``)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._rate: str | None = None
+        self._bucket: TokenBucket | None = None
+
+    def allow(self) -> bool:
+        rate = realtime_settings.connect_rate
+        if rate is None:
+            return True
+        if rate != self._rate or self._bucket is None:
+            self._rate, self._bucket = rate, TokenBucket.from_rate(rate)
+        return self._bucket.allow(time.monotonic())
+
+
+connect_limiter = ConnectLimiter()
 
 # A rejected connection waits this long for the client's first frame (AWS answers
 # connection_init with connection_error, PROTOCOL §3.1) before it is told anyway.
@@ -87,11 +114,15 @@ class RealtimeConsumer(AsyncConsumer):
         self.rejection: RealtimeError | None = None
         self.identity: Identity | None = None
         self.connection_id = uuid.uuid4().hex
+        bind_connection(self.connection_id)
+        metrics.connect_requested()
         self.outbox = Outbox(
             self.base_send, limit=realtime_settings.outbound_buffer_size, on_overflow=self._overflowed
         )
 
         try:
+            if not connect_limiter.allow():
+                raise LimitExceeded("Too many connections right now; retry with backoff.")
             self.identity = await authorize(
                 modes=realtime_settings.connection_auth_modes,
                 credentials=self.credentials,
@@ -101,9 +132,11 @@ class RealtimeConsumer(AsyncConsumer):
             # Never refuse the upgrade: Amplify retries an HTTP-level refusal
             # forever. Accept, then answer with connection_error (PROTOCOL §3.1).
             self.rejection = error
-        except Exception:
+            metrics.connect_failed(error)
+        except Exception as error:
             logger.exception("connect authorization failed unexpectedly")
             self.rejection = ServiceUnavailable()
+            metrics.connect_failed(error)
 
         # Browsers fail the handshake if they offered subprotocols and none is chosen.
         offered = scope.get("subprotocols", ())
@@ -115,6 +148,7 @@ class RealtimeConsumer(AsyncConsumer):
             asyncio.get_running_loop().call_later(REJECT_GRACE_SECONDS, self._reject)
             return
         await hub.connect(self.outbox)
+        self.connected_at = metrics.connected()
         if signals.client_connected.receivers:
             await signals.client_connected.asend(
                 signals.SENDER, connection_id=self.connection_id, identity=self.identity
@@ -130,7 +164,12 @@ class RealtimeConsumer(AsyncConsumer):
         self.outbox.close(CloseCode.NORMAL)
 
     def _overflowed(self) -> None:
-        logger.info("closing a websocket whose outbound buffer overflowed")
+        # Called from the publisher's task: name this connection, not the publisher's.
+        logger.info(
+            "closing a websocket whose outbound buffer overflowed",
+            extra={"connection_id": self.connection_id},
+        )
+        metrics.slow_consumer()
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         outbox = getattr(self, "outbox", None)
@@ -138,6 +177,9 @@ class RealtimeConsumer(AsyncConsumer):
             hub.disconnect(outbox, self.subscriptions.values())
             outbox.stop()
             if self.rejection is None:
+                metrics.disconnected(
+                    getattr(self, "connected_at", None), (s.key for s in self.subscriptions.values())
+                )
                 for subscription_id in list(self.subscriptions):
                     await self._subscription_ended(subscription_id)
                 if signals.client_disconnected.receivers:
@@ -219,12 +261,17 @@ class RealtimeConsumer(AsyncConsumer):
             subscription = LocalSubscription.create(self.outbox, frame.id, channel)
             await hub.add(subscription)
         except RealtimeError as error:
+            metrics.subscribe_failed(frame.channel, error)
             raise protocol.bind_operation(error, ClientType.SUBSCRIBE, frame.id) from None
+        except Exception as error:
+            metrics.subscribe_failed(frame.channel, error)
+            raise
         if self.outbox.closed:
             hub.remove(subscription)
             return
         self.session.add(frame.id, channel)
         self.subscriptions[frame.id] = subscription
+        metrics.subscribed(channel.namespace)
         self.outbox.offer(protocol.success(ServerType.SUBSCRIBE_SUCCESS, frame.id))
         if signals.subscription_started.receivers:
             await signals.subscription_started.asend(
@@ -239,9 +286,10 @@ class RealtimeConsumer(AsyncConsumer):
     async def _unsubscribe(self, frame: protocol.Unsubscribe) -> None:
         if frame.id not in self.session.subscriptions:
             error = UnknownOperation(frame.id)
+            metrics.unsubscribe_failed()
             raise protocol.bind_operation(error, ClientType.UNSUBSCRIBE, frame.id)
         await self._subscription_ended(frame.id)
-        self.session.remove(frame.id)
+        metrics.unsubscribed(self.session.remove(frame.id).namespace)
         hub.remove(self.subscriptions.pop(frame.id))
         self.outbox.offer(protocol.success(ServerType.UNSUBSCRIBE_SUCCESS, frame.id))
 

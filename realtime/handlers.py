@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -58,6 +59,7 @@ from django.utils.module_loading import import_string
 
 from .conf import realtime_settings
 from .exceptions import HandlerError, HandlerRejected, HandlerTimeout, Unauthorized
+from .metrics import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -205,16 +207,21 @@ async def call(handler: Handler, ctx: HandlerContext) -> Any:
         # Not the thread-sensitive executor: a stuck handler must not block the
         # thread every other ORM call of the process runs in.
         awaitable = database_sync_to_async(handler, thread_sensitive=False)(ctx)
+    start = time.perf_counter()
     try:
         return await asyncio.wait_for(awaitable, realtime_settings.handler_timeout)
     except (HandlerRejected, Unauthorized):
         raise
     except TimeoutError:
         logger.error("%s handler %s for %s timed out", ctx.operation, _name(handler), ctx.channel.path)
+        metrics.handler_failed(ctx.namespace, ctx.operation)
         raise HandlerTimeout() from None
     except Exception:
         logger.exception("%s handler %s for %s failed", ctx.operation, _name(handler), ctx.channel.path)
+        metrics.handler_failed(ctx.namespace, ctx.operation)
         raise HandlerError() from None
+    finally:
+        metrics.handler_called(ctx.namespace, ctx.operation, time.perf_counter() - start)
 
 
 def _name(handler: Handler) -> str:

@@ -29,8 +29,12 @@ async def _layer_ok() -> None:
     layer = get_channel_layer()
     if layer is None or isinstance(layer, InMemoryChannelLayer):
         return
-    # A round trip through the layer proves it can carry fan-out.
-    channel = await layer.new_channel("realtime.readyz.")
+    # A round trip through the layer proves it can carry fan-out. The channel shares the hub's
+    # prefix (realtime.hub): channels_redis reads all process-local channels of one prefix from
+    # one Redis key, but every prefix through one receive lock, which the hub's receive loop
+    # holds while it waits. Under any other prefix the check waited for the next fan-out
+    # message, so a process with connections and no traffic was never ready.
+    channel = await layer.new_channel("realtime.hub.")
     await layer.send(channel, {"type": "realtime.ping"})
     await layer.receive(channel)
 

@@ -33,6 +33,8 @@ from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_
 from . import protocol
 from .conf import realtime_settings
 from .exceptions import ServiceUnavailable
+from .logs import background_context
+from .metrics import metrics
 from .outbox import Outbox
 from .paths import ChannelPath
 
@@ -109,12 +111,17 @@ class Hub:
         self._reset()
         self._loop = loop
         layer = get_channel_layer()
-        self._tasks.append(loop.create_task(self._keepalive_loop()))
+        # Process-wide tasks log with no connection's or request's id.
+        context = background_context()
+        self._tasks.append(loop.create_task(self._keepalive_loop(), context=context))
+        from .dashboard import sampler_run  # the dashboard publishes through this hub
+
+        self._tasks.append(loop.create_task(sampler_run(), context=context))
         if layer is not None and not isinstance(layer, InMemoryChannelLayer):
             self._layer = layer
             self._channel = await layer.new_channel("realtime.hub.")
-            self._tasks.append(loop.create_task(self._receive_loop()))
-            self._tasks.append(loop.create_task(self._sweep_loop()))
+            self._tasks.append(loop.create_task(self._receive_loop(), context=context))
+            self._tasks.append(loop.create_task(self._sweep_loop(), context=context))
 
     @property
     def is_distributed(self) -> bool:
@@ -183,6 +190,11 @@ class Hub:
         assert self._layer is not None and self._channel is not None
         try:
             await self._layer.group_discard(group_name_for(key), self._channel)
+        except Exception as exc:
+            # Nobody awaits a sweep's leave: unhandled, asyncio would log "Task exception was
+            # never retrieved" with a traceback. Staying in the group costs only stray messages
+            # until channels_redis expires the membership.
+            logger.warning("realtime hub could not leave the group of %s: %s", key, exc)
         finally:
             if self._leaving.get(key) is asyncio.current_task():
                 del self._leaving[key]
@@ -202,8 +214,9 @@ class Hub:
     async def _refresh_groups(self) -> None:
         try:
             await self._rejoin_groups()
-        except Exception:
-            logger.warning("realtime hub could not refresh group membership", exc_info=True)
+        except Exception as exc:
+            # Expected while the layer is down (the receive loop rejoins on reconnect): no traceback.
+            logger.warning("realtime hub could not refresh group membership: %s", exc)
 
     async def _rejoin_groups(self) -> None:
         """Add this process to every group it holds subscribers for (again)."""
@@ -259,6 +272,7 @@ class Hub:
             tail = event + protocol.DATA_FRAME_SUFFIX
             for subscription in targets:
                 subscription.outbox.offer(subscription.prefix + tail)
+        metrics.delivered(key, len(targets) * len(events))
         return len(targets) * len(events)
 
     async def _receive_loop(self) -> None:

@@ -10,6 +10,7 @@ closed instead of growing memory or slowing the others.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,15 @@ PEER_GONE: tuple[type[Exception], ...] = (OSError, _ServerDisconnected)
 SLOW_CONSUMER_REASON = "outbound buffer full: the client is not reading fast enough"
 
 AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def _daphne_protocol(send: AsgiSend) -> Any:
+    """The autobahn protocol behind daphne's ``send`` (``partial(Server.handle_reply, protocol)``)."""
+    if isinstance(send, functools.partial) and getattr(send.func, "__name__", None) == "handle_reply":
+        protocol = send.args[0] if send.args else None
+        if callable(getattr(protocol, "sendCloseFrame", None)):
+            return protocol
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +119,16 @@ class Outbox:
                         # int(): daphne (autobahn) refuses a close code whose type is
                         # not exactly int, and CloseCode is an IntEnum.
                         code = int(frame.code)
-                        await send({"type": "websocket.close", "code": code, "reason": frame.reason})
+                        protocol = _daphne_protocol(send)
+                        if protocol is None:
+                            await send({"type": "websocket.close", "code": code, "reason": frame.reason})
+                        else:
+                            # daphne closes through autobahn's sendClose(), which refuses
+                            # every code but 1000 and 3000-4999 (1008 raised, and no close
+                            # went out) and drops the reason (django/daphne#374): write the
+                            # close frame RFC 6455 allows ourselves.
+                            reason = frame.reason.encode()[:123].decode(errors="ignore").encode()
+                            protocol.sendCloseFrame(code=code, reasonUtf8=reason or None)
                         return
             except PEER_GONE:
                 # The client closed while frames were queued (its close crossed our

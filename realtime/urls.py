@@ -3,14 +3,19 @@
 from django.urls import path
 
 from .api.views import EventView
+from .dashboard import dashboard
+from .exposition import metrics_view
 from .health import healthz, readyz
+from .metrics import instrument_http
 from .views import console
 
 app_name = "realtime"
 
 urlpatterns = [
-    path("event", EventView.as_view(), name="event"),
+    path("event", instrument_http(EventView.as_view()), name="event"),
     path("realtime/console/", console, name="console"),
+    path("realtime/dashboard/", dashboard, name="dashboard"),
+    path("metrics", metrics_view, name="metrics"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
 ]

@@ -11,8 +11,13 @@ from realtime.selectors import api_key_cache, namespace_cache
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
+    from realtime import auth, consumers
+
     namespace_cache.clear()
     api_key_cache.clear()
+    # Rate limiters are per process: each test starts with a clean slate.
+    auth._limiters.clear()
+    consumers.connect_limiter.reset()
     yield
     namespace_cache.clear()
     api_key_cache.clear()

@@ -8,6 +8,9 @@ local-memory cache: ``python manage.py runserver`` works on a fresh machine.
   and the cache to Redis, for several server processes.
 - ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HOSTS`` (comma-separated),
   ``CSRF_TRUSTED_ORIGINS`` (comma-separated).
+- ``METRICS_TOKEN``: the bearer token Prometheus sends to ``/metrics``.
+- ``STATIC_ROOT``: where ``collectstatic`` puts the static files (default ``staticfiles/``).
+- ``LOG_FORMAT``: ``plain`` (default) or ``json``; ``LOG_LEVEL``.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # X-Request-ID in and out, and on every log line of the request.
+    "realtime.middleware.RequestIdMiddleware",
     # Static files from the app server itself (daphne has no static handler).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -91,10 +96,17 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the server read while the ORM thread writes; a busy timeout
-    # instead of "database is locked" under bursts.
+    # WAL lets readers proceed while one thread writes; IMMEDIATE transactions
+    # take the write lock up front, so a read-then-write transaction (the
+    # scoring worker's) waits its turn instead of failing with "database is
+    # locked"; synchronous=NORMAL is WAL's usual setting (a commit survives a
+    # crash of the process; only a power cut can take the last ones).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -128,7 +140,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 # In development WhiteNoise serves straight from the apps' static folders;
 # in production run `collectstatic` (it then serves STATIC_ROOT).
 WHITENOISE_USE_FINDERS = DEBUG
@@ -141,17 +153,41 @@ REALTIME: dict[str, object] = {
     # player tokens (quiz.auth, the CUSTOM mode) for the game's players.
     "CONNECTION_AUTH_MODES": ["API_KEY", "USER", "CUSTOM"],
     "CUSTOM_AUTHORIZER": {"HANDLER": "quiz.auth.player_authorizer"},
+    "METRICS_TOKEN": os.environ.get("METRICS_TOKEN") or None,
 }
 
 QUIZ: dict[str, object] = {
+    # Join admission control (DESIGN §8); the environment may tune it per deployment.
+    **({"JOIN_RATE": os.environ["QUIZ_JOIN_RATE"]} if os.environ.get("QUIZ_JOIN_RATE") else {}),
+    **(
+        {"JOIN_RATE_PER_CLIENT": os.environ["QUIZ_JOIN_RATE_PER_CLIENT"]}
+        if os.environ.get("QUIZ_JOIN_RATE_PER_CLIENT")
+        else {}
+    ),
     # With Redis the site runs several processes and `manage.py quiz_worker` scores.
     "WORKER": os.environ.get("QUIZ_WORKER", "external" if os.environ.get("REDIS_URL") else "inprocess"),
 }
 
+# LOG_FORMAT=json: one JSON object per line with connection_id / request_id.
+# Both formats mask API keys, tokens and credentials (realtime.logs).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "realtime.logs.ContextFilter"},
+        "redact": {"()": "realtime.logs.RedactFilter"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "realtime.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }

@@ -22,8 +22,10 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from realtime.api.parsers import SafeJSONParser
+
 from .. import channels, selectors, services
-from ..admission import admit_join
+from ..admission import admit_join, joins_in_flight
 from ..conf import quiz_settings
 from ..exceptions import GameNotFound, InvalidPlayerToken, QuizError, Throttled, Unavailable
 from ..models import Game, QuestionSet
@@ -61,6 +63,7 @@ def quiz_exception_handler(exc: Exception, context: dict[str, Any]) -> Response 
 class QuizView(APIView):
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
+    parser_classes = [SafeJSONParser]
 
     def get_exception_handler(self) -> Any:
         return quiz_exception_handler
@@ -93,9 +96,11 @@ class JoinView(QuizView):
     """``POST /api/quiz/games/<code>/join {"nickname"}`` → 201 once the player is stored."""
 
     async def post(self, request: Request, code: str) -> Response:
-        data = _valid(JoinSerializer(data=request.data))
-        admit_join(request._request)
-        player, token = await sync_to_async(services.player_join)(code=code, nickname=data["nickname"])
+        # Admission first: a refused join costs no parsing and no database.
+        with joins_in_flight:
+            admit_join(request._request)
+            data = _valid(JoinSerializer(data=request.data))
+            player, token = await sync_to_async(services.player_join)(code=code, nickname=data["nickname"])
         return Response(
             {
                 "player_id": player.pk,

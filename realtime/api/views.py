@@ -15,7 +15,6 @@ from adrf.views import APIView
 from django.db import DatabaseError
 from django.http import HttpRequest
 from rest_framework import exceptions as drf_exceptions
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,6 +31,7 @@ from ..exceptions import (
 )
 from ..handshake import HIDDEN_HEADERS
 from ..protocol import parse_authorization
+from .parsers import SafeJSONParser
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class EventView(APIView):
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
     throttle_classes: list[Any] = []
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
     renderer_classes = [JSONRenderer]
 
     def get_exception_handler(self) -> Any:

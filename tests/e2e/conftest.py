@@ -18,6 +18,9 @@ boots, so ``server.api_key`` is the same key on both. The server's stdout and st
 process is still alive and that the test added no ``Traceback`` to the server log; either failure
 shows the log.
 
+``e2e_staff_login``: a staff superuser on that database (``.username``, ``.password``), for pages
+behind the admin's login form.
+
 Per test (``test_multiprocess.py``):
 
 - ``redis_server``: a private ``redis-server`` on a free loopback port, without persistence;
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -283,6 +287,23 @@ def e2e_api_key(e2e_env: dict[str, str]) -> str:
     api_key = lines[-1].strip()
     assert api_key and " " not in api_key, f"unexpected key line {api_key!r}"
     return api_key
+
+
+@dataclass(frozen=True)
+class StaffLogin:
+    """A staff user on the shared database, for the admin's login form."""
+
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def e2e_staff_login(e2e_env: dict[str, str], e2e_api_key: str) -> StaffLogin:
+    """Creates a staff superuser (once, after the migration) and returns how to sign in."""
+    login = StaffLogin("e2e-staff", secrets.token_urlsafe(16))
+    env = {**e2e_env, "DJANGO_SUPERUSER_PASSWORD": login.password}
+    _manage(env, "createsuperuser", "--noinput", "--username", login.username, "--email", "staff@example.com")
+    return login
 
 
 @pytest.fixture(scope="session")

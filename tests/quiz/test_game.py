@@ -188,3 +188,39 @@ async def test_a_player_of_one_game_cannot_subscribe_to_another_game(game: Game,
             {"errorType": "UnauthorizedException", "message": "You are not authorized to make this call."}
         ],
     }
+
+
+async def test_the_host_channel_carries_live_answer_counts_to_staff_only(game: Game, host, ws_player) -> None:
+    from quiz import services
+
+    ada = await join(AsyncClient(), game.code, "ada")
+    socket = await ws_player(ada["token"])
+    refused = await socket.subscribe("h", f"/quiz/{game.code}/host")
+    assert refused["type"] == "subscribe_error"
+
+    game = await sync_to_async(services.game_start)(game=game)
+    response = await AsyncClient().post(
+        f"/api/quiz/games/{game.code}/answers",
+        {"question_id": game.current_question_id, "choice": 0},
+        content_type="application/json",
+        headers={"authorization": f"Bearer {ada['token']}"},
+    )
+    assert response.status_code == 202
+    from quiz.worker import ScoringWorker
+
+    worker = ScoringWorker()
+    await worker.score_once()
+    boards, progress = await sync_to_async(worker._changed_leaderboards)()
+    assert progress == [
+        (
+            game.code,
+            {
+                "type": "progress",
+                "code": game.code,
+                "state": "question",
+                "players": 1,
+                "answered": 1,
+                "question_id": game.current_question_id,
+            },
+        )
+    ]

@@ -143,6 +143,10 @@ class Command(BaseCommand):
             if questions > available:
                 raise CommandError(f"Game {code} has only {available} questions.")
             time_limit = max(q.time_limit for q in game.question_set.questions.all())
+            # A game nobody has joined yet is as good as one of our own for every check.
+            fresh = not game.players.exists()
+        else:
+            fresh = True
         configured = bench.parse_rate(options["join_rate"] or quiz_settings.join_rate)
         rng = random.Random(options["seed"])
         config = GameConfig(
@@ -247,7 +251,7 @@ class Command(BaseCommand):
             report.figure("CPU, overload", results["overload_cpu"])
         if "game" in results:
             run: GameRun = results["game"]
-            verify_game(run, report, fresh_game=not code, p99_goal=options["goal_p99"])
+            verify_game(run, report, fresh_game=fresh, p99_goal=options["goal_p99"])
 
     def _host_login(self, options: dict[str, Any]) -> tuple[str, str]:
         if options["host_user"]:

@@ -45,6 +45,8 @@
       const onSubError = (error) => console.warn("subscription refused:", error);
       this.client.subscribe(this.cfg.channels.game, (event) => this._onGame(event), onSubError);
       this.client.subscribe(this.cfg.channels.leaderboard, (event) => this._onBoard(event), onSubError);
+      // Staff only: live counts of players and answers, sent whenever they change.
+      this.client.subscribe(this.cfg.channels.host, (event) => this._onProgress(event), onSubError);
       this.refresh();
     }
 
@@ -132,6 +134,15 @@
       if (!event || event.type !== "leaderboard") return;
       this.liveBoard = true;
       this._applyBoard(event);
+      this.onChange(this);
+    }
+
+    _onProgress(event) {
+      if (!event || event.type !== "progress") return;
+      this.players = event.players || this.players;
+      if (this.question && event.question_id === this.question.id && event.answered !== null) {
+        this.answered = Math.max(this.answered || 0, event.answered);
+      }
       this.onChange(this);
     }
 

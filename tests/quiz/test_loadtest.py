@@ -1,0 +1,234 @@
+"""``manage.py quiz_loadtest``: a small, fast smoke run against a real daphne, and its pure parts.
+
+The server runs the site's settings with a low join rate (a settings module
+written next to a fresh SQLite database), so 30 players meet 429s and back
+off, and the overload phase's 3× rate stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from quiz.loadtest.bench import parse_rate
+from quiz.loadtest.http import Backoff, source_addresses
+from quiz.loadtest.report import Report, percentile
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+JOIN_RATE = "20/s"
+SETTINGS = f"""
+from config.settings.base import *  # noqa: F403
+
+QUIZ = {{**QUIZ, "JOIN_RATE": "{JOIN_RATE}", "LEADERBOARD_INTERVAL": 0.2}}  # noqa: F405
+"""
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    env: dict[str, str]
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def loadtest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """daphne on a fresh SQLite database, the site's settings with a low join rate."""
+    workdir = tmp_path_factory.mktemp("quiz-loadtest")
+    (workdir / "quiz_loadtest_settings.py").write_text(SETTINGS)
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL", "QUIZ_WORKER"}}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "quiz_loadtest_settings",
+            "PYTHONPATH": os.pathsep.join([str(workdir), str(REPO_ROOT)]),
+            "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+            "DEBUG": "0",
+            "ALLOWED_HOSTS": "*",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+        cwd=REPO_ROOT,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    port = _free_port()
+    log = workdir / "daphne.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log, env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, server.log_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, server.log_text()
+                time.sleep(0.05)
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _command(server: Server, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", "quiz_loadtest", f"--url={server.url}", *args],
+        cwd=REPO_ROOT,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_a_small_game_passes_every_check(loadtest_server: Server) -> None:
+    result = _command(
+        loadtest_server,
+        "--players=30",
+        "--questions=2",
+        "--time-limit=10",
+        "--answer-window=0.5",
+        "--reveal-pause=0.3",
+        "--join-bench=0.5",
+        "--bench-connections=16",
+        "--overload=3",
+        "--overload-seconds=2",
+        f"--server-pid={loadtest_server.process.pid}",
+        "--no-goals",
+        "--seed=7",
+        timeout=150,
+    )
+    output = result.stdout
+    server_log = loadtest_server.log_text()
+    assert result.returncode == 0, f"{output}\n{result.stderr}\n--- server log ---\n{server_log}"
+    for check in (
+        "PASS  every player was admitted",
+        "PASS  every admitted (201) player is stored (ORM)",
+        "PASS  no player stored without a 201",
+        "PASS  Answer rows == answers accepted",
+        "PASS  no answer left unscored",
+        "PASS  Player.score == sum of its Answer.points",
+        "PASS  every accepted answer's score reached its player",
+        "PASS  every answer scored exactly once (one score event each)",
+        "PASS  final leaderboard == database (top N with ranks, player count)",
+        "PASS  no 5xx response",
+        "PASS  at 3× the admission rate only 201 and 429",
+        "PASS  overload: every 201 is stored",
+        "PASS  join bench: every 201 is stored",
+    ):
+        assert check in output, output
+    assert "FAIL" not in output, output
+    assert unexpected_tracebacks(server_log) == [], server_log
+
+
+def unexpected_tracebacks(log: str) -> list[str]:
+    """Log records with a traceback, but the scoring worker's retried SQLite lock conflict.
+
+    Known server issue (reported): on SQLite the worker's read-then-write transaction
+    fails with "database is locked" when an answer is inserted from another thread
+    meanwhile; it rolls back and retries, so nothing is lost, but it logs an ERROR.
+    """
+    records = re.split(r"\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", log)
+    return [
+        record[:500]
+        for record in records
+        if "Traceback" in record
+        and not ("quiz.worker scoring failed" in record.split("\n", 1)[0] and "database is locked" in record)
+    ]
+
+
+@pytest.mark.e2e
+def test_the_command_fails_when_it_cannot_log_in_as_the_host(loadtest_server: Server) -> None:
+    result = _command(
+        loadtest_server,
+        "--players=1",
+        "--join-bench=0",
+        "--host-user=nobody",
+        "--host-password=wrong",
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "admin login as 'nobody' failed" in result.stderr
+
+
+# -- the pure parts -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attempt", "retry_after", "low", "high"),
+    [(0, None, 0.0, 0.1), (3, None, 0.0, 0.8), (10, None, 0.0, 5.0), (0, 2.0, 2.0, 2.1), (10, 1.0, 1.0, 6.0)],
+)
+def test_backoff_is_full_jitter_and_never_sooner_than_retry_after(
+    attempt: int, retry_after: float | None, low: float, high: float
+) -> None:
+    policy = Backoff(base=0.1, cap=5.0)
+    rng = random.Random(1)
+    delays = [policy.delay(attempt, retry_after, rng) for _ in range(2000)]
+    assert low <= min(delays) and max(delays) <= high
+    # Full jitter: spread over the whole window, not bunched at its end.
+    assert max(delays) - min(delays) > 0.8 * (high - low)
+
+
+@pytest.mark.parametrize(
+    ("rate", "per_second"), [("2000/s", 2000.0), ("120/m", 2.0), ("7200/h", 2.0), ("50/10s", 5.0)]
+)
+def test_parse_rate(rate: str, per_second: float) -> None:
+    assert parse_rate(rate) == per_second
+
+
+def test_source_addresses_are_distinct_loopback_addresses() -> None:
+    addresses = source_addresses(600)
+    assert len(set(addresses)) == 600
+    assert addresses[0] == "127.0.1.1" and addresses[250] == "127.0.2.1"
+    assert all(address.startswith("127.") and not address.endswith(".0") for address in addresses)
+
+
+def test_percentile_and_report_verdict() -> None:
+    assert percentile([], 99) is None
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([float(n) for n in range(1, 101)], 99) == 99.0
+    report = Report()
+    report.check("a", True)
+    report.check("b", False, "why", goal=True)
+    assert not report.passed
+    lines = report.render().splitlines()
+    assert lines[-3:] == ["  PASS  a", "  FAIL  goal b — why", "1 checks passed, 1 failed"]
