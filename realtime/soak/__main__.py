@@ -1,0 +1,5 @@
+"""``python -m realtime.soak``."""
+
+from .cli import main
+
+raise SystemExit(main())
