@@ -44,6 +44,39 @@ def _daphne_protocol(send: AsgiSend) -> Any:
     return None
 
 
+class _WriteFlow:
+    """A Twisted push producer on daphne's transport: Twisted pauses it once the socket's
+    write buffer passes ``bufferSize`` (64 KiB) and resumes it when that has drained."""
+
+    __slots__ = ("writable",)
+
+    def __init__(self) -> None:
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    def pauseProducing(self) -> None:
+        self.writable.clear()
+
+    def resumeProducing(self) -> None:
+        self.writable.set()
+
+    def stopProducing(self) -> None:
+        self.writable.set()
+
+
+def _write_flow(send: AsgiSend) -> _WriteFlow | None:
+    """Backpressure under daphne, whose ``send`` never waits (Twisted buffers without bound)."""
+    protocol = _daphne_protocol(send)
+    transport = getattr(protocol, "transport", None)
+    if transport is None:
+        return None
+    flow = _WriteFlow()
+    # daphne leaves the HTTP channel registered as the producer after the upgrade.
+    transport.unregisterProducer()
+    transport.registerProducer(flow, True)
+    return flow
+
+
 @dataclass(frozen=True, slots=True)
 class Close:
     code: int
@@ -53,7 +86,7 @@ class Close:
 class Outbox:
     """Frames waiting for one socket, written in order by a single task."""
 
-    __slots__ = ("_send", "_frames", "_limit", "_wakeup", "_on_overflow", "closed", "task")
+    __slots__ = ("_send", "_frames", "_limit", "_wakeup", "_on_overflow", "closed", "task", "_flow")
 
     def __init__(self, send: AsgiSend, *, limit: int, on_overflow: Callable[[], None]) -> None:
         self._send = send
@@ -64,8 +97,10 @@ class Outbox:
         # Set once a close is queued or the peer is gone: nothing more is accepted.
         self.closed = False
         self.task: asyncio.Task[None] | None = None
+        self._flow: _WriteFlow | None = None
 
     def start(self) -> None:
+        self._flow = _write_flow(self._send)
         self.task = asyncio.get_running_loop().create_task(self._drain())
 
     def offer(self, frame: str) -> bool:
@@ -99,6 +134,8 @@ class Outbox:
         self._frames.clear()
         self._frames.append(Close(code, reason))
         self._wakeup.set()
+        if self._flow is not None:
+            self._flow.writable.set()  # the close goes out even to a socket that stopped reading
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -106,11 +143,17 @@ class Outbox:
     async def _drain(self) -> None:
         frames = self._frames
         send = self._send
+        flow = self._flow
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             try:
                 while frames:
+                    if flow is not None and not flow.writable.is_set():
+                        # The socket is not draining: frames wait here, and past the
+                        # limit offer() closes the connection.
+                        await flow.writable.wait()
+                        continue
                     frame = frames.popleft()
                     if frame.__class__ is str:
                         await send({"type": "websocket.send", "text": frame})

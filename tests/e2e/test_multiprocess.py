@@ -1,0 +1,649 @@
+"""Several daphne processes on a real Redis (DESIGN §5), and subscribers that cannot keep up.
+
+The Redis tests start what they need for themselves (``conftest.py``): a private ``redis-server``
+on a free loopback port (``redis_server``) and two fresh daphne processes (``daphne_factory``),
+sharing the session's SQLite database and API key. The slow-consumer tests share one daphne with
+a 50-frame outbound buffer (``settings_small_outbox.py``). A test fails if a server died or logged
+a ``Traceback`` meanwhile. Frames are asserted whole, and each conversation ends with silence.
+
+Timings worth watching (Redis recovery, fan-out latency, server memory) are printed: ``-s`` shows
+them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import statistics
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from realtime.hub import SWEEP_INTERVAL
+
+from .conftest import DaphneFactory, DaphneServer, RedisServer, _checked, _start_daphne
+from .test_daphne import (
+    KA,
+    SUBPROTOCOL,
+    TIMEOUT,
+    assert_exactly,
+    assert_silent,
+    assert_successful,
+    auth,
+    data_frames,
+    handshake,
+    header_subprotocol,
+    http_publish,
+    open_socket,
+    recv,
+    recv_frames,
+    send,
+    subscribe,
+)
+
+pytestmark = pytest.mark.e2e
+
+SERVICE_UNAVAILABLE = {
+    "errorType": "ServiceUnavailable",
+    "message": "The service is temporarily unavailable, try again.",
+}
+# The hub rejoins its groups when it reconnects (backoff up to 5 s) and every 30 s anyway.
+RECOVERY_BOUND = 40.0
+# Settings of the slow-consumer server (tests/e2e/settings_small_outbox.py).
+SMALL_OUTBOX_SETTINGS = "tests.e2e.settings_small_outbox"
+SMALL_OUTBOX_LIMIT = 50
+SLOW_CONSUMER_CLOSE = (1008, "outbound buffer full: the client is not reading fast enough")
+OVERFLOW_LOG_LINE = "closing a websocket whose outbound buffer overflowed"
+
+
+def new_run() -> str:
+    """A channel segment no other test publishes to."""
+    return uuid.uuid4().hex[:10]
+
+
+def _get(server: DaphneServer, path: str) -> tuple[int, Any]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(server.http_url + path, timeout=TIMEOUT) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.load(error)
+
+
+async def get(server: DaphneServer, path: str) -> tuple[int, Any]:
+    return await asyncio.to_thread(_get, server, path)
+
+
+def rss_bytes(server: DaphneServer) -> int | None:
+    """The server process's resident memory (Linux), or None."""
+    try:
+        status = Path(f"/proc/{server.process.pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+class Collector:
+    """Within ``async with``: reads every frame of one socket in the background (ka skipped)."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+
+    async def __aenter__(self) -> Collector:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    async def _run(self) -> None:
+        while True:
+            frame = await recv(self.ws, within=3600)
+            if frame != KA:
+                self.frames.append(frame)
+
+    def events(self, sub_id: str) -> list[Any]:
+        """The parsed events of one subscription's ``data`` frames, in arrival order."""
+        return [json.loads(f["event"]) for f in self.frames if f.get("type") == "data" and f["id"] == sub_id]
+
+
+# -- 1. exactly once across processes ------------------------------------------------------------
+
+
+def by_stream(frames: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[str]]:
+    """Events by (subscription, publisher, channel), in arrival order."""
+    streams: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for frame in frames:
+        event = json.loads(frame["event"])
+        streams[(frame["id"], event["from"], event["channel"])].append(frame["event"])
+    return streams
+
+
+async def test_every_subscriber_gets_every_event_exactly_once_across_processes(
+    redis_server: RedisServer, daphne_factory: DaphneFactory
+) -> None:
+    """Subscribers and publishers (WebSocket and HTTP) on two processes sharing one Redis."""
+    a, b = daphne_factory("fanout-a", "fanout-b", REDIS_URL=redis_server.url)
+    run = new_run()
+    channels = {"room": f"/default/mp{run}/room", "other": f"/default/mp{run}/other/deeper"}
+    wildcard = "/default/*"
+    # Per socket: subscription id -> pattern. One socket holds both kinds.
+    plans: list[dict[str, str]] = [
+        {"room": channels["room"]},
+        {"wild": wildcard},
+        {"room": channels["room"], "wild": wildcard},
+    ]
+
+    # Every publisher alternates between the two channels with batches of 1 to 5 events.
+    rounds = 16
+    publishers = [("ws-a", a), ("ws-b", b), ("http-a", a), ("http-b", b)]
+    batches: dict[str, list[tuple[str, list[str]]]] = {}
+    for name, _ in publishers:
+        batches[name] = []
+        for k in range(rounds):
+            label = "room" if k % 2 == 0 else "other"
+            size = k % 5 + 1
+            batches[name].append(
+                (
+                    label,
+                    [
+                        json.dumps(
+                            {"from": name, "channel": label, "seq": k * 5 + i, "text": "héllo ✓ ¿qué?"},
+                            ensure_ascii=False,
+                        )
+                        for i in range(size)
+                    ],
+                )
+            )
+
+    def expected_for(plan: dict[str, str]) -> list[dict[str, Any]]:
+        frames: list[dict[str, Any]] = []
+        for sub_id in plan:
+            for name in batches:
+                for label, events in batches[name]:
+                    if sub_id == "wild" or label == "room":
+                        frames += data_frames(sub_id, events)
+        return frames
+
+    async def ws_publisher(name: str, server: DaphneServer) -> None:
+        async with open_socket(server) as ws:
+            await handshake(ws)
+            # Pipelined: the frames of one connection are handled in order anyway.
+            for k, (label, events) in enumerate(batches[name]):
+                await send(
+                    ws, {"type": "publish", "id": f"{name}-{k}", "channel": channels[label], "events": events}
+                )
+            acks = await recv_frames(ws, rounds)
+            for k, ack in enumerate(acks):
+                assert_successful(ack, len(batches[name][k][1]), type="publish_success", id=f"{name}-{k}")
+            await assert_silent(ws)
+
+    async def http_publisher(name: str, server: DaphneServer) -> None:
+        for label, events in batches[name]:
+            status, _, body = await http_publish(server, channels[label], events)
+            assert status == 200, body
+            assert_successful(body, len(events))
+
+    async with AsyncExitStack() as stack:
+        sockets: list[tuple[ClientConnection, dict[str, str]]] = []
+        for server in (a, b):
+            for plan in plans:
+                ws = await stack.enter_async_context(open_socket(server))
+                await handshake(ws)
+                for sub_id, pattern in plan.items():
+                    await subscribe(ws, sub_id, pattern)
+                sockets.append((ws, plan))
+
+        started = time.perf_counter()
+        async with asyncio.timeout(30), asyncio.TaskGroup() as group:
+            readers = [group.create_task(recv_frames(ws, len(expected_for(plan)))) for ws, plan in sockets]
+            for name, server in publishers:
+                group.create_task((ws_publisher if name.startswith("ws") else http_publisher)(name, server))
+        elapsed = time.perf_counter() - started
+
+        total = 0
+        for (_, plan), reader in zip(sockets, readers, strict=True):
+            received = reader.result()
+            expected = expected_for(plan)
+            total += len(received)
+            # Every event exactly once per subscription, as whole frames...
+            assert_exactly(received, expected)
+            # ...and one publisher's events on one channel in the order it published them.
+            assert by_stream(received) == by_stream(expected)
+        # Then nothing more, on any socket.
+        await asyncio.gather(*(assert_silent(ws, 0.5) for ws, _ in sockets))
+    print(f"\n[multiprocess] {total} data frames to {len(sockets)} sockets on 2 processes in {elapsed:.2f}s")
+
+
+# -- 2. Redis stopped and restarted --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("over_a_sweep", [False, True], ids=["brief-outage", "outage-over-a-sweep"])
+async def test_redis_outage_and_restart(
+    redis_server: RedisServer, daphne_factory: DaphneFactory, over_a_sweep: bool
+) -> None:
+    """A Redis outage fails publishes with 503 / publish_error; an empty Redis is re-populated.
+
+    ``outage-over-a-sweep`` keeps Redis away past the hub's first sweep (which leaves a group no
+    subscriber uses any more) and long enough for its reconnect backoff to reach its cap.
+    """
+    a, b = daphne_factory("outage-a", "outage-b", REDIS_URL=redis_server.url)
+    run = new_run()
+    room = f"/default/out{run}/room"
+    fresh = f"/default/out{run}/fresh"
+    subs = {"room": room, "wild": "/default/*"}
+
+    # Each hub starts its sweep clock with its process's first connection, made just after this.
+    first_connection = time.monotonic()
+    async with open_socket(a) as sub_a, open_socket(b) as sub_b, open_socket(b) as pub_b:
+        for ws in (sub_a, sub_b, pub_b):
+            await handshake(ws)
+        for ws in (sub_a, sub_b):
+            for sub_id, pattern in subs.items():
+                await subscribe(ws, sub_id, pattern)
+        # A group process A joins and no longer needs: its sweep leaves it.
+        await subscribe(sub_a, "gone", f"/default/out{run}/gone")
+        await send(sub_a, {"type": "unsubscribe", "id": "gone"})
+        assert await recv_frames(sub_a, 1) == [{"type": "unsubscribe_success", "id": "gone"}]
+
+        # Before: cross-process delivery both ways.
+        status, _, body = await http_publish(a, room, ['{"phase":"before","from":"a"}'])
+        assert status == 200, body
+        await send(
+            pub_b, {"type": "publish", "id": "before", "channel": room, "events": ['{"phase":"before"}']}
+        )
+        [ack] = await recv_frames(pub_b, 1)
+        assert_successful(ack, 1, type="publish_success", id="before")
+        for ws in (sub_a, sub_b):
+            before = ['{"phase":"before","from":"a"}', '{"phase":"before"}']
+            assert_exactly(
+                await recv_frames(ws, 4), data_frames("room", before) + data_frames("wild", before)
+            )
+
+        # -- Redis goes away ----------------------------------------------------------------------
+        redis_server.stop()
+        down_at = time.monotonic()
+        for server in (a, b):
+            status, headers, body = await http_publish(server, room, ['{"phase":"down"}'])
+            assert (status, body) == (503, {"errors": [SERVICE_UNAVAILABLE]})
+            assert headers["x-amzn-errortype"] == "ServiceUnavailable"
+            assert headers["retry-after"] == "1"
+        await send(pub_b, {"type": "publish", "id": "down", "channel": room, "events": ['{"phase":"down"}']})
+        assert await recv_frames(pub_b, 1) == [
+            {"type": "publish_error", "id": "down", "errors": [SERVICE_UNAVAILABLE]}
+        ]
+        # A subscription to a key this process has not joined yet cannot be promised either.
+        await send(pub_b, {"type": "subscribe", "id": "fresh", "channel": fresh})
+        assert await recv_frames(pub_b, 1) == [
+            {"type": "subscribe_error", "id": "fresh", "errors": [SERVICE_UNAVAILABLE]}
+        ]
+        for server in (a, b):
+            assert await get(server, "/healthz") == (200, {"status": "ok"})
+            assert await get(server, "/readyz") == (
+                503,
+                {"status": "unavailable", "checks": {"database": "ok", "channel_layer": "unavailable"}},
+            )
+            server.assert_alive()
+        # A refused publish reached nobody, not even the publisher's own process.
+        await asyncio.gather(assert_silent(sub_a), assert_silent(sub_b), assert_silent(pub_b))
+        if over_a_sweep:
+            # The sweep's leave fails while Redis is away: quietly, a warning at most.
+            await asyncio.sleep(max(0.0, first_connection + SWEEP_INTERVAL + 1.5 - time.monotonic()))
+            for server in (a, b):
+                server.assert_alive()
+                assert (await get(server, "/readyz"))[0] == 503
+        outage = time.monotonic() - down_at
+
+        # -- Redis is back, empty: it forgot every group membership --------------------------------
+        redis_server.start()
+        up_at = time.monotonic()
+        servers = {"a": a, "b": b}
+        # Successful probes per publishing process, in publish order.
+        probes: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+        recovered_after: dict[str, float] = {}
+        async with Collector(sub_a) as collector_a, Collector(sub_b) as collector_b:
+            collectors = {"a": collector_a, "b": collector_b}
+
+            async def probe(source: str, target: str) -> None:
+                """Publish from ``source`` until a probe reaches both subscriptions on ``target``.
+
+                The hub rejoins one group after the other: one subscription may see a probe
+                the other does not, never the other way round afterwards.
+                """
+                n = 0
+                while True:
+                    n += 1
+                    event = {"probe": source, "n": n}
+                    status, _, body = await http_publish(servers[source], room, [json.dumps(event)])
+                    # Right after the restart a publish may still fail; never anything else.
+                    if status == 200:
+                        probes[source].append(event)
+                    else:
+                        assert (status, body) == (503, {"errors": [SERVICE_UNAVAILABLE]})
+                    for _ in range(5):
+                        if all(event in collectors[target].events(sub_id) for sub_id in subs):
+                            recovered_after[source] = time.monotonic() - up_at
+                            return
+                        await asyncio.sleep(0.05)
+                    assert time.monotonic() - up_at < RECOVERY_BOUND, f"no delivery {source} -> {target}"
+
+            async with asyncio.TaskGroup() as group:
+                group.create_task(probe("a", "b"))
+                group.create_task(probe("b", "a"))
+
+            ready_after = None
+            while ready_after is None:
+                status, body = await get(a, "/readyz")
+                status_b, _ = await get(b, "/readyz")
+                if status == status_b == 200:
+                    assert body == {"status": "ok", "checks": {"database": "ok", "channel_layer": "ok"}}
+                    ready_after = time.monotonic() - up_at
+                else:
+                    assert time.monotonic() - up_at < RECOVERY_BOUND, "readyz stays 503"
+                    await asyncio.sleep(0.1)
+
+            # Each subscription got every probe its own process published (delivered locally) and,
+            # from the other process, exactly those published after its hub rejoined: a suffix.
+            def pending() -> bool:
+                return any(
+                    probes[source][-1] not in collectors[target].events(sub_id)
+                    for source in ("a", "b")
+                    for target in ("a", "b")
+                    for sub_id in subs
+                )
+
+            async with asyncio.timeout(TIMEOUT):
+                while pending():  # noqa: ASYNC110 - the collectors fill these lists
+                    await asyncio.sleep(0.02)
+            for target, collector in collectors.items():
+                for sub_id in subs:
+                    received = collector.events(sub_id)
+                    for source in ("a", "b"):
+                        got = [e for e in received if e["probe"] == source]
+                        if source == target:
+                            assert got == probes[source]
+                        else:
+                            assert got and got == probes[source][-len(got) :]
+        # Nothing but data frames arrived meanwhile (ka aside).
+        for collector in collectors.values():
+            assert all(f["type"] == "data" for f in collector.frames), collector.frames
+
+        # The failed subscription can be made now; then exact delivery both ways, then silence.
+        await subscribe(pub_b, "fresh", fresh)
+        status, _, body = await http_publish(a, room, ['{"phase":"after","from":"a"}', '"a2"'])
+        assert status == 200, body
+        await send(
+            pub_b,
+            {"type": "publish", "id": "after", "channel": room, "events": ['{"phase":"after"}', '"b2"']},
+        )
+        [ack] = await recv_frames(pub_b, 1)
+        assert_successful(ack, 2, type="publish_success", id="after")
+        from_a = ['{"phase":"after","from":"a"}', '"a2"']
+        from_b = ['{"phase":"after"}', '"b2"']
+        for ws in (sub_a, sub_b):
+            received = await recv_frames(ws, 8)
+            assert_exactly(
+                received, data_frames("room", from_a + from_b) + data_frames("wild", from_a + from_b)
+            )
+            for sub_id in subs:
+                events = [f["event"] for f in received if f["id"] == sub_id]
+                assert [e for e in events if e in from_a] == from_a
+                assert [e for e in events if e in from_b] == from_b
+        await asyncio.gather(assert_silent(sub_a), assert_silent(sub_b), assert_silent(pub_b))
+
+    a.assert_alive()
+    b.assert_alive()
+    print(
+        f"\n[redis outage] down {outage:.2f}s; after restart: delivery a->b in {recovered_after['a']:.2f}s, "
+        f"b->a in {recovered_after['b']:.2f}s, readyz 200 in {ready_after:.2f}s "
+        f"(probes a={len(probes['a'])} b={len(probes['b'])})"
+    )
+
+
+# -- 3. subscribers that cannot keep up ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_outbox_session(
+    e2e_workdir: Path, e2e_env: dict[str, str], e2e_api_key: str
+) -> Iterator[DaphneServer]:
+    """One daphne (in-memory layer) whose connections buffer at most 50 frames."""
+    server = _start_daphne(
+        workdir=e2e_workdir,
+        name="small-outbox",
+        env={**e2e_env, "DJANGO_SETTINGS_MODULE": SMALL_OUTBOX_SETTINGS},
+        tls=None,
+        api_key=lambda: e2e_api_key,
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def small_outbox_server(small_outbox_session: DaphneServer) -> Iterator[DaphneServer]:
+    """Fails the test if the server died or logged a ``Traceback`` meanwhile."""
+    yield from _checked(small_outbox_session)
+
+
+@asynccontextmanager
+async def stalled_socket(server: DaphneServer) -> AsyncIterator[ClientConnection]:
+    """A subscriber socket that stops reading as soon as the test stops calling ``recv()``.
+
+    A tiny receive buffer keeps the kernel from absorbing much, and ``max_queue=1`` makes the
+    client pause reading from the transport once one frame is waiting (websockets' flow control).
+    """
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, (server.host, server.port))
+    ws = await connect(
+        server.ws_url,
+        sock=sock,
+        subprotocols=[SUBPROTOCOL, header_subprotocol(auth(server))],  # type: ignore[list-item]
+        max_queue=1,
+        max_size=None,
+        ping_interval=None,
+        proxy=None,
+        open_timeout=TIMEOUT,
+        close_timeout=1,
+    )
+    try:
+        yield ws
+    finally:
+        # It may never read again: drop the TCP connection instead of a close handshake.
+        if ws.transport is not None:
+            ws.transport.abort()
+
+
+def padded_event(seq: int) -> str:
+    return json.dumps({"seq": seq, "pad": "x" * 1000})
+
+
+async def flood(
+    publisher: ClientConnection,
+    channel: str,
+    publishes: int,
+    *,
+    window: int = 8,
+    stop: Callable[[], bool] | None = None,
+) -> dict[int, float]:
+    """Publish batches of five ~1 KB events over a WebSocket, at most ``window`` unacknowledged.
+
+    Returns the send time of each event's ``seq``. ``stop()`` ends the flood early.
+    """
+    sent_at: dict[int, float] = {}
+    acked = 0
+
+    async def ack() -> None:
+        nonlocal acked
+        [frame] = await recv_frames(publisher, 1)
+        assert_successful(frame, 5, type="publish_success", id=f"flood-{acked}")
+        acked += 1
+
+    for k in range(publishes):
+        while k - acked >= window:
+            await ack()
+        if stop is not None and stop():
+            break
+        now = time.perf_counter()
+        events = []
+        for seq in range(k * 5, k * 5 + 5):
+            sent_at[seq] = now
+            events.append(padded_event(seq))
+        await send(publisher, {"type": "publish", "id": f"flood-{k}", "channel": channel, "events": events})
+    while acked < len(sent_at) // 5:
+        await ack()
+    return sent_at
+
+
+async def test_stalled_subscriber_does_not_delay_the_others(small_outbox_server: DaphneServer) -> None:
+    """A subscriber that stops reading costs the others nothing: all events, low latency."""
+    server = small_outbox_server
+    channel = f"/default/slow{new_run()}"
+    publishes = 300
+    async with stalled_socket(server) as slow, open_socket(server) as fast, open_socket(server) as publisher:
+        for ws in (slow, fast, publisher):
+            await handshake(ws)
+        await subscribe(slow, "sub", channel)
+        await subscribe(fast, "sub", channel)
+        rss_before = rss_bytes(server)
+
+        arrivals: list[tuple[dict[str, Any], float]] = []
+
+        async def read_fast() -> None:
+            while len(arrivals) < publishes * 5:
+                frame = await recv(fast)
+                if frame != KA:
+                    arrivals.append((frame, time.perf_counter()))
+
+        started = time.perf_counter()
+        async with asyncio.timeout(30), asyncio.TaskGroup() as group:
+            flooding = group.create_task(flood(publisher, channel, publishes))
+            group.create_task(read_fast())
+        elapsed = time.perf_counter() - started
+        sent_at = flooding.result()
+        rss_after = rss_bytes(server)
+
+        # Everything, in order, as whole frames.
+        expected = data_frames("sub", [padded_event(seq) for seq in range(publishes * 5)])
+        assert [frame for frame, _ in arrivals] == expected
+        latencies = sorted(at - sent_at[json.loads(frame["event"])["seq"]] for frame, at in arrivals)
+        p50 = statistics.median(latencies)
+        p99 = latencies[int(len(latencies) * 0.99) - 1]
+        await asyncio.gather(assert_silent(fast), assert_silent(publisher))
+        assert p99 < 0.5, f"fast subscriber p99 {p99 * 1000:.0f} ms"
+
+    growth = (
+        ""
+        if rss_before is None or rss_after is None
+        else f", server RSS +{(rss_after - rss_before) >> 20} MiB"
+    )
+    print(
+        f"\n[slow consumer] {len(arrivals)} events in {elapsed:.2f}s; fast subscriber latency "
+        f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms{growth}"
+    )
+
+
+async def test_stalled_subscriber_is_closed_with_1008(small_outbox_server: DaphneServer) -> None:
+    """A subscriber that stops reading is closed once its outbound buffer overflows (DESIGN §5)."""
+    server = small_outbox_server
+    channel = f"/default/slow{new_run()}"
+    log_start = server.log_size()
+    async with stalled_socket(server) as slow, open_socket(server) as publisher:
+        for ws in (slow, publisher):
+            await handshake(ws)
+        await subscribe(slow, "sub", channel)
+        rss_before = rss_bytes(server)
+
+        # Up to ~6 MB (the kernel absorbs ~2-3 MB on loopback), until the server reports the
+        # overflow; then the client reads again.
+        def overflowed() -> bool:
+            return OVERFLOW_LOG_LINE in server.log_text(log_start)
+
+        async with asyncio.timeout(30):
+            sent_at = await flood(publisher, channel, 1200, stop=overflowed)
+        rss_after = rss_bytes(server)
+        growth = None if rss_before is None or rss_after is None else (rss_after - rss_before) >> 20
+        assert overflowed(), (
+            f"the stalled subscriber was never closed after {len(sent_at)} events "
+            f"(~{len(sent_at) >> 10} MiB); server RSS grew by {growth} MiB"
+        )
+
+        # It reads again: a prefix of the events, in order, then the close.
+        events: list[str] = []
+        async with asyncio.timeout(TIMEOUT):
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    frame = await recv(slow)
+                    if frame != KA:
+                        events.append(frame["event"])
+        assert events == [padded_event(seq) for seq in range(len(events))]
+        assert len(events) < len(sent_at)
+        # The close frame, if the client read it in time: autobahn drops a connection whose peer
+        # does not answer its close within closeHandshakeTimeout (1 s, quantized to whole seconds
+        # by its batched timer: 0-1 s in fact), and this client sees that as 1006.
+        assert (slow.close_code, slow.close_reason) in (SLOW_CONSUMER_CLOSE, (1006, ""))
+        await assert_silent(publisher)
+
+
+async def test_burst_beyond_the_outbound_buffer_closes_with_1008(small_outbox_server: DaphneServer) -> None:
+    """One publish that queues more frames than the buffer holds closes that subscriber only."""
+    server = small_outbox_server
+    log_start = server.log_size()
+    channel = f"/default/burst{new_run()}"
+    events = [json.dumps({"n": n}) for n in range(5)]
+    greedy_ids = [f"s{n}" for n in range(SMALL_OUTBOX_LIMIT // len(events) + 1)]
+    async with open_socket(server) as greedy, open_socket(server) as modest, open_socket(server) as publisher:
+        for ws in (greedy, modest, publisher):
+            await handshake(ws)
+        # Each subscription gets its own frame per event: one batch overflows this connection.
+        for sub_id in greedy_ids:
+            await subscribe(greedy, sub_id, channel)
+        await subscribe(modest, "only", channel)
+
+        await send(publisher, {"type": "publish", "id": "burst", "channel": channel, "events": events})
+        [ack] = await recv_frames(publisher, 1)
+        assert_successful(ack, len(events), type="publish_success", id="burst")
+
+        assert await recv_frames(modest, len(events)) == data_frames("only", events)
+        received: list[dict[str, Any]] = []
+        async with asyncio.timeout(TIMEOUT):
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    frame = await recv(greedy)
+                    if frame != KA:
+                        received.append(frame)
+        # At most a buffer's worth got out before the close; never more than was published.
+        assert len(received) <= SMALL_OUTBOX_LIMIT
+        assert all(f["type"] == "data" and f["id"] in greedy_ids and f["event"] in events for f in received)
+        assert (greedy.close_code, greedy.close_reason) == SLOW_CONSUMER_CLOSE
+
+        # The others carry on.
+        await send(publisher, {"type": "publish", "id": "after", "channel": channel, "events": ['"after"']})
+        [ack] = await recv_frames(publisher, 1)
+        assert_successful(ack, 1, type="publish_success", id="after")
+        assert await recv_frames(modest, 1) == data_frames("only", ['"after"'])
+        await asyncio.gather(assert_silent(modest), assert_silent(publisher))
+    assert OVERFLOW_LOG_LINE in server.log_text(log_start)
