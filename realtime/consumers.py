@@ -34,7 +34,13 @@ from .exceptions import (
     Transport,
     UnknownOperation,
 )
-from .handshake import SUBPROTOCOL, connect_credentials, request_cookies, request_headers
+from .handshake import (
+    SUBPROTOCOL,
+    connect_credentials,
+    offered_subprotocols,
+    request_cookies,
+    request_headers,
+)
 from .hub import LocalSubscription, hub
 from .logs import bind_connection
 from .metrics import metrics
@@ -139,7 +145,7 @@ class RealtimeConsumer(AsyncConsumer):
             metrics.connect_failed(error)
 
         # Browsers fail the handshake if they offered subprotocols and none is chosen.
-        offered = scope.get("subprotocols", ())
+        offered = offered_subprotocols(scope.get("subprotocols", ()))
         await self.base_send(
             {"type": "websocket.accept", "subprotocol": SUBPROTOCOL if SUBPROTOCOL in offered else None}
         )

@@ -87,11 +87,17 @@ def request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str
     return headers
 
 
+def offered_subprotocols(subprotocols: Iterable[str]) -> list[str]:
+    """The offered subprotocols, one per entry: some servers (uvicorn's websockets-sansio)
+    pass the raw comma-separated header as a single entry."""
+    return [part.strip() for entry in subprotocols for part in entry.split(",") if part.strip()]
+
+
 def connect_credentials(
     subprotocols: Iterable[str], headers: Mapping[str, str], query_string: bytes
 ) -> dict[str, str]:
     """The authorization object a connection presents, from whichever carrier has one."""
-    for subprotocol in subprotocols:
+    for subprotocol in offered_subprotocols(subprotocols):
         if subprotocol.startswith(HEADER_SUBPROTOCOL_PREFIX):
             decoded = decode_authorization(subprotocol[len(HEADER_SUBPROTOCOL_PREFIX) :])
             if decoded is not None:

@@ -300,3 +300,11 @@ def test_connect_credentials_come_from_the_first_carrier_that_has_them(
 )
 def test_request_headers_are_a_lowercased_dict_without_cookies(raw_headers, expected):
     assert request_headers(raw_headers) == expected
+
+
+def test_subprotocols_passed_as_one_comma_separated_entry_are_split() -> None:
+    from realtime.handshake import connect_credentials, offered_subprotocols
+
+    raw = "aws-appsync-event-ws, header-eyJ4LWFwaS1rZXkiOiJrIn0"
+    assert offered_subprotocols([raw]) == ["aws-appsync-event-ws", "header-eyJ4LWFwaS1rZXkiOiJrIn0"]
+    assert connect_credentials([raw], {}, b"") == {"x-api-key": "k"}
