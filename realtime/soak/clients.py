@@ -63,8 +63,7 @@ class Soak:
         self.channels = [f"/default/soak/{self.run}/c{i}" for i in range(args.channels)]
         per_channel = int(args.rate * args.minutes * 60 / args.channels) + 2
         self.per_channel = per_channel
-        # Per channel: send time and acknowledgement time of each event (0: not yet).
-        self.sent = [array("d", bytes(8 * per_channel)) for _ in self.channels]
+        # Per channel: when each event's publish_success arrived (0: not yet).
         self.acked = [array("d", bytes(8 * per_channel)) for _ in self.channels]
         self.next_seq = [0] * args.channels
         self.published = 0
@@ -205,7 +204,6 @@ class Soak:
                 op_id = f"p{n}"
                 sent = clock()
                 event = json.dumps({"c": channel, "k": seq, "t": sent, "pad": self.padding})
-                self.sent[channel][seq] = sent
                 self.pending[op_id] = (channel, seq)
                 await ws.send(
                     json.dumps(
