@@ -19,7 +19,6 @@ from typing import Any
 
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
-from channels.utils import await_many_dispatch
 from django.db import DatabaseError
 
 from . import protocol, signals
@@ -78,6 +77,9 @@ connect_limiter = ConnectLimiter()
 # connection_init with connection_error, PROTOCOL §3.1) before it is told anyway.
 REJECT_GRACE_SECONDS = 2.0
 
+# Frames one connection may have handled back to back before others get a turn.
+FRAMES_PER_TURN = 100
+
 
 class RealtimeConsumer(AsyncConsumer):
     """One AppSync Events WebSocket connection."""
@@ -85,10 +87,21 @@ class RealtimeConsumer(AsyncConsumer):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Channels would give every connection its own layer channel and receive
         # loop; delivery goes through the per-process hub instead (DESIGN §5).
+        # Frames are read straight from ``receive`` rather than through
+        # await_many_dispatch, which wraps every read in a new task: when a burst
+        # of frames is waiting, each read returns without yielding, so the burst
+        # is fanned out in one loop pass and each subscriber's outbox writes it
+        # in one flush. A yield every FRAMES_PER_TURN frames keeps one client's
+        # backlog from holding the loop.
         self.scope = scope
         self.base_send = send
+        handled = 0
         try:
-            await await_many_dispatch([receive], self.dispatch)
+            while True:
+                await self.dispatch(await receive())
+                handled += 1
+                if handled % FRAMES_PER_TURN == 0:
+                    await asyncio.sleep(0)
         except StopConsumer:
             pass
 

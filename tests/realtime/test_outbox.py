@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 
@@ -48,8 +49,16 @@ async def settle() -> None:
 
 
 async def finished(outbox: Outbox) -> None:
-    assert outbox.task is not None
-    await asyncio.wait_for(outbox.task, timeout=1)
+    """Wait until everything queued is written (by the flush or a writing task)."""
+
+    async def written() -> None:
+        while not outbox.idle:
+            if outbox.task is not None:
+                await outbox.task
+            else:
+                await asyncio.sleep(0)
+
+    await asyncio.wait_for(written(), timeout=1)
 
 
 def make(limit: int = 10) -> tuple[Outbox, FakeSend, Overflows]:
@@ -209,10 +218,11 @@ async def test_stop_drops_everything_and_cancels_the_drain_task():
     outbox.stop()
     assert (outbox.closed, len(outbox)) == (True, 0)
     assert outbox.offer("c") is False
+    writer = outbox.task
+    assert writer is not None
     with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(outbox.task, timeout=1)
-    assert send.messages == []
-    assert overflows.calls == 0
+        await asyncio.wait_for(writer, timeout=1)
+    assert (send.messages, outbox.task, overflows.calls) == ([], None, 0)
 
 
 async def test_stop_before_start_only_marks_the_outbox_closed():
@@ -223,15 +233,44 @@ async def test_stop_before_start_only_marks_the_outbox_closed():
     assert send.messages == []
 
 
-async def test_an_idle_outbox_sends_nothing():
+async def test_an_idle_outbox_sends_nothing_and_holds_no_task():
     outbox, send, _ = make()
     outbox.start()
     await settle()
-    assert send.messages == []
-    assert not outbox.task.done()
-    outbox.stop()
-    with pytest.raises(asyncio.CancelledError):
-        await outbox.task
+    assert (send.messages, outbox.task, outbox.idle) == ([], None, True)
+
+
+async def test_a_send_that_never_suspends_is_written_in_the_same_loop_pass_without_a_task():
+    sent: list[dict] = []
+
+    async def immediate_send(message: dict) -> None:
+        sent.append(message)
+
+    outbox = Outbox(immediate_send, limit=10, on_overflow=Overflows())
+    outbox.start()
+    for frame in ("a", "b", "c"):
+        outbox.offer(frame)
+    assert sent == []  # offer() only queues
+    await asyncio.sleep(0)  # one loop pass: the scheduled flush
+    assert (sent, outbox.task, outbox.idle) == ([text("a"), text("b"), text("c")], None, True)
+
+
+async def test_a_send_that_suspends_hands_the_rest_to_a_task_that_ends_when_done():
+    outbox, send, _ = make()
+    send.gate.clear()
+    outbox.start()
+    outbox.offer("a")
+    outbox.offer("b")
+    await asyncio.wait_for(send.writing.wait(), timeout=1)
+    writer = outbox.task
+    assert writer is not None and not writer.done()
+    outbox.offer("c")  # taken by the writing task, in order
+    send.gate.set()
+    await asyncio.wait_for(writer, timeout=1)
+    assert (send.messages, outbox.task) == ([text("a"), text("b"), text("c")], None)
+    outbox.offer("d")
+    await finished(outbox)
+    assert send.messages[-1] == text("d")
 
 
 @pytest.mark.parametrize(
@@ -273,3 +312,66 @@ async def test_a_failed_send_ends_the_task_quietly_and_closes_the_outbox(caplog)
     assert outbox.offer("d") is False
     assert overflows.calls == 0
     assert [record.levelname for record in caplog.records if record.name == "realtime.outbox"] == ["WARNING"]
+
+
+# -- daphne: a socket whose transport pauses its producer -----------------------------------
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.producer = None
+
+    def registerProducer(self, producer, streaming: bool) -> None:
+        assert streaming is True
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+
+class FakeAutobahnProtocol:
+    def __init__(self) -> None:
+        self.transport = FakeTransport()
+        self.written: list = []
+
+    def sendCloseFrame(self, code: int, reasonUtf8: bytes | None = None) -> None:
+        self.written.append(("close", type(code), code, reasonUtf8))
+
+
+def daphne_send(protocol: FakeAutobahnProtocol):
+    """Shaped like daphne's ``partial(Server.handle_reply, protocol)``; never suspends."""
+
+    async def handle_reply(protocol, message: dict) -> None:
+        protocol.written.append(message["text"])
+
+    return functools.partial(handle_reply, protocol)
+
+
+async def test_under_daphne_frames_wait_while_the_transport_is_paused_and_follow_on_resume():
+    peer = FakeAutobahnProtocol()
+    outbox = Outbox(daphne_send(peer), limit=10, on_overflow=Overflows())
+    outbox.start()
+    producer = peer.transport.producer
+    assert producer is not None
+    producer.pauseProducing()
+    outbox.offer("a")
+    outbox.offer("b")
+    await settle()
+    assert (peer.written, len(outbox)) == ([], 2)
+    producer.resumeProducing()
+    await finished(outbox)
+    assert peer.written == ["a", "b"]
+    outbox.close(CloseCode.NORMAL, "bye")
+    await finished(outbox)
+    assert peer.written == ["a", "b", ("close", int, 1000, b"bye")]
+
+
+async def test_under_daphne_a_paused_socket_that_overflows_gets_1008_at_once():
+    peer, overflows = FakeAutobahnProtocol(), Overflows()
+    outbox = Outbox(daphne_send(peer), limit=2, on_overflow=overflows)
+    outbox.start()
+    peer.transport.producer.pauseProducing()
+    assert [outbox.offer("a"), outbox.offer("b"), outbox.offer("c")] == [True, True, False]
+    await finished(outbox)
+    assert peer.written == [("close", int, 1008, SLOW_CONSUMER_REASON.encode())]
+    assert (overflows.calls, outbox.closed) == (1, True)
