@@ -25,7 +25,7 @@ from .exceptions import BadRequest, NamespaceNotFound, NoEvents, TooManyEvents, 
 from .handlers import HandlerContext, HandlerKind, IncomingEvent
 from .handshake import handler_headers
 from .hub import hub
-from .metrics import count_publish, metrics
+from .metrics import metrics
 from .paths import ChannelPath, parse_channel
 from .selectors import NamespaceConfig, namespace_get
 
@@ -59,7 +59,6 @@ class _Accepted:
     text: str
 
 
-@count_publish
 async def publish(
     *,
     channel: str,
@@ -83,6 +82,47 @@ async def publish(
         InvalidChannel, NamespaceNotFound, NoEvents, TooManyEvents, BadRequest,
         Unauthorized, HandlerRejected, HandlerError, ServiceUnavailable.
     """
+    started = await start_publish(
+        channel=channel,
+        events=events,
+        credentials=credentials,
+        request=request,
+        trusted=trusted,
+        http_body=http_body,
+    )
+    return await started.finish()
+
+
+async def start_publish(
+    *,
+    channel: str,
+    events: Sequence[Any],
+    credentials: Mapping[str, str] | None,
+    request: RequestInfo,
+    trusted: bool = False,
+    http_body: bytes | None = None,
+) -> PublishInFlight:
+    """:func:`publish` up to the moment the hub has taken the events, in call order.
+
+    A WebSocket connection handles its next frame from here while the events
+    travel (:meth:`PublishInFlight.finish` tells how that went): its pipelined
+    publishes then share layer round trips, and keep their order.
+    """
+    try:
+        return await _start_publish(channel, events, credentials, request, trusted, http_body)
+    except Exception as error:
+        metrics.publish_failed(channel, request.transport.value, error)
+        raise
+
+
+async def _start_publish(
+    channel: str,
+    events: Sequence[Any],
+    credentials: Mapping[str, str] | None,
+    request: RequestInfo,
+    trusted: bool,
+    http_body: bytes | None,
+) -> PublishInFlight:
     path = parse_channel(channel, allow_wildcard=False)
     namespace = await namespace_get(name=path.namespace)
     if namespace is None:
@@ -108,13 +148,47 @@ async def publish(
         accepted.append(_Accepted(index, IncomingEvent(identifier, payload), text))
 
     outgoing = await _run_on_publish(namespace, path, identity, request, accepted, result)
-    if outgoing:
-        metrics.broadcast(namespace.name, (encoded for encoded, _ in outgoing))
-        await hub.publish(path, [encoded for encoded, _ in outgoing])
-        await _after_publish(namespace, path, identity, request, [event for _, event in outgoing])
     result.successful.sort(key=lambda entry: entry["index"])
     result.failed.sort(key=lambda entry: entry["index"])
-    return result
+    in_flight = PublishInFlight(channel, request, result)
+    if outgoing:
+        metrics.broadcast(namespace.name, (encoded for encoded, _ in outgoing))
+        in_flight.sent = await hub.take(path, [encoded for encoded, _ in outgoing])
+        in_flight.after = (namespace, path, identity, [event for _, event in outgoing])
+    return in_flight
+
+
+class PublishInFlight:
+    """A publish whose events the hub has taken; :meth:`finish` completes it."""
+
+    __slots__ = ("channel", "request", "result", "sent", "after")
+
+    def __init__(self, channel: str, request: RequestInfo, result: PublishResult) -> None:
+        self.channel = channel
+        self.request = request
+        self.result = result
+        # Completes when every process's subscribers were given the events.
+        self.sent: asyncio.Future[None] | None = None
+        self.after: tuple[NamespaceConfig, ChannelPath, Identity, list[IncomingEvent]] | None = None
+
+    async def finish(self) -> PublishResult:
+        """Wait for the fan-out, run ``after_publish``, count the outcome.
+
+        Raises:
+            ServiceUnavailable: the channel layer could not take the events; nobody got them.
+        """
+        transport = self.request.transport.value
+        try:
+            if self.sent is not None:
+                await self.sent
+            if self.after is not None:
+                namespace, path, identity, events = self.after
+                await _after_publish(namespace, path, identity, self.request, events)
+        except Exception as error:
+            metrics.publish_failed(self.channel, transport, error)
+            raise
+        metrics.published(self.channel, transport, len(self.result.failed))
+        return self.result
 
 
 def _check_batch(events: Sequence[Any]) -> None:

@@ -23,7 +23,7 @@ from django.db import DatabaseError
 
 from . import protocol, signals
 from .auth import AuthRequest, Identity, Operation, RequestInfo, authorize
-from .broker import publish, subscription_authorize
+from .broker import PublishInFlight, start_publish, subscription_authorize
 from .conf import realtime_settings
 from .exceptions import (
     LimitExceeded,
@@ -79,6 +79,9 @@ REJECT_GRACE_SECONDS = 2.0
 
 # Frames one connection may have handled back to back before others get a turn.
 FRAMES_PER_TURN = 100
+
+# Publishes waiting for the channel layer before they are answered (kept referenced).
+_answering: set[asyncio.Task[None]] = set()
 
 
 class RealtimeConsumer(AsyncConsumer):
@@ -314,7 +317,7 @@ class RealtimeConsumer(AsyncConsumer):
 
     async def _publish(self, frame: protocol.Publish) -> None:
         try:
-            result = await publish(
+            started = await start_publish(
                 channel=frame.channel,
                 events=frame.events,
                 credentials=self._credentials(frame.authorization),
@@ -322,7 +325,27 @@ class RealtimeConsumer(AsyncConsumer):
             )
         except RealtimeError as error:
             raise protocol.bind_operation(error, ClientType.PUBLISH, frame.id) from None
-        self.outbox.offer(protocol.publish_success(frame.id, result.successful, result.failed))
+        if started.sent is None:
+            # Delivered already (one process): answer in line.
+            await self._answer_publish(frame.id, started)
+            return
+        # The events travel through the channel layer: read the next frame
+        # meanwhile, so pipelined publishes share a layer round trip. Their order
+        # is the hub's (it took them in frame order); the answer follows.
+        task = asyncio.get_running_loop().create_task(self._answer_publish(frame.id, started))
+        _answering.add(task)
+        task.add_done_callback(_answering.discard)
+
+    async def _answer_publish(self, frame_id: str, started: PublishInFlight) -> None:
+        try:
+            result = await started.finish()
+        except RealtimeError as error:
+            self._reply_error(protocol.bind_operation(error, ClientType.PUBLISH, frame_id))
+        except Exception:
+            logger.exception("unexpected error while finishing a websocket publish")
+            self._reply_error(protocol.bind_operation(RealtimeError(), ClientType.PUBLISH, frame_id))
+        else:
+            self.outbox.offer(protocol.publish_success(frame_id, result.successful, result.failed))
 
     def _reply_error(self, error: RealtimeError) -> None:
         """The one place a WebSocket error becomes a frame (PROTOCOL §3, §11)."""

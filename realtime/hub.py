@@ -7,10 +7,12 @@ frame per subscription to that connection's :class:`~realtime.outbox.Outbox`.
 
 Across processes the hub uses the Channels layer per *process*, not per
 connection: the process joins the layer group of a key when its first local
-subscriber to that key arrives, and a publish sends one layer message per
-matching key. Every other process that holds subscribers of the key receives it
-once and delivers locally; the publishing process delivers to its own
-subscribers directly and ignores its own layer message. With the in-memory
+subscriber to that key arrives, and publishes go out as one layer message per
+matching key, carrying every event published in the same loop pass (one layer
+round trip for a burst, not one per event). Every other process that holds
+subscribers of the key receives it once and delivers locally; the publishing
+process delivers to its own subscribers directly once the layer has the message,
+and ignores its own copy. With the in-memory
 layer (or none) there is only one process and no layer traffic at all.
 
 Groups are left lazily (a sweep discards groups no local subscriber uses), so
@@ -45,6 +47,8 @@ SWEEP_INTERVAL = 10.0
 # restarted without persistence forgets it (a lost connection also triggers an
 # immediate rejoin, see _receive_loop).
 GROUP_REFRESH_INTERVAL = 30.0
+# Events of one layer message at most (a single publish may exceed it alone).
+LAYER_BATCH_BYTES = 512 * 1024
 
 
 class EventMessage(TypedDict):
@@ -66,6 +70,15 @@ def group_name_for(key: str) -> str:
     namespace = key.split("/", 1)[0]
     digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:24]
     return f"rt.{namespace}.{digest}"
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """A publish waiting for the layer sender."""
+
+    keys: list[str]
+    events: list[str]
+    done: asyncio.Future[None]
 
 
 @dataclass(eq=False, slots=True)
@@ -96,10 +109,12 @@ class Hub:
         self._joined: dict[str, asyncio.Task[None]] = {}
         self._leaving: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._outgoing: list[_Outgoing] = []
+        self._sender: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def _ready(self) -> None:
+    async def ready(self) -> None:
         """Bind to the running loop (and its layer) on first use."""
         loop = asyncio.get_running_loop()
         if self._loop is loop:
@@ -130,7 +145,7 @@ class Hub:
     # -- connections ---------------------------------------------------------
 
     async def connect(self, outbox: Outbox) -> None:
-        await self._ready()
+        await self.ready()
         self._connections[outbox] = None
 
     def disconnect(self, outbox: Outbox, subscriptions: Iterable[LocalSubscription]) -> None:
@@ -157,7 +172,7 @@ class Hub:
 
     async def add(self, subscription: LocalSubscription) -> None:
         """Index a subscription; returns once events published from now reach it."""
-        await self._ready()
+        await self.ready()
         key = subscription.key
         if self._layer is not None:
             joined = self._joined.get(key)
@@ -232,6 +247,12 @@ class Hub:
         Raises:
             ServiceUnavailable: the channel layer could not take the message.
         """
+        sent = await self.take(channel, events)
+        if sent is not None:
+            await sent
+
+    async def take(self, channel: ChannelPath, events: list[str]) -> asyncio.Future[None] | None:
+        """Take events for delivery from any loop; see :meth:`publish_nowait` for the result."""
         owner = self._loop
         if owner is not None and owner is not asyncio.get_running_loop() and owner.is_running():
             # Sync code in a thread of its own (async_to_sync then runs a private
@@ -239,28 +260,84 @@ class Hub:
             # rebinding, which would drop every local subscription.
             future = asyncio.run_coroutine_threadsafe(self.publish(channel, events), owner)
             await asyncio.wrap_future(future)
-            return
-        await self._ready()
+            return None
+        await self.ready()
+        return self.publish_nowait(channel, events)
+
+    def publish_nowait(self, channel: ChannelPath, events: list[str]) -> asyncio.Future[None] | None:
+        """Take events for delivery, in call order; call on the hub's loop, after it is ready.
+
+        Returns ``None`` when every subscriber has them already (one process),
+        else a future that completes once the other processes were sent them
+        and this process's subscribers have them, or fails with
+        :class:`ServiceUnavailable` (and nobody got them) when the layer is down.
+        """
         keys = channel.matching_keys()
-        if self._layer is not None:
-            # Other processes first: if the layer is down the publish fails as a
-            # whole instead of reaching only this process's subscribers.
-            try:
-                for key in keys:
-                    message: EventMessage = {
-                        "type": "realtime.event",
-                        "key": key,
-                        "events": events,
-                        "origin": self._channel or "",
-                    }
-                    await self._layer.group_send(group_name_for(key), dict(message))
-            except Exception as exc:
-                logger.warning("realtime publish could not reach the channel layer: %s", exc)
-                raise ServiceUnavailable() from exc
-        # This process's own subscribers are served directly, never through the
-        # layer: the same order and latency with one process or many.
-        for key in keys:
-            self.deliver(key, events)
+        if self._layer is None:
+            for key in keys:
+                self.deliver(key, events)
+            return None
+        # Other processes first, then this one's subscribers, so a publish that
+        # cannot reach the layer reaches nobody. Publishes made in the same loop
+        # pass travel in one layer message per key: a publisher's pipelined
+        # frames (or many publishers at once) cost one layer round trip, not one
+        # each, and keep their order, since one sender sends batches in turn.
+        assert self._loop is not None
+        done = self._loop.create_future()
+        self._outgoing.append(_Outgoing(keys, events, done))
+        if self._sender is None:
+            self._sender = self._loop.create_task(self._send_outgoing(), context=background_context())
+        return done
+
+    async def _send_outgoing(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let the rest of this loop pass add to the batch
+            while self._outgoing:
+                batch = self._take_batch()
+                try:
+                    await self._send_batch(batch)
+                except Exception as exc:
+                    logger.warning("realtime publish could not reach the channel layer: %s", exc)
+                    for item in batch:
+                        if not item.done.done():
+                            item.done.set_exception(ServiceUnavailable())
+                    continue
+                for item in batch:
+                    for key in item.keys:
+                        self.deliver(key, item.events)
+                    if not item.done.done():
+                        item.done.set_result(None)
+        finally:
+            self._sender = None
+
+    def _take_batch(self) -> list[_Outgoing]:
+        """The oldest publishes, up to ``LAYER_BATCH_BYTES`` of events (at least one)."""
+        outgoing = self._outgoing
+        size = 0
+        count = 0
+        for item in outgoing:
+            size += sum(len(event) for event in item.events)
+            if count and size > LAYER_BATCH_BYTES:
+                break
+            count += 1
+        batch = outgoing[:count]
+        del outgoing[:count]
+        return batch
+
+    async def _send_batch(self, batch: list[_Outgoing]) -> None:
+        assert self._layer is not None and self._channel is not None
+        per_key: dict[str, list[str]] = {}
+        for item in batch:
+            for key in item.keys:
+                per_key.setdefault(key, []).extend(item.events)
+        for key, events in per_key.items():
+            message: EventMessage = {
+                "type": "realtime.event",
+                "key": key,
+                "events": events,
+                "origin": self._channel,
+            }
+            await self._layer.group_send(group_name_for(key), dict(message))
 
     def deliver(self, key: str, events: list[str]) -> int:
         """Append one frame per event to each local subscription of ``key``."""

@@ -60,7 +60,7 @@ import os
 import time
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 from .exceptions import RealtimeError
 
@@ -75,8 +75,6 @@ UNKNOWN_NAMESPACE = "_unknown"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 131072, 245760)
 DURATION_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
-
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
 def multiprocess_dir() -> str | None:
@@ -374,24 +372,6 @@ class RealtimeMetrics(MetricSet):
 
 
 metrics = RealtimeMetrics()
-
-
-def count_publish(publish: F) -> F:
-    """Decorate :func:`realtime.broker.publish`: count each request's outcome by transport."""
-
-    @functools.wraps(publish)
-    async def wrapper(**kwargs: Any) -> Any:
-        channel = kwargs.get("channel")
-        transport = kwargs["request"].transport.value
-        try:
-            result = await publish(**kwargs)
-        except Exception as error:
-            metrics.publish_failed(channel, transport, error)
-            raise
-        metrics.published(str(channel), transport, len(result.failed))
-        return result
-
-    return wrapper  # type: ignore[return-value]
 
 
 def instrument_http(view: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
 from django.db import connections
 
 from realtime.selectors import api_key_cache, namespace_cache
@@ -18,6 +19,9 @@ def _fresh_caches():
     # Rate limiters are per process: each test starts with a clean slate.
     auth._limiters.clear()
     consumers.connect_limiter.reset()
+    # A layer instance outlives the test's loop: channels_redis would hand the next
+    # test a receive lock still held by the last test's (cancelled) hub loop.
+    channel_layers.backends.clear()
     yield
     namespace_cache.clear()
     api_key_cache.clear()

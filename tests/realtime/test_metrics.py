@@ -323,7 +323,7 @@ async def test_an_http_publish_that_fails_on_the_server_is_a_5xx_and_a_server_er
 
         raise ServiceUnavailable()
 
-    monkeypatch.setattr(hub, "publish", down)
+    monkeypatch.setattr(hub, "take", down)
     response = await AsyncClient().post(
         "/event",
         data=json.dumps({"channel": "/default/room", "events": ['"hi"']}),

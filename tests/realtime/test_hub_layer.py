@@ -1,0 +1,225 @@
+"""The hub across processes: what it sends through the channel layer, and when (realtime/hub.py).
+
+A recording layer stands in for channels_redis here; tests/e2e/test_multiprocess.py runs
+two servers on a real Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from channels.layers import BaseChannelLayer
+
+from realtime import hub as hub_module
+from realtime import protocol
+from realtime.exceptions import ServiceUnavailable
+from realtime.hub import LAYER_BATCH_BYTES, Hub, LocalSubscription, group_name_for
+from realtime.outbox import Outbox
+from realtime.paths import parse_channel
+from tests.realtime.conftest import (
+    UUID_PLACEHOLDER,
+    assert_published,
+    assert_sent,
+    assert_silent,
+    data,
+    publish,
+    receive_frames,
+    subscribed,
+    without_identifiers,
+)
+
+
+class RecordingLayer(BaseChannelLayer):
+    """Keeps every group_send; fails them while ``down`` is set; receive() waits forever."""
+
+    extensions = ["groups"]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.down = False
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        return prefix + "hub!1"
+
+    async def group_add(self, group: str, channel: str) -> None:
+        pass
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        pass
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        await asyncio.sleep(0)  # a round trip
+        if self.down:
+            raise ConnectionError("Redis is down")
+        self.sent.append((group, message))
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def layer(monkeypatch) -> RecordingLayer:
+    layer = RecordingLayer()
+    monkeypatch.setattr(hub_module, "get_channel_layer", lambda: layer)
+    return layer
+
+
+@pytest.fixture
+async def hub(layer):
+    hub = Hub()
+    await hub.ready()
+    yield hub
+    for task in hub._tasks:
+        task.cancel()
+
+
+async def subscriber(hub: Hub, channel: str) -> list[dict]:
+    """A connection subscribed to ``channel`` as ``s``; returns what it is sent."""
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    outbox = Outbox(send, limit=1_000, on_overflow=lambda: None)
+    outbox.start()
+    await hub.connect(outbox)
+    await hub.add(LocalSubscription.create(outbox, "s", parse_channel(channel, allow_wildcard=True)))
+    return sent
+
+
+def events_of(sent: list[dict]) -> list[Any]:
+    """The events of the data frames a subscriber was sent, decoded."""
+    return [json.loads(json.loads(message["text"])["event"]) for message in sent]
+
+
+def encoded(*values: Any) -> list[str]:
+    """Events as the broker hands them to the hub: each event's JSON text as a JSON string."""
+    return [protocol.encode_event(json.dumps(value)) for value in values]
+
+
+def room() -> Any:
+    return parse_channel("/default/room", allow_wildcard=False)
+
+
+async def test_publishes_of_one_loop_pass_travel_in_one_layer_message_per_key_in_order(hub, layer):
+    exact, wildcard = await subscriber(hub, "/default/room"), await subscriber(hub, "/default/*")
+
+    sent = [hub.publish_nowait(room(), encoded(n)) for n in range(5)]
+    await asyncio.wait_for(asyncio.gather(*sent), timeout=1)
+
+    origin = "realtime.hub.hub!1"
+    assert layer.sent == [
+        (
+            group_name_for(key),
+            {"type": "realtime.event", "key": key, "events": encoded(0, 1, 2, 3, 4), "origin": origin},
+        )
+        for key in ("default/room", "default/*")
+    ]
+    await asyncio.sleep(0)
+    assert events_of(exact) == events_of(wildcard) == [0, 1, 2, 3, 4]
+
+
+async def test_local_subscribers_get_nothing_until_the_layer_has_the_events(hub, layer):
+    local = await subscriber(hub, "/default/room")
+    sent = hub.publish_nowait(room(), encoded("x"))
+    assert (local, layer.sent, sent.done()) == ([], [], False)
+    await asyncio.wait_for(sent, timeout=1)
+    await asyncio.sleep(0)
+    assert events_of(local) == ["x"]
+
+
+async def test_with_the_layer_down_every_publish_of_the_batch_fails_and_nobody_gets_anything(hub, layer):
+    local = await subscriber(hub, "/default/room")
+    layer.down = True
+    sent = [hub.publish_nowait(room(), encoded(n)) for n in range(3)]
+    results = await asyncio.wait_for(asyncio.gather(*sent, return_exceptions=True), timeout=1)
+    assert [type(result) for result in results] == [ServiceUnavailable] * 3
+    await asyncio.sleep(0)
+    assert (local, layer.sent) == ([], [])
+
+    # The layer is back: the next publish goes through, and only it.
+    layer.down = False
+    await asyncio.wait_for(hub.publish(room(), encoded("back")), timeout=1)
+    await asyncio.sleep(0)
+    assert events_of(local) == ["back"]
+    assert [message["events"] for _, message in layer.sent] == [encoded("back")] * 2  # room, *
+
+
+async def test_a_batch_larger_than_the_message_bound_is_split_and_keeps_its_order(hub, layer):
+    local = await subscriber(hub, "/default/room")
+    big = "x" * (LAYER_BATCH_BYTES // 3)
+    sent = [hub.publish_nowait(room(), encoded(f"{big}{n}")) for n in range(7)]
+    await asyncio.wait_for(asyncio.gather(*sent), timeout=1)
+
+    room_group = group_name_for("default/room")
+    batches = [[json.loads(json.loads(e))[-1] for e in m["events"]] for g, m in layer.sent if g == room_group]
+    assert batches == [["0", "1"], ["2", "3"], ["4", "5"], ["6"]]
+    await asyncio.sleep(0)
+    assert [event[-1] for event in events_of(local)] == list("0123456")
+
+
+async def test_publishes_made_while_a_batch_is_in_flight_form_the_next_batch(hub, layer):
+    first = hub.publish_nowait(room(), encoded("a"))
+    for _ in range(2):  # the sender's own turn, then its batch is with the layer
+        await asyncio.sleep(0)
+    later = [hub.publish_nowait(room(), encoded(c)) for c in "bc"]
+    await asyncio.wait_for(asyncio.gather(first, *later), timeout=1)
+    room_group = group_name_for("default/room")
+    assert [m["events"] for g, m in layer.sent if g == room_group] == [encoded("a"), encoded("b", "c")]
+
+
+# -- a WebSocket publisher on a distributed hub ----------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_pipelined_websocket_publishes_are_all_answered_and_delivered_in_order(layer, connect):
+    listener, publisher = await connect(), await connect()
+    await subscribed(listener, "s", "/default/room")
+    for n in range(20):
+        await publish(publisher, f"p{n}", "/default/room", [json.dumps(n)])
+
+    answers = await receive_frames(publisher, 20)
+    assert sorted((without_identifiers(frame) for frame in answers), key=lambda f: int(f["id"][1:])) == [
+        {
+            "type": "publish_success",
+            "id": f"p{n}",
+            "successful": [{"identifier": UUID_PLACEHOLDER, "index": 0}],
+            "failed": [],
+        }
+        for n in range(20)
+    ]
+    assert await receive_frames(listener, 20) == [data("s", json.dumps(n)) for n in range(20)]
+    await assert_silent(listener)
+    # Fewer layer messages than publishes: frames read in one pass share one.
+    assert len([g for g, _ in layer.sent if g == group_name_for("default/room")]) < 20
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_websocket_publish_the_layer_refuses_is_a_publish_error_and_the_socket_stays(layer, connect):
+    comm = await connect()
+    await subscribed(comm, "s", "/default/room")
+    layer.down = True
+    await publish(comm, "p1", "/default/room", ['"lost"'])
+    await assert_sent(
+        comm,
+        {
+            "type": "publish_error",
+            "id": "p1",
+            "errors": [
+                {
+                    "errorType": "ServiceUnavailable",
+                    "message": "The service is temporarily unavailable, try again.",
+                }
+            ],
+        },
+    )
+    await assert_silent(comm)
+    layer.down = False
+    await publish(comm, "p2", "/default/room", ['"kept"'])
+    await assert_sent(comm, data("s", '"kept"'))
+    await assert_published(comm, "p2", [0])
