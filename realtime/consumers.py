@@ -341,6 +341,10 @@ class RealtimeConsumer(AsyncConsumer):
             result = await started.finish()
         except RealtimeError as error:
             self._reply_error(protocol.bind_operation(error, ClientType.PUBLISH, frame_id))
+        except DatabaseError as exc:
+            # An after_publish receiver met a passing outage: retryable, as in websocket_receive.
+            logger.warning("websocket publish failed, database unavailable: %s", exc)
+            self._reply_error(protocol.bind_operation(ServiceUnavailable(), ClientType.PUBLISH, frame_id))
         except Exception:
             logger.exception("unexpected error while finishing a websocket publish")
             self._reply_error(protocol.bind_operation(RealtimeError(), ClientType.PUBLISH, frame_id))

@@ -47,3 +47,23 @@ async def test_websocket_operations_during_a_database_outage_fail_cleanly_and_th
         await assert_sent(comm, {"type": "publish_error", "id": "p", "errors": [UNAVAILABLE]})
     # The database is back: the same socket works.
     await subscribed(comm, "s", "/default/room")
+
+
+async def test_a_publish_whose_event_published_receiver_meets_a_database_outage_is_retryable(connect) -> None:
+    from realtime import signals
+
+    async def receiver(**kwargs) -> None:
+        raise OperationalError("server closed")
+
+    comm = await connect()
+    await subscribed(comm, "s", "/default/room")
+    signals.event_published.connect(receiver, dispatch_uid="outage-test")
+    try:
+        await publish(comm, "p", "/default/room", ['"hi"'])
+        # The event went out; the publisher learns that the rest of the publish did not finish.
+        await assert_sent(comm, {"type": "data", "id": "s", "event": '"hi"'})
+        await assert_sent(comm, {"type": "publish_error", "id": "p", "errors": [UNAVAILABLE]})
+    finally:
+        signals.event_published.disconnect(dispatch_uid="outage-test")
+    await publish(comm, "p2", "/default/room", ['"again"'])
+    await assert_sent(comm, {"type": "data", "id": "s", "event": '"again"'})
