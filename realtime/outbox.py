@@ -18,6 +18,7 @@ the rest in order and ends.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import types
@@ -146,6 +147,7 @@ class Outbox:
         "_flow",
         "_loop",
         "_scheduled",
+        "_context",
     )
 
     def __init__(self, send: AsgiSend, *, limit: int, on_overflow: Callable[[], None]) -> None:
@@ -161,11 +163,15 @@ class Outbox:
         # Set by start(): frames offered before the socket is accepted wait for it.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
+        self._context: contextvars.Context | None = None
 
     def start(self) -> None:
         """The socket is accepted: write what is queued and what comes."""
         self._flow = _write_flow(self._send)
         self._loop = asyncio.get_running_loop()
+        # Flushes run in the connection's own context (its connection id for log
+        # lines), not in that of the publisher whose offer() scheduled them.
+        self._context = contextvars.copy_context()
         self._schedule()
 
     def offer(self, frame: str) -> bool:
@@ -217,7 +223,7 @@ class Outbox:
         if self._loop is None or self._scheduled or self.task is not None or not self._frames:
             return
         self._scheduled = True
-        self._loop.call_soon(self._flush)
+        self._loop.call_soon(self._flush, context=self._context)
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -246,7 +252,7 @@ class Outbox:
 
     def _write_in_task(self, suspended: _Suspended | None) -> None:
         assert self._loop is not None
-        self.task = self._loop.create_task(self._write(suspended))
+        self.task = self._loop.create_task(self._write(suspended), context=self._context)
 
     async def _write(self, suspended: _Suspended | None) -> None:
         frames = self._frames

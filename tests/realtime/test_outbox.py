@@ -375,3 +375,27 @@ async def test_under_daphne_a_paused_socket_that_overflows_gets_1008_at_once():
     await finished(outbox)
     assert peer.written == [("close", int, 1008, SLOW_CONSUMER_REASON.encode())]
     assert (overflows.calls, outbox.closed) == (1, True)
+
+
+async def test_writes_run_in_the_connection_s_context_not_the_publisher_s():
+    from realtime.logs import connection_id_var
+
+    seen: list[str | None] = []
+
+    async def send(message: dict) -> None:
+        seen.append(connection_id_var.get())
+
+    outbox = Outbox(send, limit=10, on_overflow=Overflows())
+
+    async def connection() -> None:
+        connection_id_var.set("subscriber")
+        outbox.start()
+
+    async def publisher() -> None:
+        connection_id_var.set("publisher")
+        outbox.offer("a")
+
+    await asyncio.create_task(connection())
+    await asyncio.create_task(publisher())
+    await finished(outbox)
+    assert seen == ["subscriber"]
