@@ -57,18 +57,20 @@ INSTALLED_APPS = [
     "quiz",
 ]
 
+# Django's middleware and WhiteNoise's, async-native (config/middleware.py): each
+# of them hopped to a thread per request under daphne.
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    "config.middleware.SecurityMiddleware",
     # X-Request-ID in and out, and on every log line of the request.
     "realtime.middleware.RequestIdMiddleware",
     # Static files from the app server itself (daphne has no static handler).
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.middleware.WhiteNoiseMiddleware",
+    "config.middleware.SessionMiddleware",
+    "config.middleware.CommonMiddleware",
+    "config.middleware.CsrfViewMiddleware",
+    "config.middleware.AuthenticationMiddleware",
+    "config.middleware.MessageMiddleware",
+    "config.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
