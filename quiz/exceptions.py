@@ -49,6 +49,11 @@ class AlreadyAnswered(QuizError):
     code = "already_answered"
     default_message = "This player has already answered this question."
 
+    def __init__(self, message: str | None = None, *, stored_choice: int | None = None) -> None:
+        super().__init__(message)
+        # The choice already stored: a retry of the same answer is no conflict.
+        self.stored_choice = stored_choice
+
 
 class InvalidChoice(QuizError):
     code = "invalid_choice"
@@ -79,3 +84,7 @@ class Unavailable(QuizError):
     def __init__(self, retry_after: int = 1) -> None:
         self.retry_after = retry_after
         super().__init__()
+
+
+class ConcurrentScoring(Exception):
+    """Another worker scored answers of this batch meanwhile; the batch rolled back."""

@@ -17,20 +17,15 @@ without prometheus_client. ``/metrics`` (``realtime``) shows them with the rest.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
-from django.db import DatabaseError
 from django.dispatch import receiver
 
 from realtime.metrics import MetricSet
 
 from . import signals
-
-logger = logging.getLogger(__name__)
 
 # Answers are scored within a poll interval normally; a backlog shows as seconds.
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -63,26 +58,6 @@ class QuizMetrics(MetricSet):
         self.answers_scored.inc(count)
         for lag in lags:
             self.scoring_lag.observe(max(0.0, lag.total_seconds()))
-
-    async def ascored(self, answer_ids: list[int]) -> None:
-        """:meth:`scored` for answers the worker just scored, their lags read back from the database.
-
-        One indexed query per batch, and none when prometheus_client is missing.
-        """
-        if not answer_ids or not self.enabled:
-            return
-        try:
-            await database_sync_to_async(self._scored_from_db)(answer_ids)
-        except DatabaseError as exc:
-            # The answers are scored; only their lag goes unrecorded.
-            logger.warning("scoring lag not recorded: %s", exc)
-
-    def _scored_from_db(self, answer_ids: list[int]) -> None:
-        from .models import Answer
-
-        rows = Answer.objects.filter(pk__in=answer_ids).exclude(scored_at=None)
-        times = rows.values_list("received_at", "scored_at")
-        self.scored(len(answer_ids), [scored_at - received_at for received_at, scored_at in times])
 
     def leaderboards(self, count: int) -> None:
         if count:

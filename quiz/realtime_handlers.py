@@ -8,19 +8,19 @@ screen) may read everything and publish game control.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from realtime import handlers
 from realtime.handlers import HandlerContext, OutgoingEvent
 
 from . import services
 from .conf import quiz_settings
-from .exceptions import AlreadyAnswered, QuizError
-from .models import Player
+from .exceptions import AlreadyAnswered, InvalidPlayerToken, QuizError
 
 
 def _player(ctx: HandlerContext) -> dict[str, Any] | None:
@@ -66,13 +66,13 @@ async def quiz_publish(ctx: HandlerContext) -> list[OutgoingEvent] | None:
         return None  # the game itself announcing: broadcast unchanged
     code, kind, rest = _parts(ctx)
     if kind == "answers" and not rest:
-        return await database_sync_to_async(_store_answers)(ctx, code)
+        return await _store_answers(ctx, code)
     if kind == "game" and await _is_staff(ctx):
         return list(ctx.events)  # type: ignore[arg-type]
     raise handlers.Unauthorized()
 
 
-def _store_answers(ctx: HandlerContext, code: str) -> list[OutgoingEvent]:
+async def _store_answers(ctx: HandlerContext, code: str) -> list[OutgoingEvent]:
     """Answers over WebSocket: stored like the HTTP endpoint's, broadcast to nobody.
 
     Re-sending the same answer (a client retrying after a timeout it saw) is a
@@ -81,22 +81,33 @@ def _store_answers(ctx: HandlerContext, code: str) -> list[OutgoingEvent]:
     player_info = _player(ctx)
     if player_info is None or player_info["game"] != code:
         raise handlers.Unauthorized()
-    player = Player.objects.filter(pk=player_info["player_id"]).first()
-    if player is None:
-        raise handlers.Unauthorized()
-    failed: list[OutgoingEvent] = []
+    received_at = timezone.now()
+    requests = []
     for event in ctx.events:
         payload = event.payload if isinstance(event.payload, dict) else {}
-        try:
-            services.answer_submit(
-                player=player, question_id=payload.get("question_id"), choice=payload.get("choice")
+        requests.append(
+            services.AnswerRequest(
+                code=code,
+                question_id=payload.get("question_id"),
+                choice=payload.get("choice"),
+                received_at=received_at,
+                player_id=player_info["player_id"],
             )
-        except AlreadyAnswered as error:
-            if not services.answer_matches(
-                player=player, question_id=payload.get("question_id"), choice=payload.get("choice")
-            ):
-                failed.append(OutgoingEvent(event.id, error=error.message))
-        except (QuizError, ValidationError) as error:
-            failed.append(OutgoingEvent(event.id, error=getattr(error, "message", str(error))))
+        )
+    outcomes = await asyncio.gather(
+        *(services.aanswer_submit(request) for request in requests), return_exceptions=True
+    )
+    failed: list[OutgoingEvent] = []
+    for event, request, outcome in zip(ctx.events, requests, outcomes, strict=True):
+        if not isinstance(outcome, BaseException):
+            continue
+        if isinstance(outcome, InvalidPlayerToken):
+            raise handlers.Unauthorized()  # the player row is gone
+        if isinstance(outcome, AlreadyAnswered) and outcome.stored_choice == request.choice:
+            continue
+        if isinstance(outcome, QuizError | ValidationError):
+            failed.append(OutgoingEvent(event.id, error=getattr(outcome, "message", str(outcome))))
+            continue
+        raise outcome
     # Stored answers are accepted and dropped from the broadcast; failures are reported.
     return failed

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -19,11 +21,14 @@ from django.utils import timezone
 import realtime
 
 from . import channels, payloads, signals
+from .batching import GroupCommit
 from .exceptions import (
     AlreadyAnswered,
+    ConcurrentScoring,
     GameNotFound,
     GameNotJoinable,
     InvalidChoice,
+    InvalidPlayerToken,
     InvalidTransition,
     NicknameTaken,
     NotAnswerable,
@@ -197,28 +202,106 @@ def answer_counts(*, question: Question) -> list[int]:
 # -- players -------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    code: str
+    nickname: str
+
+
+def players_join(*, requests: Sequence[JoinRequest]) -> list[tuple[Player, str] | Exception]:
+    """Add several players in one transaction (:func:`player_join` for each).
+
+    Returns one entry per request, in order: ``(player, token)`` once committed,
+    or the error :func:`player_join` would raise for it. Raises only when the
+    transaction fails, and then stored none of them.
+    """
+    results: list[tuple[Player, str] | Exception | None] = [None] * len(requests)
+    nicknames = [request.nickname.strip() for request in requests]
+    stored: list[tuple[int, Player, str]] = []
+    with transaction.atomic():
+        games = {
+            game.code: game
+            for game in Game.objects.filter(code__in={request.code for request in requests}).only(
+                "pk", "state", "code"
+            )
+        }
+        taken = set(
+            Player.objects.filter(game__in=list(games.values()), nickname__in=set(nicknames)).values_list(
+                "game_id", "nickname"
+            )
+        )
+        for index, (request, nickname) in enumerate(zip(requests, nicknames, strict=True)):
+            game = games.get(request.code)
+            if not 1 <= len(nickname) <= 40:
+                results[index] = ValidationError("A nickname is 1 to 40 characters.")
+            elif game is None:
+                results[index] = GameNotFound()
+            elif game.state not in JOINABLE:
+                results[index] = GameNotJoinable()
+            elif (game.pk, nickname) in taken:
+                results[index] = NicknameTaken()
+            else:
+                taken.add((game.pk, nickname))
+                token = secrets.token_urlsafe(24)
+                stored.append(
+                    (index, Player(game=game, nickname=nickname, token_hash=token_hash(token)), token)
+                )
+        for index, _player in _insert_each_once([(index, player) for index, player, _ in stored]):
+            results[index] = NicknameTaken()  # taken by another process since the check above
+    for index, player, token in stored:
+        if results[index] is None:
+            results[index] = (player, token)
+            signals.player_joined.send(sender=Player, player=player, game=player.game)
+    return [result for result in results if result is not None]
+
+
+def _insert_each_once(rows: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """Insert model instances in one statement; returns those a unique constraint refused.
+
+    The rows were checked against the database in this transaction; only a
+    concurrent writer (another process on PostgreSQL) can still take one, and
+    then they go in one by one, each in its own savepoint.
+    """
+    if not rows:
+        return []
+    model = type(rows[0][1])
+    try:
+        with transaction.atomic():
+            model.objects.bulk_create([instance for _, instance in rows])
+        return []
+    except IntegrityError:
+        pass
+    refused = []
+    for index, instance in rows:
+        instance.pk = None
+        try:
+            with transaction.atomic():
+                instance.save(force_insert=True)
+        except IntegrityError:
+            refused.append((index, instance))
+    return refused
+
+
 def player_join(*, code: str, nickname: str) -> tuple[Player, str]:
     """Add a player; returns the row (committed) and the player's secret token.
 
     Raises:
         GameNotFound, GameNotJoinable, NicknameTaken, ValidationError.
     """
-    nickname = nickname.strip()
-    if not 1 <= len(nickname) <= 40:
-        raise ValidationError("A nickname is 1 to 40 characters.")
-    game = Game.objects.filter(code=code).only("pk", "state", "code").first()
-    if game is None:
-        raise GameNotFound()
-    if game.state not in JOINABLE:
-        raise GameNotJoinable()
-    token = secrets.token_urlsafe(24)
-    try:
-        with transaction.atomic():
-            player = Player.objects.create(game=game, nickname=nickname, token_hash=token_hash(token))
-    except IntegrityError:
-        raise NicknameTaken() from None
-    signals.player_joined.send(sender=Player, player=player, game=game)
-    return player, token
+    (result,) = players_join(requests=[JoinRequest(code=code, nickname=nickname)])
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+_joins: GroupCommit[JoinRequest, tuple[Player, str]] = GroupCommit(
+    lambda requests: players_join(requests=requests)
+)
+
+
+async def aplayer_join(*, code: str, nickname: str) -> tuple[Player, str]:
+    """:func:`player_join` from async code: joins arriving together share one transaction."""
+    return await _joins.submit(JoinRequest(code=code, nickname=nickname))
 
 
 def player_for_token(*, token: str) -> Player | None:
@@ -226,6 +309,110 @@ def player_for_token(*, token: str) -> Player | None:
 
 
 # -- answers -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRequest:
+    """One answer as it arrived: the game addressed, and the player by id or by token."""
+
+    code: str
+    question_id: Any
+    choice: Any
+    received_at: datetime
+    player_id: int | None = None
+    token: str | None = None
+
+
+def answers_submit(*, requests: Sequence[AnswerRequest]) -> list[Answer | Exception]:
+    """Store several answers, unscored, in one transaction (:func:`answer_submit` for each).
+
+    The game's state is read in the same transaction, so each answer is checked
+    against the question open at that moment; ``received_at`` is when the answer
+    reached the server (its speed bonus and the deadline go by it, not by when the
+    batch was written).
+
+    Returns one entry per request, in order: the stored :class:`Answer`, or its
+    error (InvalidPlayerToken, NotAnswerable, InvalidChoice, AlreadyAnswered with
+    ``stored_choice``). Raises only when the transaction fails, and then stored none.
+    """
+    from .conf import quiz_settings
+
+    grace = timedelta(seconds=quiz_settings.answer_grace)
+    results: list[Answer | Exception | None] = [None] * len(requests)
+    hashes = {token_hash(request.token): request.token for request in requests if request.token is not None}
+    fresh: list[tuple[int, Answer]] = []
+    with transaction.atomic():
+        player_games: dict[int, int] = dict(
+            Player.objects.filter(
+                pk__in={r.player_id for r in requests if r.player_id is not None}
+            ).values_list("pk", "game_id")
+        )
+        by_token: dict[str, int] = {}
+        for digest, player_id, game_id in Player.objects.filter(token_hash__in=hashes).values_list(
+            "token_hash", "pk", "game_id"
+        ):
+            by_token[hashes[digest]] = player_id
+            player_games[player_id] = game_id
+        games = {
+            game.pk: game
+            for game in Game.objects.select_related("current_question").filter(
+                pk__in=set(player_games.values())
+            )
+        }
+        player_ids = [
+            by_token.get(request.token) if request.token is not None else request.player_id
+            for request in requests
+        ]
+        stored_choices = {
+            (player_id, question_id): choice
+            for player_id, question_id, choice in Answer.objects.filter(
+                player_id__in={pid for pid in player_ids if pid is not None},
+                question_id__in={game.current_question_id for game in games.values()},
+            ).values_list("player_id", "question_id", "choice")
+        }
+        for index, (request, player_id) in enumerate(zip(requests, player_ids, strict=True)):
+            game = games.get(player_games.get(player_id, -1)) if player_id is not None else None
+            if game is None or game.code != request.code:
+                results[index] = InvalidPlayerToken()
+                continue
+            question = game.current_question
+            if game.state != GameState.QUESTION or question is None or question.pk != request.question_id:
+                results[index] = NotAnswerable()
+                continue
+            deadline = game.question_closes_at
+            if deadline is not None and request.received_at > deadline + grace:
+                results[index] = NotAnswerable("Time is up for this question.")
+                continue
+            choice = request.choice
+            if (
+                isinstance(choice, bool)
+                or not isinstance(choice, int)
+                or not 0 <= choice < len(question.choices)
+            ):
+                results[index] = InvalidChoice()
+                continue
+            key = (player_id, question.pk)
+            if key in stored_choices:
+                results[index] = AlreadyAnswered(stored_choice=stored_choices[key])
+                continue
+            stored_choices[key] = choice
+            opened_at = game.question_opened_at or request.received_at
+            answer = Answer(
+                game=game,
+                player_id=player_id,
+                question=question,
+                choice=choice,
+                received_at=request.received_at,
+                elapsed=(request.received_at - opened_at).total_seconds(),
+            )
+            fresh.append((index, answer))
+        for index, _answer in _insert_each_once(fresh):
+            results[index] = AlreadyAnswered()  # answered through another process meanwhile
+    for index, answer in fresh:
+        if results[index] is None:
+            results[index] = answer
+            signals.answer_received.send(sender=Answer, answer=answer)
+    return [result for result in results if result is not None]
 
 
 def answer_submit(*, player: Player, question_id: int, choice: int) -> Answer:
@@ -236,38 +423,31 @@ def answer_submit(*, player: Player, question_id: int, choice: int) -> Answer:
         InvalidChoice: ``choice`` is not an index of the question's choices.
         AlreadyAnswered: this player answered this question before.
     """
-    from .conf import quiz_settings
-
-    received_at = timezone.now()
-    game = Game.objects.select_related("current_question").get(pk=player.game_id)
-    question = game.current_question
-    if game.state != GameState.QUESTION or question is None or question.pk != question_id:
-        raise NotAnswerable()
-    deadline = game.question_closes_at
-    if deadline is not None and received_at > deadline + timedelta(seconds=quiz_settings.answer_grace):
-        raise NotAnswerable("Time is up for this question.")
-    if isinstance(choice, bool) or not isinstance(choice, int) or not 0 <= choice < len(question.choices):
-        raise InvalidChoice()
-    try:
-        with transaction.atomic():
-            opened_at = game.question_opened_at or received_at
-            answer = Answer.objects.create(
-                game=game,
-                player=player,
-                question=question,
-                choice=choice,
-                received_at=received_at,
-                elapsed=(received_at - opened_at).total_seconds(),
-            )
-    except IntegrityError:
-        raise AlreadyAnswered() from None
-    signals.answer_received.send(sender=Answer, answer=answer)
-    return answer
+    request = AnswerRequest(
+        code=player.game.code,
+        question_id=question_id,
+        choice=choice,
+        received_at=timezone.now(),
+        player_id=player.pk,
+    )
+    (result,) = answers_submit(requests=[request])
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
-def answer_matches(*, player: Player, question_id: Any, choice: Any) -> bool:
-    """Whether the player's stored answer to ``question_id`` is ``choice`` (an idempotent retry)."""
-    return Answer.objects.filter(player=player, question_id=question_id, choice=choice).exists()
+_answers: GroupCommit[AnswerRequest, Answer] = GroupCommit(lambda requests: answers_submit(requests=requests))
+
+
+async def aanswer_submit(request: AnswerRequest) -> Answer:
+    """:func:`answers_submit` for one answer from async code: answers arriving together
+    share one transaction.
+
+    Raises:
+        InvalidPlayerToken, NotAnswerable, InvalidChoice, AlreadyAnswered; or the
+        batch's database error (nothing of the batch was stored).
+    """
+    return await _answers.submit(request)
 
 
 # -- scoring -------------------------------------------------------------------
@@ -276,16 +456,23 @@ def answer_matches(*, player: Player, question_id: Any, choice: Any) -> bool:
 def answers_score_pending(*, limit: int) -> list[dict[str, Any]]:
     """Score up to ``limit`` unscored answers, oldest first, in one transaction.
 
-    Idempotent and crash-safe: an answer is marked scored and its points added
-    to the player's total in the same transaction, and only if it was still
-    unscored, so a crash rolls both back and a retry never scores twice. On
-    PostgreSQL concurrent workers skip each other's rows (``SKIP LOCKED``).
+    Idempotent and crash-safe: the answers are marked scored and their points
+    added to the players' totals in the same transaction, and only if all of them
+    were still unscored, so a crash rolls both back and a retry never scores
+    twice. On PostgreSQL concurrent workers skip each other's rows (``SKIP
+    LOCKED``); on SQLite the transaction holds the write lock from its first read.
 
     Returns one dict per answer scored now: ``answer_id``, ``player_id``,
-    ``game_id``, ``game_code``, ``question_id``, ``correct``, ``delta``, ``score``.
+    ``game_id``, ``game_code``, ``question_id``, ``correct``, ``delta``, ``score``,
+    ``received_at``.
+
+    Raises:
+        ConcurrentScoring: another worker scored some of these answers meanwhile
+            (a database without row locks or write-locking transactions); nothing
+            was scored, the next call starts over.
     """
     from django.db import connection
-    from django.db.models import F
+    from django.db.models import Case, F, Value, When
 
     from .scoring import points_for
 
@@ -295,6 +482,8 @@ def answers_score_pending(*, limit: int) -> list[dict[str, Any]]:
         if connection.features.has_select_for_update_skip_locked:
             pending = pending.select_for_update(skip_locked=True, of=("self",))
         answers = list(pending.select_related("question", "game")[:limit])
+        if not answers:
+            return []
         results: list[dict[str, Any]] = []
         deltas: dict[int, int] = {}
         for answer in answers:
@@ -305,11 +494,6 @@ def answers_score_pending(*, limit: int) -> list[dict[str, Any]]:
                 time_limit=question.time_limit,
                 elapsed=answer.elapsed,
             )
-            updated = Answer.objects.filter(pk=answer.pk, scored_at=None).update(
-                scored_at=now, correct=scored.correct, points=scored.points
-            )
-            if not updated:
-                continue
             deltas[answer.player_id] = deltas.get(answer.player_id, 0) + scored.points
             results.append(
                 {
@@ -320,11 +504,31 @@ def answers_score_pending(*, limit: int) -> list[dict[str, Any]]:
                     "question_id": question.pk,
                     "correct": scored.correct,
                     "delta": scored.points,
+                    "received_at": answer.received_at,
                 }
             )
-        for player_id, delta in deltas.items():
-            if delta:
-                Player.objects.filter(pk=player_id).update(score=F("score") + delta)
+        # One statement for the batch instead of one per answer and one per player.
+        marked = Answer.objects.filter(pk__in=[r["answer_id"] for r in results], scored_at=None).update(
+            scored_at=now,
+            correct=Case(
+                When(pk__in=[r["answer_id"] for r in results if r["correct"]], then=Value(True)),
+                default=Value(False),
+            ),
+            points=Case(
+                *(When(pk=r["answer_id"], then=Value(r["delta"])) for r in results if r["delta"]),
+                default=Value(0),
+            ),
+        )
+        if marked != len(results):
+            raise ConcurrentScoring()
+        moved = {player_id: delta for player_id, delta in deltas.items() if delta}
+        if moved:
+            Player.objects.filter(pk__in=moved).update(
+                score=F("score")
+                + Case(
+                    *(When(pk=player_id, then=Value(delta)) for player_id, delta in moved.items()), default=0
+                )
+            )
         totals = dict(Player.objects.filter(pk__in=deltas).values_list("pk", "score"))
     for result in results:
         result["score"] = totals.get(result["player_id"], 0)

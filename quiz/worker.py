@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.utils import timezone
 
 import realtime
 from realtime.logs import background_context
 
 from . import channels, payloads, selectors, services, signals
+from .batching import db_call
 from .conf import quiz_settings
 from .metrics import metrics
 from .models import Game, GameState, Player
@@ -50,6 +50,10 @@ class ScoredAnswer:
     score: int
     rank: int
     players: int
+
+
+def _score_pending() -> list[dict[str, Any]]:
+    return services.answers_score_pending(limit=quiz_settings.worker_batch)
 
 
 class ScoringWorker:
@@ -79,9 +83,7 @@ class ScoringWorker:
         backoff = 0.1
         while True:
             try:
-                results = await database_sync_to_async(services.answers_score_pending)(
-                    limit=quiz_settings.worker_batch
-                )
+                results = await db_call(_score_pending)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -101,28 +103,27 @@ class ScoringWorker:
 
     async def score_once(self) -> list[ScoredAnswer]:
         """Score one batch now (tests and the management command's --once)."""
-        results = await database_sync_to_async(services.answers_score_pending)(
-            limit=quiz_settings.worker_batch
-        )
-        return await self._announce(results)
+        return await self._announce(await db_call(_score_pending))
 
     async def _announce(self, results: list[dict[str, Any]]) -> list[ScoredAnswer]:
         scored: list[ScoredAnswer] = []
+        if not results:
+            return scored
+        now = timezone.now()
+        metrics.scored(len(results), [now - result.pop("received_at") for result in results])
         fresh = await self._load_ranks({r["game_id"] for r in results if r["game_id"] not in self._ranks})
         # A player with several answers in one batch: their total moved once.
-        seen_players: set[int] = set()
+        moved: dict[int, tuple[int, int, int]] = {}  # player → (game, new total, delta of the batch)
         for result in results:
-            game_id = result["game_id"]
+            game_id, total, delta = moved.get(result["player_id"], (result["game_id"], result["score"], 0))
+            moved[result["player_id"]] = (game_id, total, delta + result["delta"])
+        for game_id, total, delta in moved.values():
+            if game_id in fresh or not delta:
+                continue
             index = self._ranks[game_id]
-            player_id = result["player_id"]
-            if game_id not in fresh and player_id not in seen_players:
-                total_delta = sum(r["delta"] for r in results if r["player_id"] == player_id)
-                old = result["score"] - total_delta
-                if total_delta:
-                    if old > 0:
-                        index.remove(old)
-                    index.add(result["score"])
-            seen_players.add(player_id)
+            if total - delta > 0:
+                index.remove(total - delta)
+            index.add(total)
         for result in results:
             game_id = result["game_id"]
             scored.append(
@@ -133,7 +134,6 @@ class ScoringWorker:
                 )
             )
         self.scored_total += len(scored)
-        await metrics.ascored([item.answer_id for item in scored])
         # Every player's score goes out at once, not one after another.
         await asyncio.gather(
             *(signals.answer_scored.asend(sender=ScoredAnswer, result=item) for item in scored)
@@ -154,7 +154,7 @@ class ScoringWorker:
 
         if not game_ids:
             return set()
-        for game_id, scores in (await database_sync_to_async(load)()).items():
+        for game_id, scores in (await db_call(load)).items():
             index = ScoreIndex(max(scores, default=0) + 1)
             for score in scores:
                 index.add(score)
@@ -175,7 +175,7 @@ class ScoringWorker:
 
     async def broadcast_leaderboards(self) -> int:
         """Publish the leaderboard of every active game whose standings changed."""
-        boards, progress = await database_sync_to_async(self._changed_leaderboards)()
+        boards, progress = await db_call(self._changed_leaderboards)
         for code, payload in boards:
             await realtime.apublish(channels.leaderboard_channel(code), [payload])
         for code, payload in progress:
@@ -262,6 +262,6 @@ async def astop() -> None:
         return
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    # The worker's queries run in the thread-sensitive executor: a no-op queued
+    # The worker's queries run in the quiz's database thread: a no-op queued
     # behind them returns once the last one is done.
-    await database_sync_to_async(lambda: None)()
+    await db_call(lambda: None)

@@ -100,7 +100,7 @@ class JoinView(QuizView):
         with joins_in_flight:
             admit_join(request._request)
             data = _valid(JoinSerializer(data=request.data))
-            player, token = await sync_to_async(services.player_join)(code=code, nickname=data["nickname"])
+            player, token = await services.aplayer_join(code=code, nickname=data["nickname"])
         return Response(
             {
                 "player_id": player.pk,
@@ -125,19 +125,18 @@ class AnswerView(QuizView):
     """``POST /api/quiz/games/<code>/answers {"question_id", "choice"}`` → 202 once stored."""
 
     async def post(self, request: Request, code: str) -> Response:
+        received_at = timezone.now()
         data = _valid(AnswerSerializer(data=request.data))
-        token = _token(request)
-
-        def submit() -> int:
-            player = services.player_for_token(token=token)
-            if player is None or player.game.code != code:
-                raise InvalidPlayerToken()
-            return services.answer_submit(
-                player=player, question_id=data["question_id"], choice=data["choice"]
-            ).pk
-
-        answer_id = await sync_to_async(submit)()
-        return Response({"answer_id": answer_id, "status": "accepted"}, status=202)
+        answer = await services.aanswer_submit(
+            services.AnswerRequest(
+                code=code,
+                question_id=data["question_id"],
+                choice=data["choice"],
+                received_at=received_at,
+                token=_token(request),
+            )
+        )
+        return Response({"answer_id": answer.pk, "status": "accepted"}, status=202)
 
 
 def _cached_response(payload: dict[str, Any] | None) -> Response:

@@ -38,14 +38,16 @@ async def test_a_crash_mid_batch_scores_nothing_and_a_restart_scores_everything_
 
     calls = {"n": 0}
 
-    def crash_on_the_third_player_update(*args, **kwargs):
+    # The first call moves the totals, the second reads them back: by then every
+    # answer of the batch is marked and every total moved.
+    def crash_on_the_totals_read(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 2:
             raise RuntimeError("the worker process died")
         return real_update(*args, **kwargs)
 
     crashed = ScoringWorker()
-    with mock.patch("quiz.services.Player.objects.filter", side_effect=crash_on_the_third_player_update):
+    with mock.patch("quiz.services.Player.objects.filter", side_effect=crash_on_the_totals_read):
         with pytest.raises(RuntimeError):
             await crashed.score_once()
     # The transaction rolled back: no answer is marked, no total moved.
