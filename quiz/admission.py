@@ -3,6 +3,9 @@
 Counters live in Django's cache through django-ratelimit, so with Redis as the
 cache every server process shares the global budget. Beyond either rate the
 join is refused with 429 and a ``Retry-After`` until the current window ends.
+With the local-memory cache the counters are per process anyway: they are then
+kept in a dict (:class:`LocalWindows`), without django-ratelimit's key hashing
+and the cache's pickling and locking, which cost as much as the rest of a join.
 
 A process that already has ``JOIN_MAX_IN_FLIGHT`` joins under way refuses more
 at once (429, ``Retry-After: 1``): when the server is slower than the admitted
@@ -11,9 +14,15 @@ rate, a fast refusal beats a 201 that arrives seconds late.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import threading
+import time
+from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
+from django.core.cache.backends.locmem import LocMemCache
 from django_ratelimit.core import get_usage
 
 from .conf import quiz_settings
@@ -25,20 +34,82 @@ def _global_key(group: str, request: Any) -> str:
     return "all"
 
 
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@lru_cache(maxsize=64)
+def parse_rate(rate: str) -> tuple[int, int]:
+    """``"2000/s"``, ``"3/m"``, ``"5/10s"`` → (count, period in seconds), as django-ratelimit reads them."""
+    count, _, period = rate.partition("/")
+    multiple = period[:-1] or "1"
+    return int(count), int(multiple) * PERIODS[period[-1].lower()]
+
+
+class LocalWindows:
+    """Fixed-window counters in this process's memory (thread-safe)."""
+
+    MAX_KEYS = 100_000
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, str], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, group: str, key: str, rate: str) -> tuple[bool, float]:
+        """Count one attempt; returns (over the limit, seconds until the window ends)."""
+        limit, period = parse_rate(rate)
+        now = time.time()
+        end = (now // period + 1) * period
+        with self._lock:
+            window_end, count = self._windows.get((group, key), (end, 0))
+            count = count + 1 if window_end == end else 1
+            if len(self._windows) >= self.MAX_KEYS:
+                self._windows = {k: v for k, v in self._windows.items() if v[0] > now}
+            self._windows[(group, key)] = (end, count)
+        return count > limit, end - now
+
+    def clear(self) -> None:
+        with self._lock:
+            self._windows.clear()
+
+
+local_windows = LocalWindows()
+
+
+def _client_address(request: Any) -> str:
+    address = request.META["REMOTE_ADDR"]
+    if ":" in address:
+        # IPv6 clients count per /64, as django-ratelimit counts them.
+        return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address)
+    return address
+
+
+def _default_cache() -> Any:
+    from django.core.cache import caches
+
+    return caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+
+
 def admit_join(request: Any) -> None:
     """Count one join attempt against both rates.
 
     Raises:
         Throttled: either rate is exhausted; ``retry_after`` is whole seconds, at least 1.
     """
+    local = isinstance(_default_cache(), LocMemCache) and not getattr(settings, "RATELIMIT_IP_META_KEY", None)
+    client = _client_address(request) if local else ""
     for key, rate, group in (
         ("ip", quiz_settings.join_rate_per_client, "quiz.join.client"),
         (_global_key, quiz_settings.join_rate, "quiz.join.global"),
     ):
-        usage = get_usage(request, group=group, key=key, rate=rate, method="POST", increment=True)
-        if usage is not None and usage["should_limit"]:
+        if local:
+            limited, time_left = local_windows.hit(group, client if key == "ip" else "all", rate)
+        else:
+            usage = get_usage(request, group=group, key=key, rate=rate, method="POST", increment=True)
+            limited = usage is not None and usage["should_limit"]
+            time_left = usage["time_left"] if usage is not None else 0
+        if limited:
             metrics.join_throttled()
-            raise Throttled(retry_after=max(1, math.ceil(usage["time_left"])))
+            raise Throttled(retry_after=max(1, math.ceil(time_left)))
     metrics.join_admitted()
 
 
