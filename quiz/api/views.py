@@ -6,6 +6,7 @@ the :class:`quiz.exceptions.QuizError` raised; 429 and 503 carry ``Retry-After``
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -13,8 +14,10 @@ from adrf.views import APIView
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
@@ -96,24 +99,58 @@ def _valid(serializer: serializers.Serializer[Any]) -> dict[str, Any]:
     return dict(serializer.validated_data)
 
 
-class JoinView(QuizView):
-    """``POST /api/quiz/games/<code>/join {"nickname"}`` → 201 once the player is stored."""
+@csrf_exempt
+async def join(request: HttpRequest, code: str) -> HttpResponse:
+    """``POST /api/quiz/games/<code>/join {"nickname"}`` → 201 once the player is stored.
 
-    async def post(self, request: Request, code: str) -> Response:
+    A plain async Django view with the errors the DRF views give: a crowd arrives
+    by this path, and DRF's request wrapping, content negotiation and rendering
+    cost more than everything else a join does on the event loop.
+    """
+    try:
+        if request.method != "POST":
+            raise drf_exceptions.MethodNotAllowed(request.method or "")
         # Admission first: a refused join costs no parsing and no database.
         with joins_in_flight:
-            admit_join(request._request)
-            player, token = await services.aplayer_join(code=code, nickname=_nickname(request.data))
-        return Response(
-            {
-                "player_id": player.pk,
-                "nickname": player.nickname,
-                "token": token,
-                "game": code,
-                "channels": channels.channels_for_player(code, player.pk),
-            },
-            status=201,
-        )
+            admit_join(request)
+            nickname = _nickname(_json_body(request))
+            player, token = await services.aplayer_join(code=code, nickname=nickname)
+    except Exception as error:
+        return _error_json(error)
+    return JsonResponse(
+        {
+            "player_id": player.pk,
+            "nickname": player.nickname,
+            "token": token,
+            "game": code,
+            "channels": channels.channels_for_player(code, player.pk),
+        },
+        status=201,
+    )
+
+
+def _error_json(error: Exception) -> JsonResponse:
+    """What :func:`quiz_exception_handler` answers, without DRF's rendering."""
+    response = quiz_exception_handler(error, {})
+    assert response is not None  # it answers every exception
+    json_response = JsonResponse(response.data, status=response.status_code)
+    if "Retry-After" in response:
+        json_response["Retry-After"] = response["Retry-After"]
+    if isinstance(error, drf_exceptions.MethodNotAllowed):
+        json_response["Allow"] = "POST"
+    return json_response
+
+
+def _json_body(request: HttpRequest) -> Any:
+    """The body as JSON, refused as DRF's ``SafeJSONParser`` refuses it."""
+    if not request.body:
+        return {}
+    if request.content_type != "application/json":
+        raise drf_exceptions.UnsupportedMediaType(request.content_type)
+    try:
+        return json.loads(request.body)
+    except (ValueError, RecursionError) as error:
+        raise drf_exceptions.ParseError(f"JSON parse error - {error}") from None
 
 
 def _token(request: Request) -> str:

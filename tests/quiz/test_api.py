@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import OperationalError
 from django.test import AsyncClient, Client, override_settings
 
 from quiz import services
@@ -49,6 +51,41 @@ async def test_a_bad_nickname_is_400(game: Game, nickname: str) -> None:
     response = await join(AsyncClient(), game.code, nickname)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"
+
+
+async def test_a_join_that_is_not_a_json_post_gets_the_apis_error_shape(game: Game) -> None:
+    url = f"/api/quiz/games/{game.code}/join"
+    client = AsyncClient()
+
+    not_json = await client.post(url, "{nickname", content_type="application/json")
+    form = await client.post(url, {"nickname": "ada"})
+    get = await client.get(url)
+
+    assert (not_json.status_code, not_json.json()["error"]["code"]) == (400, "parse_error")
+    assert (form.status_code, form.json()["error"]) == (
+        415,
+        {
+            "code": "unsupported_media_type",
+            "message": 'Unsupported media type "multipart/form-data" in request.',
+        },
+    )
+    assert (get.status_code, get["Allow"], get.json()) == (
+        405,
+        "POST",
+        {"error": {"code": "method_not_allowed", "message": 'Method "GET" not allowed.'}},
+    )
+    assert await Player.objects.acount() == 0
+
+
+async def test_a_join_during_a_database_outage_is_503_with_retry_after(game: Game) -> None:
+    with mock.patch(
+        "quiz.services.Player.objects.bulk_create", side_effect=OperationalError("disk I/O error")
+    ):
+        response = await join(AsyncClient(), game.code, "ada")
+
+    assert (response.status_code, response["Retry-After"]) == (503, "2")
+    assert response.json()["error"]["code"] == "unavailable"
+    assert await Player.objects.acount() == 0
 
 
 async def test_a_finished_game_is_not_joinable(game: Game) -> None:
