@@ -230,7 +230,6 @@ class Outbox:
         if self.task is not None:
             return
         frames = self._frames
-        send = self._send
         flow = self._flow
         try:
             while frames:
@@ -239,11 +238,7 @@ class Outbox:
                     # past the limit offer() closes the connection.
                     self._write_in_task(None)
                     return
-                frame = frames.popleft()
-                if frame.__class__ is str:
-                    suspended = _step(send({"type": "websocket.send", "text": frame}))
-                else:
-                    suspended = self._send_close(frame)  # type: ignore[arg-type]
+                suspended = self._write_one(frames.popleft())
                 if suspended is not None:
                     self._write_in_task(suspended)
                     return
@@ -256,7 +251,6 @@ class Outbox:
 
     async def _write(self, suspended: _Suspended | None) -> None:
         frames = self._frames
-        send = self._send
         flow = self._flow
         try:
             if suspended is not None:
@@ -265,19 +259,21 @@ class Outbox:
                 if flow is not None and flow.paused:
                     await flow.drained()
                     continue
-                frame = frames.popleft()
-                if frame.__class__ is str:
-                    await send({"type": "websocket.send", "text": frame})
-                else:
-                    suspended = self._send_close(frame)  # type: ignore[arg-type]
-                    if suspended is not None:
-                        await suspended.finish()
+                suspended = self._write_one(frames.popleft())
+                if suspended is not None:
+                    await suspended.finish()
         except Exception as error:
             self._failed(error)
         finally:
             # No await between the last frame and this: an offer() made while the
             # task ran was written by it, and the next one schedules a flush.
             self.task = None
+
+    def _write_one(self, frame: str | Close) -> _Suspended | None:
+        """Write one queued frame; what is left to await if the server's send suspended."""
+        if frame.__class__ is str:
+            return _step(self._send({"type": "websocket.send", "text": frame}))
+        return self._send_close(frame)  # type: ignore[arg-type]
 
     def _send_close(self, frame: Close) -> _Suspended | None:
         # int(): daphne (autobahn) refuses a close code whose type is not exactly
