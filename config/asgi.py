@@ -12,16 +12,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from quiz.asgi import ScoringWorkerStarter  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
-application = ScoringWorkerStarter(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": URLRouter(websocket_urlpatterns),
-        }
-    )
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
 )
 
 # Everything loaded so far lives as long as the process: keep it out of the

@@ -8,4 +8,8 @@ class QuizConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401
+        from realtime.lifecycle import lifecycle
+
+        from . import receivers, worker  # noqa: F401
+
+        lifecycle.register(worker.SERVICE, worker.run_in_process, enabled=worker.runs_in_process)

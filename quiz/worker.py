@@ -23,7 +23,7 @@ from typing import Any
 from django.utils import timezone
 
 import realtime
-from realtime.logs import background_context
+from realtime.lifecycle import lifecycle
 
 from . import channels, payloads, selectors, services, signals
 from .batching import db_call
@@ -218,7 +218,9 @@ class ScoringWorker:
 
 
 _worker: ScoringWorker | None = None
-_task: asyncio.Task[None] | None = None
+
+# The name of the in-process worker among the process's background services.
+SERVICE = "quiz.scoring-worker"
 
 
 def get_worker() -> ScoringWorker:
@@ -228,17 +230,16 @@ def get_worker() -> ScoringWorker:
     return _worker
 
 
-def ensure_started() -> None:
-    """Start the in-process worker on the running loop, once (the embedded default)."""
-    global _task, _worker
-    if quiz_settings.worker != "inprocess":
-        return
-    loop = asyncio.get_running_loop()
-    if _task is not None and not _task.done() and _task.get_loop() is loop:
-        return
+def runs_in_process() -> bool:
+    """The embedded default scores in the server process; scaled out, ``manage.py quiz_worker`` does."""
+    return quiz_settings.worker == "inprocess"
+
+
+async def run_in_process() -> None:
+    """The background service (registered in :class:`quiz.apps.QuizConfig`): a fresh worker per loop."""
+    global _worker
     _worker = ScoringWorker()
-    # A long-lived task: its logs carry no request's id.
-    _task = loop.create_task(_worker.run(), context=background_context())
+    await _worker.run()
 
 
 def wake() -> None:
@@ -246,22 +247,9 @@ def wake() -> None:
         _worker.wake()
 
 
-def stop() -> None:
-    """Stop the in-process worker (tests, and process shutdown)."""
-    global _task
-    if _task is not None:
-        _task.cancel()
-        _task = None
-
-
 async def astop() -> None:
     """Stop the in-process worker and wait until its last database call has returned."""
-    global _task
-    task, _task = _task, None
-    if task is None or task.get_loop() is not asyncio.get_running_loop():
-        return
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await lifecycle.stop(SERVICE)
     # The worker's queries run in the quiz's database thread: a no-op queued
     # behind them returns once the last one is done.
     await db_call(lambda: None)

@@ -13,28 +13,30 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .broker import PublishResult
+    from .publishing import PublishResult
 
 __all__ = ["PublishResult", "apublish", "publish"]
 
 
 def publish(channel: str, events: list[Any]) -> PublishResult:
     """Publish JSON-serialisable ``events`` to ``channel`` from synchronous code."""
-    from .broker import publish_sync
+    from asgiref.sync import async_to_sync
 
-    return publish_sync(channel, events)
+    from .publishing import publish_from_server
+
+    return async_to_sync(publish_from_server)(channel, events)
 
 
 async def apublish(channel: str, events: list[Any]) -> PublishResult:
     """Publish JSON-serialisable ``events`` to ``channel`` from async code."""
-    from .broker import apublish as _apublish
+    from .publishing import publish_from_server
 
-    return await _apublish(channel, events)
+    return await publish_from_server(channel, events)
 
 
 def __getattr__(name: str) -> Any:
     if name == "PublishResult":
-        from .broker import PublishResult
+        from .publishing import PublishResult
 
         return PublishResult
     raise AttributeError(name)

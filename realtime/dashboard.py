@@ -1,6 +1,6 @@
 """The live operations dashboard: a staff page fed over the realtime protocol itself.
 
-Every server process runs one sampler (started with its hub): each
+Every server process runs one sampler (a background service, :mod:`realtime.lifecycle`): each
 ``REALTIME["DASHBOARD_INTERVAL"]`` seconds it publishes a snapshot of its own
 counters (:attr:`realtime.metrics.RealtimeMetrics.totals`) and connection count
 to :data:`DASHBOARD_CHANNEL`. The page (``/realtime/dashboard/``) subscribes
@@ -11,7 +11,7 @@ shows the sum over every process without any shared store.
 The ``realtime-ops`` namespace (data migration ``0006``) admits only the
 ``USER`` auth mode; its ``on_subscribe`` handler below admits only active staff
 users, and its ``on_publish`` handler refuses every client: only the samplers
-publish there, straight through the hub.
+publish there, straight through the layer bridge.
 
 Snapshot (one event), counters since the process started::
 
@@ -43,6 +43,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from . import handlers, protocol
+from .bridge import bridge
 from .conf import realtime_settings
 from .hub import hub
 from .metrics import metrics
@@ -99,7 +100,7 @@ def ops_subscribe(ctx: handlers.HandlerContext) -> None:
 
 @handlers.on_publish(OPS_NAMESPACE)
 def ops_publish(ctx: handlers.HandlerContext) -> None:
-    """Nobody publishes here but the samplers (which go straight through the hub)."""
+    """Nobody publishes here but the samplers (which go straight through the bridge)."""
     if not ctx.server:
         raise handlers.Unauthorized()
 
@@ -135,11 +136,15 @@ def snapshot() -> dict[str, Any]:
 async def sample_once() -> None:
     """Publish one snapshot to :data:`DASHBOARD_CHANNEL` (to this and every other process)."""
     text = json.dumps(snapshot(), separators=(",", ":"))
-    await hub.publish(parse_channel(DASHBOARD_CHANNEL, allow_wildcard=False), [protocol.encode_event(text)])
+    sent = await bridge.fan_out(
+        parse_channel(DASHBOARD_CHANNEL, allow_wildcard=False), [protocol.encode_event(text)]
+    )
+    if sent is not None:
+        await sent
 
 
 async def sampler_run() -> None:
-    """Sample forever, one snapshot per interval; the hub starts and cancels it."""
+    """Sample forever, one snapshot per interval: the process's background service."""
     interval = realtime_settings.dashboard_interval
     if interval <= 0:
         return
@@ -149,7 +154,7 @@ async def sampler_run() -> None:
         try:
             await sample_once()
         except Exception as exc:
-            # The channel layer is down (the hub logs each failed publish): back off
+            # The channel layer is down (the bridge logs each failed publish): back off
             # instead of adding a line per second to the outage.
             logger.debug("dashboard snapshot not published: %s", exc)
             delay = min(delay * 2, MAX_BACKOFF)

@@ -52,6 +52,11 @@ class RealtimeError(Exception):
     http_status: ClassVar[int] = 500
     error_code: ClassVar[int] = 500
 
+    # The WebSocket operation this error answers (a ``ClientType`` value) and its
+    # id, once known: the reply is then that operation's own ``*_error`` frame.
+    operation: str | None = None
+    op_id: str | None = None
+
     def __init__(self, message: str | None = None) -> None:
         self.message = message if message is not None else self.default_message
         super().__init__(self.message or self.error_type)

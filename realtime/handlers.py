@@ -57,9 +57,12 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from .auth import SERVER_IDENTITY, Identity, Operation, RequestInfo
 from .conf import realtime_settings
 from .exceptions import HandlerError, HandlerRejected, HandlerTimeout, Unauthorized
+from .handshake import handler_headers
 from .metrics import metrics
+from .paths import ChannelPath
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +137,26 @@ class HandlerContext:
             "events": [{"id": event.id, "payload": event.payload} for event in self.events],
             "stash": self.stash,
         }
+
+
+def context_for(
+    operation: Operation,
+    namespace: str,
+    path: ChannelPath,
+    identity: Identity,
+    request: RequestInfo,
+    events: tuple[IncomingEvent, ...] = (),
+) -> HandlerContext:
+    """The context a handler sees for one operation on ``path`` (PROTOCOL §6.2)."""
+    return HandlerContext(
+        operation=operation.value,
+        channel=ChannelInfo(path.path, path.all_segments),
+        namespace=namespace,
+        identity=identity.as_context(),
+        request_headers=handler_headers(request.headers),
+        events=events,
+        server=identity is SERVER_IDENTITY,
+    )
 
 
 Handler = Callable[[HandlerContext], Any]

@@ -10,6 +10,8 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from .bridge import CHANNEL_PREFIX
+
 logger = logging.getLogger(__name__)
 
 READY_TIMEOUT = 2.0
@@ -29,12 +31,12 @@ async def _layer_ok() -> None:
     layer = get_channel_layer()
     if layer is None or isinstance(layer, InMemoryChannelLayer):
         return
-    # A round trip through the layer proves it can carry fan-out. The channel shares the hub's
-    # prefix (realtime.hub): channels_redis reads all process-local channels of one prefix from
-    # one Redis key, but every prefix through one receive lock, which the hub's receive loop
+    # A round trip through the layer proves it can carry fan-out. The channel shares the bridge's
+    # prefix (realtime.hub.): channels_redis reads all process-local channels of one prefix from
+    # one Redis key, but every prefix through one receive lock, which the bridge's receive loop
     # holds while it waits. Under any other prefix the check waited for the next fan-out
     # message, so a process with connections and no traffic was never ready.
-    channel = await layer.new_channel("realtime.hub.")
+    channel = await layer.new_channel(CHANNEL_PREFIX)
     await layer.send(channel, {"type": "realtime.ping"})
     await layer.receive(channel)
 

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .exceptions import InvalidOperationId, MalformedMessage, RealtimeError, UnsupportedOperation
 
@@ -72,9 +72,13 @@ ERROR_REPLY = {
 class ConnectionInit:
     """``{"type":"connection_init"}``: optional; answered with ``connection_ack``."""
 
+    operation: ClassVar[ClientType] = ClientType.CONNECTION_INIT
+
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
+    operation: ClassVar[ClientType] = ClientType.SUBSCRIBE
+
     id: str
     channel: str
     authorization: Mapping[str, str] | None = None
@@ -82,14 +86,18 @@ class Subscribe:
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
+    operation: ClassVar[ClientType] = ClientType.UNSUBSCRIBE
+
     id: str
 
 
 @dataclass(frozen=True, slots=True)
 class Publish:
+    operation: ClassVar[ClientType] = ClientType.PUBLISH
+
     id: str
     channel: str
-    # Left as the client sent them: the broker checks count and types, in one
+    # Left as the client sent them: the publish path checks count and types, in one
     # place for HTTP and WebSocket alike.
     events: tuple[Any, ...] = field(default=())
     authorization: Mapping[str, str] | None = None
@@ -102,14 +110,20 @@ E = TypeVar("E", bound=RealtimeError)
 
 def bind_operation(error: E, operation: ClientType | None, op_id: str | None) -> E:
     """Attach the operation an error answers, so the reply frame can name it."""
-    error.operation = operation  # type: ignore[attr-defined]
-    error.op_id = op_id  # type: ignore[attr-defined]
+    error.operation = operation
+    error.op_id = op_id
     return error
+
+
+def bind_frame(error: E, frame: ClientMessage) -> E:
+    """Attach the operation of a frame that parsed to an error raised while handling it."""
+    return bind_operation(error, frame.operation, getattr(frame, "id", None))
 
 
 def error_operation(error: BaseException) -> tuple[ClientType | None, str | None]:
     """The (operation, id) bound to an error, or ``(None, None)``."""
-    return getattr(error, "operation", None), getattr(error, "op_id", None)
+    operation = getattr(error, "operation", None)
+    return (ClientType(operation) if operation is not None else None), getattr(error, "op_id", None)
 
 
 def parse(text: str | bytes | None) -> ClientMessage:

@@ -1,13 +1,14 @@
-"""Keep this process's lookup caches honest when rows change."""
+"""Keep this process's lookup caches honest when rows change; start its services with its first request."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.signals import setting_changed
+from django.core.signals import request_started, setting_changed
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from .lifecycle import lifecycle
 from .models import ApiKey, IamCredential, Namespace
 from .selectors import api_key_cache, iam_credential_cache, namespace_cache
 
@@ -56,3 +57,12 @@ def _token_authorizer_settings_changed(*, setting: str, **kwargs: Any) -> None:
         custom = sys.modules.get("realtime.authorizers.custom")
         if custom is not None:
             custom.result_cache.clear()
+
+
+@receiver(request_started, dispatch_uid="realtime.lifecycle")
+async def _start_services(*, scope: Any = None, **kwargs: Any) -> None:
+    # An ASGI request (Django sends ``scope``) runs on the server's event loop: the
+    # process's background services start with its first request, or its first
+    # WebSocket (realtime.connection). A WSGI request has no loop to run them on.
+    if scope is not None:
+        lifecycle.ensure_started()

@@ -1,6 +1,6 @@
 """``POST /event``: HTTP publish (PROTOCOL §2), the same path as WebSocket publish.
 
-Thin: read the body, call :func:`realtime.broker.publish`, shape the answer.
+Thin: read the body, call :func:`realtime.publishing.publish`, shape the answer.
 Every error leaves through :func:`event_exception_handler` as
 ``{"errors":[{"errorType","message"}]}`` with an ``x-amzn-ErrorType`` header,
 which Amplify needs to tell an ``UnauthorizedException`` apart (PROTOCOL §10).
@@ -20,7 +20,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ..auth import RequestInfo
-from ..broker import publish
 from ..exceptions import (
     BadRequest,
     LimitExceeded,
@@ -31,6 +30,7 @@ from ..exceptions import (
 )
 from ..handshake import HIDDEN_HEADERS
 from ..protocol import parse_authorization
+from ..publishing import publish
 from .parsers import SafeJSONParser
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class EventView(APIView):
             for name, value in request.headers.items()
             if name.lower() not in HIDDEN_HEADERS
         }
-        result = await publish(
+        publication = await publish(
             channel=channel,
             events=events,
             credentials=parse_authorization(headers),
@@ -122,6 +122,7 @@ class EventView(APIView):
                 http_request=request._request,
             ),
         )
+        result = await publication.completed()
         return Response(result.as_dict())
 
     async def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -47,6 +47,15 @@ async def _quiz_settings():
 
 
 @pytest.fixture
+def external_worker():
+    """No scoring in this process: what the API stores stays as it was stored."""
+    from django.conf import settings
+
+    with override_settings(QUIZ={**settings.QUIZ, "WORKER": "external"}):
+        yield
+
+
+@pytest.fixture
 def quiz_namespace() -> Namespace:
     # Transactional tests flush the migration's rows; put the namespace back.
     namespace, _ = Namespace.objects.update_or_create(

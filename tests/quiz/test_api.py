@@ -140,7 +140,7 @@ async def answer(code: str, token: str | None, question_id: Any, choice: Any) ->
     )
 
 
-async def test_answers_are_202_once_stored_and_refused_clearly_otherwise(game: Game) -> None:
+async def test_answers_are_202_once_stored_and_refused_clearly_otherwise(game: Game, external_worker) -> None:
     ada = await _joined(game)
     early = await answer(game.code, ada["token"], 1, 0)
     assert (early.status_code, early.json()["error"]["code"]) == (409, "not_answerable")

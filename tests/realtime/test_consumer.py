@@ -12,12 +12,14 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 from django.utils import timezone
 
-from realtime import consumers
+from realtime import connection
+from realtime.bridge import bridge
 from realtime.hub import LocalSubscription, hub
 from realtime.models import ApiKey, Namespace
 from realtime.outbox import SLOW_CONSUMER_REASON, Outbox
 from realtime.paths import parse_channel
 from realtime.services import apikey_revoke
+from realtime.subscribing import subscription_start
 from tests.realtime.conftest import (
     CONNECTION_ACK,
     CONNECTION_ERROR,
@@ -120,7 +122,7 @@ async def test_a_missing_key_is_refused_with_connection_error(open_socket, defau
 async def test_a_refused_connection_is_told_after_the_grace_period_without_any_frame(
     open_socket, default_namespace, monkeypatch
 ):
-    monkeypatch.setattr(consumers, "REJECT_GRACE_SECONDS", 0.05)
+    monkeypatch.setattr(connection, "REJECT_GRACE_SECONDS", 0.05)
     comm, _ = await open_socket(subprotocols=[SUBPROTOCOL, header_subprotocol({"x-api-key": "wrong"})])
 
     await assert_sent(comm, CONNECTION_ERROR)
@@ -934,13 +936,17 @@ async def test_the_outbox_of_a_socket_that_stops_reading_overflows_and_closes_it
     slow = Outbox(blocking_send, limit=4, on_overflow=lambda: overflowed.append(True))
     fast = Outbox(fast_send, limit=4, on_overflow=lambda: overflowed.append(False))
     channel = parse_channel("/default/*", allow_wildcard=True)
+    await bridge.ready()
     for outbox in (slow, fast):
         outbox.start()
-        await hub.connect(outbox)
-        await hub.add(LocalSubscription.create(outbox, "s1", channel))
+        hub.connect(outbox)
+        await subscription_start(LocalSubscription.create(outbox, "s1", channel))
 
     for number in range(20):
-        await hub.publish(parse_channel("/default/room", allow_wildcard=False), [json.dumps(str(number))])
+        sent = await bridge.fan_out(
+            parse_channel("/default/room", allow_wildcard=False), [json.dumps(str(number))]
+        )
+        assert sent is None  # one process: delivered in line
         await asyncio.sleep(0)
 
     assert overflowed == [True]

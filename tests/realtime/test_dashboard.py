@@ -232,7 +232,7 @@ async def test_the_sampler_backs_off_while_the_channel_layer_refuses_snapshots(m
         calls.append(asyncio.get_running_loop().time())
         raise ServiceUnavailable()
 
-    monkeypatch.setattr(dashboard.hub, "publish", refuse)
+    monkeypatch.setattr(dashboard.bridge, "fan_out", refuse)
     with override_settings(REALTIME={**settings.REALTIME, "DASHBOARD_INTERVAL": 0.01}):
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(dashboard.sampler_run(), 0.3)

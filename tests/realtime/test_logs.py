@@ -159,10 +159,10 @@ async def test_an_unexpected_connect_failure_is_logged_with_the_connection_id_an
     async def broken(**kwargs: Any) -> Any:
         raise RuntimeError(f"could not check {kwargs['credentials']}")
 
-    monkeypatch.setattr("realtime.consumers.authorize", broken)
+    monkeypatch.setattr("realtime.connection.authorize", broken)
     await connect()
 
-    [line] = [line for line in lines(captured) if line["logger"] == "realtime.consumers"]
+    [line] = [line for line in lines(captured) if line["logger"] == "realtime.connection"]
     assert len(line["connection_id"]) == 32
     assert api_key not in json.dumps(line)
     assert "'x-api-key': '[REDACTED]'" in line["exception"]
@@ -228,7 +228,7 @@ async def test_an_http_publish_error_is_logged_with_its_request_id(captured, api
     async def down(*, name: str) -> Any:
         raise OperationalError("no database")
 
-    monkeypatch.setattr("realtime.broker.namespace_get", down)
+    monkeypatch.setattr("realtime.publishing.namespace_get", down)
     response = await AsyncClient().post(
         "/event",
         data=json.dumps({"channel": "/default/room", "events": ['"hi"']}),

@@ -24,9 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import realtime
 from realtime import exposition, handlers
+from realtime.bridge import bridge
 from realtime.checks import check_metrics_token
 from realtime.handlers import HandlerKind
-from realtime.hub import hub
 from realtime.metrics import RealtimeMetrics, metrics
 from realtime.models import Namespace
 
@@ -115,7 +115,7 @@ async def test_an_authorizer_crash_is_a_connect_server_error(registry, connect, 
     async def broken(**kwargs: Any) -> Any:
         raise RuntimeError("authorizer bug")
 
-    monkeypatch.setattr("realtime.consumers.authorize", broken)
+    monkeypatch.setattr("realtime.connection.authorize", broken)
     await connect()
 
     assert value(registry, "realtime_connection_server_errors_total") == 1
@@ -323,7 +323,7 @@ async def test_an_http_publish_that_fails_on_the_server_is_a_5xx_and_a_server_er
 
         raise ServiceUnavailable()
 
-    monkeypatch.setattr(hub, "take", down)
+    monkeypatch.setattr(bridge, "fan_out", down)
     response = await AsyncClient().post(
         "/event",
         data=json.dumps({"channel": "/default/room", "events": ['"hi"']}),

@@ -13,9 +13,9 @@ from channels.testing import WebsocketCommunicator
 
 import realtime
 from config.asgi import application
-from realtime.broker import PublishResult
 from realtime.exceptions import InvalidChannel, NamespaceNotFound, NoEvents, TooManyEvents
 from realtime.models import Namespace
+from realtime.publishing import PublishResult
 from tests.realtime.conftest import (
     REALTIME_PATH,
     SUBPROTOCOL,

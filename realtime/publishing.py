@@ -1,8 +1,14 @@
-"""THE publish path: HTTP ``POST /event``, WebSocket ``publish`` and Python code all call
-:func:`publish` (DESIGN §4).
+"""THE publish path: HTTP ``POST /event``, WebSocket ``publish`` and server code all
+call :func:`publish` (DESIGN §4).
 
 The ladder is fixed: channel grammar → namespace → batch shape → authorization →
 per-event parsing → ``on_publish`` → size check → fan-out → ``after_publish``.
+:func:`publish` runs it up to the moment the :mod:`~realtime.bridge` has taken
+the events, in call order, and returns a :class:`Publication`; awaiting
+:meth:`Publication.completed` waits for the other processes and runs
+``after_publish``. A WebSocket connection reads its next frame in between, so
+its pipelined publishes share layer round trips and keep their order.
+
 A failure of the whole request raises a :class:`~realtime.exceptions.RealtimeError`;
 a failure of one event lands in ``failed`` while the rest go out
 (PROTOCOL §2.2, §6.3, §11).
@@ -20,11 +26,10 @@ from typing import Any
 
 from . import handlers, protocol, signals
 from .auth import SERVER_IDENTITY, AuthRequest, Identity, Operation, RequestInfo, authorize
+from .bridge import bridge
 from .conf import realtime_settings
 from .exceptions import BadRequest, NamespaceNotFound, NoEvents, TooManyEvents, Transport
-from .handlers import HandlerContext, HandlerKind, IncomingEvent
-from .handshake import handler_headers
-from .hub import hub
+from .handlers import HandlerKind, IncomingEvent
 from .metrics import metrics
 from .paths import ChannelPath, parse_channel
 from .selectors import NamespaceConfig, namespace_get
@@ -67,8 +72,11 @@ async def publish(
     request: RequestInfo,
     trusted: bool = False,
     http_body: bytes | None = None,
-) -> PublishResult:
+) -> Publication:
     """Validate, authorize, run handlers on and fan out one publish request.
+
+    Returns once the events are on their way, in call order; await
+    :meth:`Publication.completed` for the outcome.
 
     Args:
         channel: the concrete channel path as the client sent it.
@@ -82,47 +90,21 @@ async def publish(
         InvalidChannel, NamespaceNotFound, NoEvents, TooManyEvents, BadRequest,
         Unauthorized, HandlerRejected, HandlerError, ServiceUnavailable.
     """
-    started = await start_publish(
-        channel=channel,
-        events=events,
-        credentials=credentials,
-        request=request,
-        trusted=trusted,
-        http_body=http_body,
-    )
-    return await started.finish()
-
-
-async def start_publish(
-    *,
-    channel: str,
-    events: Sequence[Any],
-    credentials: Mapping[str, str] | None,
-    request: RequestInfo,
-    trusted: bool = False,
-    http_body: bytes | None = None,
-) -> PublishInFlight:
-    """:func:`publish` up to the moment the hub has taken the events, in call order.
-
-    A WebSocket connection handles its next frame from here while the events
-    travel (:meth:`PublishInFlight.finish` tells how that went): its pipelined
-    publishes then share layer round trips, and keep their order.
-    """
     try:
-        return await _start_publish(channel, events, credentials, request, trusted, http_body)
+        return await _publish(channel, events, credentials, request, trusted, http_body)
     except Exception as error:
         metrics.publish_failed(channel, request.transport.value, error)
         raise
 
 
-async def _start_publish(
+async def _publish(
     channel: str,
     events: Sequence[Any],
     credentials: Mapping[str, str] | None,
     request: RequestInfo,
     trusted: bool,
     http_body: bytes | None,
-) -> PublishInFlight:
+) -> Publication:
     path = parse_channel(channel, allow_wildcard=False)
     namespace = await namespace_get(name=path.namespace)
     if namespace is None:
@@ -150,28 +132,37 @@ async def _start_publish(
     outgoing = await _run_on_publish(namespace, path, identity, request, accepted, result)
     result.successful.sort(key=lambda entry: entry["index"])
     result.failed.sort(key=lambda entry: entry["index"])
-    in_flight = PublishInFlight(channel, request, result)
+    publication = Publication(channel=channel, request=request, result=result)
     if outgoing:
         metrics.broadcast(namespace.name, (encoded for encoded, _ in outgoing))
-        in_flight.sent = await hub.take(path, [encoded for encoded, _ in outgoing])
-        in_flight.after = (namespace, path, identity, [event for _, event in outgoing])
-    return in_flight
+        publication.sent = await bridge.fan_out(path, [encoded for encoded, _ in outgoing])
+        publication.published = Published(namespace, path, identity, [event for _, event in outgoing])
+    return publication
 
 
-class PublishInFlight:
-    """A publish whose events the hub has taken; :meth:`finish` completes it."""
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What went out, for ``after_publish`` and the ``event_published`` signal."""
 
-    __slots__ = ("channel", "request", "result", "sent", "after")
+    namespace: NamespaceConfig
+    path: ChannelPath
+    identity: Identity
+    events: list[IncomingEvent]
 
-    def __init__(self, channel: str, request: RequestInfo, result: PublishResult) -> None:
-        self.channel = channel
-        self.request = request
-        self.result = result
-        # Completes when every process's subscribers were given the events.
-        self.sent: asyncio.Future[None] | None = None
-        self.after: tuple[NamespaceConfig, ChannelPath, Identity, list[IncomingEvent]] | None = None
 
-    async def finish(self) -> PublishResult:
+@dataclass(slots=True)
+class Publication:
+    """A publish whose events the bridge has taken; :meth:`completed` finishes it."""
+
+    channel: str
+    request: RequestInfo
+    result: PublishResult
+    # Completes when every process's subscribers were given the events;
+    # None when they have them already (one process) or nothing went out.
+    sent: asyncio.Future[None] | None = None
+    published: Published | None = None
+
+    async def completed(self) -> PublishResult:
         """Wait for the fan-out, run ``after_publish``, count the outcome.
 
         Raises:
@@ -181,9 +172,8 @@ class PublishInFlight:
         try:
             if self.sent is not None:
                 await self.sent
-            if self.after is not None:
-                namespace, path, identity, events = self.after
-                await _after_publish(namespace, path, identity, self.request, events)
+            if self.published is not None:
+                await _after_publish(self.published, self.request)
         except Exception as error:
             metrics.publish_failed(self.channel, transport, error)
             raise
@@ -221,25 +211,6 @@ async def _authorize(
     return await authorize(modes=modes, credentials=credentials, auth=auth)
 
 
-def _context(
-    operation: Operation,
-    namespace: NamespaceConfig,
-    path: ChannelPath,
-    identity: Identity,
-    request: RequestInfo,
-    events: tuple[IncomingEvent, ...] = (),
-) -> HandlerContext:
-    return HandlerContext(
-        operation=operation.value,
-        channel=handlers.ChannelInfo(path.path, path.all_segments),
-        namespace=namespace.name,
-        identity=identity.as_context(),
-        request_headers=handler_headers(request.headers),
-        events=events,
-        server=identity is SERVER_IDENTITY,
-    )
-
-
 async def _run_on_publish(
     namespace: NamespaceConfig,
     path: ChannelPath,
@@ -257,8 +228,8 @@ async def _run_on_publish(
         # Unchanged events go out as the publisher wrote them: no re-encoding.
         transformed = [(item, item.text, item.event) for item in accepted]
     else:
-        ctx = _context(
-            Operation.PUBLISH, namespace, path, identity, request, tuple(a.event for a in accepted)
+        ctx = handlers.context_for(
+            Operation.PUBLISH, namespace.name, path, identity, request, tuple(a.event for a in accepted)
         )
         returned = handlers.normalize_outgoing(await handlers.call(handler, ctx), ctx.events)
         transformed = []
@@ -267,7 +238,7 @@ async def _run_on_publish(
             if out.error is not None:
                 result.failed.append(_failure(out.id, item.index, EVENT_REJECTED, str(out.error)))
                 continue
-            text = _dumps(out.payload)
+            text = dumps(out.payload)
             transformed.append((item, text, IncomingEvent(out.id, out.payload)))
         # Events the handler left out are dropped: accepted, not broadcast.
         metrics.dropped(namespace.name, len(by_id))
@@ -285,16 +256,16 @@ async def _run_on_publish(
     return outgoing
 
 
-async def _after_publish(
-    namespace: NamespaceConfig,
-    path: ChannelPath,
-    identity: Identity,
-    request: RequestInfo,
-    events: list[IncomingEvent],
-) -> None:
+async def _after_publish(published: Published, request: RequestInfo) -> None:
+    namespace, path, identity, events = (
+        published.namespace,
+        published.path,
+        published.identity,
+        published.events,
+    )
     handler = handlers.resolve(HandlerKind.AFTER_PUBLISH, namespace.name)
     if handler is not None:
-        ctx = _context(Operation.PUBLISH, namespace, path, identity, request, tuple(events))
+        ctx = handlers.context_for(Operation.PUBLISH, namespace.name, path, identity, request, tuple(events))
         task = asyncio.get_running_loop().create_task(_quietly(handlers.call(handler, ctx)))
         _background.add(task)
         task.add_done_callback(_background.discard)
@@ -317,7 +288,7 @@ async def _quietly(awaitable: Any) -> None:
         pass
 
 
-def _dumps(payload: Any) -> str:
+def dumps(payload: Any) -> str:
     """Compact JSON of a payload, escaped to ASCII only when raw text is not UTF-8-safe."""
     text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
     try:
@@ -331,54 +302,21 @@ def _failure(identifier: str, index: int, code: str, message: str) -> dict[str, 
     return {"code": code, "identifier": identifier, "index": index, "message": message}
 
 
-async def apublish(channel: str, events: Sequence[Any]) -> PublishResult:
+async def publish_from_server(channel: str, events: Sequence[Any]) -> PublishResult:
     """Publish from server code: each event is any JSON-serialisable value.
 
     No authorization runs (the caller is the server itself); everything else,
     from the channel grammar to handlers and fan-out, is the same path as HTTP
     and WebSocket.
     """
-    encoded = [_dumps(event) for event in events]
-    return await publish(
+    publication = await publish(
         channel=channel,
-        events=encoded,
+        events=[dumps(event) for event in events],
         credentials=None,
         request=RequestInfo(transport=Transport.SERVER),
         trusted=True,
     )
+    return await publication.completed()
 
 
-def publish_sync(channel: str, events: Sequence[Any]) -> PublishResult:
-    """:func:`apublish` for synchronous code (views, management commands, ORM signals)."""
-    from asgiref.sync import async_to_sync
-
-    return async_to_sync(apublish)(channel, events)
-
-
-async def subscription_authorize(
-    *,
-    channel: ChannelPath,
-    raw_channel: str,
-    credentials: Mapping[str, str] | None,
-    request: RequestInfo,
-) -> tuple[NamespaceConfig, Identity]:
-    """Everything a subscribe needs before it goes live: namespace, auth, ``on_subscribe``.
-
-    Raises:
-        NamespaceNotFound, Unauthorized, HandlerRejected, HandlerError.
-    """
-    namespace = await namespace_get(name=channel.namespace)
-    if namespace is None:
-        raise NamespaceNotFound()
-    auth = AuthRequest(
-        operation=Operation.SUBSCRIBE, request=request, namespace=namespace.name, channel=raw_channel
-    )
-    modes = namespace.subscribe_auth_modes or realtime_settings.default_subscribe_auth_modes
-    identity = await authorize(modes=modes, credentials=credentials, auth=auth)
-    handler = handlers.resolve(HandlerKind.SUBSCRIBE, namespace.name, namespace.subscribe_handler)
-    if handler is not None:
-        await handlers.call(handler, _context(Operation.SUBSCRIBE, namespace, channel, identity, request))
-    return namespace, identity
-
-
-__all__ = ["PublishResult", "apublish", "publish", "publish_sync", "subscription_authorize"]
+__all__ = ["Publication", "PublishResult", "Published", "publish", "publish_from_server"]

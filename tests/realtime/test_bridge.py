@@ -1,4 +1,4 @@
-"""The hub across processes: what it sends through the channel layer, and when (realtime/hub.py).
+"""The layer bridge: what it sends through the channel layer, and when (realtime/bridge.py).
 
 A recording layer stands in for channels_redis here; tests/e2e/test_multiprocess.py runs
 two servers on a real Redis.
@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from channels.layers import BaseChannelLayer
 
-from realtime import hub as hub_module
+from realtime import bridge as bridge_module
 from realtime import protocol
+from realtime.bridge import LAYER_BATCH_BYTES, LayerBridge, group_name_for
 from realtime.exceptions import ServiceUnavailable
-from realtime.hub import LAYER_BATCH_BYTES, Hub, LocalSubscription, group_name_for
+from realtime.hub import Hub, LocalSubscription
 from realtime.outbox import Outbox
 from realtime.paths import parse_channel
 from tests.realtime.conftest import (
@@ -65,20 +66,18 @@ class RecordingLayer(BaseChannelLayer):
 @pytest.fixture
 def layer(monkeypatch) -> RecordingLayer:
     layer = RecordingLayer()
-    monkeypatch.setattr(hub_module, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(bridge_module, "get_channel_layer", lambda: layer)
     return layer
 
 
 @pytest.fixture
-async def hub(layer):
-    hub = Hub()
-    await hub.ready()
-    yield hub
-    for task in hub._tasks:
-        task.cancel()
+async def bridge(layer):
+    bridge = LayerBridge(Hub())
+    await bridge.ready()
+    return bridge
 
 
-async def subscriber(hub: Hub, channel: str) -> list[dict]:
+async def subscriber(bridge: LayerBridge, channel: str) -> list[dict]:
     """A connection subscribed to ``channel`` as ``s``; returns what it is sent."""
     sent: list[dict] = []
 
@@ -87,8 +86,9 @@ async def subscriber(hub: Hub, channel: str) -> list[dict]:
 
     outbox = Outbox(send, limit=1_000, on_overflow=lambda: None)
     outbox.start()
-    await hub.connect(outbox)
-    await hub.add(LocalSubscription.create(outbox, "s", parse_channel(channel, allow_wildcard=True)))
+    subscription = LocalSubscription.create(outbox, "s", parse_channel(channel, allow_wildcard=True))
+    await bridge.join(subscription.key)
+    bridge.hub.add(subscription)
     return sent
 
 
@@ -98,7 +98,7 @@ def events_of(sent: list[dict]) -> list[Any]:
 
 
 def encoded(*values: Any) -> list[str]:
-    """Events as the broker hands them to the hub: each event's JSON text as a JSON string."""
+    """Events as the publish path hands them to the bridge: each event's JSON text as a JSON string."""
     return [protocol.encode_event(json.dumps(value)) for value in values]
 
 
@@ -106,10 +106,10 @@ def room() -> Any:
     return parse_channel("/default/room", allow_wildcard=False)
 
 
-async def test_publishes_of_one_loop_pass_travel_in_one_layer_message_per_key_in_order(hub, layer):
-    exact, wildcard = await subscriber(hub, "/default/room"), await subscriber(hub, "/default/*")
+async def test_publishes_of_one_loop_pass_travel_in_one_layer_message_per_key_in_order(bridge, layer):
+    exact, wildcard = await subscriber(bridge, "/default/room"), await subscriber(bridge, "/default/*")
 
-    sent = [hub.publish_nowait(room(), encoded(n)) for n in range(5)]
+    sent = [bridge.fan_out_nowait(room(), encoded(n)) for n in range(5)]
     await asyncio.wait_for(asyncio.gather(*sent), timeout=1)
 
     origin = "realtime.hub.hub!1"
@@ -124,19 +124,19 @@ async def test_publishes_of_one_loop_pass_travel_in_one_layer_message_per_key_in
     assert events_of(exact) == events_of(wildcard) == [0, 1, 2, 3, 4]
 
 
-async def test_local_subscribers_get_nothing_until_the_layer_has_the_events(hub, layer):
-    local = await subscriber(hub, "/default/room")
-    sent = hub.publish_nowait(room(), encoded("x"))
+async def test_local_subscribers_get_nothing_until_the_layer_has_the_events(bridge, layer):
+    local = await subscriber(bridge, "/default/room")
+    sent = bridge.fan_out_nowait(room(), encoded("x"))
     assert (local, layer.sent, sent.done()) == ([], [], False)
     await asyncio.wait_for(sent, timeout=1)
     await asyncio.sleep(0)
     assert events_of(local) == ["x"]
 
 
-async def test_with_the_layer_down_every_publish_of_the_batch_fails_and_nobody_gets_anything(hub, layer):
-    local = await subscriber(hub, "/default/room")
+async def test_with_the_layer_down_every_publish_of_the_batch_fails_and_nobody_gets_anything(bridge, layer):
+    local = await subscriber(bridge, "/default/room")
     layer.down = True
-    sent = [hub.publish_nowait(room(), encoded(n)) for n in range(3)]
+    sent = [bridge.fan_out_nowait(room(), encoded(n)) for n in range(3)]
     results = await asyncio.wait_for(asyncio.gather(*sent, return_exceptions=True), timeout=1)
     assert [type(result) for result in results] == [ServiceUnavailable] * 3
     await asyncio.sleep(0)
@@ -144,16 +144,16 @@ async def test_with_the_layer_down_every_publish_of_the_batch_fails_and_nobody_g
 
     # The layer is back: the next publish goes through, and only it.
     layer.down = False
-    await asyncio.wait_for(hub.publish(room(), encoded("back")), timeout=1)
+    await asyncio.wait_for(bridge.fan_out_nowait(room(), encoded("back")), timeout=1)
     await asyncio.sleep(0)
     assert events_of(local) == ["back"]
     assert [message["events"] for _, message in layer.sent] == [encoded("back")] * 2  # room, *
 
 
-async def test_a_batch_larger_than_the_message_bound_is_split_and_keeps_its_order(hub, layer):
-    local = await subscriber(hub, "/default/room")
+async def test_a_batch_larger_than_the_message_bound_is_split_and_keeps_its_order(bridge, layer):
+    local = await subscriber(bridge, "/default/room")
     big = "x" * (LAYER_BATCH_BYTES // 3)
-    sent = [hub.publish_nowait(room(), encoded(f"{big}{n}")) for n in range(7)]
+    sent = [bridge.fan_out_nowait(room(), encoded(f"{big}{n}")) for n in range(7)]
     await asyncio.wait_for(asyncio.gather(*sent), timeout=1)
 
     room_group = group_name_for("default/room")
@@ -163,17 +163,17 @@ async def test_a_batch_larger_than_the_message_bound_is_split_and_keeps_its_orde
     assert [event[-1] for event in events_of(local)] == list("0123456")
 
 
-async def test_publishes_made_while_a_batch_is_in_flight_form_the_next_batch(hub, layer):
-    first = hub.publish_nowait(room(), encoded("a"))
+async def test_publishes_made_while_a_batch_is_in_flight_form_the_next_batch(bridge, layer):
+    first = bridge.fan_out_nowait(room(), encoded("a"))
     for _ in range(2):  # the sender's own turn, then its batch is with the layer
         await asyncio.sleep(0)
-    later = [hub.publish_nowait(room(), encoded(c)) for c in "bc"]
+    later = [bridge.fan_out_nowait(room(), encoded(c)) for c in "bc"]
     await asyncio.wait_for(asyncio.gather(first, *later), timeout=1)
     room_group = group_name_for("default/room")
     assert [m["events"] for g, m in layer.sent if g == room_group] == [encoded("a"), encoded("b", "c")]
 
 
-# -- a WebSocket publisher on a distributed hub ----------------------------------------------
+# -- a WebSocket publisher through a distributed bridge----------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
