@@ -1,4 +1,4 @@
-"""A reduced run of the fan-out benchmark (``python -m realtime.bench --quick``): it starts the
+"""A reduced run of the fan-out benchmark (``python -m bench.fanout --quick``): it starts the
 servers and the load generator, measures, and every delivery of ours arrives exactly once.
 
 Figures are not judged here (shared machines are noisy): docs/BENCHMARKS.md has the full runs.
@@ -25,7 +25,7 @@ def test_a_quick_benchmark_run_measures_everything_and_loses_nothing(tmp_path: P
     command = [
         _python(),
         "-m",
-        "realtime.bench",
+        "bench.fanout",
         "--quick",
         "--servers",
         "ours-daphne",

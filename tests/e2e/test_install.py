@@ -1,9 +1,13 @@
 """A third-party project installs ``realtime`` exactly as the README says, and it works.
 
-The test builds the distribution, installs it into a fresh virtualenv, makes a new
-project with ``django-admin startproject``, applies the README's "Use realtime in
-your project" snippets verbatim (they are read from README.md), and runs a
-subscribe/publish round trip against daphne serving that project.
+The wheel is built once per module, with pip, from a copy of every file git tracks (what a
+clone holds), so package discovery sees ``bench/``, ``quiz/``, ``config/`` and ``tests/`` too.
+
+- Its file list is exactly the tracked non-test files under ``realtime/``, plus the dist-info:
+  a file missing from the package data, or one that should not ship, fails the test.
+- It is installed into a fresh virtualenv; a new project made with ``django-admin
+  startproject`` gets the README's "Use realtime in your project" snippets verbatim (they
+  are read from README.md), and daphne serving it passes a subscribe/publish round trip.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -52,28 +57,84 @@ def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
     return result.stdout
 
 
+def tracked_files() -> list[str]:
+    """The repository's files as git tracks them (relative, POSIX), present in the working tree."""
+    listing = run("git", "ls-files", "-z", cwd=REPO_ROOT)
+    return [name for name in listing.split("\0") if name and (REPO_ROOT / name).is_file()]
+
+
+def is_test_file(name: str) -> bool:
+    parts = name.split("/")
+    return "tests" in parts[:-1] or parts[-1].startswith("test_") or parts[-1] == "conftest.py"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The distribution's wheel, built by pip from a copy of the tracked files."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "src"
+    for name in tracked_files():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, source / name)
+    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", tmp / "dist", source, cwd=tmp)
+    (built,) = (tmp / "dist").glob("django_realtime_events-*.whl")
+    return built
+
+
+def test_the_wheel_holds_the_realtime_package_and_nothing_else(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = {name for name in archive.namelist() if not name.endswith("/")}
+    (dist_info,) = {name.split("/", 1)[0] for name in names if ".dist-info/" in name}
+    assert {"METADATA", "WHEEL", "RECORD"} <= {
+        name.split("/", 1)[1] for name in names if name.startswith(dist_info + "/")
+    }
+    shipped = {name for name in names if not name.startswith(dist_info + "/")}
+    # Nothing from the repository's other packages (bench/, quiz/, config/, tests/).
+    assert {name.split("/", 1)[0] for name in shipped} == {"realtime"}
+
+    expected = {
+        name
+        for name in tracked_files()
+        if name.startswith("realtime/") and "__pycache__" not in name.split("/") and not is_test_file(name)
+    }
+
+    def subdirectories(files: set[str]) -> set[str]:
+        return {name.split("/")[1] for name in files if name.count("/") >= 2}
+
+    assert subdirectories(shipped) == subdirectories(expected)
+    assert not expected - shipped, f"missing from the wheel: {sorted(expected - shipped)}"
+    assert not shipped - expected, f"in the wheel, not a tracked package file: {sorted(shipped - expected)}"
+
+    # What an installing project runs: models' migrations, the management commands, the
+    # pages' templates, the browser client, and the typing marker.
+    assert "realtime/py.typed" in shipped
+    for folder, suffix in [
+        ("realtime/migrations/", ".py"),
+        ("realtime/management/commands/", ".py"),
+        ("realtime/templates/realtime/", ".html"),
+        ("realtime/static/realtime/", ".js"),
+    ]:
+        assert any(
+            name.startswith(folder) and name.endswith(suffix) and not name.endswith("__init__.py")
+            for name in shipped
+        ), f"no {folder}*{suffix} in the wheel"
+    assert not [name for name in shipped if is_test_file(name)]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def test_a_new_project_wired_as_the_readme_says_serves_realtime(tmp_path: Path) -> None:
+def test_a_new_project_wired_as_the_readme_says_serves_realtime(tmp_path: Path, wheel: Path) -> None:
     snippets = readme_snippets()
     assert set(snippets) == {"settings", "asgi", "urls", "run"}
 
-    # The distribution, built from the sources it ships.
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO_ROOT / name, source / name)
-    shutil.copytree(REPO_ROOT / "realtime", source / "realtime", ignore=shutil.ignore_patterns("__pycache__"))
     python = getattr(sys, "_base_executable", sys.executable)
     venv = tmp_path / "venv"
     run(python, "-m", "venv", venv, cwd=tmp_path)
     pip = venv / "bin" / "pip"
-    run(pip, "wheel", "--quiet", "--no-deps", "-w", tmp_path / "dist", source, cwd=tmp_path)
-    (wheel,) = (tmp_path / "dist").glob("django_realtime_events-*.whl")
     # The tested pins as constraints (pip refuses extras there).
     constraints = tmp_path / "constraints.txt"
     constraints.write_text(re.sub(r"\[[^\]]*\]", "", (REPO_ROOT / "requirements.txt").read_text()))

@@ -1,4 +1,4 @@
-"""A very short run of the soak test (``python -m realtime.soak``): it starts, measures and judges.
+"""A very short run of the soak test (``python -m bench.soak``): it starts, measures and judges.
 
 50 connections for 10 seconds against a daphne the command starts itself, sampled every second.
 The full run (1,000 connections, 5 minutes) and its results: docs/BENCHMARKS.md, "Soak".
@@ -24,7 +24,7 @@ def test_a_short_soak_run_passes_and_reports_every_sample(tmp_path: Path) -> Non
     command = [
         _python(),
         "-m",
-        "realtime.soak",
+        "bench.soak",
         "--connections",
         "50",
         "--seconds",

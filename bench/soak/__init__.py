@@ -1,6 +1,6 @@
-"""``python -m realtime.soak``: hold many subscribers under steady publishing for minutes; watch memory.
+"""``python -m bench.soak``: hold many subscribers under steady publishing for minutes; watch memory.
 
-    python -m realtime.soak --connections 1000 --minutes 5 --rate 10
+    python -m bench.soak --connections 1000 --minutes 5 --rate 10
 
 It starts a daphne on a fresh SQLite database in a temporary directory (``migrate``,
 ``realtime_apikey create``; or targets a running server with ``--url``, ``--api-key`` and

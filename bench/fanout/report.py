@@ -113,7 +113,7 @@ def render(results: dict[str, Any], meta: dict[str, Any], goals: list[dict[str, 
     versions = meta.get("versions", {})
     lines.append("")
     lines.append(
-        f"realtime.bench  run {meta.get('run_id')}  {'--quick' if meta.get('quick') else 'full'}  "
+        f"bench.fanout  run {meta.get('run_id')}  {'--quick' if meta.get('quick') else 'full'}  "
         f"wall {meta.get('wall_s')}s"
     )
     lines.append(

@@ -1,4 +1,4 @@
-"""The command line: ``python -m realtime.soak --connections 1000 --minutes 5 [--rate 10]``."""
+"""The command line: ``python -m bench.soak --connections 1000 --minutes 5 [--rate 10]``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ MAX_RATE = 1_000.0
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m realtime.soak",
+        prog="python -m bench.soak",
         description="Hold many subscribers under steady publishing; watch the server's memory and latency.",
     )
     parser.add_argument("--connections", type=int, default=1000)

@@ -1,6 +1,6 @@
 """The ceiling: a bare ``websockets`` server speaking the benchmark's protocol subset.
 
-``python -m realtime.bench.ceiling --port 8766``
+``python -m bench.fanout.ceiling --port 8766``
 
 No Django, no Channels, no ASGI, no authorization. The index maps a channel to
 its subscription ids, and each id to the set of connections that use it; a

@@ -1,4 +1,4 @@
-"""The load-generating process: ``python -m realtime.bench.loadgen``.
+"""The load-generating process: ``python -m bench.fanout.loadgen``.
 
 It reads one job (a JSON object) from its first stdin line, runs it against
 already-running servers, and writes JSON lines to stdout: ``{"hold": ...}``

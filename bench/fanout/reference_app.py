@@ -1,6 +1,6 @@
 """The reference: the same protocol subset, written the way the Channels tutorial writes chat.
 
-``daphne realtime.bench.reference_app:application``
+``daphne bench.fanout.reference_app:application``
 
 Every subscription ``group_add``s the connection's own layer channel, every
 published event is one ``group_send``, and the layer calls the consumer's

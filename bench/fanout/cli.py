@@ -1,4 +1,4 @@
-"""``python -m realtime.bench``: run the servers side by side and print the figures.
+"""``python -m bench.fanout``: run the servers side by side and print the figures.
 
 The orchestrator (this process) prepares our server's database, starts each
 server as a subprocess pinned to the server core, and runs every measurement
@@ -72,7 +72,7 @@ class Sizes:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m realtime.bench",
+        prog="python -m bench.fanout",
         description="WebSocket fan-out benchmark: our server vs. the Channels tutorial pattern "
         "vs. bare websockets.",
     )
@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.close()
     bench.meta["wall_s"] = round(time.monotonic() - started, 1)
-    bench.meta["command"] = "python -m realtime.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    bench.meta["command"] = "python -m bench.fanout " + " ".join(sys.argv[1:] if argv is None else argv)
     goals = evaluate_goals(bench.results, bench.meta)
     print(render(bench.results, bench.meta, goals))
     failed = [

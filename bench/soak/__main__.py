@@ -1,4 +1,4 @@
-"""``python -m realtime.soak``."""
+"""``python -m bench.soak``."""
 
 from .cli import main
 

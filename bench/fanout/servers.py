@@ -265,7 +265,7 @@ KINDS: dict[str, Kind] = {
             "reference",
             False,
             True,
-            _daphne("realtime.bench.reference_app:application"),
+            _daphne("bench.fanout.reference_app:application"),
         ),
         Kind(
             "ref-uvicorn",
@@ -273,7 +273,7 @@ KINDS: dict[str, Kind] = {
             "reference",
             False,
             True,
-            _uvicorn("realtime.bench.reference_app:application"),
+            _uvicorn("bench.fanout.reference_app:application"),
         ),
         Kind(
             "ceiling",
@@ -281,7 +281,7 @@ KINDS: dict[str, Kind] = {
             "ceiling",
             False,
             False,
-            lambda python, port: [python, "-m", "realtime.bench.ceiling", "--port", str(port)],
+            lambda python, port: [python, "-m", "bench.fanout.ceiling", "--port", str(port)],
         ),
     )
 }
@@ -438,7 +438,7 @@ class LoadGen:
     ) -> dict[str, Any]:
         """Run one job in a fresh load-generator process; returns its result dict."""
         proc = subprocess.Popen(
-            [self.python, "-m", "realtime.bench.loadgen"],
+            [self.python, "-m", "bench.fanout.loadgen"],
             cwd=PROJECT_ROOT,
             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.PIPE,

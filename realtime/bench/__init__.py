@@ -1,4 +1,0 @@
-"""A side-by-side WebSocket fan-out benchmark: ``python -m realtime.bench``.
-
-See docs/BENCHMARKS.md. Nothing here is imported by the server.
-"""
