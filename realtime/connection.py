@@ -216,15 +216,8 @@ class Connection:
             return
         try:
             await _DISPATCH[type(frame)](self, frame)
-        except RealtimeError as error:
-            self._reply_error(protocol.bind_frame(error, frame))
-        except DatabaseError as exc:
-            # A passing outage: the client may retry; the connection stays up.
-            logger.warning("websocket operation failed, database unavailable: %s", exc)
-            self._reply_error(protocol.bind_frame(ServiceUnavailable(), frame))
-        except Exception:
-            logger.exception("unexpected error while handling a websocket frame")
-            self._reply_error(protocol.bind_frame(RealtimeError(), frame))
+        except Exception as exc:
+            self._reply_error(_answer_for(exc, frame))
 
     def _credentials(self, authorization: Mapping[str, str] | None) -> Mapping[str, str] | None:
         # An operation may carry its own authorization (PROTOCOL §3.4); without
@@ -306,15 +299,9 @@ class Connection:
     async def _answer_publish(self, frame: protocol.Publish, publication: Publication) -> None:
         try:
             result = await publication.completed()
-        except RealtimeError as error:
-            self._reply_error(protocol.bind_frame(error, frame))
-        except DatabaseError as exc:
-            # An after_publish receiver met a passing outage: retryable, as in handle().
-            logger.warning("websocket publish failed, database unavailable: %s", exc)
-            self._reply_error(protocol.bind_frame(ServiceUnavailable(), frame))
-        except Exception:
-            logger.exception("unexpected error while finishing a websocket publish")
-            self._reply_error(protocol.bind_frame(RealtimeError(), frame))
+        except Exception as exc:
+            # An after_publish receiver may meet a database outage too.
+            self._reply_error(_answer_for(exc, frame))
         else:
             self.outbox.offer(protocol.publish_success(frame.id, result.successful, result.failed))
 
@@ -325,6 +312,24 @@ class Connection:
         if kind is not ServerType.ERROR and op_id is None:
             kind = ServerType.ERROR
         self.outbox.offer(protocol.error_frame(kind, op_id, [error.to_error(Transport.WEBSOCKET)]))
+
+
+def _answer_for(exc: Exception, frame: protocol.ClientMessage) -> RealtimeError:
+    """The error that answers a frame whose handling raised ``exc``, bound to its operation.
+
+    A :class:`RealtimeError` answers as itself; a database outage is passing, so
+    the client may retry (``ServiceUnavailable``) and the connection stays up;
+    anything else is a bug, logged with its traceback, and an ``InternalFailure``.
+    """
+    if isinstance(exc, RealtimeError):
+        error = exc
+    elif isinstance(exc, DatabaseError):
+        logger.warning("websocket %s failed, database unavailable: %s", frame.operation, exc)
+        error = ServiceUnavailable()
+    else:
+        logger.error("unexpected error while handling a websocket %s", frame.operation, exc_info=exc)
+        error = RealtimeError()
+    return protocol.bind_frame(error, frame)
 
 
 # One handler per client frame type (PROTOCOL §3.2-§3.8).
