@@ -946,7 +946,8 @@ async def test_the_outbox_of_a_socket_that_stops_reading_overflows_and_closes_it
         sent = await bridge.fan_out(
             parse_channel("/default/room", allow_wildcard=False), [json.dumps(str(number))]
         )
-        assert sent is None  # one process: delivered in line
+        if sent is not None:  # through the channel layer (REDIS_URL): wait for it
+            await sent
         await asyncio.sleep(0)
 
     assert overflowed == [True]
