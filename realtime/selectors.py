@@ -8,43 +8,16 @@ processes see the change within the TTL.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
 
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from .cache import TTLCache
 from .conf import realtime_settings
 from .models import ApiKey, IamCredential, Namespace
 from .services import hash_api_key
-
-V = TypeVar("V")
-
-
-class TTLCache(Generic[V]):
-    """A tiny process-local cache; entries expire ``ttl`` seconds after they are set."""
-
-    def __init__(self, max_entries: int = 10_000) -> None:
-        self._entries: dict[str, tuple[float, V]] = {}
-        self._max_entries = max_entries
-
-    def get(self, key: str) -> tuple[bool, V | None]:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return False, None
-        return True, entry[1]
-
-    def set(self, key: str, value: V, ttl: float) -> None:
-        if ttl <= 0:
-            return
-        if len(self._entries) >= self._max_entries:
-            self._entries.clear()
-        self._entries[key] = (time.monotonic() + ttl, value)
-
-    def clear(self) -> None:
-        self._entries.clear()
 
 
 @dataclass(frozen=True, slots=True)

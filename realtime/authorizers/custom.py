@@ -38,10 +38,10 @@ from channels.db import database_sync_to_async
 from django.utils.module_loading import import_string
 
 from ..auth import AuthRequest, BaseAuthorizer, Identity
+from ..cache import TTLCache
 from ..conf import realtime_settings
 from ..exceptions import Unauthorized
 from ..handshake import handler_headers
-from ..selectors import TTLCache
 
 logger = logging.getLogger(__name__)
 
