@@ -1,30 +1,76 @@
-"""Rate limits kept in this process: connection storms and credential guessing. Pure.
+"""Rates: the one grammar of rate settings, and the limiters kept in this process. Pure.
 
-Both are per process on purpose: they protect the process that would otherwise
-do the work, with no round trip to a shared store on the hot path. With N
-processes the site-wide allowance is N times the setting.
+:func:`parse_rate` reads every rate setting of the site, ``realtime``'s and the
+quiz's. The limiters (connection storms, credential guessing) are per process
+on purpose: they protect the process that would otherwise do the work, with no
+round trip to a shared store on the hot path. With N processes the site-wide
+allowance is N times the setting.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from math import lcm
+from typing import NamedTuple
 
-_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*\Z")
-_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
-_PERIODS.update({"h": 3600.0, "hour": 3600.0})
+# One grammar for every rate setting of the site (REALTIME's CONNECT_RATE and
+# AUTH_FAILURE_RATE, QUIZ's JOIN_RATE and JOIN_RATE_PER_CLIENT): a count, a
+# slash, an optional multiple and a unit. "2000/s", "100/m", "0.5/s", "5/10s".
+_NUMBER = r"\d+(?:\.\d+)?"
+_RATE = re.compile(rf"\s*({_NUMBER})\s*/\s*({_NUMBER})?\s*(s|sec|second|m|min|minute|h|hour)\s*\Z")
+_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_UNITS.update({"h": 3600.0, "hour": 3600.0})
 
 
-def parse_rate(text: str) -> tuple[float, float]:
-    """``"2000/s"`` → (2000 events, per 1.0 s).
+class Rate(NamedTuple):
+    """``count`` events per ``period`` seconds; compares equal to the plain tuple."""
+
+    count: float
+    period: float
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.period
+
+    def whole(self) -> tuple[int, int]:
+        """The same rate as a whole count per a whole number of seconds.
+
+        For fixed-window counters (django-ratelimit's among them), which count
+        whole events in whole-second windows: ``0.5/s`` is ``(1, 2)``, ``2.5/m``
+        is ``(5, 120)``.
+        """
+        if self.count.is_integer() and self.period.is_integer():
+            return int(self.count), int(self.period)
+        count = Fraction(self.count).limit_denominator(1_000_000)
+        period = Fraction(self.period).limit_denominator(1_000_000)
+        scale = lcm(count.denominator, period.denominator)
+        return int(count * scale), int(period * scale)
+
+
+@lru_cache(maxsize=64)
+def parse_rate(text: str) -> Rate:
+    """``"2000/s"`` → ``Rate(2000.0, 1.0)``; ``"5/10s"`` → ``Rate(5.0, 10.0)``.
+
+    Accepted: a count (whole or decimal), ``/``, an optional multiple (whole or
+    decimal) and a unit: ``s``/``sec``/``second``, ``m``/``min``/``minute`` or
+    ``h``/``hour``, lowercase; spaces around the parts are ignored. Days are
+    not a unit: a per-process limit over a day would forget itself on every
+    restart. Pure, so the answers are kept (settings hold a handful of rates).
 
     Raises:
-        ValueError: not of the form ``N/s``, ``N/m`` or ``N/h``.
+        ValueError: any other text, or a count or multiple of 0.
     """
     match = _RATE.match(text)
     if not match:
-        raise ValueError(f"a rate is N/s, N/m or N/h, not {text!r}")
-    return float(match.group(1)), _PERIODS[match.group(2)]
+        raise ValueError(f"a rate is N/s, N/m or N/h (N/10s: per 10 seconds), not {text!r}")
+    count, multiple, unit = match.groups()
+    rate = Rate(float(count), float(multiple or 1) * _UNITS[unit])
+    if rate.count == 0 or rate.period == 0:
+        raise ValueError(f"a rate's count and period must be more than 0, not {text!r}")
+    return rate
 
 
 @dataclass(slots=True)
