@@ -1,20 +1,27 @@
-"""Rates: the one grammar of rate settings, and the limiters kept in this process. Pure.
+"""Rates: the one grammar of rate settings, and the limiters kept in this process.
 
 :func:`parse_rate` reads every rate setting of the site, ``realtime``'s and the
 quiz's. The limiters (connection storms, credential guessing) are per process
 on purpose: they protect the process that would otherwise do the work, with no
 round trip to a shared store on the hot path. With N processes the site-wide
 allowance is N times the setting.
+
+Everything here is pure (values in, values out, the clock passed in) except the
+two :class:`SettingLimiter` instances at the end, which read their settings.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from math import lcm
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
+
+from .conf import realtime_settings
 
 # One grammar for every rate setting of the site (REALTIME's CONNECT_RATE and
 # AUTH_FAILURE_RATE, QUIZ's JOIN_RATE and JOIN_RATE_PER_CLIENT): a count, a
@@ -131,3 +138,56 @@ class FailureLimiter:
             for stale in sorted(self._windows, key=lambda k: self._windows[k][0])[: self.max_keys // 2]:
                 del self._windows[stale]
         self._windows[key] = (start, count + 1)
+
+
+L = TypeVar("L")
+
+
+class SettingLimiter(Generic[L]):
+    """The limiter for a rate setting's current value, built anew when the value changes.
+
+    Args:
+        setting: returns the rate text now, or ``None`` for no limit.
+        build: makes a fresh limiter from a rate text (``TokenBucket.from_rate``, ...).
+    """
+
+    __slots__ = ("_setting", "_build", "_text", "_limiter")
+
+    def __init__(self, setting: Callable[[], str | None], build: Callable[[str], L]) -> None:
+        self._setting = setting
+        self._build = build
+        self._text: str | None = None
+        self._limiter: L | None = None
+
+    def current(self) -> L | None:
+        """The limiter for the setting as it is now; ``None`` when the setting is off.
+
+        Raises:
+            ValueError: the setting is not a rate (``manage.py check`` reports it first).
+        """
+        text = self._setting()
+        if text is None:
+            return None
+        if text != self._text or self._limiter is None:
+            self._limiter = self._build(text)
+            self._text = text
+        return self._limiter
+
+    def clear(self) -> None:
+        """Forget the limiter: the next :meth:`current` starts with a full allowance."""
+        self._text = None
+        self._limiter = None
+
+
+class ConnectLimiter(SettingLimiter[TokenBucket]):
+    """This process's budget of new WebSocket connections (``REALTIME["CONNECT_RATE"]``)."""
+
+    def allow(self) -> bool:
+        """Take one connection from the budget; ``False`` when it is spent (or ``True``: no limit)."""
+        bucket = self.current()
+        return bucket is None or bucket.allow(time.monotonic())
+
+
+connect_limiter = ConnectLimiter(lambda: realtime_settings.connect_rate, TokenBucket.from_rate)
+# Failed authorizations per client address (``REALTIME["AUTH_FAILURE_RATE"]``).
+auth_failure_limiter = SettingLimiter(lambda: realtime_settings.auth_failure_rate, FailureLimiter.from_rate)

@@ -12,13 +12,13 @@ from realtime.selectors import api_key_cache, namespace_cache
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
-    from realtime import auth, connection
+    from realtime import ratelimit
 
     namespace_cache.clear()
     api_key_cache.clear()
     # Rate limiters are per process: each test starts with a clean slate.
-    auth._limiters.clear()
-    connection.connect_limiter.reset()
+    ratelimit.connect_limiter.clear()
+    ratelimit.auth_failure_limiter.clear()
     # A layer instance outlives the test's loop: channels_redis would hand the next
     # test a receive lock still held by the last test's (cancelled) hub loop.
     channel_layers.backends.clear()

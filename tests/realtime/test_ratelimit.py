@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.ratelimit import FailureLimiter, TokenBucket, parse_rate
+from realtime.ratelimit import FailureLimiter, SettingLimiter, TokenBucket, parse_rate
 
 
 @pytest.mark.parametrize(
@@ -111,3 +111,25 @@ def test_memory_stays_bounded_under_a_spray_of_addresses() -> None:
     for i in range(1000):
         limiter.failed(f"10.0.{i // 256}.{i % 256}", float(i))
     assert len(limiter._windows) <= 100
+
+
+def test_a_setting_limiter_follows_its_setting_and_starts_afresh_when_cleared() -> None:
+    setting: list[str | None] = ["2/m"]
+    limiter = SettingLimiter(lambda: setting[0], TokenBucket.from_rate)
+    bucket = limiter.current()
+    assert bucket == TokenBucket(2.0, 60.0)
+    assert [bucket.allow(0.0) for _ in range(3)] == [True, True, False]
+    # The same setting: the same, spent bucket.
+    assert limiter.current() is bucket
+    # Another rate: a new bucket with a full allowance.
+    setting[0] = "3/m"
+    assert limiter.current() == TokenBucket(3.0, 60.0)
+    # Off.
+    setting[0] = None
+    assert limiter.current() is None
+    # Cleared: the same rate starts full again.
+    setting[0] = "3/m"
+    spent = limiter.current()
+    assert [spent.allow(0.0) for _ in range(4)] == [True, True, True, False]
+    limiter.clear()
+    assert limiter.current() == TokenBucket(3.0, 60.0)
