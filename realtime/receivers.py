@@ -44,21 +44,6 @@ def _iam_settings_changed(*, setting: str, **kwargs: Any) -> None:
         iam_credential_cache.clear()
 
 
-@receiver(setting_changed, dispatch_uid="realtime.token_authorizer_settings")
-def _token_authorizer_settings_changed(*, setting: str, **kwargs: Any) -> None:
-    # Only modules already in use have caches; importing them here would make
-    # PyJWT a requirement of every site.
-    if setting == "REALTIME":
-        import sys
-
-        oidc = sys.modules.get("realtime.authorizers.oidc")
-        if oidc is not None:
-            oidc.jwks_cache.clear()
-        custom = sys.modules.get("realtime.authorizers.custom")
-        if custom is not None:
-            custom.result_cache.clear()
-
-
 @receiver(request_started, dispatch_uid="realtime.lifecycle")
 async def _start_services(*, scope: Any = None, **kwargs: Any) -> None:
     # An ASGI request (Django sends ``scope``) runs on the server's event loop: the
