@@ -25,6 +25,7 @@ from django.core.cache.backends.locmem import LocMemCache
 from django_ratelimit.core import get_usage
 
 from realtime.ratelimit import parse_rate
+from realtime.state import register
 
 from .conf import quiz_settings
 from .exceptions import Throttled
@@ -65,7 +66,7 @@ class LocalWindows:
             self._windows.clear()
 
 
-local_windows = LocalWindows()
+local_windows = register(LocalWindows())
 
 
 def _client_address(request: Any) -> str:

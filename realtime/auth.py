@@ -23,6 +23,7 @@ from django.utils.module_loading import import_string
 from .conf import realtime_settings
 from .exceptions import LimitExceeded, Transport, Unauthorized
 from .ratelimit import auth_failure_limiter
+from .state import register
 
 
 class Operation(StrEnum):
@@ -93,7 +94,9 @@ class BaseAuthorizer:
         raise NotImplementedError
 
 
-authorizer_cache: dict[str, BaseAuthorizer] = {}
+# Mode -> this process's authorizer; the instances own their caches, so
+# resetting this (realtime.state) resets those too.
+authorizer_cache: dict[str, BaseAuthorizer] = register({})
 
 
 def get_authorizer(mode: str) -> BaseAuthorizer:

@@ -22,6 +22,7 @@ from math import lcm
 from typing import Generic, NamedTuple, TypeVar
 
 from .conf import realtime_settings
+from .state import register
 
 # One grammar for every rate setting of the site (REALTIME's CONNECT_RATE and
 # AUTH_FAILURE_RATE, QUIZ's JOIN_RATE and JOIN_RATE_PER_CLIENT): a count, a
@@ -188,6 +189,9 @@ class ConnectLimiter(SettingLimiter[TokenBucket]):
         return bucket is None or bucket.allow(time.monotonic())
 
 
-connect_limiter = ConnectLimiter(lambda: realtime_settings.connect_rate, TokenBucket.from_rate)
+# This process's two limiters; a change of REALTIME resets them (realtime.state).
+connect_limiter = register(ConnectLimiter(lambda: realtime_settings.connect_rate, TokenBucket.from_rate))
 # Failed authorizations per client address (``REALTIME["AUTH_FAILURE_RATE"]``).
-auth_failure_limiter = SettingLimiter(lambda: realtime_settings.auth_failure_rate, FailureLimiter.from_rate)
+auth_failure_limiter = register(
+    SettingLimiter(lambda: realtime_settings.auth_failure_rate, FailureLimiter.from_rate)
+)

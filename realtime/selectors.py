@@ -3,7 +3,8 @@
 A namespace or API key is looked up for every operation; the database sees at
 most one query per name (or key) per TTL per process. Saving or deleting a row
 clears this process's entry at once (:mod:`realtime.receivers`); other
-processes see the change within the TTL.
+processes see the change within the TTL. A change of ``REALTIME`` clears them
+all (:mod:`realtime.state`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .cache import TTLCache
 from .conf import realtime_settings
 from .models import ApiKey, IamCredential, Namespace
 from .services import hash_api_key
+from .state import register
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +49,8 @@ class ApiKeyInfo:
         return self.expires_at is None or self.expires_at > timezone.now()
 
 
-namespace_cache: TTLCache[NamespaceConfig | None] = TTLCache()
-api_key_cache: TTLCache[ApiKeyInfo | None] = TTLCache()
+namespace_cache: TTLCache[NamespaceConfig | None] = register(TTLCache())
+api_key_cache: TTLCache[ApiKeyInfo | None] = register(TTLCache())
 
 
 def _namespace_load(name: str) -> NamespaceConfig | None:
@@ -118,7 +120,7 @@ class IamCredentialInfo:
     user_arn: str
 
 
-iam_credential_cache: TTLCache[IamCredentialInfo | None] = TTLCache()
+iam_credential_cache: TTLCache[IamCredentialInfo | None] = register(TTLCache())
 
 
 def _iam_credential_load(access_key_id: str) -> IamCredentialInfo | None:

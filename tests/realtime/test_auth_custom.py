@@ -12,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
 
 from realtime import handlers
-from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, authorizer_cache, get_authorizer
+from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, get_authorizer
 from realtime.authorizers import custom
 from realtime.authorizers.custom import CustomAuthorizer
 from realtime.exceptions import Transport, Unauthorized
@@ -48,12 +48,10 @@ SIGV4_AUTHORIZATION = (
 
 
 @pytest.fixture(autouse=True)
-def _fresh_results() -> Iterator[None]:
-    # Dropping the authorizer drops the results it cached.
-    authorizer_cache.clear()
+def _fresh_calls() -> Iterator[None]:
+    # Cached results are reset with the authorizer (tests/conftest.py).
     calls.clear()
     yield
-    authorizer_cache.clear()
     calls.clear()
 
 

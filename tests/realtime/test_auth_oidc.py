@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.test import AsyncClient
 from jwt.algorithms import RSAAlgorithm
 
-from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, authorizer_cache, get_authorizer
+from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, get_authorizer
 from realtime.authorizers import oidc
 from realtime.authorizers.oidc import OidcAuthorizer
 from realtime.exceptions import Transport, Unauthorized
@@ -120,12 +120,9 @@ def jwks_server() -> Iterator[JwksServer]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_authorizer_caches() -> Iterator[None]:
-    # Dropping the authorizers drops the JWKS and result caches they own.
-    authorizer_cache.clear()
+def _fresh_calls() -> None:
+    # The JWKS and result caches are reset with the authorizers (tests/conftest.py).
     custom_authorizers.calls.clear()
-    yield
-    authorizer_cache.clear()
 
 
 @pytest.fixture
