@@ -6,8 +6,9 @@ on purpose: they protect the process that would otherwise do the work, with no
 round trip to a shared store on the hot path. With N processes the site-wide
 allowance is N times the setting.
 
-Everything here is pure (values in, values out, the clock passed in) except the
-two :class:`SettingLimiter` instances at the end, which read their settings.
+Everything here is pure (values in, values out, the clock passed in) but
+:class:`SettingLimiter`, which reads a setting, :meth:`ConnectLimiter.allow`,
+which reads the clock, and the two instances at the end.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Rate(NamedTuple):
 
     @property
     def per_second(self) -> float:
+        """Events per second on average."""
         return self.count / self.period
 
     def whole(self) -> tuple[int, int]:
@@ -92,6 +94,7 @@ class TokenBucket:
 
     @classmethod
     def from_rate(cls, text: str) -> TokenBucket:
+        """A full bucket for a rate text; raises ``ValueError`` as :func:`parse_rate` does."""
         rate, period = parse_rate(text)
         return cls(rate, period)
 
@@ -123,6 +126,7 @@ class FailureLimiter:
 
     @classmethod
     def from_rate(cls, text: str) -> FailureLimiter:
+        """A limiter that has seen no failures; raises ``ValueError`` as :func:`parse_rate` does."""
         limit, period = parse_rate(text)
         return cls(limit, period)
 
@@ -182,6 +186,8 @@ class SettingLimiter(Generic[L]):
 
 class ConnectLimiter(SettingLimiter[TokenBucket]):
     """This process's budget of new WebSocket connections (``REALTIME["CONNECT_RATE"]``)."""
+
+    __slots__ = ()
 
     def allow(self) -> bool:
         """Take one connection from the budget; ``False`` when it is spent (or ``True``: no limit)."""
