@@ -18,12 +18,14 @@ import ipaddress
 import math
 import threading
 import time
-from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
 from django.core.cache.backends.locmem import LocMemCache
 from django_ratelimit.core import get_usage
+
+from realtime.ratelimit import parse_rate
+from realtime.state import register
 
 from .conf import quiz_settings
 from .exceptions import Throttled
@@ -32,17 +34,6 @@ from .metrics import metrics
 
 def _global_key(group: str, request: Any) -> str:
     return "all"
-
-
-PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-@lru_cache(maxsize=64)
-def parse_rate(rate: str) -> tuple[int, int]:
-    """``"2000/s"``, ``"3/m"``, ``"5/10s"`` → (count, period in seconds), as django-ratelimit reads them."""
-    count, _, period = rate.partition("/")
-    multiple = period[:-1] or "1"
-    return int(count), int(multiple) * PERIODS[period[-1].lower()]
 
 
 class LocalWindows:
@@ -54,9 +45,12 @@ class LocalWindows:
         self._windows: dict[tuple[str, str], tuple[float, int]] = {}
         self._lock = threading.Lock()
 
-    def hit(self, group: str, key: str, rate: str) -> tuple[bool, float]:
-        """Count one attempt; returns (over the limit, seconds until the window ends)."""
-        limit, period = parse_rate(rate)
+    def hit(self, group: str, key: str, limit: int, period: int) -> tuple[bool, float]:
+        """Count one attempt against ``limit`` per ``period`` seconds.
+
+        Returns:
+            (over the limit, seconds until the window ends).
+        """
         now = time.time()
         end = (now // period + 1) * period
         with self._lock:
@@ -72,7 +66,7 @@ class LocalWindows:
             self._windows.clear()
 
 
-local_windows = LocalWindows()
+local_windows = register(LocalWindows())
 
 
 def _client_address(request: Any) -> str:
@@ -101,10 +95,16 @@ def admit_join(request: Any) -> None:
         ("ip", quiz_settings.join_rate_per_client, "quiz.join.client"),
         (_global_key, quiz_settings.join_rate, "quiz.join.global"),
     ):
+        # Fixed windows count whole joins in whole seconds. django-ratelimit is
+        # handed the pair, not the text: its own grammar has no decimals, and it
+        # takes any string with a dot for the dotted path of a function.
+        limit, period = parse_rate(rate).whole()
         if local:
-            limited, time_left = local_windows.hit(group, client if key == "ip" else "all", rate)
+            limited, time_left = local_windows.hit(group, client if key == "ip" else "all", limit, period)
         else:
-            usage = get_usage(request, group=group, key=key, rate=rate, method="POST", increment=True)
+            usage = get_usage(
+                request, group=group, key=key, rate=(limit, period), method="POST", increment=True
+            )
             limited = usage is not None and usage["should_limit"]
             time_left = usage["time_left"] if usage is not None else 0
         if limited:

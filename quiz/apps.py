@@ -8,8 +8,9 @@ class QuizConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Wiring only: checks, signal receivers, the scoring worker's service.
         from realtime.lifecycle import lifecycle
 
-        from . import receivers, worker  # noqa: F401
+        from . import checks, receivers, worker  # noqa: F401
 
         lifecycle.register(worker.SERVICE, worker.run_in_process, enabled=worker.runs_in_process)

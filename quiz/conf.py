@@ -9,6 +9,7 @@ from django.conf import settings
 DEFAULTS: dict[str, Any] = {
     # Admission control for joins (DESIGN §8): a global rate shared by every
     # process through the cache, and a per-client rate. Beyond either: 429.
+    # Rates as in REALTIME: "2000/s", "3/m", "5/10s", "0.5/s" (quiz.E001).
     "JOIN_RATE": "2000/s",
     "JOIN_RATE_PER_CLIENT": "20/s",
     # Joins one process works on at once; beyond: an immediate 429.

@@ -22,7 +22,8 @@ from django.utils.module_loading import import_string
 
 from .conf import realtime_settings
 from .exceptions import LimitExceeded, Transport, Unauthorized
-from .ratelimit import FailureLimiter
+from .ratelimit import auth_failure_limiter
+from .state import register
 
 
 class Operation(StrEnum):
@@ -93,7 +94,9 @@ class BaseAuthorizer:
         raise NotImplementedError
 
 
-authorizer_cache: dict[str, BaseAuthorizer] = {}
+# Mode -> this process's authorizer; the instances own their caches, so
+# resetting this (realtime.state) resets those too.
+authorizer_cache: dict[str, BaseAuthorizer] = register({})
 
 
 def get_authorizer(mode: str) -> BaseAuthorizer:
@@ -117,7 +120,7 @@ async def authorize(
     """
     creds = credentials or {}
     client = auth.request.source_ip
-    limiter = _failure_limiter()
+    limiter = auth_failure_limiter.current()
     now = time.monotonic()
     if client is not None and limiter is not None and limiter.blocked(client, now):
         raise LimitExceeded("Too many failed authorizations from this address; retry later.")
@@ -131,18 +134,3 @@ async def authorize(
         if client is not None and limiter is not None:
             limiter.failed(client, now)
         raise
-
-
-_limiters: dict[str, FailureLimiter] = {}
-
-
-def _failure_limiter() -> FailureLimiter | None:
-    """This process's failed-authorization counter, rebuilt when the setting changes."""
-    rate = realtime_settings.auth_failure_rate
-    if rate is None:
-        return None
-    limiter = _limiters.get(rate)
-    if limiter is None:
-        _limiters.clear()
-        limiter = _limiters[rate] = FailureLimiter.from_rate(rate)
-    return limiter

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -78,21 +79,31 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     ):
         if getattr(realtime_settings, name.lower()) < 1:
             messages.append(Error(f"REALTIME['{name}'] must be at least 1.", id="realtime.E006"))
-    for name in ("CONNECT_RATE", "AUTH_FAILURE_RATE"):
-        rate = getattr(realtime_settings, name.lower())
+    rates = {name: getattr(realtime_settings, name.lower()) for name in ("CONNECT_RATE", "AUTH_FAILURE_RATE")}
+    messages += rate_errors("REALTIME", rates, check_id="realtime.E007")
+    return messages
+
+
+def rate_errors(setting: str, rates: Mapping[str, str | None], *, check_id: str) -> list[CheckMessage]:
+    """One error per rate that :func:`realtime.ratelimit.parse_rate` refuses; ``None`` is no rate.
+
+    Every app's rate settings are checked with this, so they share one grammar.
+    """
+    errors: list[CheckMessage] = []
+    for name, rate in rates.items():
         if rate is None:
             continue
         try:
             parse_rate(rate)
         except ValueError as error:
-            messages.append(
+            errors.append(
                 Error(
-                    f"REALTIME['{name}']: {error}.",
-                    hint='For example "2000/s" or "100/m".',
-                    id="realtime.E007",
+                    f"{setting}['{name}']: {error}.",
+                    hint='For example "2000/s", "100/m" or "5/10s".',
+                    id=check_id,
                 )
             )
-    return messages
+    return errors
 
 
 @register(Tags.compatibility)

@@ -63,7 +63,9 @@ DEFAULTS: dict[str, Any] = {
     # Per process: WebSocket connections accepted (beyond: connection_error
     # LimitExceededError, which clients retry with backoff), and failed
     # authorizations per client address before it is refused outright for the
-    # rest of the window (credential guessing). None turns either off.
+    # rest of the window (credential guessing). None turns either off. A rate is
+    # a count per s, m or h, with an optional multiple and decimals: "2000/s",
+    # "100/m", "5/10s", "0.5/s" (realtime.ratelimit.parse_rate, realtime.E007).
     "CONNECT_RATE": "2000/s",
     "AUTH_FAILURE_RATE": "100/m",
     # Frames queued for one connection before it is closed as too slow (DESIGN §5).

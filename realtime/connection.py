@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -51,7 +50,7 @@ from .outbox import AsgiSend, Outbox
 from .paths import parse_channel
 from .protocol import CloseCode, ServerType
 from .publishing import Publication, publish
-from .ratelimit import TokenBucket
+from .ratelimit import connect_limiter
 from .session import Session, SubscribeDecision
 from .subscribing import subscribe_authorize, subscription_start, subscription_stop
 
@@ -63,28 +62,6 @@ REJECT_GRACE_SECONDS = 2.0
 
 # Publishes waiting for the channel layer before they are answered (kept referenced).
 _answering: set[asyncio.Task[None]] = set()
-
-
-class ConnectLimiter:
-    """This process's budget of new connections (``REALTIME["CONNECT_RATE"]``)."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self._rate: str | None = None
-        self._bucket: TokenBucket | None = None
-
-    def allow(self) -> bool:
-        rate = realtime_settings.connect_rate
-        if rate is None:
-            return True
-        if rate != self._rate or self._bucket is None:
-            self._rate, self._bucket = rate, TokenBucket.from_rate(rate)
-        return self._bucket.allow(time.monotonic())
-
-
-connect_limiter = ConnectLimiter()
 
 
 class Connection:

@@ -1,30 +1,86 @@
-"""Rate limits kept in this process: connection storms and credential guessing. Pure.
+"""Rates: the one grammar of rate settings, and the limiters kept in this process.
 
-Both are per process on purpose: they protect the process that would otherwise
-do the work, with no round trip to a shared store on the hot path. With N
-processes the site-wide allowance is N times the setting.
+:func:`parse_rate` reads every rate setting of the site, ``realtime``'s and the
+quiz's. The limiters (connection storms, credential guessing) are per process
+on purpose: they protect the process that would otherwise do the work, with no
+round trip to a shared store on the hot path. With N processes the site-wide
+allowance is N times the setting.
+
+Everything here is pure (values in, values out, the clock passed in) but
+:class:`SettingLimiter`, which reads a setting, :meth:`ConnectLimiter.allow`,
+which reads the clock, and the two instances at the end.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from math import lcm
+from typing import Generic, NamedTuple, TypeVar
 
-_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*\Z")
-_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
-_PERIODS.update({"h": 3600.0, "hour": 3600.0})
+from .conf import realtime_settings
+from .state import register
+
+# One grammar for every rate setting of the site (REALTIME's CONNECT_RATE and
+# AUTH_FAILURE_RATE, QUIZ's JOIN_RATE and JOIN_RATE_PER_CLIENT): a count, a
+# slash, an optional multiple and a unit. "2000/s", "100/m", "0.5/s", "5/10s".
+_NUMBER = r"\d+(?:\.\d+)?"
+_RATE = re.compile(rf"\s*({_NUMBER})\s*/\s*({_NUMBER})?\s*(s|sec|second|m|min|minute|h|hour)\s*\Z")
+_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_UNITS.update({"h": 3600.0, "hour": 3600.0})
 
 
-def parse_rate(text: str) -> tuple[float, float]:
-    """``"2000/s"`` → (2000 events, per 1.0 s).
+class Rate(NamedTuple):
+    """``count`` events per ``period`` seconds; compares equal to the plain tuple."""
+
+    count: float
+    period: float
+
+    @property
+    def per_second(self) -> float:
+        """Events per second on average."""
+        return self.count / self.period
+
+    def whole(self) -> tuple[int, int]:
+        """The same rate as a whole count per a whole number of seconds.
+
+        For fixed-window counters (django-ratelimit's among them), which count
+        whole events in whole-second windows: ``0.5/s`` is ``(1, 2)``, ``2.5/m``
+        is ``(5, 120)``.
+        """
+        if self.count.is_integer() and self.period.is_integer():
+            return int(self.count), int(self.period)
+        count = Fraction(self.count).limit_denominator(1_000_000)
+        period = Fraction(self.period).limit_denominator(1_000_000)
+        scale = lcm(count.denominator, period.denominator)
+        return int(count * scale), int(period * scale)
+
+
+@lru_cache(maxsize=64)
+def parse_rate(text: str) -> Rate:
+    """``"2000/s"`` → ``Rate(2000.0, 1.0)``; ``"5/10s"`` → ``Rate(5.0, 10.0)``.
+
+    Accepted: a count (whole or decimal), ``/``, an optional multiple (whole or
+    decimal) and a unit: ``s``/``sec``/``second``, ``m``/``min``/``minute`` or
+    ``h``/``hour``, lowercase; spaces around the parts are ignored. Days are
+    not a unit: a per-process limit over a day would forget itself on every
+    restart. Pure, so the answers are kept (settings hold a handful of rates).
 
     Raises:
-        ValueError: not of the form ``N/s``, ``N/m`` or ``N/h``.
+        ValueError: any other text, or a count or multiple of 0.
     """
     match = _RATE.match(text)
     if not match:
-        raise ValueError(f"a rate is N/s, N/m or N/h, not {text!r}")
-    return float(match.group(1)), _PERIODS[match.group(2)]
+        raise ValueError(f"a rate is N/s, N/m or N/h (N/10s: per 10 seconds), not {text!r}")
+    count, multiple, unit = match.groups()
+    rate = Rate(float(count), float(multiple or 1) * _UNITS[unit])
+    if rate.count == 0 or rate.period == 0:
+        raise ValueError(f"a rate's count and period must be more than 0, not {text!r}")
+    return rate
 
 
 @dataclass(slots=True)
@@ -38,6 +94,7 @@ class TokenBucket:
 
     @classmethod
     def from_rate(cls, text: str) -> TokenBucket:
+        """A full bucket for a rate text; raises ``ValueError`` as :func:`parse_rate` does."""
         rate, period = parse_rate(text)
         return cls(rate, period)
 
@@ -69,6 +126,7 @@ class FailureLimiter:
 
     @classmethod
     def from_rate(cls, text: str) -> FailureLimiter:
+        """A limiter that has seen no failures; raises ``ValueError`` as :func:`parse_rate` does."""
         limit, period = parse_rate(text)
         return cls(limit, period)
 
@@ -85,3 +143,61 @@ class FailureLimiter:
             for stale in sorted(self._windows, key=lambda k: self._windows[k][0])[: self.max_keys // 2]:
                 del self._windows[stale]
         self._windows[key] = (start, count + 1)
+
+
+L = TypeVar("L")
+
+
+class SettingLimiter(Generic[L]):
+    """The limiter for a rate setting's current value, built anew when the value changes.
+
+    Args:
+        setting: returns the rate text now, or ``None`` for no limit.
+        build: makes a fresh limiter from a rate text (``TokenBucket.from_rate``, ...).
+    """
+
+    __slots__ = ("_setting", "_build", "_text", "_limiter")
+
+    def __init__(self, setting: Callable[[], str | None], build: Callable[[str], L]) -> None:
+        self._setting = setting
+        self._build = build
+        self._text: str | None = None
+        self._limiter: L | None = None
+
+    def current(self) -> L | None:
+        """The limiter for the setting as it is now; ``None`` when the setting is off.
+
+        Raises:
+            ValueError: the setting is not a rate (``manage.py check`` reports it first).
+        """
+        text = self._setting()
+        if text is None:
+            return None
+        if text != self._text or self._limiter is None:
+            self._limiter = self._build(text)
+            self._text = text
+        return self._limiter
+
+    def clear(self) -> None:
+        """Forget the limiter: the next :meth:`current` starts with a full allowance."""
+        self._text = None
+        self._limiter = None
+
+
+class ConnectLimiter(SettingLimiter[TokenBucket]):
+    """This process's budget of new WebSocket connections (``REALTIME["CONNECT_RATE"]``)."""
+
+    __slots__ = ()
+
+    def allow(self) -> bool:
+        """Take one connection from the budget; ``False`` when it is spent (or ``True``: no limit)."""
+        bucket = self.current()
+        return bucket is None or bucket.allow(time.monotonic())
+
+
+# This process's two limiters; a change of REALTIME resets them (realtime.state).
+connect_limiter = register(ConnectLimiter(lambda: realtime_settings.connect_rate, TokenBucket.from_rate))
+# Failed authorizations per client address (``REALTIME["AUTH_FAILURE_RATE"]``).
+auth_failure_limiter = register(
+    SettingLimiter(lambda: realtime_settings.auth_failure_rate, FailureLimiter.from_rate)
+)

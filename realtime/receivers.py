@@ -1,4 +1,4 @@
-"""Keep this process's lookup caches honest when rows change; start its services with its first request."""
+"""Keep this process's caches honest when rows or settings change; start its services on first use."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.dispatch import receiver
 from .lifecycle import lifecycle
 from .models import ApiKey, IamCredential, Namespace
 from .selectors import api_key_cache, iam_credential_cache, namespace_cache
+from .state import reset_all
 
 
 @receiver([post_save, post_delete], sender=Namespace, dispatch_uid="realtime.namespace_cache")
@@ -23,40 +24,16 @@ def _api_key_changed(**kwargs: Any) -> None:
     api_key_cache.clear()
 
 
-@receiver(setting_changed, dispatch_uid="realtime.settings")
-def _settings_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting == "REALTIME":
-        from .auth import authorizer_cache
-
-        authorizer_cache.clear()
-        namespace_cache.clear()
-        api_key_cache.clear()
-
-
 @receiver([post_save, post_delete], sender=IamCredential, dispatch_uid="realtime.iam_credential_cache")
 def _iam_credential_changed(**kwargs: Any) -> None:
     iam_credential_cache.clear()
 
 
-@receiver(setting_changed, dispatch_uid="realtime.iam_settings")
-def _iam_settings_changed(*, setting: str, **kwargs: Any) -> None:
+@receiver(setting_changed, dispatch_uid="realtime.settings")
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    # What was cached, built or counted under the old settings no longer holds.
     if setting == "REALTIME":
-        iam_credential_cache.clear()
-
-
-@receiver(setting_changed, dispatch_uid="realtime.token_authorizer_settings")
-def _token_authorizer_settings_changed(*, setting: str, **kwargs: Any) -> None:
-    # Only modules already in use have caches; importing them here would make
-    # PyJWT a requirement of every site.
-    if setting == "REALTIME":
-        import sys
-
-        oidc = sys.modules.get("realtime.authorizers.oidc")
-        if oidc is not None:
-            oidc.jwks_cache.clear()
-        custom = sys.modules.get("realtime.authorizers.custom")
-        if custom is not None:
-            custom.result_cache.clear()
+        reset_all()
 
 
 @receiver(request_started, dispatch_uid="realtime.lifecycle")

@@ -3,48 +3,23 @@
 A namespace or API key is looked up for every operation; the database sees at
 most one query per name (or key) per TTL per process. Saving or deleting a row
 clears this process's entry at once (:mod:`realtime.receivers`); other
-processes see the change within the TTL.
+processes see the change within the TTL. A change of ``REALTIME`` clears them
+all (:mod:`realtime.state`).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
 
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from .cache import TTLCache
 from .conf import realtime_settings
 from .models import ApiKey, IamCredential, Namespace
 from .services import hash_api_key
-
-V = TypeVar("V")
-
-
-class TTLCache(Generic[V]):
-    """A tiny process-local cache; entries expire ``ttl`` seconds after they are set."""
-
-    def __init__(self, max_entries: int = 10_000) -> None:
-        self._entries: dict[str, tuple[float, V]] = {}
-        self._max_entries = max_entries
-
-    def get(self, key: str) -> tuple[bool, V | None]:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return False, None
-        return True, entry[1]
-
-    def set(self, key: str, value: V, ttl: float) -> None:
-        if ttl <= 0:
-            return
-        if len(self._entries) >= self._max_entries:
-            self._entries.clear()
-        self._entries[key] = (time.monotonic() + ttl, value)
-
-    def clear(self) -> None:
-        self._entries.clear()
+from .state import register
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +49,8 @@ class ApiKeyInfo:
         return self.expires_at is None or self.expires_at > timezone.now()
 
 
-namespace_cache: TTLCache[NamespaceConfig | None] = TTLCache()
-api_key_cache: TTLCache[ApiKeyInfo | None] = TTLCache()
+namespace_cache: TTLCache[NamespaceConfig | None] = register(TTLCache())
+api_key_cache: TTLCache[ApiKeyInfo | None] = register(TTLCache())
 
 
 def _namespace_load(name: str) -> NamespaceConfig | None:
@@ -145,7 +120,7 @@ class IamCredentialInfo:
     user_arn: str
 
 
-iam_credential_cache: TTLCache[IamCredentialInfo | None] = TTLCache()
+iam_credential_cache: TTLCache[IamCredentialInfo | None] = register(TTLCache())
 
 
 def _iam_credential_load(access_key_id: str) -> IamCredentialInfo | None:

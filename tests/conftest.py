@@ -7,24 +7,18 @@ from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from django.db import connections
 
-from realtime.selectors import api_key_cache, namespace_cache
+from realtime.state import reset_all
 
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
-    from realtime import auth, connection
-
-    namespace_cache.clear()
-    api_key_cache.clear()
-    # Rate limiters are per process: each test starts with a clean slate.
-    auth._limiters.clear()
-    connection.connect_limiter.reset()
+    # Caches and rate limiters are per process: each test starts with a clean slate.
+    reset_all()
     # A layer instance outlives the test's loop: channels_redis would hand the next
     # test a receive lock still held by the last test's (cancelled) hub loop.
     channel_layers.backends.clear()
     yield
-    namespace_cache.clear()
-    api_key_cache.clear()
+    reset_all()
 
 
 @pytest.fixture(autouse=True)

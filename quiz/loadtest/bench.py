@@ -148,15 +148,6 @@ async def overload(
     return result, rate(total, offered_seconds)
 
 
-def parse_rate(value: str) -> float:
-    """django-ratelimit's ``"N/s"``, ``"N/m"``, ``"N/h"``, ``"N/d"`` (also ``"N/10s"``) as per second."""
-    count, _, period = value.partition("/")
-    unit = period[-1:] if period else "s"
-    multiple = int(period[:-1]) if period[:-1].isdigit() else 1
-    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit] * multiple
-    return int(count) / seconds
-
-
 def report_join_bench(
     report: Report,
     before: LoopResult,

@@ -38,10 +38,10 @@ from channels.db import database_sync_to_async
 from django.utils.module_loading import import_string
 
 from ..auth import AuthRequest, BaseAuthorizer, Identity
+from ..cache import TTLCache
 from ..conf import realtime_settings
 from ..exceptions import Unauthorized
 from ..handshake import handler_headers
-from ..selectors import TTLCache
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +51,6 @@ MAX_TOKEN_LENGTH = 2048
 MAX_HANDLER_CONTEXT_BYTES = 5 * 1024 * 1024
 # Cached answers kept per process.
 CACHE_MAX_ENTRIES = 10_000
-
-# An answer: the identity, or None for a denial.
-result_cache: TTLCache[Identity | None] = TTLCache(max_entries=CACHE_MAX_ENTRIES)
 
 
 class MalformedResult(Exception):
@@ -117,7 +114,20 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 
 class CustomAuthorizer(BaseAuthorizer):
+    """The ``CUSTOM`` mode. Each instance keeps the answers it was given.
+
+    :func:`realtime.auth.get_authorizer` holds one instance per process and
+    drops it when ``REALTIME`` changes (another callable, another default TTL).
+
+    Args:
+        max_cached: answers kept at most; beyond, the cache starts over.
+    """
+
     mode = "CUSTOM"
+
+    def __init__(self, max_cached: int = CACHE_MAX_ENTRIES) -> None:
+        # An answer: the identity, or None for a denial.
+        self.result_cache: TTLCache[Identity | None] = TTLCache(max_entries=max_cached)
 
     async def authenticate(self, credentials: Mapping[str, str], auth: AuthRequest) -> Identity | None:
         token = credentials.get("authorization")
@@ -128,7 +138,7 @@ class CustomAuthorizer(BaseAuthorizer):
             logger.info("CUSTOM: %s refused: the token is longer than %d characters", where, MAX_TOKEN_LENGTH)
             raise Unauthorized()
         key = _cache_key(token, auth)
-        hit, cached = result_cache.get(key)
+        hit, cached = self.result_cache.get(key)
         if hit:
             if cached is None:
                 raise Unauthorized()
@@ -161,11 +171,11 @@ class CustomAuthorizer(BaseAuthorizer):
             raise Unauthorized() from None
 
         if not is_authorized:
-            result_cache.set(key, None, ttl)
+            self.result_cache.set(key, None, ttl)
             logger.debug("CUSTOM: authorizer %s denied %s", name, where)
             raise Unauthorized()
         identity = Identity(mode=self.mode, context={"handlerContext": handler_context}, ttl=ttl)
-        result_cache.set(key, identity, ttl)
+        self.result_cache.set(key, identity, ttl)
         return identity
 
     @staticmethod

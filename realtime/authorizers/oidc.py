@@ -243,9 +243,6 @@ class JwksCache:
         self._last_ok = True
 
 
-jwks_cache = JwksCache()
-
-
 def _audiences(claims: Mapping[str, Any]) -> list[str]:
     """The client ids a token was issued to: ``aud`` (ID tokens), ``client_id`` (access tokens)."""
     values: list[str] = []
@@ -271,7 +268,17 @@ def _client_allowed(claims: Mapping[str, Any], audiences: list[str], regex: str 
 
 
 class OidcAuthorizer(BaseAuthorizer):
+    """The ``OIDC`` mode. Each instance keeps the JWKS it fetched.
+
+    :func:`realtime.auth.get_authorizer` holds one instance per process and
+    drops it when ``REALTIME`` changes, so the keys go with the settings they
+    were fetched under.
+    """
+
     mode = "OIDC"
+
+    def __init__(self) -> None:
+        self.jwks_cache = JwksCache()
 
     async def authenticate(self, credentials: Mapping[str, str], auth: AuthRequest) -> Identity | None:
         token = bearer_token(credentials)
@@ -321,7 +328,7 @@ class OidcAuthorizer(BaseAuthorizer):
         if kid is not None and not isinstance(kid, str):
             logger.info("OIDC: token refused: its kid is not a string")
             raise Unauthorized()
-        key = await jwks_cache.get_key(
+        key = await self.jwks_cache.get_key(
             url=url, kid=kid or "", algorithm=algorithm, ttl=float(config["JWKS_CACHE_TTL"])
         )
         try:

@@ -15,9 +15,10 @@ from django.core.cache import cache
 from django.test import override_settings
 
 from config.asgi import application
-from quiz import admission, services, worker
+from quiz import services, worker
 from quiz.models import Game
 from realtime.models import Namespace
+from realtime.state import reset_all
 
 QUESTIONS = {
     "title": "Test set",
@@ -37,13 +38,13 @@ QUESTIONS = {
 @pytest.fixture(autouse=True)
 async def _quiz_settings():
     cache.clear()
-    admission.local_windows.clear()
+    reset_all()
     quiz = {"WORKER": "inprocess", "LEADERBOARD_INTERVAL": 0.05, "WORKER_POLL": 0.02, "CACHE_TTL": 0}
     with override_settings(QUIZ=quiz):
         yield
         await worker.astop()
     cache.clear()
-    admission.local_windows.clear()
+    reset_all()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
 
 from realtime import handlers
-from realtime.auth import AuthRequest, Identity, Operation, RequestInfo
+from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, get_authorizer
 from realtime.authorizers import custom
 from realtime.authorizers.custom import CustomAuthorizer
 from realtime.exceptions import Transport, Unauthorized
@@ -48,11 +48,10 @@ SIGV4_AUTHORIZATION = (
 
 
 @pytest.fixture(autouse=True)
-def _fresh_results() -> Iterator[None]:
-    custom.result_cache.clear()
+def _fresh_calls() -> Iterator[None]:
+    # Cached results are reset with the authorizer (tests/conftest.py).
     calls.clear()
     yield
-    custom.result_cache.clear()
     calls.clear()
 
 
@@ -88,7 +87,7 @@ def auth_request(
 async def authenticate(token: str | None, auth: AuthRequest | None = None, **credentials: str) -> Any:
     if token is not None:
         credentials["authorization"] = token
-    return await CustomAuthorizer().authenticate(credentials, auth or auth_request())
+    return await get_authorizer("CUSTOM").authenticate(credentials, auth or auth_request())
 
 
 async def assert_refused(token: str, auth: AuthRequest | None = None) -> None:
@@ -233,13 +232,13 @@ async def test_cache_ttl_zero_disables_caching_by_default(configure) -> None:
     assert len(calls) == 2
 
 
-async def test_the_cache_is_bounded(configure, monkeypatch) -> None:
-    monkeypatch.setattr(custom, "result_cache", custom.TTLCache(max_entries=3))
+async def test_the_cache_is_bounded(configure) -> None:
+    authorizer = CustomAuthorizer(max_cached=3)
 
     for index in range(10):
-        await authenticate(f"allow:user{index}")
+        await authorizer.authenticate({"authorization": f"allow:user{index}"}, auth_request())
 
-    assert len(custom.result_cache._entries) <= 3
+    assert len(authorizer.result_cache) <= 3
 
 
 # -- failures --------------------------------------------------------------------------------------

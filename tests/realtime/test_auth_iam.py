@@ -27,7 +27,6 @@ from realtime.auth import AuthRequest, Operation, RequestInfo
 from realtime.authorizers.iam import IamAuthorizer
 from realtime.exceptions import Transport, Unauthorized
 from realtime.models import IamCredential, Namespace
-from realtime.selectors import iam_credential_cache
 from realtime.services import iamcredential_create, iamcredential_revoke
 
 from .conftest import (
@@ -69,10 +68,9 @@ ROOM = "/default/room"
 
 @pytest.fixture(autouse=True)
 def _iam_mode():
-    iam_credential_cache.clear()
+    # Entering and leaving the override resets the credential cache (realtime.state).
     with override_settings(REALTIME=IAM_ONLY):
         yield
-    iam_credential_cache.clear()
 
 
 @pytest.fixture

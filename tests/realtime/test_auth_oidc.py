@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.test import AsyncClient
 from jwt.algorithms import RSAAlgorithm
 
-from realtime.auth import AuthRequest, Identity, Operation, RequestInfo
-from realtime.authorizers import custom, oidc
+from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, get_authorizer
+from realtime.authorizers import oidc
 from realtime.authorizers.oidc import OidcAuthorizer
 from realtime.exceptions import Transport, Unauthorized
 
@@ -120,13 +120,9 @@ def jwks_server() -> Iterator[JwksServer]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_authorizer_caches() -> Iterator[None]:
-    oidc.jwks_cache.clear()
-    custom.result_cache.clear()
+def _fresh_calls() -> None:
+    # The JWKS and result caches are reset with the authorizers (tests/conftest.py).
     custom_authorizers.calls.clear()
-    yield
-    oidc.jwks_cache.clear()
-    custom.result_cache.clear()
 
 
 @pytest.fixture
@@ -230,10 +226,17 @@ def auth_request(operation: Operation = Operation.CONNECT) -> AuthRequest:
     )
 
 
+def oidc_authorizer() -> OidcAuthorizer:
+    """This process's OIDC authorizer: the one the WebSocket and HTTP paths use."""
+    authorizer = get_authorizer("OIDC")
+    assert isinstance(authorizer, OidcAuthorizer)
+    return authorizer
+
+
 async def authenticate(token: str | None, **credentials: str) -> Identity | None:
     if token is not None:
         credentials["authorization"] = token
-    return await OidcAuthorizer().authenticate(credentials, auth_request())
+    return await oidc_authorizer().authenticate(credentials, auth_request())
 
 
 async def assert_refused(token: str) -> None:
@@ -415,7 +418,7 @@ async def test_hs256_signed_with_the_public_key_is_refused(jwks_server, configur
     await assert_refused(f"{signing_input}.{b64url(signature)}")
     # Even when the JWK does not declare its algorithm, an RSA key is no HMAC secret.
     jwks_server.keys = [{name: value for name, value in public_jwk("k1", "k1").items() if name != "alg"}]
-    oidc.jwks_cache.clear()
+    oidc_authorizer().jwks_cache.clear()
     await assert_refused(f"{signing_input}.{b64url(signature)}")
     assert jwks_server.requests == 2
 
@@ -438,7 +441,7 @@ async def test_a_key_declared_for_another_algorithm_is_not_used(jwks_server, con
 async def test_a_token_without_kid_uses_the_jwks_key_without_kid(jwks_server, configure) -> None:
     await assert_refused(make_token(issuer=jwks_server.issuer, kid=None))
 
-    oidc.jwks_cache.clear()
+    oidc_authorizer().jwks_cache.clear()
     jwks_server.keys = [public_jwk("k1", None)]
     assert await authenticate(make_token(issuer=jwks_server.issuer, kid=None)) is not None
 

@@ -38,6 +38,7 @@ from quiz.loadtest.host import HostClient, HostError
 from quiz.loadtest.report import Report
 from quiz.loadtest.verify import verify_game
 from quiz.models import Game, GameState, Player
+from realtime.ratelimit import parse_rate
 
 HOST_USERNAME = "quiz-loadtest"
 
@@ -147,7 +148,10 @@ class Command(BaseCommand):
             fresh = not game.players.exists()
         else:
             fresh = True
-        configured = bench.parse_rate(options["join_rate"] or quiz_settings.join_rate)
+        try:
+            configured = parse_rate(options["join_rate"] or quiz_settings.join_rate).per_second
+        except ValueError as error:
+            raise CommandError(f"Join rate: {error}.") from None
         rng = random.Random(options["seed"])
         config = GameConfig(
             url=options["url"].rstrip("/"),

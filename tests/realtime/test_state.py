@@ -1,0 +1,145 @@
+"""Per-process state: everything registered is reset by one call, and by a change of ``REALTIME``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from django.test import override_settings
+
+from quiz import admission
+from quiz import auth as quiz_auth
+from realtime import auth, selectors, state
+from realtime.ratelimit import auth_failure_limiter, connect_limiter
+from realtime.state import Resettable, register, registered, reset_all
+
+# Rates low enough to spend in a test; both overrides use the same ones, so a
+# limiter that is fresh under the second was reset, not rebuilt for a new rate.
+RATES = {"CONNECT_RATE": "3/m", "AUTH_FAILURE_RATE": "3/m"}
+CLIENT = "192.0.2.1"
+
+
+def _spend_connections() -> None:
+    while connect_limiter.allow():
+        pass
+
+
+def _fail_authorizations() -> None:
+    limiter = auth_failure_limiter.current()
+    assert limiter is not None
+    for _ in range(3):
+        limiter.failed(CLIENT, time.monotonic())
+    assert limiter.blocked(CLIENT, time.monotonic())
+
+
+def _not_blocked() -> bool:
+    limiter = auth_failure_limiter.current()
+    return limiter is not None and not limiter.blocked(CLIENT, time.monotonic())
+
+
+def _spend_join_window() -> None:
+    admission.local_windows.hit("group", "key", 1, 60)
+    assert admission.local_windows.hit("group", "key", 1, 60)[0]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A registered object, how to fill it, and how to tell it is fresh."""
+
+    state: Callable[[], Resettable]
+    fill: Callable[[], object]
+    fresh: Callable[[], bool]
+
+
+PIECES = {
+    "namespace_cache": Piece(
+        lambda: selectors.namespace_cache,
+        lambda: selectors.namespace_cache.set("ns", None, 60),
+        lambda: len(selectors.namespace_cache) == 0,
+    ),
+    "api_key_cache": Piece(
+        lambda: selectors.api_key_cache,
+        lambda: selectors.api_key_cache.set("hash", None, 60),
+        lambda: len(selectors.api_key_cache) == 0,
+    ),
+    "iam_credential_cache": Piece(
+        lambda: selectors.iam_credential_cache,
+        lambda: selectors.iam_credential_cache.set("AKID", None, 60),
+        lambda: len(selectors.iam_credential_cache) == 0,
+    ),
+    "authorizer_cache": Piece(
+        lambda: auth.authorizer_cache,
+        lambda: auth.get_authorizer("API_KEY"),
+        lambda: auth.authorizer_cache == {},
+    ),
+    "connect_limiter": Piece(lambda: connect_limiter, _spend_connections, connect_limiter.allow),
+    "auth_failure_limiter": Piece(lambda: auth_failure_limiter, _fail_authorizations, _not_blocked),
+    "quiz_local_windows": Piece(
+        lambda: admission.local_windows,
+        _spend_join_window,
+        lambda: not admission.local_windows.hit("group", "key", 1, 60)[0],
+    ),
+    "quiz_token_cache": Piece(
+        lambda: quiz_auth.token_cache,
+        lambda: quiz_auth.token_cache.set("token", None, 60),
+        lambda: len(quiz_auth.token_cache) == 0,
+    ),
+}
+
+
+def test_every_registered_piece_is_covered_here() -> None:
+    assert sorted(map(id, registered())) == sorted(id(piece.state()) for piece in PIECES.values())
+
+
+def _change_realtime() -> None:
+    # Leaving one override and entering another are both changes of REALTIME.
+    with override_settings(REALTIME={**RATES, "KEEPALIVE_INTERVAL": 30}):
+        pass
+
+
+@pytest.mark.parametrize("reset", [_change_realtime, reset_all], ids=["REALTIME changed", "reset_all"])
+@pytest.mark.parametrize("name", PIECES)
+def test_every_registered_piece_is_fresh_after_a_reset(name: str, reset: Callable[[], None]) -> None:
+    piece = PIECES[name]
+    with override_settings(REALTIME=RATES):
+        piece.fill()
+        assert not piece.fresh()
+        reset()
+        assert piece.fresh()
+
+
+def test_a_connect_limiter_spent_under_one_rate_is_fresh_under_another() -> None:
+    with override_settings(REALTIME={"CONNECT_RATE": "2/m"}):
+        assert [connect_limiter.allow() for _ in range(3)] == [True, True, False]
+    with override_settings(REALTIME={"CONNECT_RATE": "3/m"}):
+        assert [connect_limiter.allow() for _ in range(4)] == [True, True, True, False]
+
+
+class Spy:
+    def __init__(self) -> None:
+        self.cleared = 0
+
+    def clear(self) -> None:
+        self.cleared += 1
+
+
+def test_only_a_change_of_realtime_resets(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = Spy()
+    monkeypatch.setattr(state, "_registered", [spy])
+    with override_settings(QUIZ={"CACHE_TTL": 0}):
+        assert spy.cleared == 0
+    with override_settings(REALTIME=RATES):
+        assert spy.cleared == 1
+    assert spy.cleared == 2
+
+
+def test_registering_returns_the_object_and_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state, "_registered", [])
+    spy = Spy()
+    assert register(spy) is spy
+    assert register(spy) is spy
+    assert registered() == (spy,)
+    reset_all()
+    assert spy.cleared == 1
