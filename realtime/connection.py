@@ -67,6 +67,21 @@ _answering: set[asyncio.Task[None]] = set()
 class Connection:
     """One WebSocket connection, from the upgrade to the close."""
 
+    # Thousands of these live at once: no per-instance __dict__.
+    __slots__ = (
+        "scope",
+        "_send",
+        "id",
+        "request",
+        "credentials",
+        "session",
+        "subscriptions",
+        "identity",
+        "rejection",
+        "connected_at",
+        "outbox",
+    )
+
     def __init__(self, scope: Mapping[str, Any], send: AsgiSend) -> None:
         self.scope = scope
         self._send = send

@@ -31,7 +31,6 @@ class RealtimeConsumer(AsyncConsumer):
         # backlog from holding the loop.
         # No per-frame close_old_connections() thread hop: the selectors that
         # touch the database run through database_sync_to_async themselves.
-        self.scope = scope
         connection: Connection | None = None
         handled = 0
         while True:
