@@ -126,7 +126,9 @@ class UnsupportedOperation(MalformedMessage):
 
 class Unauthorized(RealtimeError):
     error_type = "UnauthorizedException"
-    default_message = "You are not authorized to make this call."
+    # Declared again so NamespaceNotFound may clear it: mypy would otherwise take
+    # this assignment as narrowing the base's ``str | None`` to ``str``.
+    default_message: ClassVar[str | None] = "You are not authorized to make this call."
     http_status = 401
     error_code = 401
 
