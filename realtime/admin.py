@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,8 +15,21 @@ from .handlers import HandlerKind, registered_names
 from .models import ApiKey, AuthMode, IamCredential, Namespace
 from .services import apikey_create, iamcredential_create
 
+if TYPE_CHECKING:
+    # django-stubs makes these generic in their model; Django's own classes cannot
+    # be subscripted at run time.
+    _NamespaceForm = forms.ModelForm[Namespace]
+    _ApiKeyForm = forms.ModelForm[ApiKey]
+    _IamCredentialForm = forms.ModelForm[IamCredential]
+    _NamespaceAdmin = admin.ModelAdmin[Namespace]
+    _ApiKeyAdmin = admin.ModelAdmin[ApiKey]
+    _IamCredentialAdmin = admin.ModelAdmin[IamCredential]
+else:
+    _NamespaceForm = _ApiKeyForm = _IamCredentialForm = forms.ModelForm
+    _NamespaceAdmin = _ApiKeyAdmin = _IamCredentialAdmin = admin.ModelAdmin
 
-class NamespaceForm(forms.ModelForm):
+
+class NamespaceForm(_NamespaceForm):
     publish_auth_modes = forms.MultipleChoiceField(
         choices=AuthMode.choices,
         required=False,
@@ -61,7 +74,7 @@ class NamespaceForm(forms.ModelForm):
         groups = list(Group.objects.order_by("name").values_list("name", flat=True))
         for field in ("publish_groups", "subscribe_groups"):
             kept = [g for g in self.initial.get(field) or [] if g not in groups]
-            self.fields[field].choices = [(g, g) for g in groups + kept]
+            _choice_field(self, field).choices = [(g, g) for g in groups + kept]
         # Handlers registered in realtime_handlers modules, by name; blank means
         # the handler registered under the namespace's own name, if any.
         for field, kind in (
@@ -72,13 +85,18 @@ class NamespaceForm(forms.ModelForm):
             current = self.initial.get(field) or ""
             if current and current not in names:
                 names.append(current)  # a dotted path set from code stays selectable
-            self.fields[field].choices = [("", "(the namespace's own, if registered)")] + [
+            _choice_field(self, field).choices = [("", "(the namespace's own, if registered)")] + [
                 (n, n) for n in names
             ]
 
 
+def _choice_field(form: NamespaceForm, name: str) -> forms.ChoiceField:
+    # Each name passed here is declared above as a ChoiceField or MultipleChoiceField.
+    return cast(forms.ChoiceField, form.fields[name])
+
+
 @admin.register(Namespace)
-class NamespaceAdmin(admin.ModelAdmin):
+class NamespaceAdmin(_NamespaceAdmin):
     form = NamespaceForm
     list_display = ["name", "description", "publish_modes", "subscribe_modes", "updated_at"]
     search_fields = ["name", "description"]
@@ -92,14 +110,14 @@ class NamespaceAdmin(admin.ModelAdmin):
         return ", ".join(obj.subscribe_auth_modes) or "(defaults)"
 
 
-class ApiKeyForm(forms.ModelForm):
+class ApiKeyForm(_ApiKeyForm):
     class Meta:
         model = ApiKey
         fields = ["description", "expires_at"]
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(_ApiKeyAdmin):
     form = ApiKeyForm
     list_display = ["prefix", "description", "created_at", "expires_at", "revoked_at"]
     list_filter = ["revoked_at"]
@@ -143,14 +161,15 @@ class NamespaceListField(forms.CharField):
             return ", ".join(value)
         return value
 
-    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]  # a list of names, not a str
         if isinstance(value, list):
             return value
-        text = super().to_python(value)
+        # None only with empty_value=None, which this field is never given: no names either way.
+        text = super().to_python(value) or ""
         return [name for name in text.replace(",", " ").split() if name]
 
 
-class IamCredentialForm(forms.ModelForm):
+class IamCredentialForm(_IamCredentialForm):
     publish_namespaces = NamespaceListField(
         required=False, help_text='appsync:EventPublish: namespace names separated by commas, or "*".'
     )
@@ -172,7 +191,7 @@ class IamCredentialForm(forms.ModelForm):
 
 
 @admin.register(IamCredential)
-class IamCredentialAdmin(admin.ModelAdmin):
+class IamCredentialAdmin(_IamCredentialAdmin):
     """Access keys for the IAM (SigV4) mode. The secret is shown once, when the key is created."""
 
     form = IamCredentialForm

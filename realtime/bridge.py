@@ -112,7 +112,9 @@ class LayerBridge:
     async def _bind(self) -> None:
         layer = get_channel_layer()
         if layer is not None and not isinstance(layer, InMemoryChannelLayer):
-            self._channel = await layer.new_channel(CHANNEL_PREFIX)
+            self._channel = await layer.new_channel(  # type: ignore[call-arg]  # real layers take a prefix
+                CHANNEL_PREFIX
+            )
             self._layer = layer
         self._bound = True
 

@@ -7,11 +7,16 @@ events keep their order and an unsubscribe never overtakes its subscribe.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from channels.consumer import AsyncConsumer
 
 from .connection import Connection
+from .outbox import AsgiSend
+
+if TYPE_CHECKING:
+    from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
 
 # Frames one connection may have handled back to back before others get a turn.
 FRAMES_PER_TURN = 100
@@ -20,7 +25,9 @@ FRAMES_PER_TURN = 100
 class RealtimeConsumer(AsyncConsumer):
     """One AppSync Events WebSocket connection, as an ASGI application."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(
+        self, scope: Mapping[str, Any], receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
         # Channels would give every connection its own layer channel and receive
         # loop; delivery goes through the per-process hub instead (DESIGN §5).
         # Frames are read straight from ``receive`` rather than through
@@ -31,21 +38,24 @@ class RealtimeConsumer(AsyncConsumer):
         # backlog from holding the loop.
         # No per-frame close_old_connections() thread hop: the selectors that
         # touch the database run through database_sync_to_async themselves.
+        # The server's send is an async function that takes any ASGI message dict;
+        # asgiref's event types require every key, even those the spec makes optional.
+        server_send = cast(AsgiSend, send)
         connection: Connection | None = None
         handled = 0
         while True:
             message = await receive()
-            kind = message["type"]
-            if kind == "websocket.receive":
+            # Compared on message["type"] itself, so the event's type narrows.
+            if message["type"] == "websocket.receive":
                 if connection is not None:
                     await connection.handle(message.get("text"))
                 handled += 1
                 if handled % FRAMES_PER_TURN == 0:
                     await asyncio.sleep(0)
-            elif kind == "websocket.connect":
-                connection = Connection(scope, send)
+            elif message["type"] == "websocket.connect":
+                connection = Connection(scope, server_send)
                 await connection.open()
-            elif kind == "websocket.disconnect":
+            elif message["type"] == "websocket.disconnect":
                 if connection is not None:
                     await connection.closed(message.get("code"))
                 return

@@ -32,7 +32,7 @@ after transformation) are not exceptions: they are reported in ``failed``.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import ClassVar, NotRequired, TypedDict
 
 
 class Transport(StrEnum):
@@ -42,6 +42,16 @@ class Transport(StrEnum):
     WEBSOCKET = "websocket"
     # Server code calling realtime.publish(); reported like HTTP.
     SERVER = "server"
+
+
+class WireError(TypedDict):
+    """One entry of an ``errors`` array (PROTOCOL §2.3, §3)."""
+
+    errorType: str
+    # Only in connection_error frames.
+    errorCode: NotRequired[int]
+    # Absent for the errors that carry none (NamespaceNotFound).
+    message: NotRequired[str]
 
 
 class RealtimeError(Exception):
@@ -67,9 +77,9 @@ class RealtimeError(Exception):
     def wire_message(self, transport: Transport) -> str | None:
         return self.message
 
-    def to_error(self, transport: Transport, *, with_code: bool = False) -> dict[str, Any]:
+    def to_error(self, transport: Transport, *, with_code: bool = False) -> WireError:
         """One entry of an ``errors`` array, as PROTOCOL §2.3 / §3 shape it."""
-        error: dict[str, Any] = {"errorType": self.wire_error_type(transport)}
+        error: WireError = {"errorType": self.wire_error_type(transport)}
         if with_code:
             error["errorCode"] = self.error_code
         message = self.wire_message(transport)
@@ -126,7 +136,9 @@ class UnsupportedOperation(MalformedMessage):
 
 class Unauthorized(RealtimeError):
     error_type = "UnauthorizedException"
-    default_message = "You are not authorized to make this call."
+    # Declared again so NamespaceNotFound may clear it: mypy would otherwise take
+    # this assignment as narrowing the base's ``str | None`` to ``str``.
+    default_message: ClassVar[str | None] = "You are not authorized to make this call."
     http_status = 401
     error_code = 401
 

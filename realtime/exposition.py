@@ -9,7 +9,6 @@ process answers.
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -21,10 +20,10 @@ try:
     import prometheus_client
     from prometheus_client import CollectorRegistry, multiprocess
 except ImportError:  # pragma: no cover - a test hides the package instead
-    prometheus_client = None  # type: ignore[assignment]
+    prometheus_client = None  # type: ignore[assignment]  # optional extra: None means not installed
 
 
-def render(registry: Any = None) -> tuple[bytes, str]:
+def render(registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
     """The Prometheus text exposition and its content type.
 
     In multiprocess mode every process's files are aggregated; otherwise the
@@ -38,6 +37,8 @@ def render(registry: Any = None) -> tuple[bytes, str]:
             multiprocess.MultiProcessCollector(registry)
         else:
             registry = metrics.registry
+            # MetricSet binds a registry whenever prometheus_client is installed.
+            assert registry is not None
     return prometheus_client.generate_latest(registry), prometheus_client.CONTENT_TYPE_LATEST
 
 

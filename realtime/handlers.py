@@ -207,7 +207,7 @@ def resolve(kind: HandlerKind, namespace: str, configured: str = "") -> Handler 
         if handler is not None:
             return handler
         try:
-            return import_string(configured)  # type: ignore[no-any-return]
+            return import_string(configured)  # type: ignore[no-any-return]  # a dotted path to a handler
         except ImportError:
             raise ImproperlyConfigured(
                 f"Namespace {namespace!r} names {kind} handler {configured!r}, "

@@ -59,8 +59,8 @@ import functools
 import os
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .exceptions import RealtimeError
 
@@ -68,7 +68,12 @@ try:
     import prometheus_client
     from prometheus_client import multiprocess
 except ImportError:  # pragma: no cover - exercised by a test that hides the package
-    prometheus_client = None  # type: ignore[assignment]
+    prometheus_client = None  # type: ignore[assignment]  # optional extra: None means not installed
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponseBase
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.registry import Collector
 
 UNKNOWN_NAMESPACE = "_unknown"
 # Handlers are bounded by HANDLER_TIMEOUT (5 s by default); HTTP requests are fast.
@@ -80,6 +85,31 @@ DURATION_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 def multiprocess_dir() -> str | None:
     """The directory of prometheus_client's multiprocess mode, if it is on."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+
+
+class CounterMetric(Protocol):
+    """What is called on a counter: prometheus_client's ``Counter``, or the no-op."""
+
+    def labels(self, *labelvalues: str) -> CounterMetric: ...
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class GaugeMetric(Protocol):
+    """What is called on a gauge: prometheus_client's ``Gauge``, or the no-op."""
+
+    def labels(self, *labelvalues: str) -> GaugeMetric: ...
+    def inc(self, amount: float = 1) -> None: ...
+    def dec(self, amount: float = 1) -> None: ...
+
+
+class HistogramMetric(Protocol):
+    """What is called on a histogram: prometheus_client's ``Histogram``, or the no-op."""
+
+    def labels(self, *labelvalues: str) -> HistogramMetric: ...
+    def observe(self, amount: float) -> None: ...
+
+
+_C = TypeVar("_C", bound="Collector")
 
 
 class _Noop:
@@ -108,25 +138,28 @@ class MetricSet:
     ``gauge`` and ``histogram`` with a name, a help text and label names.
     """
 
-    def __init__(self, registry: Any = None) -> None:
-        self.registry: Any = None
-        self._collectors: list[Any] = []
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # Stays None only without prometheus_client.
+        self.registry: CollectorRegistry | None = None
+        self._collectors: list[Collector] = []
         self.bind(registry)
 
     @property
     def enabled(self) -> bool:
         return prometheus_client is not None
 
-    def bind(self, registry: Any = None) -> None:
+    def bind(self, registry: CollectorRegistry | None = None) -> None:
         """(Re)create every metric in ``registry`` (default: prometheus_client's global one)."""
         if prometheus_client is None:
             self.define()
             return
-        for collector in self._collectors:
-            try:
-                self.registry.unregister(collector)
-            except KeyError:
-                pass
+        # Collectors exist only once a registry was bound, so this skips nothing.
+        if self.registry is not None:
+            for collector in self._collectors:
+                try:
+                    self.registry.unregister(collector)
+                except KeyError:
+                    pass
         self._collectors = []
         self.registry = registry if registry is not None else prometheus_client.REGISTRY
         self.define()
@@ -134,23 +167,31 @@ class MetricSet:
     def define(self) -> None:
         raise NotImplementedError
 
-    def _make(self, cls_name: str, name: str, doc: str, labels: tuple[str, ...], **kwargs: Any) -> Any:
-        if prometheus_client is None:
-            return NOOP
-        cls = getattr(prometheus_client, cls_name)
-        metric = cls(name, doc, labels, registry=self.registry, **kwargs)
+    def _keep(self, metric: _C) -> _C:
         self._collectors.append(metric)
         return metric
 
-    def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
-        return self._make("Counter", name, doc, labels)
+    def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> CounterMetric:
+        if prometheus_client is None:
+            return NOOP
+        return self._keep(prometheus_client.Counter(name, doc, labels, registry=self.registry))
 
-    def gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
+    def gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetric:
+        if prometheus_client is None:
+            return NOOP
         # livesum: with several processes, the sum over the processes alive now.
-        return self._make("Gauge", name, doc, labels, multiprocess_mode="livesum")
+        return self._keep(
+            prometheus_client.Gauge(name, doc, labels, registry=self.registry, multiprocess_mode="livesum")
+        )
 
-    def histogram(self, name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> Any:
-        return self._make("Histogram", name, doc, labels, buckets=buckets)
+    def histogram(
+        self, name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+    ) -> HistogramMetric:
+        if prometheus_client is None:
+            return NOOP
+        return self._keep(
+            prometheus_client.Histogram(name, doc, labels, registry=self.registry, buckets=buckets)
+        )
 
 
 def namespace_of(channel: object) -> str:
@@ -182,7 +223,7 @@ class RealtimeMetrics(MetricSet):
     def define(self) -> None:
         ns = ("namespace",)
         self.totals: Tally[tuple[str, str]] = Tally()
-        self._delivery_children: dict[str, Any] = {}
+        self._delivery_children: dict[str, CounterMetric] = {}
         c, g, h = self.counter, self.gauge, self.histogram
         self.connect_requests = c("realtime_connection_requests", "WebSocket connection attempts.")
         self.connect_success = c("realtime_connection_success", "WebSocket connections authorized.")
@@ -374,11 +415,13 @@ class RealtimeMetrics(MetricSet):
 metrics = RealtimeMetrics()
 
 
-def instrument_http(view: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def instrument_http(
+    view: Callable[..., Awaitable[HttpResponseBase]],
+) -> Callable[..., Coroutine[Any, Any, HttpResponseBase]]:
     """Wrap the async ``/event`` view: count requests, 4xx, 5xx and latency."""
 
     @functools.wraps(view)
-    async def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
+    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         start = time.perf_counter()
         response = await view(request, *args, **kwargs)
         metrics.http_request(response.status_code, time.perf_counter() - start)

@@ -19,9 +19,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypedDict, TypeVar
 
-from .exceptions import InvalidOperationId, MalformedMessage, RealtimeError, UnsupportedOperation
+from .exceptions import InvalidOperationId, MalformedMessage, RealtimeError, UnsupportedOperation, WireError
 
 # PROTOCOL §3.4: ids are 1-128 characters of [a-zA-Z0-9-_+].
 OPERATION_ID = re.compile(r"[a-zA-Z0-9_+-]{1,128}\Z")
@@ -235,7 +235,7 @@ def connection_ack(timeout_ms: int) -> str:
 KEEPALIVE = _dumps({"type": ServerType.KA})
 
 
-def connection_error(errors: list[dict[str, Any]]) -> str:
+def connection_error(errors: list[WireError]) -> str:
     return _dumps({"type": ServerType.CONNECTION_ERROR, "errors": errors})
 
 
@@ -243,13 +243,30 @@ def success(kind: ServerType, op_id: str) -> str:
     return _dumps({"type": kind, "id": op_id})
 
 
-def publish_success(op_id: str, successful: list[dict[str, Any]], failed: list[dict[str, Any]]) -> str:
+class SuccessfulEntry(TypedDict):
+    """An event of a publish that was accepted (PROTOCOL §2.2)."""
+
+    identifier: str
+    # The event's position in the request.
+    index: int
+
+
+class FailedEntry(TypedDict):
+    """An event of a publish that was not (PROTOCOL §2.2)."""
+
+    identifier: str
+    index: int
+    code: str
+    message: str
+
+
+def publish_success(op_id: str, successful: list[SuccessfulEntry], failed: list[FailedEntry]) -> str:
     return _dumps(
         {"type": ServerType.PUBLISH_SUCCESS, "id": op_id, "successful": successful, "failed": failed}
     )
 
 
-def error_frame(kind: ServerType, op_id: str | None, errors: list[dict[str, Any]]) -> str:
+def error_frame(kind: ServerType, op_id: str | None, errors: list[WireError]) -> str:
     frame: dict[str, Any] = {"type": kind}
     if op_id is not None:
         frame["id"] = op_id

@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,8 +48,8 @@ _background: set[asyncio.Task[Any]] = set()
 class PublishResult:
     """The ``successful`` / ``failed`` report of PROTOCOL §2.2, one entry per event."""
 
-    successful: list[dict[str, Any]] = field(default_factory=list)
-    failed: list[dict[str, Any]] = field(default_factory=list)
+    successful: list[protocol.SuccessfulEntry] = field(default_factory=list)
+    failed: list[protocol.FailedEntry] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"failed": self.failed, "successful": self.successful}
@@ -280,7 +280,7 @@ async def _after_publish(published: Published, request: RequestInfo) -> None:
         )
 
 
-async def _quietly(awaitable: Any) -> None:
+async def _quietly(awaitable: Awaitable[object]) -> None:
     try:
         await awaitable
     except Exception:
@@ -298,7 +298,7 @@ def dumps(payload: Any) -> str:
     return text
 
 
-def _failure(identifier: str, index: int, code: str, message: str) -> dict[str, Any]:
+def _failure(identifier: str, index: int, code: str, message: str) -> protocol.FailedEntry:
     return {"code": code, "identifier": identifier, "index": index, "message": message}
 
 

@@ -5,5 +5,6 @@ from django.urls import path
 from .consumers import RealtimeConsumer
 
 websocket_urlpatterns = [
-    path("event/realtime", RealtimeConsumer.as_asgi()),
+    # URLRouter takes ASGI apps in path(); django-stubs types path() for views only.
+    path("event/realtime", RealtimeConsumer.as_asgi()),  # type: ignore[arg-type]  # an ASGI app, see above
 ]
