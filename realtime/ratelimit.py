@@ -35,15 +35,15 @@ _UNITS.update({"h": 3600.0, "hour": 3600.0})
 
 
 class Rate(NamedTuple):
-    """``count`` events per ``period`` seconds; compares equal to the plain tuple."""
+    """``events`` per ``period`` seconds; compares equal to the plain tuple."""
 
-    count: float
+    events: float
     period: float
 
     @property
     def per_second(self) -> float:
         """Events per second on average."""
-        return self.count / self.period
+        return self.events / self.period
 
     def whole(self) -> tuple[int, int]:
         """The same rate as a whole count per a whole number of seconds.
@@ -52,9 +52,9 @@ class Rate(NamedTuple):
         whole events in whole-second windows: ``0.5/s`` is ``(1, 2)``, ``2.5/m``
         is ``(5, 120)``.
         """
-        if self.count.is_integer() and self.period.is_integer():
-            return int(self.count), int(self.period)
-        count = Fraction(self.count).limit_denominator(1_000_000)
+        if self.events.is_integer() and self.period.is_integer():
+            return int(self.events), int(self.period)
+        count = Fraction(self.events).limit_denominator(1_000_000)
         period = Fraction(self.period).limit_denominator(1_000_000)
         scale = lcm(count.denominator, period.denominator)
         return int(count * scale), int(period * scale)
@@ -78,7 +78,7 @@ def parse_rate(text: str) -> Rate:
         raise ValueError(f"a rate is N/s, N/m or N/h (N/10s: per 10 seconds), not {text!r}")
     count, multiple, unit = match.groups()
     rate = Rate(float(count), float(multiple or 1) * _UNITS[unit])
-    if rate.count == 0 or rate.period == 0:
+    if rate.events == 0 or rate.period == 0:
         raise ValueError(f"a rate's count and period must be more than 0, not {text!r}")
     return rate
 
