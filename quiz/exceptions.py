@@ -27,6 +27,10 @@ class GameNotJoinable(QuizError):
     default_message = "This game is not open for joining."
 
 
+class InvalidNickname(QuizError):
+    """The nickname breaks :func:`quiz.models.nickname_clean`'s rule."""
+
+
 class NicknameTaken(QuizError):
     status = 409
     code = "nickname_taken"

@@ -7,6 +7,10 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from .exceptions import InvalidNickname
+
+NICKNAME_MAX_LENGTH = 40
+
 
 class QuestionSet(models.Model):
     """Reusable questions; a game is played from one set."""
@@ -77,9 +81,25 @@ class Game(models.Model):
         return f"{self.title} ({self.code})"
 
 
+def nickname_clean(value: object) -> str:
+    """The one nickname rule, for the join API, the join service and the player page.
+
+    Returns:
+        The nickname as stored: ``value`` without surrounding spaces.
+
+    Raises:
+        InvalidNickname: ``value`` is not a text of 1 to ``NICKNAME_MAX_LENGTH``
+        characters once stripped.
+    """
+    nickname = value.strip() if isinstance(value, str) else ""
+    if not 1 <= len(nickname) <= NICKNAME_MAX_LENGTH:
+        raise InvalidNickname(f"nickname: A nickname is 1 to {NICKNAME_MAX_LENGTH} characters.")
+    return nickname
+
+
 class Player(models.Model):
     game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="players")
-    nickname = models.CharField(max_length=40)
+    nickname = models.CharField(max_length=NICKNAME_MAX_LENGTH)
     token_hash = models.CharField(max_length=64, unique=True)
     score = models.IntegerField(default=0)
     joined_at = models.DateTimeField(auto_now_add=True)

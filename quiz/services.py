@@ -28,12 +28,13 @@ from .exceptions import (
     GameNotFound,
     GameNotJoinable,
     InvalidChoice,
+    InvalidNickname,
     InvalidPlayerToken,
     InvalidTransition,
     NicknameTaken,
     NotAnswerable,
 )
-from .models import Answer, Game, GameState, Player, Question, QuestionSet
+from .models import Answer, Game, GameState, Player, Question, QuestionSet, nickname_clean
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 CODE_LENGTH = 6
@@ -216,7 +217,13 @@ def players_join(*, requests: Sequence[JoinRequest]) -> list[tuple[Player, str] 
     transaction fails, and then stored none of them.
     """
     results: list[tuple[Player, str] | Exception | None] = [None] * len(requests)
-    nicknames = [request.nickname.strip() for request in requests]
+    nicknames: list[str] = []
+    for index, request in enumerate(requests):
+        try:
+            nicknames.append(nickname_clean(request.nickname))
+        except InvalidNickname as error:
+            results[index] = error
+            nicknames.append("")  # a placeholder; the request is already answered
     stored: list[tuple[int, Player, str]] = []
     with transaction.atomic():
         games = {
@@ -231,10 +238,10 @@ def players_join(*, requests: Sequence[JoinRequest]) -> list[tuple[Player, str] 
             )
         )
         for index, (request, nickname) in enumerate(zip(requests, nicknames, strict=True)):
+            if results[index] is not None:
+                continue  # its nickname breaks the rule
             game = games.get(request.code)
-            if not 1 <= len(nickname) <= 40:
-                results[index] = ValidationError("A nickname is 1 to 40 characters.")
-            elif game is None:
+            if game is None:
                 results[index] = GameNotFound()
             elif game.state not in JOINABLE:
                 results[index] = GameNotJoinable()
@@ -286,7 +293,7 @@ def player_join(*, code: str, nickname: str) -> tuple[Player, str]:
     """Add a player; returns the row (committed) and the player's secret token.
 
     Raises:
-        GameNotFound, GameNotJoinable, NicknameTaken, ValidationError.
+        GameNotFound, GameNotJoinable, NicknameTaken, InvalidNickname.
     """
     (result,) = players_join(requests=[JoinRequest(code=code, nickname=nickname)])
     if isinstance(result, Exception):

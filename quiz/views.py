@@ -21,7 +21,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
 from . import channels, services
-from .models import Game, GameState
+from .models import NICKNAME_MAX_LENGTH, Game, GameState
 
 
 def _game_or_404(code: str) -> Game:
@@ -92,7 +92,11 @@ def play(request: HttpRequest, code: str) -> HttpResponse:
         if canonical is not None and canonical != code:
             return redirect("quiz:play", code=canonical)
         raise Http404("No game has this code.")
-    return render(request, "quiz/play.html", {"game": game, "config": _config(request, game)})
+    return render(
+        request,
+        "quiz/play.html",
+        {"game": game, "config": _config(request, game), "nickname_max_length": NICKNAME_MAX_LENGTH},
+    )
 
 
 @require_safe

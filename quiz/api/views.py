@@ -31,7 +31,7 @@ from .. import channels, selectors, services
 from ..admission import admit_join, joins_in_flight
 from ..conf import quiz_settings
 from ..exceptions import GameNotFound, InvalidPlayerToken, QuizError, Throttled, Unavailable
-from ..models import Game, QuestionSet
+from ..models import Game, QuestionSet, nickname_clean
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +81,7 @@ class HostView(QuizView):
 
 def _nickname(data: Any) -> str:
     # By hand: a DRF serializer deep-copies its fields for every instance, on the hot path.
-    nickname = data.get("nickname") if isinstance(data, dict) else None
-    if not isinstance(nickname, str) or not 1 <= len(nickname.strip()) <= 40:
-        raise QuizError("nickname: A nickname is 1 to 40 characters.")
-    return nickname.strip()
+    return nickname_clean(data.get("nickname") if isinstance(data, dict) else None)
 
 
 class AnswerSerializer(serializers.Serializer[Any]):
