@@ -64,10 +64,24 @@ class InvalidChoice(QuizError):
     default_message = "The choice is not one of the question's choices."
 
 
+class QuestionSetNotFound(QuizError):
+    status = 404
+    code = "question_set_not_found"
+    default_message = "No question set has this id."
+
+
 class InvalidPlayerToken(QuizError):
     status = 401
     code = "invalid_player_token"
     default_message = "A valid player token is required."
+
+
+class Forbidden(QuizError):
+    """The host's endpoints: a staff member's session (and its CSRF token) is required."""
+
+    status = 403
+    code = "forbidden"
+    default_message = "Staff only."
 
 
 class Throttled(QuizError):

@@ -190,6 +190,16 @@ def game_finish(*, game: Game) -> Game:
     return game
 
 
+# The host's controls, by the name in their URL (``POST /api/quiz/games/<code>/<action>``).
+GAME_TRANSITIONS = {
+    "open": game_open,
+    "start": game_start,
+    "next": game_next,
+    "reveal": game_reveal,
+    "finish": game_finish,
+}
+
+
 def answer_counts(*, question: Question) -> list[int]:
     from django.db.models import Count
 

@@ -6,14 +6,14 @@ from .api import views as api
 app_name = "quiz"
 
 urlpatterns = [
-    path("api/quiz/question-sets", api.QuestionSetImportView.as_view(), name="question-set-import"),
-    path("api/quiz/games", api.GameCreateView.as_view(), name="game-create"),
-    path("api/quiz/games/<str:code>", api.GameStateView.as_view(), name="game-state"),
+    path("api/quiz/question-sets", api.question_set_import, name="question-set-import"),
+    path("api/quiz/games", api.game_create, name="game-create"),
+    path("api/quiz/games/<str:code>", api.game_state, name="game-state"),
     path("api/quiz/games/<str:code>/join", api.join, name="join"),
-    path("api/quiz/games/<str:code>/answers", api.AnswerView.as_view(), name="answers"),
-    path("api/quiz/games/<str:code>/leaderboard", api.LeaderboardView.as_view(), name="leaderboard"),
-    path("api/quiz/games/<str:code>/me", api.MeView.as_view(), name="me"),
-    path("api/quiz/games/<str:code>/<str:action>", api.GameControlView.as_view(), name="control"),
+    path("api/quiz/games/<str:code>/answers", api.answers, name="answers"),
+    path("api/quiz/games/<str:code>/leaderboard", api.leaderboard, name="leaderboard"),
+    path("api/quiz/games/<str:code>/me", api.me, name="me"),
+    path("api/quiz/games/<str:code>/<str:action>", api.game_control, name="control"),
     # Pages (quiz/views.py).
     path("quiz/", views.landing, name="landing"),
     path("quiz/<str:code>/", views.play, name="play"),

@@ -4,13 +4,15 @@ The pages are plain templates; their scripts talk to the quiz API and to the
 realtime protocol with the shipped client (``realtime/realtime.js``). Players
 authorize with their token (CUSTOM mode); the host console and the big screen
 use the staff session (USER mode). ``host_game`` is the one staff-only JSON
-read the public API lacks: the questions with their right answers.
+read the public API lacks: the questions with their right answers; it is a
+quiz API endpoint like the others (``quiz.api.views``), errors included.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -21,6 +23,8 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
 from . import channels, services
+from .api.views import api, staff_only
+from .exceptions import GameNotFound
 from .models import NICKNAME_MAX_LENGTH, Game, GameState
 
 
@@ -60,8 +64,7 @@ def _config(request: HttpRequest, game: Game) -> dict[str, Any]:
             "answers": reverse("quiz:answers", args=[code]),
             "leaderboard": reverse("quiz:leaderboard", args=[code]),
             "control": {
-                action: reverse("quiz:control", args=[code, action])
-                for action in ("open", "start", "reveal", "next", "finish")
+                action: reverse("quiz:control", args=[code, action]) for action in services.GAME_TRANSITIONS
             },
             "host_game": reverse("quiz:host-game", args=[code]),
         },
@@ -116,52 +119,50 @@ def screen(request: HttpRequest, code: str) -> HttpResponse:
     return render(request, "quiz/screen.html", {"game": game, "config": _config(request, game)})
 
 
-def _forbidden() -> JsonResponse:
-    return JsonResponse({"error": {"code": "forbidden", "message": "Staff only."}}, status=403)
+def _host_game(code: str) -> dict[str, Any] | None:
+    game = Game.objects.select_related("current_question").filter(code=code).first()
+    if game is None:
+        return None
+    questions = list(game.question_set.questions.order_by("order", "pk"))
+    current = game.current_question
+    return {
+        "code": game.code,
+        "title": game.title,
+        "state": game.state,
+        "question_index": game.question_index,
+        "question_id": current.pk if current is not None else None,
+        "opened_at": game.question_opened_at.isoformat() if game.question_opened_at else None,
+        "closes_at": game.question_closes_at.isoformat() if game.question_closes_at else None,
+        "server_time": timezone.now().isoformat(),
+        "counts": services.answer_counts(question=current)
+        if current is not None and game.state != GameState.LOBBY
+        else None,
+        "questions": [
+            {
+                "id": question.pk,
+                "index": index,
+                "text": question.text,
+                "choices": list(question.choices),
+                "correct_choice": question.correct_choice,
+                "time_limit": question.time_limit,
+                "points": question.points,
+            }
+            for index, question in enumerate(questions)
+        ],
+    }
 
 
-@require_safe
 @never_cache
-def host_game(request: HttpRequest, code: str) -> JsonResponse:
+@api("GET")
+async def host_game(request: HttpRequest, code: str) -> HttpResponse:
     """``/quiz/<code>/host/game.json`` (staff): the game with every question and its right answer.
 
     Also the current question's answer counts and the server's clock, so the
-    console and the big screen can catch up after a reload.
+    console and the big screen can catch up after a reload. Errors are the quiz
+    API's (``quiz.api.views.error_response``).
     """
-    user = request.user
-    if not (user.is_authenticated and user.is_active and user.is_staff):
-        return _forbidden()
-    game = Game.objects.select_related("current_question").filter(code=code).first()
-    if game is None:
-        return JsonResponse(
-            {"error": {"code": "game_not_found", "message": "No game has this code."}}, status=404
-        )
-    questions = list(game.question_set.questions.order_by("order", "pk"))
-    current = game.current_question
-    return JsonResponse(
-        {
-            "code": game.code,
-            "title": game.title,
-            "state": game.state,
-            "question_index": game.question_index,
-            "question_id": current.pk if current is not None else None,
-            "opened_at": game.question_opened_at.isoformat() if game.question_opened_at else None,
-            "closes_at": game.question_closes_at.isoformat() if game.question_closes_at else None,
-            "server_time": timezone.now().isoformat(),
-            "counts": services.answer_counts(question=current)
-            if current is not None and game.state != GameState.LOBBY
-            else None,
-            "questions": [
-                {
-                    "id": question.pk,
-                    "index": index,
-                    "text": question.text,
-                    "choices": list(question.choices),
-                    "correct_choice": question.correct_choice,
-                    "time_limit": question.time_limit,
-                    "points": question.points,
-                }
-                for index, question in enumerate(questions)
-            ],
-        }
-    )
+    await staff_only(request)
+    payload = await sync_to_async(_host_game)(code)
+    if payload is None:
+        raise GameNotFound()
+    return JsonResponse(payload)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .api.views import EventView
+from .api.views import event
 from .dashboard import dashboard
 from .exposition import metrics_view
 from .health import healthz, readyz
@@ -12,7 +12,7 @@ from .views import console
 app_name = "realtime"
 
 urlpatterns = [
-    path("event", instrument_http(EventView.as_view()), name="event"),
+    path("event", instrument_http(event), name="event"),
     path("realtime/console/", console, name="console"),
     path("realtime/dashboard/", dashboard, name="dashboard"),
     path("metrics", metrics_view, name="metrics"),

@@ -212,3 +212,32 @@ async def test_host_controls_need_staff_and_follow_the_state_machine(game: Game,
     assert started.json() == {"code": game.code, "state": "question", "question_index": 0}
     unknown = await client.post(f"/api/quiz/games/{game.code}/explode")
     assert unknown.status_code == 400
+
+
+async def test_host_controls_need_the_csrf_token_of_the_staff_session(game: Game, host) -> None:
+    client = AsyncClient(enforce_csrf_checks=True)
+    await client.aforce_login(host)
+    await client.get(f"/quiz/{game.code}/host/")  # the console page sets the csrftoken cookie
+    url = f"/api/quiz/games/{game.code}/start"
+
+    refused = await client.post(url)
+    accepted = await client.post(url, headers={"x-csrftoken": client.cookies["csrftoken"].value})
+
+    assert (refused.status_code, refused.json()) == (
+        403,
+        {"error": {"code": "forbidden", "message": "CSRF check failed: CSRF token missing."}},
+    )
+    assert (accepted.status_code, accepted.json()) == (
+        200,
+        {"code": game.code, "state": "question", "question_index": 0},
+    )
+
+
+async def test_the_state_answers_head_like_get_without_a_body(game: Game) -> None:
+    response = await AsyncClient().head(f"/api/quiz/games/{game.code}")
+
+    assert (response.status_code, response["Content-Type"], response.content) == (
+        200,
+        "application/json",
+        b"",
+    )
