@@ -23,6 +23,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
 from . import channels, services
+from .api import openapi
 from .api.views import api, staff_only
 from .exceptions import GameNotFound
 from .models import NICKNAME_MAX_LENGTH, Game, GameState
@@ -153,7 +154,7 @@ def _host_game(code: str) -> dict[str, Any] | None:
 
 
 @never_cache
-@api("GET")
+@api(get=openapi.HOST_GAME)
 async def host_game(request: HttpRequest, code: str) -> HttpResponse:
     """``/quiz/<code>/host/game.json`` (staff): the game with every question and its right answer.
 

@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    # Generates the OpenAPI document (/api/schema/); its deploy check reports what it cannot describe.
+    "drf_spectacular",
     "realtime",
     "quiz",
 ]
@@ -154,6 +156,21 @@ WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "admin:login"
+
+# The OpenAPI document at /api/schema/ (docs/HTTP.md). The endpoints are plain
+# async views; realtime.api.schema describes each from the operations beside it.
+SPECTACULAR_SETTINGS: dict[str, object] = {
+    "TITLE": "Realtime events and the quiz",
+    "DESCRIPTION": (
+        "`POST /event` is AppSync Events' HTTP publish (docs/PROTOCOL.md §2); "
+        "`/api/quiz/...` is the game show's API."
+    ),
+    "VERSION": "0.1.0",
+    "OAS_VERSION": "3.1.0",
+    "DEFAULT_GENERATOR_CLASS": "realtime.api.schema.SchemaGenerator",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
 
 REALTIME: dict[str, object] = {
     # API keys for scripts and the console, the session for staff pages, and

@@ -34,6 +34,7 @@ from ..exceptions import (
     Unavailable,
 )
 from ..models import Game, QuestionSet, nickname_clean
+from . import openapi
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def _token(request: HttpRequest) -> str:
 # -- players -------------------------------------------------------------------
 
 
-@api("POST")
+@api(post=openapi.JOIN)
 async def join(request: HttpRequest, code: str) -> HttpResponse:
     """``POST /api/quiz/games/<code>/join {"nickname"}`` → 201 once the player is stored."""
     # Admission first: a refused join costs no parsing and no database.
@@ -123,7 +124,7 @@ async def join(request: HttpRequest, code: str) -> HttpResponse:
     )
 
 
-@api("POST")
+@api(post=openapi.ANSWER)
 async def answers(request: HttpRequest, code: str) -> HttpResponse:
     """``POST /api/quiz/games/<code>/answers {"question_id", "choice"}`` → 202 once stored."""
     received_at = timezone.now()
@@ -148,7 +149,7 @@ def _cached_response(payload: dict[str, Any] | None) -> JsonResponse:
     return response
 
 
-@api("GET")
+@api(get=openapi.GAME_STATE)
 async def game_state(request: HttpRequest, code: str) -> HttpResponse:
     """``GET /api/quiz/games/<code>``: state and current question (no answer), cached.
 
@@ -161,13 +162,13 @@ async def game_state(request: HttpRequest, code: str) -> HttpResponse:
     return _cached_response(state)
 
 
-@api("GET")
+@api(get=openapi.LEADERBOARD)
 async def leaderboard(request: HttpRequest, code: str) -> HttpResponse:
     """``GET /api/quiz/games/<code>/leaderboard``: top N and player count, cached."""
     return _cached_response(await sync_to_async(selectors.leaderboard_cached)(code=code))
 
 
-@api("GET")
+@api(get=openapi.ME)
 async def me(request: HttpRequest, code: str) -> HttpResponse:
     """``GET /api/quiz/games/<code>/me`` with the player's token: own score, rank and answers."""
     token = _token(request)
@@ -186,7 +187,7 @@ async def me(request: HttpRequest, code: str) -> HttpResponse:
 # -- the host ------------------------------------------------------------------
 
 
-@api("POST")
+@api(post=openapi.QUESTION_SET_IMPORT)
 async def question_set_import(request: HttpRequest) -> HttpResponse:
     """``POST /api/quiz/question-sets`` with the JSON of a question set (staff)."""
     await staff_only(request)
@@ -200,7 +201,7 @@ async def question_set_import(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"id": question_set.pk, "questions": count}, status=201)
 
 
-@api("POST")
+@api(post=openapi.GAME_CREATE)
 async def game_create(request: HttpRequest) -> HttpResponse:
     """``POST /api/quiz/games {"question_set", "title"?}`` (staff)."""
     await staff_only(request)
@@ -224,7 +225,7 @@ TRANSITIONS = {
 }
 
 
-@api("POST")
+@api(post=openapi.GAME_CONTROL)
 async def game_control(request: HttpRequest, code: str, action: str) -> HttpResponse:
     """``POST /api/quiz/games/<code>/<action>`` (staff): open, start, next, reveal, finish."""
     await staff_only(request)

@@ -5,7 +5,7 @@ the rest of a join or a publish on the event loop (docs/HTTP.md has the
 figures), and the JSON endpoints use none of its features. So each is an
 ``async def`` taking Django's ``HttpRequest``, decorated once::
 
-    @endpoint("POST", on_error=error_response)
+    @endpoint(on_error=error_response, post=operation(...))
     async def join(request: HttpRequest, code: str) -> HttpResponse: ...
 
 :func:`endpoint` gives every such view the same contract:
@@ -17,14 +17,17 @@ figures), and the JSON endpoints use none of its features. So each is an
 - the view is ``csrf_exempt``: Django's middleware would answer a failed check
   with its HTML 403 page. A view that trusts a session cookie calls
   :func:`csrf_failure` itself and raises its own error (DRF's
-  ``SessionAuthentication`` does the same).
+  ``SessionAuthentication`` does the same);
+- the :class:`~realtime.api.schema.Operation` given for a method is that
+  method's OpenAPI description (:mod:`realtime.api.schema`); ``None`` keeps the
+  method out of the document (a CORS preflight, say).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -32,8 +35,14 @@ from django.views.decorators.csrf import csrf_exempt
 
 from .parsers import RequestError
 
+if TYPE_CHECKING:
+    from .schema import Operation
+
 View = Callable[..., Awaitable[HttpResponse]]
 ErrorRenderer = Callable[[Exception], HttpResponse]
+
+# The attribute of a plain view that holds its OpenAPI description: method → Operation.
+OPENAPI_ATTRIBUTE = "openapi_operations"
 
 
 class MethodNotAllowed(RequestError):
@@ -44,16 +53,19 @@ class MethodNotAllowed(RequestError):
         super().__init__(f'Method "{method}" not allowed.', {"Allow": ", ".join(allowed)})
 
 
-def endpoint(*methods: str, on_error: ErrorRenderer) -> Callable[[View], View]:
+def endpoint(*, on_error: ErrorRenderer, **operations: Operation | None) -> Callable[[View], View]:
     """Make an async view a JSON endpoint (module docstring).
 
     Args:
-        methods: the HTTP methods the view answers (``"POST"``, ``"GET"``...).
         on_error: the app's error renderer; it must answer every exception.
+        operations: one keyword per HTTP method the view answers, in lower case
+            (``post=``, ``get=``, ``options=``), each the method's OpenAPI
+            description or ``None``.
     """
-    allowed = tuple(method.upper() for method in methods)
+    allowed = tuple(method.upper() for method in operations)
     if "GET" in allowed and "HEAD" not in allowed:
         allowed += ("HEAD",)
+    documented = {method: op for method, op in operations.items() if op is not None}
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
@@ -65,6 +77,7 @@ def endpoint(*methods: str, on_error: ErrorRenderer) -> Callable[[View], View]:
             except Exception as error:
                 return on_error(error)
 
+        setattr(respond, OPENAPI_ATTRIBUTE, documented)
         return csrf_exempt(respond)
 
     return decorate

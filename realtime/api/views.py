@@ -29,6 +29,7 @@ from ..handshake import HIDDEN_HEADERS
 from ..protocol import parse_authorization
 from ..publishing import publish
 from .endpoints import View, endpoint
+from .openapi import PUBLISH
 from .parsers import ParseError, RequestError, read_json
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def _with_cors(view: View) -> View:
 
 
 @_with_cors
-@endpoint("POST", "OPTIONS", on_error=error_response)
+@endpoint(on_error=error_response, post=PUBLISH, options=None)
 async def event(request: HttpRequest) -> HttpResponse:
     """Publish 1-5 events to one channel; an ``OPTIONS`` preflight gets 204 and the CORS headers."""
     if request.method == "OPTIONS":

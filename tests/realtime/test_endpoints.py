@@ -10,8 +10,11 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncRequestFactory, Client, RequestFactory
 
-from realtime.api.endpoints import MethodNotAllowed, csrf_failure, endpoint
+from realtime.api.endpoints import OPENAPI_ATTRIBUTE, MethodNotAllowed, csrf_failure, endpoint
 from realtime.api.parsers import RequestError
+from realtime.api.schema import operation
+
+READ = operation(operation_id="read")
 
 
 def render(error: Exception) -> JsonResponse:
@@ -20,7 +23,7 @@ def render(error: Exception) -> JsonResponse:
     return JsonResponse({"error": type(error).__name__, "message": str(error)}, status=418, headers=headers)
 
 
-@endpoint("GET", "DELETE", on_error=render)
+@endpoint(on_error=render, get=READ, delete=None)
 async def view(request: HttpRequest, fail: str = "") -> HttpResponse:
     if fail:
         raise ValueError(fail)
@@ -58,8 +61,9 @@ async def test_every_exception_of_the_view_goes_to_the_renderer() -> None:
     )
 
 
-def test_the_view_is_csrf_exempt_and_keeps_its_name() -> None:
+def test_the_view_is_csrf_exempt_and_carries_its_documented_operations() -> None:
     assert view.csrf_exempt is True  # type: ignore[attr-defined]
+    assert getattr(view, OPENAPI_ATTRIBUTE) == {"get": READ}
     assert view.__name__ == "view"
 
 
