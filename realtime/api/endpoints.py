@@ -29,7 +29,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseForbidden
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
@@ -83,15 +83,23 @@ def endpoint(*, on_error: ErrorRenderer, **operations: Operation | None) -> Call
     return decorate
 
 
+def _no_view(request: HttpRequest) -> HttpResponseBase:
+    """Stands for the view and the rest of the chain: the CSRF check calls neither."""
+    raise AssertionError("the CSRF check does not call the view")
+
+
 class _CsrfCheck(CsrfViewMiddleware):
-    def _reject(self, request: HttpRequest, reason: str) -> Any:
-        # The reason itself, for the caller's own error, instead of Django's HTML page.
-        return reason
+    reason: str | None = None
+
+    def _reject(self, request: HttpRequest, reason: str) -> HttpResponseForbidden:
+        # Keep the reason for the caller's own error; Django's would render its HTML page.
+        self.reason = reason
+        return HttpResponseForbidden()
 
 
 def csrf_failure(request: HttpRequest) -> str | None:
     """Why Django's CSRF check refuses ``request`` (``None``: it passes; safe methods always do)."""
-    check = _CsrfCheck(lambda request: HttpResponse())
+    check = _CsrfCheck(_no_view)
     check.process_request(request)
-    reason: str | None = check.process_view(request, lambda request: HttpResponse(), (), {})
-    return reason
+    check.process_view(request, _no_view, (), {})
+    return check.reason

@@ -55,7 +55,9 @@ class AppSyncErrorSerializer(serializers.Serializer[Any]):
 
 
 class AppSyncErrorsSerializer(serializers.Serializer[Any]):
-    errors = AppSyncErrorSerializer(many=True)
+    # The wire's name. DRF's metaclass takes declared fields off the class, so
+    # Serializer.errors is not shadowed at run time; the stubs cannot know that.
+    errors = AppSyncErrorSerializer(many=True)  # type: ignore[assignment]
 
 
 def _error(description: str) -> OpenApiResponse:
