@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .services import player_for_token
+from .selectors import player_for_token
 
 # A player's token never changes: this process remembers each answer for a while,
 # so connecting, subscribing three times and publishing cost one lookup, not five.

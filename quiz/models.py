@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -75,6 +77,11 @@ class Game(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} ({self.code})"
+
+
+def token_hash(token: str) -> str:
+    """How a player's secret token is stored: its SHA-256, so the table never holds a usable token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Player(models.Model):

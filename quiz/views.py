@@ -20,12 +20,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
-from . import channels, services
+from . import channels, selectors
 from .models import Game, GameState
 
 
 def _game_or_404(code: str) -> Game:
-    game = Game.objects.filter(code=code).first()
+    game = selectors.game_get(code=code)
     if game is None:
         raise Http404("No game has this code.")
     return game
@@ -34,7 +34,7 @@ def _game_or_404(code: str) -> Game:
 def _canonical(code: str) -> str | None:
     """The stored spelling of a join code typed in any case, or ``None``."""
     cleaned = code.strip().upper()
-    return cleaned if cleaned and Game.objects.filter(code=cleaned).exists() else None
+    return cleaned if cleaned and selectors.game_exists(code=cleaned) else None
 
 
 def _config(request: HttpRequest, game: Game) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def landing(request: HttpRequest) -> HttpResponse:
 @require_safe
 def play(request: HttpRequest, code: str) -> HttpResponse:
     """``/quiz/<code>/``: join, answer, and follow score, rank and leaderboard live."""
-    game = Game.objects.filter(code=code).first()
+    game = selectors.game_get(code=code)
     if game is None:
         canonical = _canonical(code)
         if canonical is not None and canonical != code:
@@ -127,12 +127,12 @@ def host_game(request: HttpRequest, code: str) -> JsonResponse:
     user = request.user
     if not (user.is_authenticated and user.is_active and user.is_staff):
         return _forbidden()
-    game = Game.objects.select_related("current_question").filter(code=code).first()
+    game = selectors.game_get(code=code)
     if game is None:
         return JsonResponse(
             {"error": {"code": "game_not_found", "message": "No game has this code."}}, status=404
         )
-    questions = list(game.question_set.questions.order_by("order", "pk"))
+    questions = selectors.game_questions(game=game)
     current = game.current_question
     return JsonResponse(
         {
@@ -144,7 +144,7 @@ def host_game(request: HttpRequest, code: str) -> JsonResponse:
             "opened_at": game.question_opened_at.isoformat() if game.question_opened_at else None,
             "closes_at": game.question_closes_at.isoformat() if game.question_closes_at else None,
             "server_time": timezone.now().isoformat(),
-            "counts": services.answer_counts(question=current)
+            "counts": selectors.answer_counts(question=current)
             if current is not None and game.state != GameState.LOBBY
             else None,
             "questions": [

@@ -14,8 +14,7 @@ from adrf.views import APIView
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
@@ -31,7 +30,6 @@ from .. import channels, selectors, services
 from ..admission import admit_join, joins_in_flight
 from ..conf import quiz_settings
 from ..exceptions import GameNotFound, InvalidPlayerToken, QuizError, Throttled, Unavailable
-from ..models import Game, QuestionSet
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +206,7 @@ class MeView(QuizView):
         token = _token(request)
 
         def standing() -> dict[str, Any]:
-            player = services.player_for_token(token=token)
+            player = selectors.player_for_token(token=token)
             if player is None or player.game.code != code:
                 raise InvalidPlayerToken()
             return selectors.player_standing(player=player)
@@ -229,7 +227,9 @@ class GameCreateView(HostView):
     """``POST /api/quiz/games {"question_set", "title"?}`` (staff)."""
 
     def post(self, request: Request) -> Response:
-        question_set = get_object_or_404(QuestionSet, pk=request.data.get("question_set"))
+        question_set = selectors.question_set_get(pk=request.data.get("question_set"))
+        if question_set is None:
+            raise Http404()
         game = services.game_create(
             host=request.user, question_set=question_set, title=str(request.data.get("title") or "")
         )
@@ -241,7 +241,10 @@ class QuestionSetImportView(HostView):
 
     def post(self, request: Request) -> Response:
         question_set = services.question_set_import(data=request.data)
-        return Response({"id": question_set.pk, "questions": question_set.questions.count()}, status=201)
+        return Response(
+            {"id": question_set.pk, "questions": selectors.question_count(question_set=question_set)},
+            status=201,
+        )
 
 
 TRANSITIONS = {
@@ -260,7 +263,7 @@ class GameControlView(HostView):
         transition = TRANSITIONS.get(action)
         if transition is None:
             raise QuizError(f"Unknown action {action!r}.")
-        game = Game.objects.filter(code=code).first()
+        game = selectors.game_get(code=code)
         if game is None:
             raise GameNotFound()
         game = transition(game=game)

@@ -47,7 +47,7 @@ async def test_a_crash_mid_batch_scores_nothing_and_a_restart_scores_everything_
         return real_update(*args, **kwargs)
 
     crashed = ScoringWorker()
-    with mock.patch("quiz.services.Player.objects.filter", side_effect=crash_on_the_totals_read):
+    with mock.patch("quiz.services.scores.Player.objects.filter", side_effect=crash_on_the_totals_read):
         with pytest.raises(RuntimeError):
             await crashed.score_once()
     # The transaction rolled back: no answer is marked, no total moved.
