@@ -139,3 +139,33 @@ async def test_an_http_request_starts_the_process_services_without_any_asgi_wrap
     # The bridge's service ends at once on the in-memory layer; the test settings
     # run the quiz's worker outside the server.
     assert lifecycle.running == ("keepalive", "dashboard-sampler")
+
+
+async def test_each_service_has_a_context_of_its_own():
+    import contextvars
+
+    flag: contextvars.ContextVar[str] = contextvars.ContextVar("flag", default="unset")
+    seen: dict[str, str] = {}
+    both_set = asyncio.Event()
+
+    def service(name: str):
+        async def run() -> None:
+            flag.set(name)
+            if len(seen) == 1:
+                both_set.set()
+            seen[name] = ""
+            await both_set.wait()
+            seen[name] = flag.get()
+
+        return run
+
+    services = Lifecycle()
+    services.register("a", service("a"))
+    services.register("b", service("b"))
+    services.ensure_started()
+    await asyncio.wait_for(both_set.wait(), 1)
+    await asyncio.sleep(0)
+
+    # Had they shared one context, the second set() would be what both read.
+    assert seen == {"a": "a", "b": "b"}
+    await services.stop()
