@@ -53,12 +53,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
 
@@ -70,6 +73,7 @@ from .paths import parse_channel
 from .publishing import dumps, publish_from_server
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The lifecycle service's name (registered in realtime.apps).
 SERVICE = "relay"
@@ -211,13 +215,13 @@ class Relay:
         loop = asyncio.get_running_loop()
         wakeup = asyncio.Event()
         self._loop, self._wakeup = loop, wakeup
-        listener = loop.create_task(self._listen()) if _is_postgresql() else None
+        listener = loop.create_task(self._listen()) if _locks_rows() else None
         delay = RETRY_DELAY
         try:
             async with _RelayThread() as thread:
                 while True:
                     wakeup.clear()
-                    outcome = await self._round_on(thread)
+                    outcome = await self._round(thread)
                     if outcome.failed:
                         # Wake-ups wait: during an outage every commit would retry at once.
                         await asyncio.sleep(delay)
@@ -226,10 +230,7 @@ class Relay:
                     delay = RETRY_DELAY
                     if outcome.full:
                         continue
-                    try:
-                        await asyncio.wait_for(wakeup.wait(), realtime_settings.relay_poll)
-                    except TimeoutError:
-                        pass
+                    await _woken(wakeup, realtime_settings.relay_poll)
         finally:
             if self._loop is loop:
                 self._loop = self._wakeup = None
@@ -244,23 +245,23 @@ class Relay:
         total = Round()
         async with _RelayThread() as thread:
             while True:
-                outcome = await self._round_on(thread)
+                outcome = await self._round(thread)
                 total.published += outcome.published
                 total.dropped += outcome.dropped
                 total.failed = outcome.failed
                 if outcome.failed or not outcome.full:
                     return total
 
-    async def _round_on(self, thread: ThreadPoolExecutor) -> Round:
+    async def _round(self, thread: _RelayThread) -> Round:
         """Take up to ``RELAY_BATCH`` rows, publish them, delete what went out.
 
         Never raises but for cancellation: a failure is reported in the result
         (and logged). A cancelled round finishes first, so its transaction ends.
         """
-        # The rows are read and deleted on the relay's own thread and database
-        # connection; their events are published back on this loop.
-        loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(thread, self._round, loop)
+        limit = realtime_settings.relay_batch
+        task = asyncio.ensure_future(
+            self._locked_round(thread, limit) if _locks_rows() else self._round_unlocked(limit)
+        )
         try:
             outcome = await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -273,39 +274,51 @@ class Relay:
             metrics.retries.inc()
         return outcome
 
-    def _round(self, loop: asyncio.AbstractEventLoop) -> Round:
-        connection = connections[DEFAULT_DB_ALIAS]
-        limit = realtime_settings.relay_batch
-        try:
-            if connection.features.has_select_for_update_skip_locked:
-                # The locks must last until the published rows are deleted.
-                with transaction.atomic():
-                    return self._relay(_claim(limit), loop)
-            # One process, one relay: no locks, and SQLite's write lock is not
-            # held while the events go out.
-            return self._relay(list(PendingPublication.objects.order_by("id")[:limit]), loop)
-        except DatabaseError:
-            connection.close_if_unusable_or_obsolete()
-            raise
-
-    def _relay(self, rows: list[PendingPublication], loop: asyncio.AbstractEventLoop) -> Round:
+    async def _round_unlocked(self, limit: int) -> Round:
+        """SQLite: one process, one relay: no locks, and no write lock held while the events go out."""
+        rows = await _database(lambda: list(PendingPublication.objects.order_by("id")[:limit]))
         if not rows:
             return Round()
-        # A task of the loop, not async_to_sync: the publish path's own database
-        # calls must not run on this thread, inside this transaction (channels'
-        # database_sync_to_async closes a connection it finds in one).
-        future = asyncio.run_coroutine_threadsafe(self._publish(rows), loop)
-        while True:
-            try:
-                outcome = future.result(timeout=1.0)
-                break
-            except concurrent.futures.TimeoutError:
-                if loop.is_closed():
-                    raise RuntimeError("the relay's event loop closed during a round") from None
-        outcome.full = len(rows) >= realtime_settings.relay_batch
+        outcome = await self._publish(rows)
+        outcome.full = len(rows) >= limit
         if outcome.done:
-            PendingPublication.objects.filter(pk__in=outcome.done).delete()
+            await _database(lambda: PendingPublication.objects.filter(pk__in=outcome.done).delete())
         return outcome
+
+    async def _locked_round(self, thread: _RelayThread, limit: int) -> Round:
+        """PostgreSQL: the round's rows and channels stay locked until the published rows are deleted.
+
+        The transaction lives on the relay's own thread and connection; the
+        events are published on this loop meanwhile.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(thread.executor, self._locked_round_sync, loop, limit)
+
+    def _locked_round_sync(self, loop: asyncio.AbstractEventLoop, limit: int) -> Round:
+        try:
+            with transaction.atomic():
+                rows = _claim(limit)
+                if not rows:
+                    return Round()
+                # A task of the loop, not async_to_sync: the publish path's own
+                # database calls must not run on this thread, inside this
+                # transaction (channels' database_sync_to_async closes a
+                # connection it finds in one).
+                future = asyncio.run_coroutine_threadsafe(self._publish(rows), loop)
+                while True:
+                    try:
+                        outcome = future.result(timeout=1.0)
+                        break
+                    except concurrent.futures.TimeoutError:
+                        if loop.is_closed():
+                            raise RuntimeError("the relay's event loop closed during a round") from None
+                outcome.full = len(rows) >= limit
+                if outcome.done:
+                    PendingPublication.objects.filter(pk__in=outcome.done).delete()
+                return outcome
+        except DatabaseError:
+            connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
+            raise
 
     async def _publish(self, rows: list[PendingPublication]) -> Round:
         outcome = Round()
@@ -368,18 +381,39 @@ class Relay:
 
 
 class _RelayThread:
-    """The relay's one thread (and so its one database connection), closed with it."""
+    """PostgreSQL: the relay's one thread (and so its one database connection), closed with it."""
 
-    async def __aenter__(self) -> ThreadPoolExecutor:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="realtime-relay")
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="realtime-relay")
         return self._executor
 
+    async def __aenter__(self) -> _RelayThread:
+        return self
+
     async def __aexit__(self, *exc_info: object) -> None:
-        loop = asyncio.get_running_loop()
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
         try:
-            await loop.run_in_executor(self._executor, connections.close_all)
+            await asyncio.get_running_loop().run_in_executor(executor, connections.close_all)
         finally:
-            self._executor.shutdown(wait=False)
+            executor.shutdown(wait=False)
+
+
+async def _database(call: Callable[[], T]) -> T:
+    """``call()`` on the process's thread for sync database work, from a context of its own.
+
+    On SQLite that thread is where the other background writers go too, so they
+    never meet a locked database. The empty context carries no request's
+    thread-sensitive executor and no deadlock guard of the calling task.
+    """
+    loop = asyncio.get_running_loop()
+    return await loop.create_task(sync_to_async(call, thread_sensitive=True)(), context=contextvars.Context())
 
 
 def _claim(limit: int) -> list[PendingPublication]:
@@ -396,12 +430,24 @@ def _claim(limit: int) -> list[PendingPublication]:
     )
 
 
+async def _woken(wakeup: asyncio.Event, seconds: float) -> None:
+    """Until ``wakeup`` is set or ``seconds`` pass.
+
+    Not ``asyncio.wait_for``: on Python 3.11 it loses a cancellation that arrives
+    as the event is set, and a stopping relay would run on.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wakeup.wait()
+
+
 def _log_failure(row: PendingPublication, error: BaseException) -> None:
     logger.warning("relay: %s to %s not published, will retry: %r", row.key, row.channel, error)
 
 
-def _is_postgresql() -> bool:
-    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
+def _locks_rows() -> bool:
+    """Relays may run at once on this database (PostgreSQL): they lock what they publish."""
+    return connections[DEFAULT_DB_ALIAS].features.has_select_for_update_skip_locked
 
 
 def runs_in_process() -> bool:
