@@ -9,7 +9,7 @@ from django.db.models import Count
 
 from . import payloads
 from .conf import quiz_settings
-from .models import Answer, Game, Player, Question, QuestionSet, token_hash
+from .models import Answer, Feed, Game, Player, Question, QuestionSet, token_hash
 
 
 def game_get(*, code: str) -> Game | None:
@@ -74,6 +74,11 @@ def answered_count(*, question_id: int | None) -> int | None:
 def player_rank(*, game_id: int, score: int) -> int:
     """Competition rank from the (game, score) index."""
     return Player.objects.filter(game_id=game_id, score__gt=score).count() + 1
+
+
+def games_with_stale_feeds() -> list[int]:
+    """Games with a leaderboard or progress change not broadcast yet (quiz.coalescer)."""
+    return list(Feed.objects.filter(stale=True).values_list("game_id", flat=True).distinct())
 
 
 def leaderboard_payload(*, game: Game, final: bool = False) -> dict[str, Any]:

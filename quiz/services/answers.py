@@ -1,4 +1,8 @@
-"""Writes of answers: stored fast and unscored; the worker scores them (services.scores)."""
+"""Writes of answers: stored fast and unscored; the worker scores them (services.scores).
+
+Answers move the host's live answer count: the game's progress feed is marked
+stale in the same transaction (quiz.coalescer).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ from .. import signals
 from ..batching import GroupCommit
 from ..conf import quiz_settings
 from ..exceptions import AlreadyAnswered, InvalidChoice, InvalidPlayerToken, NotAnswerable
-from ..models import Answer, Game, GameState, Player, token_hash
+from ..models import Answer, Feed, Game, GameState, Player, token_hash
+from .feeds import feeds_mark_stale
 from .rows import insert_each_once
 
 
@@ -113,6 +118,9 @@ def answers_submit(*, requests: Sequence[AnswerRequest]) -> list[Answer | Except
             fresh.append((index, answer))
         for index, _answer in insert_each_once(fresh):
             results[index] = AlreadyAnswered()  # answered through another process meanwhile
+        # The host's answer counts moved; the leaderboard waits for the scores.
+        answered_games = {answer.game_id for index, answer in fresh if results[index] is None}
+        feeds_mark_stale(game_ids=answered_games, kinds=[Feed.Kind.PROGRESS])
     for index, answer in fresh:
         if results[index] is None:
             results[index] = answer

@@ -1,8 +1,10 @@
 """Writes of games: creation and the host's transitions (lobby → question → reveal → … → finished).
 
-Every transition is one transaction that locks the game row; what it announces
-goes out only after the commit, so no client hears of a state that could still
-roll back.
+Every transition is one transaction that locks the game row. What it announces
+is written in the same transaction (quiz.broadcasts) and published after the
+commit, so no client hears of a state that could still roll back, and none
+misses one because a process stopped; the leaderboard and the host's progress
+show the new state with the game's next feed broadcast.
 """
 
 from __future__ import annotations
@@ -14,19 +16,14 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-import realtime
-
-from .. import channels, payloads, signals
+from .. import broadcasts
 from ..exceptions import InvalidTransition
-from ..models import Game, GameState, Question, QuestionSet
-from ..selectors import answer_counts
+from ..models import Game, GameState, QuestionSet
+from ..selectors import answer_counts, game_questions
+from .feeds import feeds_create, feeds_mark_stale
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 CODE_LENGTH = 6
-
-
-def _announce(channel: str, event: dict[str, Any]) -> None:
-    transaction.on_commit(lambda: realtime.publish(channel, [event]))
 
 
 def _new_code() -> str:
@@ -38,9 +35,11 @@ def game_create(*, host: Any, question_set: QuestionSet, title: str = "") -> Gam
     for _ in range(10):
         try:
             with transaction.atomic():
-                return Game.objects.create(
+                game = Game.objects.create(
                     code=_new_code(), title=title or question_set.title, question_set=question_set, host=host
                 )
+                feeds_create(game=game)
+                return game
         except IntegrityError:
             continue
     raise RuntimeError("could not find a free game code")
@@ -62,16 +61,13 @@ def game_open(*, game: Game) -> Game:
     _transition(game, (GameState.DRAFT,), "open")
     game.state = GameState.LOBBY
     game.save(update_fields=["state", "updated_at"])
-    _announce(channels.game_channel(game.code), payloads.game_state(game))
+    broadcasts.game_state(game)
+    feeds_mark_stale(game_ids=[game.pk])
     return game
 
 
-def _questions(game: Game) -> list[Question]:
-    return list(game.question_set.questions.order_by("order", "pk"))
-
-
 def _ask(game: Game, index: int) -> Game:
-    questions = _questions(game)
+    questions = game_questions(game=game)
     if index >= len(questions):
         raise InvalidTransition("There is no next question; finish the game instead.")
     question = questions[index]
@@ -82,9 +78,8 @@ def _ask(game: Game, index: int) -> Game:
     game.question_opened_at = now
     game.question_closes_at = now + timedelta(seconds=question.time_limit)
     game.save()
-    _announce(
-        channels.game_channel(game.code), payloads.question_opened(game, question, index, len(questions))
-    )
+    broadcasts.question_opened(game, question, index, len(questions))
+    feeds_mark_stale(game_ids=[game.pk])
     return game
 
 
@@ -116,8 +111,8 @@ def game_reveal(*, game: Game) -> Game:
     game.save()
     question = game.current_question
     assert question is not None
-    counts = answer_counts(question=question)
-    _announce(channels.game_channel(game.code), payloads.question_revealed(game, question, counts))
+    broadcasts.question_revealed(game, question, answer_counts(question=question))
+    feeds_mark_stale(game_ids=[game.pk])
     return game
 
 
@@ -128,6 +123,7 @@ def game_finish(*, game: Game) -> Game:
     _transition(game, (GameState.DRAFT, GameState.LOBBY, GameState.QUESTION, GameState.REVEAL), "finish")
     game.state = GameState.FINISHED
     game.save(update_fields=["state", "updated_at"])
-    _announce(channels.game_channel(game.code), payloads.game_state(game))
-    transaction.on_commit(lambda: signals.leaderboard_changed.send(sender=Game, game_id=game.pk, final=True))
+    broadcasts.game_state(game)
+    # The final leaderboard: its feed broadcast says final, and so do later ones.
+    feeds_mark_stale(game_ids=[game.pk])
     return game

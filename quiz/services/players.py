@@ -1,4 +1,8 @@
-"""Writes of players: joining a game, alone or many in one transaction."""
+"""Writes of players: joining a game, alone or many in one transaction.
+
+A join changes the game's player count: its leaderboard and host progress
+feeds are marked stale in the same transaction (quiz.coalescer).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,10 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from .. import signals
 from ..batching import GroupCommit
 from ..exceptions import GameNotFound, GameNotJoinable, NicknameTaken
 from ..models import Game, GameState, Player, token_hash
+from .feeds import feeds_mark_stale
 from .rows import insert_each_once
 
 JOINABLE = (GameState.LOBBY, GameState.QUESTION, GameState.REVEAL)
@@ -64,10 +68,10 @@ def players_join(*, requests: Sequence[JoinRequest]) -> list[tuple[Player, str] 
                 )
         for index, _player in insert_each_once([(index, player) for index, player, _ in stored]):
             results[index] = NicknameTaken()  # taken by another process since the check above
+        feeds_mark_stale(game_ids={player.game_id for index, player, _ in stored if results[index] is None})
     for index, player, token in stored:
         if results[index] is None:
             results[index] = (player, token)
-            signals.player_joined.send(sender=Player, player=player, game=player.game)
     return [result for result in results if result is not None]
 
 

@@ -137,8 +137,9 @@ async def test_an_http_request_starts_the_process_services_without_any_asgi_wrap
     assert response.status_code == 200
     assert lifecycle.loop is asyncio.get_running_loop()
     # The bridge's service ends at once on the in-memory layer; the test settings
-    # run the quiz's worker outside the server.
-    assert lifecycle.running == ("keepalive", "dashboard-sampler")
+    # run the quiz's worker and the relay outside the server; the quiz's feeds
+    # wait for changes.
+    assert lifecycle.running == ("keepalive", "dashboard-sampler", "quiz.feeds")
 
 
 async def test_each_service_has_a_context_of_its_own():
