@@ -23,6 +23,8 @@ import contextlib
 import logging
 from collections.abc import Iterable
 
+from django.db import DatabaseError
+
 from .batching import db_call
 
 logger = logging.getLogger(__name__)
@@ -98,6 +100,10 @@ class FeedCoalescer:
                 wait = await db_call(lambda game_id=game_id: feed_broadcast(game_id=game_id))
             except asyncio.CancelledError:
                 raise
+            except DatabaseError as error:
+                # The database is away (a restart, a network cut): no bug to trace.
+                logger.warning("broadcasting the feeds of game %s failed (%s); retrying", game_id, error)
+                wait = RETRY_DELAY
             except Exception:
                 logger.exception("broadcasting the feeds of game %s failed; retrying", game_id)
                 wait = RETRY_DELAY

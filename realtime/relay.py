@@ -267,6 +267,10 @@ class Relay:
         except asyncio.CancelledError:
             await asyncio.wait([task], timeout=CANCEL_GRACE)
             raise
+        except DatabaseError as error:
+            # The database is away (a restart, a network cut): no bug to trace.
+            logger.warning("relay round failed (%s); retrying", error)
+            outcome = Round(failed=True)
         except Exception:
             logger.exception("relay round failed")
             outcome = Round(failed=True)
