@@ -183,14 +183,19 @@ class DaphneServer:
             )
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=SHUTDOWN_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=SHUTDOWN_TIMEOUT)
-        return self.process.returncode
+        return _terminate(self.process)
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> int:
+    """``SIGTERM``, then ``SIGKILL`` if the process is still there after ``SHUTDOWN_TIMEOUT``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=SHUTDOWN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=SHUTDOWN_TIMEOUT)
+    return process.returncode
 
 
 def _wait_until_listening(server: DaphneServer) -> None:
@@ -597,14 +602,7 @@ class CommandProcess:
 
     def stop(self) -> int:
         """``SIGTERM`` (the commands finish their round first), then ``SIGKILL`` if it lingers."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=SHUTDOWN_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=SHUTDOWN_TIMEOUT)
-        return self.process.returncode
+        return _terminate(self.process)
 
 
 @pytest.fixture
