@@ -12,5 +12,8 @@ class QuizConfig(AppConfig):
         from realtime.lifecycle import lifecycle
 
         from . import checks, receivers, worker  # noqa: F401
+        from .coalescer import SERVICE as FEEDS
+        from .coalescer import run_in_server
 
         lifecycle.register(worker.SERVICE, worker.run_in_process, enabled=worker.runs_in_process)
+        lifecycle.register(FEEDS, run_in_server)

@@ -12,7 +12,7 @@ from typing import Any
 from realtime.cache import TTLCache
 from realtime.state import register
 
-from .services import player_for_token
+from .selectors import player_for_token
 
 # A player's token never changes: this process remembers each answer for a while,
 # so connecting, subscribing three times and publishing cost one lookup, not five.

@@ -23,7 +23,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds between polls for new answers; the in-process worker is also woken
     # by each answer, so this matters only to `quiz_worker`.
     "WORKER_POLL": 0.25,
-    # At most one leaderboard broadcast per game per interval (seconds).
+    # Seconds between two broadcasts of a game's leaderboard (and of its host
+    # progress): at most 2 a second by default, and none while nothing changes
+    # (quiz.coalescer).
     "LEADERBOARD_INTERVAL": 0.5,
     "LEADERBOARD_SIZE": 10,
     # Seconds read-heavy endpoints are cached (server and HTTP).

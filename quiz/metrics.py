@@ -8,7 +8,7 @@ quiz_join_throttled_total              counter    a join was refused with 429
 quiz_answer_received_total             counter    an answer was stored (HTTP or WebSocket)
 quiz_answer_scored_total               counter    the worker scored an answer
 quiz_scoring_lag_seconds               histogram  an answer was scored: received_at → scored_at
-quiz_leaderboard_broadcasts_total      counter    a game's leaderboard was published
+quiz_leaderboard_broadcasts_total      counter    a game's leaderboard was written for the relay
 =====================================  =========  ==================================================
 
 Built on :class:`realtime.metrics.MetricSet`: an injectable registry, and no-ops
@@ -41,7 +41,7 @@ class QuizMetrics(MetricSet):
             "quiz_scoring_lag_seconds", "From an answer's arrival to its scoring.", (), LAG_BUCKETS
         )
         self.leaderboard_broadcasts = self.counter(
-            "quiz_leaderboard_broadcasts", "Leaderboards published to a game's channel."
+            "quiz_leaderboard_broadcasts", "Leaderboards written for a game's channel (quiz.coalescer)."
         )
 
     def join_admitted(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -97,6 +99,11 @@ def nickname_clean(value: object) -> str:
     return nickname
 
 
+def token_hash(token: str) -> str:
+    """How a player's secret token is stored: its SHA-256, so the table never holds a usable token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 class Player(models.Model):
     game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="players")
     nickname = models.CharField(max_length=NICKNAME_MAX_LENGTH)
@@ -136,3 +143,31 @@ class Answer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.player} → {self.choice}"
+
+
+class Feed(models.Model):
+    """A game's coalesced broadcast (quiz.coalescer): its leaderboard, or its host progress.
+
+    ``stale`` is set by the transaction of every change the feed shows (a join,
+    a score that moved, an answer, a transition) and cleared by the broadcast
+    that shows it; ``sent`` numbers the broadcasts and ``sent_at`` spaces them
+    at least ``LEADERBOARD_INTERVAL`` apart. A game nobody changes costs nothing.
+    """
+
+    class Kind(models.TextChoices):
+        LEADERBOARD = "leaderboard", "Leaderboard"
+        PROGRESS = "progress", "Host progress"
+
+    game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="feeds")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    stale = models.BooleanField(default=True)
+    sent = models.PositiveIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["game", "kind"], name="quiz_one_feed_per_kind")]
+        # Games left with something to broadcast, for a process that starts.
+        indexes = [models.Index(fields=["game"], condition=models.Q(stale=True), name="quiz_stale_feeds")]
+
+    def __str__(self) -> str:
+        return f"{self.game} {self.kind}"

@@ -1,10 +1,14 @@
 """The JSON events the game publishes (what clients receive on each channel).
 
-Question payloads never carry the correct answer until the reveal.
+Question payloads never carry the correct answer until the reveal. Every event
+also carries the ``identifier`` its publication gave it (realtime.relay): a
+client that hears one twice (delivery is at least once) drops the repeat.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
@@ -82,3 +86,38 @@ def progress(game: Game, players: int, answered: int | None) -> dict[str, Any]:
         "answered": answered,
         "question_id": game.current_question_id,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One scored answer: made by the worker's scoring transaction, published as the player's frame.
+
+    The only shape a score has between the scoring query and the ``score``
+    event (:meth:`event`) on the player's channel.
+    """
+
+    answer_id: int
+    player_id: int
+    game_id: int
+    game_code: str
+    question_id: int
+    correct: bool
+    # Points this answer earned, and the player's total once the batch is counted.
+    delta: int
+    score: int
+    # Competition rank of ``score`` among the game's ``players``.
+    rank: int
+    players: int
+    received_at: datetime
+
+    def event(self) -> dict[str, Any]:
+        """The ``score`` event: what the player learns about their answer."""
+        return {
+            "type": "score",
+            "question_id": self.question_id,
+            "correct": self.correct,
+            "delta": self.delta,
+            "score": self.score,
+            "rank": self.rank,
+            "players": self.players,
+        }

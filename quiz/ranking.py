@@ -86,3 +86,43 @@ class ScoreIndex:
     def rank(self, score: int) -> int:
         """Competition rank ("1224") of a player with ``score``."""
         return self.higher_than(score) + 1
+
+
+class RankBook:
+    """A :class:`ScoreIndex` per game, over the players with a score above 0 (the worker's ranks).
+
+    A zero score never outranks anyone, so those players need no entry: a game's
+    index is loaded once with the positive scores and then moved as totals change.
+    """
+
+    __slots__ = ("_games",)
+
+    def __init__(self) -> None:
+        self._games: dict[int, ScoreIndex] = {}
+
+    def __contains__(self, game_id: object) -> bool:
+        return game_id in self._games
+
+    def load(self, game_id: int, scores: list[int]) -> None:
+        """Index ``game_id`` with its players' positive ``scores``, replacing what was known."""
+        index = ScoreIndex(max(scores, default=0) + 1)
+        for score in scores:
+            if score > 0:
+                index.add(score)
+        self._games[game_id] = index
+
+    def move(self, game_id: int, old: int, new: int) -> None:
+        """A player of a loaded game went from ``old`` to ``new`` points."""
+        index = self._games[game_id]
+        if old > 0:
+            index.remove(old)
+        if new > 0:
+            index.add(new)
+
+    def rank(self, game_id: int, score: int) -> int:
+        """Competition rank of ``score`` in a loaded game."""
+        return self._games[game_id].rank(score)
+
+    def clear(self) -> None:
+        """Forget every game (after a failed batch: the next one loads them again)."""
+        self._games.clear()

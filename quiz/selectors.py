@@ -5,14 +5,46 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.cache import cache
+from django.db.models import Count
 
 from . import payloads
 from .conf import quiz_settings
-from .models import Answer, Game, Player
+from .models import Answer, Feed, Game, Player, Question, QuestionSet, token_hash
 
 
 def game_get(*, code: str) -> Game | None:
     return Game.objects.select_related("current_question").filter(code=code).first()
+
+
+def game_exists(*, code: str) -> bool:
+    return Game.objects.filter(code=code).exists()
+
+
+def game_questions(*, game: Game) -> list[Question]:
+    """The game's questions in the order they are asked."""
+    return list(game.question_set.questions.order_by("order", "pk"))
+
+
+def question_set_get(*, pk: Any) -> QuestionSet | None:
+    return QuestionSet.objects.filter(pk=pk).first()
+
+
+def question_count(*, question_set: QuestionSet) -> int:
+    return question_set.questions.count()
+
+
+def player_for_token(*, token: str) -> Player | None:
+    """The player (with their game) whose secret token this is, or ``None``."""
+    return Player.objects.select_related("game").filter(token_hash=token_hash(token)).first()
+
+
+def answer_counts(*, question: Question) -> list[int]:
+    """How many answers each choice of ``question`` has, in choice order."""
+    counts = [0] * len(question.choices)
+    for row in Answer.objects.filter(question=question).values("choice").annotate(n=Count("id")):
+        if 0 <= row["choice"] < len(counts):
+            counts[row["choice"]] = row["n"]
+    return counts
 
 
 def leaderboard_top(*, game_id: int, limit: int) -> list[dict[str, Any]]:
@@ -42,6 +74,11 @@ def answered_count(*, question_id: int | None) -> int | None:
 def player_rank(*, game_id: int, score: int) -> int:
     """Competition rank from the (game, score) index."""
     return Player.objects.filter(game_id=game_id, score__gt=score).count() + 1
+
+
+def games_with_stale_feeds() -> list[int]:
+    """Games with a leaderboard or progress change not broadcast yet (quiz.coalescer)."""
+    return list(Feed.objects.filter(stale=True).values_list("game_id", flat=True).distinct())
 
 
 def leaderboard_payload(*, game: Game, final: bool = False) -> dict[str, Any]:
@@ -83,8 +120,6 @@ def game_state_cached(*, code: str) -> dict[str, Any] | None:
             state["question"] = payloads.question_public(question, game.question_index, total)
             state["closes_at"] = game.question_closes_at.isoformat() if game.question_closes_at else None
             if game.state == "reveal":
-                from .services import answer_counts
-
                 state["correct_choice"] = question.correct_choice
                 state["counts"] = answer_counts(question=question)
         return state

@@ -1,28 +1,17 @@
-"""Signals at the seam between ``quiz`` and ``realtime`` (STYLE habit 12).
-
-``quiz/receivers.py`` is the only module that listens to them and publishes.
-
-``player_joined``
-    sender: ``Player``. kwargs: ``player`` (Player), ``game`` (Game). After the
-    player row is committed.
+"""The quiz's signals (STYLE habit 12): past tense, each documented like an API.
 
 ``answer_received``
-    sender: ``Answer``. kwargs: ``answer`` (Answer, unscored). After commit.
+    sender: ``Answer``. kwargs: ``answer`` (Answer, unscored). Sent once per
+    stored answer, after its transaction committed, by
+    :func:`quiz.services.answers_submit` (HTTP and WebSocket answers alike).
+    Receivers: :func:`quiz.receivers.wake_worker` (the in-process scoring
+    worker starts at once) and ``quiz.metrics`` (``quiz_answer_received_total``).
 
-``answer_scored``
-    sender: ``Answer``. kwargs: ``result`` (:class:`quiz.worker.ScoredAnswer`:
-    answer_id, player_id, game_code, question_id, correct, delta, score, rank,
-    players). Sent by the scoring worker after the scoring transaction commits,
-    once per answer, never twice.
-
-``leaderboard_changed``
-    sender: ``Game``. kwargs: ``game_id`` (int), ``final`` (bool). Asks for a
-    leaderboard broadcast; broadcasts are coalesced per game.
+Nothing else the game does is a signal: scores, announcements, leaderboards
+and host progress are written in the transaction that causes them
+(quiz.broadcasts, quiz.services.feeds) and published by ``realtime``'s relay.
 """
 
 from django.dispatch import Signal
 
-player_joined = Signal()
 answer_received = Signal()
-answer_scored = Signal()
-leaderboard_changed = Signal()

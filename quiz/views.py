@@ -22,7 +22,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
-from . import channels, services
+from . import channels, selectors, services
 from .api import openapi
 from .api.views import api, staff_only
 from .exceptions import GameNotFound
@@ -30,7 +30,7 @@ from .models import NICKNAME_MAX_LENGTH, Game, GameState
 
 
 def _game_or_404(code: str) -> Game:
-    game = Game.objects.filter(code=code).first()
+    game = selectors.game_get(code=code)
     if game is None:
         raise Http404("No game has this code.")
     return game
@@ -39,7 +39,7 @@ def _game_or_404(code: str) -> Game:
 def _canonical(code: str) -> str | None:
     """The stored spelling of a join code typed in any case, or ``None``."""
     cleaned = code.strip().upper()
-    return cleaned if cleaned and Game.objects.filter(code=cleaned).exists() else None
+    return cleaned if cleaned and selectors.game_exists(code=cleaned) else None
 
 
 def _config(request: HttpRequest, game: Game) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def landing(request: HttpRequest) -> HttpResponse:
 @require_safe
 def play(request: HttpRequest, code: str) -> HttpResponse:
     """``/quiz/<code>/``: join, answer, and follow score, rank and leaderboard live."""
-    game = Game.objects.filter(code=code).first()
+    game = selectors.game_get(code=code)
     if game is None:
         canonical = _canonical(code)
         if canonical is not None and canonical != code:
@@ -121,10 +121,10 @@ def screen(request: HttpRequest, code: str) -> HttpResponse:
 
 
 def _host_game(code: str) -> dict[str, Any] | None:
-    game = Game.objects.select_related("current_question").filter(code=code).first()
+    game = selectors.game_get(code=code)
     if game is None:
         return None
-    questions = list(game.question_set.questions.order_by("order", "pk"))
+    questions = selectors.game_questions(game=game)
     current = game.current_question
     return {
         "code": game.code,
@@ -135,7 +135,7 @@ def _host_game(code: str) -> dict[str, Any] | None:
         "opened_at": game.question_opened_at.isoformat() if game.question_opened_at else None,
         "closes_at": game.question_closes_at.isoformat() if game.question_closes_at else None,
         "server_time": timezone.now().isoformat(),
-        "counts": services.answer_counts(question=current)
+        "counts": selectors.answer_counts(question=current)
         if current is not None and game.state != GameState.LOBBY
         else None,
         "questions": [

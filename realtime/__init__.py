@@ -6,16 +6,25 @@ Server code publishes through the same path as HTTP and WebSocket clients::
 
     realtime.publish("/default/chat", [{"text": "hello"}])         # sync code
     await realtime.apublish("/default/chat", [{"text": "hello"}])  # async code
+
+Code that announces a change it makes in a transaction publishes on commit
+instead: the events are written with the change and published by the relay
+once it commits, at least once, each with its identifier (realtime.relay)::
+
+    with transaction.atomic():
+        order.save()
+        realtime.publish_on_commit("/default/orders", [{"id": order.pk}], key=f"order-{order.pk}-saved")
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .publishing import PublishResult
 
-__all__ = ["PublishResult", "apublish", "publish"]
+__all__ = ["PublishResult", "apublish", "publish", "publish_many_on_commit", "publish_on_commit"]
 
 
 def publish(channel: str, events: list[Any]) -> PublishResult:
@@ -32,6 +41,23 @@ async def apublish(channel: str, events: list[Any]) -> PublishResult:
     from .publishing import publish_from_server
 
     return await publish_from_server(channel, events)
+
+
+def publish_on_commit(channel: str, events: Sequence[Mapping[str, Any]], *, key: str) -> None:
+    """Publish ``events`` (JSON objects) to ``channel`` once the current transaction commits.
+
+    See :func:`realtime.relay.publish_on_commit` for the contract.
+    """
+    from .relay import publish_on_commit as write
+
+    write(channel, events, key=key)
+
+
+def publish_many_on_commit(publications: Iterable[tuple[str, Sequence[Mapping[str, Any]], str]]) -> None:
+    """:func:`publish_on_commit` for many ``(channel, events, key)`` at once, in one statement."""
+    from .relay import publish_many_on_commit as write
+
+    write(publications)
 
 
 def __getattr__(name: str) -> Any:

@@ -16,8 +16,10 @@ class RealtimeConfig(AppConfig):
         from .connection import keepalive_run
         from .dashboard import sampler_run
         from .lifecycle import lifecycle
+        from .relay import SERVICE, relay, runs_in_process
 
         lifecycle.register("keepalive", keepalive_run)
         lifecycle.register("layer-bridge", bridge.run)
         lifecycle.register("dashboard-sampler", sampler_run)
+        lifecycle.register(SERVICE, relay.run, enabled=runs_in_process)
         autodiscover_modules(realtime_settings.handler_module)

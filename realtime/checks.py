@@ -134,3 +134,43 @@ def check_metrics_token(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             id="realtime.W002",
         )
     ]
+
+
+RELAY_MODES = ("inprocess", "external")
+
+
+@register(Tags.compatibility)
+def check_relay(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The relay's settings (realtime.relay): a known mode, a positive poll and batch."""
+    messages: list[CheckMessage] = []
+    mode = realtime_settings.relay
+    if mode not in RELAY_MODES:
+        messages.append(
+            Error(
+                f"REALTIME['RELAY'] is {mode!r}.",
+                hint='"inprocess" (the server processes relay) or "external" (manage.py realtime_relay).',
+                id="realtime.E008",
+            )
+        )
+    for name, minimum in (("RELAY_POLL", 0.0), ("RELAY_BATCH", 0)):
+        try:
+            value = float(getattr(realtime_settings, name.lower()))
+        except (TypeError, ValueError):
+            value = minimum
+        if value <= minimum:
+            message = f"REALTIME['{name}'] must be a number above {minimum:g}."
+            messages.append(Error(message, id="realtime.E009"))
+    if mode == "external":
+        layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+        backend = layers.get("default", {}).get("BACKEND", "")
+        if not backend or backend == "channels.layers.InMemoryChannelLayer":
+            messages.append(
+                Warning(
+                    "REALTIME['RELAY'] is 'external' but the channel layer does not leave the process: "
+                    "events written with publish_on_commit reach no subscriber.",
+                    hint="Configure a channel layer every process shares (channels_redis), "
+                    "or set REALTIME['RELAY'] to 'inprocess'.",
+                    id="realtime.W003",
+                )
+            )
+    return messages

@@ -82,6 +82,16 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_TOKEN": None,
     # Seconds between the live dashboard's snapshots (realtime.dashboard); 0 turns it off.
     "DASHBOARD_INTERVAL": 1.0,
+    # Who publishes what realtime.publish_on_commit wrote (realtime.relay):
+    # "inprocess", every server process (the embedded default: one process on
+    # SQLite); "external", `manage.py realtime_relay` beside the servers (scaled
+    # out, where the channel layer reaches every process).
+    "RELAY": "inprocess",
+    # Seconds between the relay's looks at the table when nothing woke it (a
+    # commit in its own process and, on PostgreSQL, a NOTIFY wake it at once).
+    "RELAY_POLL": 1.0,
+    # Rows the relay takes per round.
+    "RELAY_BATCH": 500,
 }
 
 
@@ -196,6 +206,18 @@ class RealtimeSettings:
     @property
     def dashboard_interval(self) -> float:
         return float(self._get("DASHBOARD_INTERVAL"))
+
+    @property
+    def relay(self) -> str:
+        return str(self._get("RELAY"))
+
+    @property
+    def relay_poll(self) -> float:
+        return float(self._get("RELAY_POLL"))
+
+    @property
+    def relay_batch(self) -> int:
+        return int(self._get("RELAY_BATCH"))
 
 
 realtime_settings = RealtimeSettings()

@@ -99,12 +99,14 @@ class Lifecycle:
         self._loop = loop
         for reset in list(self._loop_hooks.values()):
             reset()
-        # Process-wide tasks log with no connection's or request's id.
+        # Process-wide tasks log with no connection's or request's id. Each gets
+        # a context of its own: a context variable one sets (asgiref's
+        # deadlock guard around a thread-sensitive call, say) is not the others'.
         context = background_context()
         for service in list(self._services.values()):
             if service.enabled():
                 self._tasks[service.name] = loop.create_task(
-                    self._supervise(service), name=f"realtime:{service.name}", context=context
+                    self._supervise(service), name=f"realtime:{service.name}", context=context.copy()
                 )
 
     def _abandon(self) -> None:

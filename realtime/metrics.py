@@ -41,6 +41,8 @@ realtime_http_server_errors_total          counter    5XXError
 realtime_http_request_duration_seconds     histogram  Latency
 =========================================  =========  ==============================================
 
+The relay's metrics (``realtime_relay_*``) are listed in :mod:`realtime.relay`.
+
 Without ``prometheus_client`` every call is a no-op. The registry is injectable
 (``RealtimeMetrics(registry=...)`` or :meth:`MetricSet.bind`). Several server
 processes share one view in prometheus_client's multiprocess mode: set

@@ -1,4 +1,4 @@
-"""Namespaces and API keys, managed in the admin (DESIGN §6, PROTOCOL §4, §5)."""
+"""Namespaces, API keys and IAM credentials (managed in the admin), and publications waiting for the relay."""
 
 from __future__ import annotations
 
@@ -193,3 +193,24 @@ class IamCredential(models.Model):
     @property
     def effective_user_arn(self) -> str:
         return self.user_arn or f"arn:aws:iam::{self.effective_account_id}:user/{self.effective_username}"
+
+
+class PendingPublication(models.Model):
+    """Events written by :func:`realtime.publish_on_commit`, waiting for the relay (realtime.relay).
+
+    A row commits with the caller's transaction, is published in ``id`` order per
+    channel, and is deleted once the publish went through. ``key`` is the
+    caller's identifier: a second write with a key still pending is ignored.
+    """
+
+    key = models.CharField(max_length=200, unique=True)
+    channel = models.CharField(max_length=300)
+    # The events as they will be published: JSON objects, each carrying its identifier.
+    events = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.key} → {self.channel}"

@@ -72,6 +72,7 @@ async def publish(
     request: RequestInfo,
     trusted: bool = False,
     http_body: bytes | None = None,
+    identifiers: Sequence[str] | None = None,
 ) -> Publication:
     """Validate, authorize, run handlers on and fan out one publish request.
 
@@ -85,13 +86,15 @@ async def publish(
         request: transport facts for authorizers and handlers.
         trusted: server-side code; skips authorization.
         http_body: the raw HTTP body, for authorizers that sign it (SigV4).
+        identifiers: one per event, for server code that names its events
+            (the relay); by default each event gets a fresh UUID.
 
     Raises:
         InvalidChannel, NamespaceNotFound, NoEvents, TooManyEvents, BadRequest,
         Unauthorized, HandlerRejected, HandlerError, ServiceUnavailable.
     """
     try:
-        return await _publish(channel, events, credentials, request, trusted, http_body)
+        return await _publish(channel, events, credentials, request, trusted, http_body, identifiers)
     except Exception as error:
         metrics.publish_failed(channel, request.transport.value, error)
         raise
@@ -104,12 +107,15 @@ async def _publish(
     request: RequestInfo,
     trusted: bool,
     http_body: bytes | None,
+    identifiers: Sequence[str] | None,
 ) -> Publication:
     path = parse_channel(channel, allow_wildcard=False)
     namespace = await namespace_get(name=path.namespace)
     if namespace is None:
         raise NamespaceNotFound()
     _check_batch(events)
+    if identifiers is not None and len(identifiers) != len(events):
+        raise ValueError(f"{len(identifiers)} identifiers for {len(events)} events")
     if trusted:
         identity = SERVER_IDENTITY
     else:
@@ -118,7 +124,7 @@ async def _publish(
     result = PublishResult()
     accepted: list[_Accepted] = []
     for index, text in enumerate(events):
-        identifier = str(uuid.uuid4())
+        identifier = identifiers[index] if identifiers is not None else str(uuid.uuid4())
         try:
             # A "\ud800" escape in the frame leaves a lone surrogate in the text:
             # no UTF-8 frame could carry it to subscribers.
@@ -302,12 +308,15 @@ def _failure(identifier: str, index: int, code: str, message: str) -> protocol.F
     return {"code": code, "identifier": identifier, "index": index, "message": message}
 
 
-async def publish_from_server(channel: str, events: Sequence[Any]) -> PublishResult:
+async def publish_from_server(
+    channel: str, events: Sequence[Any], *, identifiers: Sequence[str] | None = None
+) -> PublishResult:
     """Publish from server code: each event is any JSON-serialisable value.
 
     No authorization runs (the caller is the server itself); everything else,
     from the channel grammar to handlers and fan-out, is the same path as HTTP
-    and WebSocket.
+    and WebSocket. ``identifiers`` (one per event) replace the fresh UUIDs in
+    the result and in handlers' ``ctx.events``: the relay passes its keys.
     """
     publication = await publish(
         channel=channel,
@@ -315,6 +324,7 @@ async def publish_from_server(channel: str, events: Sequence[Any]) -> PublishRes
         credentials=None,
         request=RequestInfo(transport=Transport.SERVER),
         trusted=True,
+        identifiers=identifiers,
     )
     return await publication.completed()
 

@@ -11,6 +11,8 @@ local-memory cache: ``python manage.py runserver`` works on a fresh machine.
 - ``METRICS_TOKEN``: the bearer token Prometheus sends to ``/metrics``.
 - ``STATIC_ROOT``: where ``collectstatic`` puts the static files (default ``staticfiles/``).
 - ``LOG_FORMAT``: ``plain`` (default) or ``json``; ``LOG_LEVEL``.
+- ``QUIZ_WORKER``, ``REALTIME_RELAY``: ``inprocess`` or ``external``; by default
+  ``external`` with ``REDIS_URL`` (run ``quiz_worker`` and ``realtime_relay``).
 """
 
 from __future__ import annotations
@@ -178,6 +180,9 @@ REALTIME: dict[str, object] = {
     "CONNECTION_AUTH_MODES": ["API_KEY", "USER", "CUSTOM"],
     "CUSTOM_AUTHORIZER": {"HANDLER": "quiz.auth.player_authorizer"},
     "METRICS_TOKEN": os.environ.get("METRICS_TOKEN") or None,
+    # With Redis the site runs several processes and `manage.py realtime_relay`
+    # publishes what publish_on_commit wrote; alone, the server does.
+    "RELAY": os.environ.get("REALTIME_RELAY", "external" if REDIS_URL else "inprocess"),
 }
 
 QUIZ: dict[str, object] = {

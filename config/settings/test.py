@@ -9,3 +9,5 @@ ALLOWED_HOSTS = ["*"]
 # Tests that need the scoring worker start it themselves (tests/quiz/conftest.py),
 # so no other test shares the database with a polling worker.
 QUIZ = {"WORKER": "external"}
+# Likewise the relay: tests that need one start it (tests/realtime/test_relay.py, tests/quiz/conftest.py).
+REALTIME = {**REALTIME, "RELAY": "external"}  # noqa: F405

@@ -33,7 +33,7 @@ from ..exceptions import (
     QuizError,
     Unavailable,
 )
-from ..models import Game, QuestionSet, nickname_clean
+from ..models import QuestionSet, nickname_clean
 from . import openapi
 
 logger = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ async def me(request: HttpRequest, code: str) -> HttpResponse:
     token = _token(request)
 
     def standing() -> dict[str, Any]:
-        player = services.player_for_token(token=token)
+        player = selectors.player_for_token(token=token)
         if player is None or player.game.code != code:
             raise InvalidPlayerToken()
         return selectors.player_standing(player=player)
@@ -197,7 +197,7 @@ async def question_set_import(request: HttpRequest) -> HttpResponse:
         return services.question_set_import(data=body)
 
     question_set = await sync_to_async(store)()
-    count = await question_set.questions.acount()
+    count = await sync_to_async(selectors.question_count)(question_set=question_set)
     return JsonResponse({"id": question_set.pk, "questions": count}, status=201)
 
 
@@ -206,7 +206,7 @@ async def game_create(request: HttpRequest) -> HttpResponse:
     """``POST /api/quiz/games {"question_set", "title"?}`` (staff)."""
     await staff_only(request)
     body = read_json(request)
-    question_set = await QuestionSet.objects.filter(pk=_integer(body, "question_set")).afirst()
+    question_set = await sync_to_async(selectors.question_set_get)(pk=_integer(body, "question_set"))
     if question_set is None:
         raise QuestionSetNotFound()
     title = _field(body, "title")
@@ -216,23 +216,14 @@ async def game_create(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"code": game.code, "state": game.state, "title": game.title}, status=201)
 
 
-TRANSITIONS = {
-    "open": services.game_open,
-    "start": services.game_start,
-    "next": services.game_next,
-    "reveal": services.game_reveal,
-    "finish": services.game_finish,
-}
-
-
 @api(post=openapi.GAME_CONTROL)
 async def game_control(request: HttpRequest, code: str, action: str) -> HttpResponse:
     """``POST /api/quiz/games/<code>/<action>`` (staff): open, start, next, reveal, finish."""
     await staff_only(request)
-    transition = TRANSITIONS.get(action)
+    transition = services.GAME_TRANSITIONS.get(action)
     if transition is None:
         raise QuizError(f"Unknown action {action!r}.")
-    game = await Game.objects.filter(code=code).afirst()
+    game = await sync_to_async(selectors.game_get)(code=code)
     if game is None:
         raise GameNotFound()
     game = await sync_to_async(transition)(game=game)

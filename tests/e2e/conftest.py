@@ -28,6 +28,10 @@ Per test (``test_multiprocess.py``):
 - ``daphne_factory``: starts extra plain daphne processes with extra environment (``REDIS_URL``,
   ``DJANGO_SETTINGS_MODULE``) on the shared database and key; stopped and checked for early
   exit and ``Traceback`` at teardown.
+- ``manage_command``: starts the long-running commands that run beside scaled-out servers
+  (``realtime_relay``, ``quiz_worker``) with extra environment; stopped with ``SIGTERM`` and
+  checked for ``Traceback`` at teardown. With ``REDIS_URL`` the servers leave publishing on
+  commit to ``realtime_relay`` (and scoring to ``quiz_worker``): start one wherever the other is.
 """
 
 from __future__ import annotations
@@ -179,14 +183,19 @@ class DaphneServer:
             )
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=SHUTDOWN_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=SHUTDOWN_TIMEOUT)
-        return self.process.returncode
+        return _terminate(self.process)
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> int:
+    """``SIGTERM``, then ``SIGKILL`` if the process is still there after ``SHUTDOWN_TIMEOUT``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=SHUTDOWN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=SHUTDOWN_TIMEOUT)
+    return process.returncode
 
 
 def _wait_until_listening(server: DaphneServer) -> None:
@@ -578,3 +587,54 @@ def start_tls_daphne(
                 f"its log:\n{server.log_text()}",
                 pytrace=False,
             )
+
+
+@dataclass
+class CommandProcess:
+    """One ``manage.py`` command running beside the servers, and its log."""
+
+    args: tuple[str, ...]
+    log_path: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """``SIGTERM`` (the commands finish their round first), then ``SIGKILL`` if it lingers."""
+        return _terminate(self.process)
+
+
+@pytest.fixture
+def manage_command(e2e_workdir: Path, e2e_env: dict[str, str]) -> Iterator[Callable[..., CommandProcess]]:
+    """``manage_command("realtime_relay", REDIS_URL=...)`` starts ``manage.py realtime_relay``.
+
+    The environment is :func:`e2e_env` plus the given variables. Every command is stopped at
+    teardown; the test fails if one logged a ``Traceback``.
+    """
+    started: list[CommandProcess] = []
+
+    def start(*args: str, **extra_env: str) -> CommandProcess:
+        log_path = e2e_workdir / f"{args[0]}-{next(_instance_numbers)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [_python(), "manage.py", *args],
+                cwd=REPO_ROOT,
+                env={**e2e_env, **extra_env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        command = CommandProcess(args, log_path, process)
+        started.append(command)
+        return command
+
+    try:
+        yield start
+    finally:
+        for command in started:
+            command.stop()
+    for command in started:
+        if "Traceback" in command.log_text():
+            name = " ".join(command.args)
+            pytest.fail(f"manage.py {name} logged a Traceback:\n{command.log_text()}", pytrace=False)

@@ -8,7 +8,9 @@ Each test is bounded and loopback-only, and cleans up its processes and database
   never 500; ``POST /event`` answers ``ServiceUnavailable``; the server stays up; joins succeed again
   afterwards; and the database holds exactly the players that got a 201.
 - **Worker killed mid-batch.** ``manage.py quiz_worker`` is SIGKILLed while its batch's transaction
-  is open, twice, then ``quiz_worker --once`` finishes: every answer is scored exactly once.
+  is open, twice, then ``quiz_worker --once`` finishes: every answer is scored exactly once, and has
+  exactly one score frame waiting for the relay, which ``manage.py realtime_relay --once`` (on a
+  private Redis) then publishes.
 - **Connection storm.** ~300 connections at once against ``CONNECT_RATE`` 50/s: the excess gets a
   ``LimitExceededError`` ``connection_error`` and a normal close, the rest a ``connection_ack``, and
   ``GET /healthz`` keeps answering within a second.
@@ -38,7 +40,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .conftest import REPO_ROOT, SHUTDOWN_TIMEOUT, DaphneFactory, DaphneServer, _manage, _python
+from .conftest import REPO_ROOT, SHUTDOWN_TIMEOUT, DaphneFactory, DaphneServer, RedisServer, _manage, _python
 from .settings_faults import CONNECT_RATE
 from .test_daphne import SUBPROTOCOL, auth, header_subprotocol
 
@@ -511,6 +513,11 @@ HALF_SCORED = (
     "SELECT count(*) FROM quiz_answer WHERE scored_at IS NULL AND (points <> 0 OR correct IS NOT NULL)"
 )
 SCORED = "SELECT count(*) FROM quiz_answer WHERE scored_at IS NOT NULL"
+# Score frames waiting for the relay, by answer (quiz.broadcasts: key quiz.score.<answer id>).
+SCORE_KEYS = (
+    "SELECT p.key FROM realtime_pendingpublication p JOIN quiz_answer a ON p.key = 'quiz.score.' || a.id"
+)
+SCORE_FRAMES = "SELECT count(*) FROM realtime_pendingpublication WHERE starts_with(key, 'quiz.score.')"
 # Other sessions on this database that hold a transaction id: a batch with its rows locked.
 WRITERS = """
 SELECT count(*) FROM pg_stat_activity
@@ -594,7 +601,9 @@ def _assert_consistent(db: PgDatabase) -> int:
 
 
 def test_a_worker_killed_mid_batch_loses_nothing_and_scores_nothing_twice(
-    pg_database: PgDatabase, start_worker: Callable[[dict[str, str]], WorkerProcess]
+    pg_database: PgDatabase,
+    start_worker: Callable[[dict[str, str]], WorkerProcess],
+    redis_server: RedisServer,
 ) -> None:
     started = time.monotonic()
     setup = pg_database.django(SETUP_ANSWERS)
@@ -625,6 +634,16 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_scores_nothing_twice(
     assert pg_database.scalar(SCORED) == total
     assert pg_database.scalar(INCONSISTENT_PLAYERS) == 0
     assert pg_database.scalar("SELECT count(*) FROM quiz_answer WHERE points > 0") > 0
+    # Each score's frame was written with it: one per answer, none lost to a kill, none twice.
+    assert pg_database.scalar(SCORE_FRAMES) == total
+    assert pg_database.scalar(f"SELECT count(DISTINCT key) FROM ({SCORE_KEYS}) k") == total
+
+    # The relay publishes them (and the leaderboards) and deletes them.
+    pending = pg_database.scalar("SELECT count(*) FROM realtime_pendingpublication")
+    relay_env = {**pg_database.env, "REDIS_URL": redis_server.url, "REALTIME_RELAY": "external"}
+    output = _manage(relay_env, "realtime_relay", "--once")
+    assert output.strip().splitlines()[-1] == f"Published {pending} publication(s), dropped 0."
+    assert pg_database.scalar("SELECT count(*) FROM realtime_pendingpublication") == 0
     print(
         f"\nworker killed mid-batch at {kills[0]} and {kills[1]} of {total} answers scored; "
         f"--once scored the remaining {total - scored}; {time.monotonic() - started:.1f} s"

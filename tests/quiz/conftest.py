@@ -9,17 +9,22 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.core.cache import cache
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from config.asgi import application
-from quiz import services, worker
+from quiz import coalescer, services, worker
+from quiz.batching import db_call
 from quiz.models import Game
+from realtime import relay
+from realtime.lifecycle import lifecycle
 from realtime.models import Namespace
 from realtime.state import reset_all
 
+REALTIME_PATH = "/event/realtime"
 QUESTIONS = {
     "title": "Test set",
     "questions": [
@@ -45,6 +50,20 @@ async def _quiz_settings():
         await worker.astop()
     cache.clear()
     reset_all()
+
+
+@pytest.fixture(autouse=True)
+async def _relay_in_process():
+    """Publications go out from this process, as on the embedded default.
+
+    The relay and the leaderboard coalescer stop with the test, before its rows are flushed.
+    """
+    from django.conf import settings
+
+    with override_settings(REALTIME={**settings.REALTIME, "RELAY": "inprocess", "RELAY_POLL": 0.1}):
+        yield
+        await lifecycle.stop(relay.SERVICE, coalescer.SERVICE)
+        await db_call(lambda: None)
 
 
 @pytest.fixture
@@ -110,6 +129,14 @@ class WsPlayer:
 
         return json.loads((await self.expect(matches, timeout))["event"])
 
+    async def assert_silent(self, seconds: float) -> None:
+        """No frame but keep-alives arrives for ``seconds`` (and none is waiting in the backlog)."""
+        assert [frame for frame in self.backlog if frame.get("type") != "ka"] == []
+        async with asyncio.timeout(seconds + 1):
+            while await self.comm.receive_nothing(seconds) is False:
+                frame = await self.comm.receive_json_from()
+                assert frame == {"type": "ka"}, f"expected silence, received {frame!r}"
+
     async def subscribe(self, sub_id: str, channel: str) -> dict[str, Any]:
         await self.send({"type": "subscribe", "id": sub_id, "channel": channel})
         return await self.expect(lambda f: f.get("id") == sub_id and f["type"].startswith("subscribe_"))
@@ -122,12 +149,20 @@ def token_subprotocol(token: str) -> str:
 
 @pytest.fixture
 async def ws_player() -> AsyncIterator[Any]:
+    """``await ws_player(token)``: a player's socket; ``await ws_player(staff=user)``: a staff session's."""
     opened: list[WebsocketCommunicator] = []
 
-    async def open_(token: str) -> WsPlayer:
-        comm = WebsocketCommunicator(
-            application, "/event/realtime", subprotocols=["aws-appsync-event-ws", token_subprotocol(token)]
-        )
+    async def open_(token: str | None = None, *, staff: User | None = None) -> WsPlayer:
+        headers = [(b"host", b"testserver"), (b"origin", b"http://testserver")]
+        subprotocols = ["aws-appsync-event-ws"]
+        if staff is not None:
+            client = Client()
+            await sync_to_async(client.force_login)(staff)
+            headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
+        else:
+            assert token is not None
+            subprotocols.append(token_subprotocol(token))
+        comm = WebsocketCommunicator(application, REALTIME_PATH, headers=headers, subprotocols=subprotocols)
         opened.append(comm)
         connected, _ = await comm.connect()
         assert connected

@@ -78,9 +78,7 @@ async def test_a_join_that_is_not_a_json_post_gets_the_apis_error_shape(game: Ga
 
 
 async def test_a_join_during_a_database_outage_is_503_with_retry_after(game: Game) -> None:
-    with mock.patch(
-        "quiz.services.Player.objects.bulk_create", side_effect=OperationalError("disk I/O error")
-    ):
+    with mock.patch("quiz.models.Player.objects.bulk_create", side_effect=OperationalError("disk I/O error")):
         response = await join(AsyncClient(), game.code, "ada")
 
     assert (response.status_code, response["Retry-After"]) == (503, "2")

@@ -95,6 +95,7 @@ async def test_a_whole_game_with_several_players(game: Game, host, ws_player) ->
     cy_score = await cy.event_on("me", "score")
     assert ada_score["correct"] and bob_score["correct"] and not cy_score["correct"]
     assert 500 <= ada_score["delta"] <= 1000 and 500 <= bob_score["delta"] <= 1000
+    cy_answer = await Answer.objects.aget(player_id=joined[2]["player_id"])
     assert cy_score == {
         "type": "score",
         "question_id": question["id"],
@@ -103,6 +104,8 @@ async def test_a_whole_game_with_several_players(game: Game, host, ws_player) ->
         "score": 0,
         "rank": 3,
         "players": 3,
+        # One score per answer: a repeated delivery has the same identifier.
+        "identifier": f"quiz.score.{cy_answer.pk}",
     }
     assert {ada_score["rank"], bob_score["rank"]} <= {1, 2}
 
@@ -116,6 +119,7 @@ async def test_a_whole_game_with_several_players(game: Game, host, ws_player) ->
         "question_id": question["id"],
         "correct_choice": 1,
         "counts": [1, 2, 0],
+        "identifier": f"quiz.{game.pk}.reveal.0",
     }
 
     # Second question, then finish: the final leaderboard matches the database.
@@ -192,11 +196,14 @@ async def test_a_player_of_one_game_cannot_subscribe_to_another_game(game: Game,
 
 async def test_the_host_channel_carries_live_answer_counts_to_staff_only(game: Game, host, ws_player) -> None:
     from quiz import services
+    from quiz.models import Feed
 
     ada = await join(AsyncClient(), game.code, "ada")
     socket = await ws_player(ada["token"])
     refused = await socket.subscribe("h", f"/quiz/{game.code}/host")
     assert refused["type"] == "subscribe_error"
+    staff = await ws_player(staff=host)
+    assert await staff.subscribe("h", f"/quiz/{game.code}/host") == {"type": "subscribe_success", "id": "h"}
 
     game = await sync_to_async(services.game_start)(game=game)
     response = await AsyncClient().post(
@@ -206,21 +213,19 @@ async def test_the_host_channel_carries_live_answer_counts_to_staff_only(game: G
         headers={"authorization": f"Bearer {ada['token']}"},
     )
     assert response.status_code == 202
-    from quiz.worker import ScoringWorker
 
-    worker = ScoringWorker()
-    await worker.score_once()
-    boards, progress = await sync_to_async(worker._changed_leaderboards)()
-    assert progress == [
-        (
-            game.code,
-            {
-                "type": "progress",
-                "code": game.code,
-                "state": "question",
-                "players": 1,
-                "answered": 1,
-                "question_id": game.current_question_id,
-            },
-        )
-    ]
+    progress = await staff.event_on("h", "progress")
+    while progress["answered"] != 1:
+        progress = await staff.event_on("h", "progress")
+    sent = (await Feed.objects.aget(game=game, kind=Feed.Kind.PROGRESS)).sent
+    assert progress == {
+        "type": "progress",
+        "code": game.code,
+        "state": "question",
+        "players": 1,
+        "answered": 1,
+        "question_id": game.current_question_id,
+        "identifier": f"quiz.{game.pk}.progress.{sent}",
+    }
+    # Nothing changes any more: nothing more is sent.
+    await staff.assert_silent(0.5)

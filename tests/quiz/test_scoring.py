@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from quiz.ranking import ScoreIndex
+from quiz.ranking import RankBook, ScoreIndex
 from quiz.scoring import Scored, points_for
 
 
@@ -53,3 +53,27 @@ def test_removing_a_score_takes_it_out_of_the_ranking() -> None:
         index.add(score)
     index.remove(7)
     assert [index.rank(s) for s in (9, 7, 5, 0)] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("loaded", "moves", "expected"),
+    [
+        # A player's first points enter the ranking; zeros never outrank anyone.
+        ([], [(0, 500)], {500: 1, 0: 2}),
+        ([300, 300], [(300, 800)], {800: 1, 300: 2, 0: 3}),
+        ([100, 200, 300], [(100, 400), (0, 250)], {400: 1, 300: 2, 250: 3, 200: 4, 0: 5}),
+        # The index grows past the highest score it was loaded with.
+        ([10], [(10, 5000)], {5000: 1, 10: 2}),
+    ],
+)
+def test_a_rank_book_ranks_each_game_after_its_moves(
+    loaded: list[int], moves: list[tuple[int, int]], expected: dict[int, int]
+) -> None:
+    book = RankBook()
+    book.load(7, [0, *loaded])
+    for old, new in moves:
+        book.move(7, old, new)
+    assert {score: book.rank(7, score) for score in expected} == expected
+    assert 7 in book and 8 not in book
+    book.clear()
+    assert 7 not in book

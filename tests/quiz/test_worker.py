@@ -1,4 +1,5 @@
-"""Scoring cannot lose an answer or score one twice: crashes roll back, restarts resume."""
+"""Scoring cannot lose an answer or score one twice, nor lose or repeat a score's frame:
+crashes roll back, restarts resume."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.db.models import Sum
 from quiz import services
 from quiz.models import Answer, Game, Player
 from quiz.worker import ScoringWorker
+from realtime.models import PendingPublication
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,7 +49,7 @@ async def test_a_crash_mid_batch_scores_nothing_and_a_restart_scores_everything_
         return real_update(*args, **kwargs)
 
     crashed = ScoringWorker()
-    with mock.patch("quiz.services.Player.objects.filter", side_effect=crash_on_the_totals_read):
+    with mock.patch("quiz.services.scores.Player.objects.filter", side_effect=crash_on_the_totals_read):
         with pytest.raises(RuntimeError):
             await crashed.score_once()
     # The transaction rolled back: no answer is marked, no total moved.
@@ -82,3 +84,44 @@ async def test_ranks_and_totals_follow_the_scores(game: Game) -> None:
         assert item.score == scores[player_id]
         assert item.rank == 1 + sum(1 for s in scores.values() if s > item.score)
         assert item.players == 6
+
+
+def _score_rows() -> list[tuple[str, str, list[dict]]]:
+    return list(
+        PendingPublication.objects.filter(key__startswith="quiz.score.")
+        .order_by("key")
+        .values_list("key", "channel", "events")
+    )
+
+
+async def test_each_score_is_written_for_the_relay_in_the_scoring_transaction(game: Game) -> None:
+    game = await sync_to_async(_answered_game)(game, 3)
+    scored = await ScoringWorker().score_once()
+
+    # No relay runs here: the frames wait in the table, one per answer, as they will be published.
+    assert await sync_to_async(_score_rows)() == sorted(
+        (
+            f"quiz.score.{score.answer_id}",
+            f"/quiz/{game.code}/players/{score.player_id}",
+            [{**score.event(), "identifier": f"quiz.score.{score.answer_id}"}],
+        )
+        for score in scored
+    )
+
+
+async def test_a_crash_before_the_scoring_commit_leaves_no_score_and_no_frame(game: Game) -> None:
+    await sync_to_async(_answered_game)(game, 5)
+
+    # The last write of the scoring transaction: every score and frame is written by then.
+    with mock.patch("quiz.services.scores.feeds_mark_stale", side_effect=RuntimeError("the worker died")):
+        with pytest.raises(RuntimeError):
+            await ScoringWorker().score_once()
+    assert await Answer.objects.filter(scored_at__isnull=False).acount() == 0
+    assert await sync_to_async(_score_rows)() == []
+
+    scored = await ScoringWorker().score_once()
+    answer_ids = await sync_to_async(lambda: sorted(Answer.objects.values_list("pk", flat=True)))()
+    assert sorted(score.answer_id for score in scored) == answer_ids
+    assert [key for key, _, _ in await sync_to_async(_score_rows)()] == sorted(
+        f"quiz.score.{answer_id}" for answer_id in answer_ids
+    )

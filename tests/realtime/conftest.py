@@ -7,6 +7,7 @@ timeout without cancelling the application (``receive_output`` would).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -14,9 +15,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from channels.layers import BaseChannelLayer
 from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
+from realtime import bridge as bridge_module
 from realtime.models import Namespace
 from realtime.services import apikey_create
 
@@ -121,6 +124,47 @@ async def connect(open_socket: Any, api_key: str) -> Connect:
         return comm
 
     return connect_
+
+
+# -- a channel layer that records, and can be down ------------------------------
+
+
+class RecordingLayer(BaseChannelLayer):
+    """Keeps every group_send; fails them while ``down`` is set; receive() waits forever."""
+
+    extensions = ["groups"]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.down = False
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        return prefix + "hub!1"
+
+    async def group_add(self, group: str, channel: str) -> None:
+        pass
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        pass
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        await asyncio.sleep(0)  # a round trip
+        if self.down:
+            raise ConnectionError("Redis is down")
+        self.sent.append((group, message))
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def layer(monkeypatch: pytest.MonkeyPatch) -> RecordingLayer:
+    """The bridge's channel layer is a :class:`RecordingLayer` for this test."""
+    layer = RecordingLayer()
+    monkeypatch.setattr(bridge_module, "get_channel_layer", lambda: layer)
+    return layer
 
 
 # -- frames in and out ----------------------------------------------------------------

@@ -11,9 +11,7 @@ import json
 from typing import Any
 
 import pytest
-from channels.layers import BaseChannelLayer
 
-from realtime import bridge as bridge_module
 from realtime import protocol
 from realtime.bridge import LAYER_BATCH_BYTES, LayerBridge, group_name_for
 from realtime.exceptions import ServiceUnavailable
@@ -31,43 +29,6 @@ from tests.realtime.conftest import (
     subscribed,
     without_identifiers,
 )
-
-
-class RecordingLayer(BaseChannelLayer):
-    """Keeps every group_send; fails them while ``down`` is set; receive() waits forever."""
-
-    extensions = ["groups"]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-        self.down = False
-
-    async def new_channel(self, prefix: str = "specific.") -> str:
-        return prefix + "hub!1"
-
-    async def group_add(self, group: str, channel: str) -> None:
-        pass
-
-    async def group_discard(self, group: str, channel: str) -> None:
-        pass
-
-    async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        await asyncio.sleep(0)  # a round trip
-        if self.down:
-            raise ConnectionError("Redis is down")
-        self.sent.append((group, message))
-
-    async def receive(self, channel: str) -> dict[str, Any]:
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-
-@pytest.fixture
-def layer(monkeypatch) -> RecordingLayer:
-    layer = RecordingLayer()
-    monkeypatch.setattr(bridge_module, "get_channel_layer", lambda: layer)
-    return layer
 
 
 @pytest.fixture

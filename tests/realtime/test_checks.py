@@ -99,3 +99,45 @@ def test_no_channel_layer_is_w001():
 
 def test_a_configured_channel_layer_is_fine():
     assert check_channel_layer() == []
+
+
+# -- the relay (realtime.relay) ------------------------------------------------------------
+
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+SHARED = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+
+
+def relay_messages(channel_layers: dict[str, Any] | None = None, **realtime: Any) -> list[str]:
+    from realtime.checks import check_relay
+
+    with override_settings(REALTIME=realtime, CHANNEL_LAYERS=channel_layers or IN_MEMORY):
+        return ids(check_relay())
+
+
+def test_the_relay_check_is_registered():
+    from realtime.checks import check_relay
+
+    assert check_relay in registry.registry.get_checks()
+
+
+@pytest.mark.parametrize(
+    ("realtime", "layers"),
+    [({}, IN_MEMORY), ({"RELAY": "inprocess"}, SHARED), ({"RELAY": "external", "RELAY_POLL": 0.05}, SHARED)],
+)
+def test_a_relay_in_the_server_or_beside_it_on_a_shared_layer_is_fine(realtime, layers):
+    assert relay_messages(layers, **realtime) == []
+
+
+def test_an_unknown_relay_mode_is_e008():
+    assert relay_messages(RELAY="sidecar") == ["realtime.E008"]
+
+
+@pytest.mark.parametrize(
+    "setting", [{"RELAY_POLL": 0}, {"RELAY_POLL": -1}, {"RELAY_POLL": "soon"}, {"RELAY_BATCH": 0}]
+)
+def test_a_relay_poll_or_batch_that_is_not_positive_is_e009(setting):
+    assert relay_messages(**setting) == ["realtime.E009"]
+
+
+def test_an_external_relay_on_a_layer_that_stays_in_its_process_is_w003():
+    assert relay_messages(IN_MEMORY, RELAY="external") == ["realtime.W003"]

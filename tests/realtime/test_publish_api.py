@@ -15,7 +15,7 @@ import realtime
 from config.asgi import application
 from realtime.exceptions import InvalidChannel, NamespaceNotFound, NoEvents, TooManyEvents
 from realtime.models import Namespace
-from realtime.publishing import PublishResult
+from realtime.publishing import PublishResult, publish_from_server
 from tests.realtime.conftest import (
     REALTIME_PATH,
     SUBPROTOCOL,
@@ -170,3 +170,18 @@ def test_publish_from_a_plain_thread_reaches_subscribers_on_the_server_loop(api_
         loop.call_soon_threadsafe(loop.stop)
         server.join(timeout=5)
         loop.close()
+
+
+async def test_the_identifiers_given_to_publish_from_server_are_the_publish_identifiers(connect):
+    comm = await connect()
+    await subscribed(comm, "s", "/default/room")
+
+    result = await publish_from_server("/default/room", [{"n": 1}, {"n": 2}], identifiers=["k#0", "k#1"])
+
+    assert result.as_dict() == {
+        "failed": [],
+        "successful": [{"identifier": "k#0", "index": 0}, {"identifier": "k#1", "index": 1}],
+    }
+    await assert_sent(comm, data("s", '{"n":1}'))
+    await assert_sent(comm, data("s", '{"n":2}'))
+    await assert_silent(comm)
