@@ -207,7 +207,7 @@ async def test_joins_refused_by_admission_and_by_the_game_are_documented(game: G
 
 
 async def test_a_join_during_a_database_outage_is_the_documented_503(game: Game) -> None:
-    with mock.patch("quiz.services.Player.objects.bulk_create", side_effect=OperationalError("gone")):
+    with mock.patch("quiz.services.players.Player.objects.bulk_create", side_effect=OperationalError("gone")):
         response = await post(AsyncClient(), f"{GAMES}/{game.code}/join", {"nickname": "ada"})
 
     assert (response.status_code, response["Retry-After"], response.json()) == (
