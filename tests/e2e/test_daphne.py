@@ -107,11 +107,11 @@ async def recv(ws: ClientConnection, within: float = TIMEOUT) -> dict[str, Any]:
     return message
 
 
-async def recv_frames(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
-    """The next ``count`` frames, skipping periodic keep-alives."""
+async def recv_frames(ws: ClientConnection, count: int, within: float = TIMEOUT) -> list[dict[str, Any]]:
+    """The next ``count`` frames, skipping periodic keep-alives, each within ``within`` seconds."""
     frames: list[dict[str, Any]] = []
     while len(frames) < count:
-        message = await recv(ws)
+        message = await recv(ws, within)
         if message != KA:
             frames.append(message)
     return frames

@@ -22,7 +22,14 @@ from typing import Any
 
 import pytest
 
-from .conftest import SHUTDOWN_TIMEOUT, DaphneFactory, DaphneServer, RedisServer, _start_daphne
+from .conftest import (
+    SHUTDOWN_TIMEOUT,
+    STARTUP_TIMEOUT,
+    DaphneFactory,
+    DaphneServer,
+    RedisServer,
+    _start_daphne,
+)
 from .test_daphne import TIMEOUT, assert_silent, handshake, open_socket, recv_frames, subscribe
 from .test_multiprocess import get, new_run
 
@@ -114,7 +121,8 @@ async def test_events_committed_by_a_server_killed_before_its_relay_ran_are_deli
         else:
             manage_command("realtime_relay", REALTIME_RELAY="external", **site)
 
-        frames = await recv_frames(ws, 3)
+        # The relay's process (the server again, or the command) starts Django first.
+        frames = await recv_frames(ws, 3, within=STARTUP_TIMEOUT)
         assert [{**frame, "event": json.loads(frame["event"])} for frame in frames] == [
             {"type": "data", "id": "s", "event": {"n": 1, "identifier": key}},
             {"type": "data", "id": "s", "event": {"n": 3, "identifier": f"{key}-pair#0"}},
