@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.cache.backends.locmem import LocMemCache
 from django_ratelimit.core import get_usage
 
-from realtime.ratelimit import parse_rate
+from realtime.core.rates import parse_rate
 from realtime.state import register
 
 from .conf import quiz_settings

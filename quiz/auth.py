@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from realtime.cache import TTLCache
 from realtime.state import register
+from realtime.store.cache import TTLCache
 
 from .selectors import player_for_token
 

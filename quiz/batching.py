@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.db import DatabaseError, connections
 
-from realtime.logs import background_context
+from realtime.ops.logs import background_context
 
 logger = logging.getLogger(__name__)
 

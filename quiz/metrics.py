@@ -11,7 +11,7 @@ quiz_scoring_lag_seconds               histogram  an answer was scored: received
 quiz_leaderboard_broadcasts_total      counter    a game's leaderboard was written for the relay
 =====================================  =========  ==================================================
 
-Built on :class:`realtime.metrics.MetricSet`: an injectable registry, and no-ops
+Built on :class:`realtime.ops.metrics.MetricSet`: an injectable registry, and no-ops
 without prometheus_client. ``/metrics`` (``realtime``) shows them with the rest.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from realtime.metrics import MetricSet
+from realtime.ops.metrics import MetricSet
 
 from . import signals
 

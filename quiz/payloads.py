@@ -1,7 +1,7 @@
 """The JSON events the game publishes (what clients receive on each channel).
 
 Question payloads never carry the correct answer until the reveal. Every event
-also carries the ``identifier`` its publication gave it (realtime.relay): a
+also carries the ``identifier`` its publication gave it (realtime.operations.relay): a
 client that hears one twice (delivery is at least once) drops the repeat.
 """
 

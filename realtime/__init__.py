@@ -9,7 +9,7 @@ Server code publishes through the same path as HTTP and WebSocket clients::
 
 Code that announces a change it makes in a transaction publishes on commit
 instead: the events are written with the change and published by the relay
-once it commits, at least once, each with its identifier (realtime.relay)::
+once it commits, at least once, each with its identifier (realtime.operations.relay)::
 
     with transaction.atomic():
         order.save()
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .publishing import PublishResult
+    from realtime.operations.publishing import PublishResult
 
 __all__ = ["PublishResult", "apublish", "publish", "publish_many_on_commit", "publish_on_commit"]
 
@@ -31,14 +31,14 @@ def publish(channel: str, events: list[Any]) -> PublishResult:
     """Publish JSON-serialisable ``events`` to ``channel`` from synchronous code."""
     from asgiref.sync import async_to_sync
 
-    from .publishing import publish_from_server
+    from realtime.operations.publishing import publish_from_server
 
     return async_to_sync(publish_from_server)(channel, events)
 
 
 async def apublish(channel: str, events: list[Any]) -> PublishResult:
     """Publish JSON-serialisable ``events`` to ``channel`` from async code."""
-    from .publishing import publish_from_server
+    from realtime.operations.publishing import publish_from_server
 
     return await publish_from_server(channel, events)
 
@@ -46,23 +46,23 @@ async def apublish(channel: str, events: list[Any]) -> PublishResult:
 def publish_on_commit(channel: str, events: Sequence[Mapping[str, Any]], *, key: str) -> None:
     """Publish ``events`` (JSON objects) to ``channel`` once the current transaction commits.
 
-    See :func:`realtime.relay.publish_on_commit` for the contract.
+    See :func:`realtime.operations.relay.publish_on_commit` for the contract.
     """
-    from .relay import publish_on_commit as write
+    from realtime.operations.relay import publish_on_commit as write
 
     write(channel, events, key=key)
 
 
 def publish_many_on_commit(publications: Iterable[tuple[str, Sequence[Mapping[str, Any]], str]]) -> None:
     """:func:`publish_on_commit` for many ``(channel, events, key)`` at once, in one statement."""
-    from .relay import publish_many_on_commit as write
+    from realtime.operations.relay import publish_many_on_commit as write
 
     write(publications)
 
 
 def __getattr__(name: str) -> Any:
     if name == "PublishResult":
-        from .publishing import PublishResult
+        from realtime.operations.publishing import PublishResult
 
         return PublishResult
     raise AttributeError(name)

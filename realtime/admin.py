@@ -11,9 +11,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .handlers import HandlerKind, registered_names
-from .models import ApiKey, AuthMode, IamCredential, Namespace
-from .services import apikey_create, iamcredential_create
+from realtime.handlers import HandlerKind, registered_names
+from realtime.models import ApiKey, AuthMode, IamCredential, Namespace
+from realtime.store.services import apikey_create, iamcredential_create
 
 if TYPE_CHECKING:
     # django-stubs makes these generic in their model; Django's own classes cannot

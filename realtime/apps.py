@@ -10,13 +10,13 @@ class RealtimeConfig(AppConfig):
         # Wiring only: checks, receivers, background services, handler modules.
         from django.utils.module_loading import autodiscover_modules
 
-        from . import checks, receivers  # noqa: F401
-        from .bridge import bridge
-        from .conf import realtime_settings
-        from .connection import keepalive_run
-        from .dashboard import sampler_run
-        from .lifecycle import lifecycle
-        from .relay import SERVICE, relay, runs_in_process
+        from realtime import checks, receivers  # noqa: F401
+        from realtime.conf import realtime_settings
+        from realtime.delivery.bridge import bridge
+        from realtime.lifecycle import lifecycle
+        from realtime.operations.relay import SERVICE, relay, runs_in_process
+        from realtime.ops.dashboard import sampler_run
+        from realtime.transport.connection import keepalive_run
 
         lifecycle.register("keepalive", keepalive_run)
         lifecycle.register("layer-bridge", bridge.run)

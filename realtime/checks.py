@@ -10,8 +10,8 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, realtime_settings
-from .ratelimit import parse_rate
+from realtime.conf import DEFAULTS, realtime_settings
+from realtime.core.rates import parse_rate
 
 
 @register(Tags.compatibility)
@@ -85,7 +85,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 
 def rate_errors(setting: str, rates: Mapping[str, str | None], *, check_id: str) -> list[CheckMessage]:
-    """One error per rate that :func:`realtime.ratelimit.parse_rate` refuses; ``None`` is no rate.
+    """One error per rate that :func:`realtime.core.rates.parse_rate` refuses; ``None`` is no rate.
 
     Every app's rate settings are checked with this, so they share one grammar.
     """
@@ -141,7 +141,7 @@ RELAY_MODES = ("inprocess", "external")
 
 @register(Tags.compatibility)
 def check_relay(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """The relay's settings (realtime.relay): a known mode, a positive poll and batch."""
+    """The relay's settings (realtime.operations.relay): a known mode, a positive poll and batch."""
     messages: list[CheckMessage] = []
     mode = realtime_settings.relay
     if mode not in RELAY_MODES:

@@ -19,11 +19,11 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_SUBSCRIBE_AUTH_MODES": ["API_KEY"],
     # Mode name -> dotted path of a BaseAuthorizer subclass.
     "AUTHORIZERS": {
-        "API_KEY": "realtime.authorizers.api_key.ApiKeyAuthorizer",
-        "USER": "realtime.authorizers.user.UserAuthorizer",
-        "OIDC": "realtime.authorizers.oidc.OidcAuthorizer",
-        "CUSTOM": "realtime.authorizers.custom.CustomAuthorizer",
-        "IAM": "realtime.authorizers.iam.IamAuthorizer",
+        "API_KEY": "realtime.auth.api_key.ApiKeyAuthorizer",
+        "USER": "realtime.auth.user.UserAuthorizer",
+        "OIDC": "realtime.auth.oidc.OidcAuthorizer",
+        "CUSTOM": "realtime.auth.custom.CustomAuthorizer",
+        "IAM": "realtime.auth.iam.IamAuthorizer",
     },
     # USER: cookie-authenticated WebSockets must come from these origins (or the
     # request's own host): cross-site WebSocket hijacking is refused.
@@ -65,7 +65,7 @@ DEFAULTS: dict[str, Any] = {
     # authorizations per client address before it is refused outright for the
     # rest of the window (credential guessing). None turns either off. A rate is
     # a count per s, m or h, with an optional multiple and decimals: "2000/s",
-    # "100/m", "5/10s", "0.5/s" (realtime.ratelimit.parse_rate, realtime.E007).
+    # "100/m", "5/10s", "0.5/s" (realtime.core.rates.parse_rate, realtime.E007).
     "CONNECT_RATE": "2000/s",
     "AUTH_FAILURE_RATE": "100/m",
     # Frames queued for one connection before it is closed as too slow (DESIGN §5).
@@ -80,9 +80,9 @@ DEFAULTS: dict[str, Any] = {
     # GET /metrics with "Authorization: Bearer <token>" (staff users need none);
     # None: staff only, or anyone while DEBUG is on (realtime.W002).
     "METRICS_TOKEN": None,
-    # Seconds between the live dashboard's snapshots (realtime.dashboard); 0 turns it off.
+    # Seconds between the live dashboard's snapshots (realtime.ops.dashboard); 0 turns it off.
     "DASHBOARD_INTERVAL": 1.0,
-    # Who publishes what realtime.publish_on_commit wrote (realtime.relay):
+    # Who publishes what realtime.publish_on_commit wrote (realtime.operations.relay):
     # "inprocess", every server process (the embedded default: one process on
     # SQLite); "external", `manage.py realtime_relay` beside the servers (scaled
     # out, where the channel layer reaches every process).

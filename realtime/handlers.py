@@ -4,7 +4,6 @@ Register them in a ``realtime_handlers.py`` module of any installed app (it is
 imported at start-up)::
 
     from realtime import handlers
-
     @handlers.on_publish("chat")
     def clean(ctx: handlers.HandlerContext) -> list[handlers.OutgoingEvent]:
         return [handlers.OutgoingEvent(e.id, {**e.payload, "text": e.payload["text"].strip()})
@@ -57,12 +56,12 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from .auth import SERVER_IDENTITY, Identity, Operation, RequestInfo
-from .conf import realtime_settings
-from .exceptions import HandlerError, HandlerRejected, HandlerTimeout, Unauthorized
-from .handshake import handler_headers
-from .metrics import metrics
-from .paths import ChannelPath
+from realtime.auth import SERVER_IDENTITY, Identity, Operation, RequestInfo
+from realtime.conf import realtime_settings
+from realtime.core.paths import ChannelPath
+from realtime.exceptions import HandlerError, HandlerRejected, HandlerTimeout, Unauthorized
+from realtime.ops.metrics import metrics
+from realtime.transport.handshake import handler_headers
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .logs import background_context
+from realtime.ops.logs import background_context
 
 logger = logging.getLogger(__name__)
 

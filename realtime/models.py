@@ -9,7 +9,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
-from .paths import NAMESPACE_NAME
+from realtime.core.paths import NAMESPACE_NAME
 
 
 class AuthMode(models.TextChoices):
@@ -196,7 +196,9 @@ class IamCredential(models.Model):
 
 
 class PendingPublication(models.Model):
-    """Events written by :func:`realtime.publish_on_commit`, waiting for the relay (realtime.relay).
+    """Events written by :func:`realtime.publish_on_commit`, waiting for the relay.
+
+    The relay is :mod:`realtime.operations.relay`.
 
     A row commits with the caller's transaction, is published in ``id`` order per
     channel, and is deleted once the publish went through. ``key`` is the

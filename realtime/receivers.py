@@ -8,10 +8,10 @@ from django.core.signals import request_started, setting_changed
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from .lifecycle import lifecycle
-from .models import ApiKey, IamCredential, Namespace
-from .selectors import api_key_cache, iam_credential_cache, namespace_cache
-from .state import reset_all
+from realtime.lifecycle import lifecycle
+from realtime.models import ApiKey, IamCredential, Namespace
+from realtime.state import reset_all
+from realtime.store.selectors import api_key_cache, iam_credential_cache, namespace_cache
 
 
 @receiver([post_save, post_delete], sender=Namespace, dispatch_uid="realtime.namespace_cache")
@@ -40,6 +40,6 @@ def _settings_changed(*, setting: str, **kwargs: Any) -> None:
 async def _start_services(*, scope: Any = None, **kwargs: Any) -> None:
     # An ASGI request (Django sends ``scope``) runs on the server's event loop: the
     # process's background services start with its first request, or its first
-    # WebSocket (realtime.connection). A WSGI request has no loop to run them on.
+    # WebSocket (realtime.transport.connection). A WSGI request has no loop to run them on.
     if scope is not None:
         lifecycle.ensure_started()

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .consumers import RealtimeConsumer
+from realtime.transport.consumers import RealtimeConsumer
 
 websocket_urlpatterns = [
     # URLRouter takes ASGI apps in path(); django-stubs types path() for views only.

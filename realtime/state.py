@@ -10,26 +10,26 @@ nothing, so resetting imports nothing (PyJWT stays optional).
 
 Registered, and so reset:
 
-- ``realtime.selectors``: ``namespace_cache``, ``api_key_cache``,
+- ``realtime.store.selectors``: ``namespace_cache``, ``api_key_cache``,
   ``iam_credential_cache`` (their rows' post_save/post_delete clear them too,
   :mod:`realtime.receivers`);
 - ``realtime.auth.authorizer_cache``: the authorizer instances, with the
   caches they own (the OIDC JWKS, the CUSTOM answers);
-- ``realtime.ratelimit``: ``connect_limiter``, ``auth_failure_limiter``;
+- ``realtime.auth.limits``: ``connect_limiter``, ``auth_failure_limiter``;
 - ``quiz.admission.local_windows``: in-memory join counters;
 - ``quiz.auth``: players' tokens already looked up.
 
 Kept for the life of the process on purpose, never reset here:
 
 - ``realtime.lifecycle.lifecycle``: the background services and the loop they
-  run on; ``realtime.hub.hub`` (live subscriptions) and
-  ``realtime.bridge.bridge`` (layer groups joined for them) belong to that loop
+  run on; ``realtime.delivery.hub.hub`` (live subscriptions) and
+  ``realtime.delivery.bridge.bridge`` (layer groups joined for them) belong to that loop
   and are reset by ``lifecycle`` when the services move to a new one, never on
   a settings change, which would drop live subscribers;
-- ``realtime.metrics.metrics``, ``quiz.metrics.metrics``: Prometheus counters
+- ``realtime.ops.metrics.metrics``, ``quiz.metrics.metrics``: Prometheus counters
   only ever grow;
 - ``realtime.handlers`` registrations: made once at import (autodiscovery);
-- ``realtime.publishing._background``, ``realtime.connection._answering``:
+- ``realtime.operations.publishing._background``, ``realtime.transport.connection._answering``:
   strong references to running tasks, which would otherwise be collected
   mid-flight;
 - ``quiz.admission.joins_in_flight``: joins under way; each one leaves the
@@ -37,7 +37,7 @@ Kept for the life of the process on purpose, never reset here:
 - ``quiz.services`` group commits and ``quiz.worker``'s worker: they hold
   requests being written and answers being scored; the worker is a
   ``lifecycle`` service;
-- ``realtime.ratelimit.parse_rate``'s memo: a pure function's answers, never stale;
+- ``realtime.core.rates.parse_rate``'s memo: a pure function's answers, never stale;
 - ``realtime_settings`` and ``quiz_settings``: views of settings, holding nothing.
 """
 

@@ -2,12 +2,12 @@
 
 from django.urls import path
 
-from .api.views import event
-from .dashboard import dashboard
-from .exposition import metrics_view
-from .health import healthz, readyz
-from .metrics import instrument_http
-from .views import console
+from realtime.ops.dashboard import dashboard
+from realtime.ops.exposition import metrics_view
+from realtime.ops.health import healthz, readyz
+from realtime.ops.metrics import instrument_http
+from realtime.transport.console import console
+from realtime.transport.http import event
 
 app_name = "realtime"
 

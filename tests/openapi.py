@@ -1,7 +1,7 @@
 """The site's OpenAPI document, and a check that a real response is one it describes.
 
 The document is generated from the operations written beside the views
-(``realtime.api.schema``); these checks keep the two from drifting apart.
+(``realtime.transport.schema``); these checks keep the two from drifting apart.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
 
-from realtime.api.schema import SchemaGenerator
+from realtime.transport.schema import SchemaGenerator
 
 
 @functools.cache

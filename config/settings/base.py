@@ -66,7 +66,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "config.middleware.SecurityMiddleware",
     # X-Request-ID in and out, and on every log line of the request.
-    "realtime.middleware.RequestIdMiddleware",
+    "realtime.ops.middleware.RequestIdMiddleware",
     # Static files from the app server itself (daphne has no static handler).
     "config.middleware.WhiteNoiseMiddleware",
     "config.middleware.SessionMiddleware",
@@ -160,7 +160,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "admin:login"
 
 # The OpenAPI document at /api/schema/ (docs/HTTP.md). The endpoints are plain
-# async views; realtime.api.schema describes each from the operations beside it.
+# async views; realtime.transport.schema describes each from the operations beside it.
 SPECTACULAR_SETTINGS: dict[str, object] = {
     "TITLE": "Realtime events and the quiz",
     "DESCRIPTION": (
@@ -169,7 +169,7 @@ SPECTACULAR_SETTINGS: dict[str, object] = {
     ),
     "VERSION": "0.1.0",
     "OAS_VERSION": "3.1.0",
-    "DEFAULT_GENERATOR_CLASS": "realtime.api.schema.SchemaGenerator",
+    "DEFAULT_GENERATOR_CLASS": "realtime.transport.schema.SchemaGenerator",
     "SERVE_INCLUDE_SCHEMA": False,
 }
 REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
@@ -198,18 +198,18 @@ QUIZ: dict[str, object] = {
 }
 
 # LOG_FORMAT=json: one JSON object per line with connection_id / request_id.
-# Both formats mask API keys, tokens and credentials (realtime.logs).
+# Both formats mask API keys, tokens and credentials (realtime.ops.logs).
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "context": {"()": "realtime.logs.ContextFilter"},
-        "redact": {"()": "realtime.logs.RedactFilter"},
+        "context": {"()": "realtime.ops.logs.ContextFilter"},
+        "redact": {"()": "realtime.ops.logs.RedactFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "realtime.logs.JsonFormatter"},
+        "json": {"()": "realtime.ops.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {

@@ -13,7 +13,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from realtime.api.schema import Operation, operation, retry_after, session_cookie
+from realtime.transport.schema import Operation, operation, retry_after, session_cookie
 
 from ..models import NICKNAME_MAX_LENGTH, GameState
 from ..services import GAME_TRANSITIONS

@@ -1,4 +1,4 @@
-"""The quiz HTTP API: plain async views (:mod:`realtime.api.endpoints`) over services and selectors.
+"""The quiz HTTP API: plain async views (:mod:`realtime.transport.endpoints`) over services and selectors.
 
 Errors have one shape, ``{"error": {"code", "message"}}``, made by
 :func:`error_response` alone, with the status of the error raised; 429 and 503
@@ -19,8 +19,8 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
-from realtime.api.endpoints import csrf_failure, endpoint
-from realtime.api.parsers import RequestError, read_json
+from realtime.transport.endpoints import csrf_failure, endpoint
+from realtime.transport.parsers import RequestError, read_json
 
 from .. import channels, selectors, services
 from ..admission import admit_join, joins_in_flight

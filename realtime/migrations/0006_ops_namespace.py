@@ -1,6 +1,6 @@
 """Create ``realtime-ops``, the live dashboard's namespace: signed-in users only.
 
-Its handlers (``realtime.dashboard``) further admit only staff subscribers and
+Its handlers (``realtime.ops.dashboard``) further admit only staff subscribers and
 no client publishers.
 """
 

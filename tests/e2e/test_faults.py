@@ -371,7 +371,7 @@ SETUP_GAME = """
 import json
 from django.contrib.auth import get_user_model
 from quiz import services
-from realtime.services import apikey_create
+from realtime.store.services import apikey_create
 host, _ = get_user_model().objects.get_or_create(username="host", defaults={"is_staff": True})
 question_set = services.question_set_import(data={"title": "Faults", "questions": [
     {"text": "Up?", "choices": ["yes", "no"], "correct": 0}]})

@@ -31,7 +31,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from realtime.bridge import SWEEP_INTERVAL
+from realtime.delivery.bridge import SWEEP_INTERVAL
 
 from .conftest import DaphneFactory, DaphneServer, RedisServer, _checked, _start_daphne
 from .test_daphne import (

@@ -19,9 +19,9 @@ from config.asgi import application
 from quiz import coalescer, services, worker
 from quiz.batching import db_call
 from quiz.models import Game
-from realtime import relay
 from realtime.lifecycle import lifecycle
 from realtime.models import Namespace
+from realtime.operations import relay
 from realtime.state import reset_all
 
 REALTIME_PATH = "/event/realtime"

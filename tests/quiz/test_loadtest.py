@@ -23,7 +23,7 @@ import pytest
 
 from quiz.loadtest.http import Backoff, source_addresses
 from quiz.loadtest.report import Report, percentile
-from realtime.ratelimit import parse_rate
+from realtime.core.rates import parse_rate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOIN_RATE = "20/s"

@@ -19,9 +19,9 @@ from channels.layers import BaseChannelLayer
 from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
-from realtime import bridge as bridge_module
+from realtime.delivery import bridge as bridge_module
 from realtime.models import Namespace
-from realtime.services import apikey_create
+from realtime.store.services import apikey_create
 
 SUBPROTOCOL = "aws-appsync-event-ws"
 REALTIME_PATH = "/event/realtime"

@@ -12,9 +12,8 @@ from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
 
 from realtime import handlers
-from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, get_authorizer
-from realtime.authorizers import custom
-from realtime.authorizers.custom import CustomAuthorizer
+from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, custom, get_authorizer
+from realtime.auth.custom import CustomAuthorizer
 from realtime.exceptions import Transport, Unauthorized
 from realtime.handlers import HandlerContext, HandlerKind
 

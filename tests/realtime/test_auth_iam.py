@@ -24,10 +24,10 @@ from django.core.management import CommandError, call_command
 from django.test import AsyncClient, override_settings
 
 from realtime.auth import AuthRequest, Operation, RequestInfo
-from realtime.authorizers.iam import IamAuthorizer
+from realtime.auth.iam import IamAuthorizer
 from realtime.exceptions import Transport, Unauthorized
 from realtime.models import IamCredential, Namespace
-from realtime.services import iamcredential_create, iamcredential_revoke
+from realtime.store.services import iamcredential_create, iamcredential_revoke
 
 from .conftest import (
     CONNECTION_ACK,

@@ -25,9 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.test import AsyncClient
 from jwt.algorithms import RSAAlgorithm
 
-from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, get_authorizer
-from realtime.authorizers import oidc
-from realtime.authorizers.oidc import OidcAuthorizer
+from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, get_authorizer, oidc
+from realtime.auth.oidc import OidcAuthorizer
 from realtime.exceptions import Transport, Unauthorized
 
 from . import custom_authorizers
@@ -144,7 +143,7 @@ def configure(settings: Any, jwks_server: JwksServer) -> Callable[..., None]:
 
 
 class Clock:
-    """Stands in for ``time`` in :mod:`realtime.authorizers.oidc` (the JWKS cache's clock)."""
+    """Stands in for ``time`` in :mod:`realtime.auth.oidc` (the JWKS cache's clock)."""
 
     def __init__(self) -> None:
         self.now = 1_000.0
@@ -531,7 +530,7 @@ async def test_an_unreachable_jwks_refuses_the_request_with_a_warning(configure,
     with caplog.at_level(logging.WARNING, logger="realtime"):
         await assert_refused(make_token(issuer="https://issuer.example.test"))
 
-    [record] = [r for r in caplog.records if r.name == "realtime.authorizers.oidc"]
+    [record] = [r for r in caplog.records if r.name == "realtime.auth.oidc"]
     assert record.levelno == logging.WARNING
     assert "cannot fetch the JWKS" in record.getMessage()
 

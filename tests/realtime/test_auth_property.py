@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import realtime
 from config.asgi import application
 from realtime.models import Namespace
-from realtime.services import apikey_create, apikey_revoke
+from realtime.store.services import apikey_create, apikey_revoke
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -193,7 +193,7 @@ async def test_events_that_are_not_json_or_too_large_fail_alone(connect) -> None
 
 
 async def test_a_flood_of_subscribe_and_unsubscribe_leaves_nothing_behind(connect) -> None:
-    from realtime.hub import hub
+    from realtime.delivery.hub import hub
 
     comm = await connect()
     for round_ in range(50):

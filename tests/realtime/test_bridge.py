@@ -1,4 +1,4 @@
-"""The layer bridge: what it sends through the channel layer, and when (realtime/bridge.py).
+"""The layer bridge: what it sends through the channel layer, and when (realtime/delivery/bridge.py).
 
 A recording layer stands in for channels_redis here; tests/e2e/test_multiprocess.py runs
 two servers on a real Redis.
@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from realtime import protocol
-from realtime.bridge import LAYER_BATCH_BYTES, LayerBridge, group_name_for
+from realtime.core import protocol
+from realtime.core.paths import parse_channel
+from realtime.delivery.bridge import LAYER_BATCH_BYTES, LayerBridge, group_name_for
+from realtime.delivery.hub import Hub, LocalSubscription
+from realtime.delivery.outbox import Outbox
 from realtime.exceptions import ServiceUnavailable
-from realtime.hub import Hub, LocalSubscription
-from realtime.outbox import Outbox
-from realtime.paths import parse_channel
 from tests.realtime.conftest import (
     UUID_PLACEHOLDER,
     assert_published,
@@ -73,7 +73,7 @@ async def test_publishes_of_one_loop_pass_travel_in_one_layer_message_per_key_in
     sent = [bridge.fan_out_nowait(room(), encoded(n)) for n in range(5)]
     await asyncio.wait_for(asyncio.gather(*sent), timeout=1)
 
-    origin = "realtime.hub.hub!1"
+    origin = "realtime.delivery.hub.hub!1"
     assert layer.sent == [
         (
             group_name_for(key),

@@ -60,7 +60,7 @@ def test_a_mode_without_an_authorizer_is_e003(setting):
 def test_a_mode_given_its_own_authorizer_is_not_e003():
     errors = settings_errors(
         CONNECTION_AUTH_MODES=["LAMBDA"],
-        AUTHORIZERS={"LAMBDA": "realtime.authorizers.api_key.ApiKeyAuthorizer"},
+        AUTHORIZERS={"LAMBDA": "realtime.auth.api_key.ApiKeyAuthorizer"},
     )
 
     assert "realtime.E003" not in errors
@@ -101,7 +101,7 @@ def test_a_configured_channel_layer_is_fine():
     assert check_channel_layer() == []
 
 
-# -- the relay (realtime.relay) ------------------------------------------------------------
+# -- the relay (realtime.operations.relay) ------------------------------------------------------------
 
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 SHARED = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}

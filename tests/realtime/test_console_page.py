@@ -1,4 +1,4 @@
-"""The staff console page: ``/realtime/console/`` (``realtime.views.console``)."""
+"""The staff console page: ``/realtime/console/`` (``realtime.transport.console.console``)."""
 
 from __future__ import annotations
 

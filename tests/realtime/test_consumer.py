@@ -12,14 +12,14 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 from django.utils import timezone
 
-from realtime import connection
-from realtime.bridge import bridge
-from realtime.hub import LocalSubscription, hub
+from realtime.core.paths import parse_channel
+from realtime.delivery.bridge import bridge
+from realtime.delivery.hub import LocalSubscription, hub
+from realtime.delivery.outbox import SLOW_CONSUMER_REASON, Outbox
 from realtime.models import ApiKey, Namespace
-from realtime.outbox import SLOW_CONSUMER_REASON, Outbox
-from realtime.paths import parse_channel
-from realtime.services import apikey_revoke
-from realtime.subscribing import subscription_start
+from realtime.operations.subscribing import subscription_start
+from realtime.store.services import apikey_revoke
+from realtime.transport import connection
 from tests.realtime.conftest import (
     CONNECTION_ACK,
     CONNECTION_ERROR,

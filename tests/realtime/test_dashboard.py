@@ -1,4 +1,4 @@
-"""The live dashboard (``realtime.dashboard``): a staff page, a staff-only channel, a sampler."""
+"""The live dashboard (``realtime.ops.dashboard``): a staff page, a staff-only channel, a sampler."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from prometheus_client import CollectorRegistry
 
-from realtime import dashboard
-from realtime.dashboard import DASHBOARD_CHANNEL, OPS_NAMESPACE
 from realtime.exceptions import ServiceUnavailable
-from realtime.metrics import metrics
 from realtime.models import Namespace
+from realtime.ops import dashboard
+from realtime.ops.dashboard import DASHBOARD_CHANNEL, OPS_NAMESPACE
+from realtime.ops.metrics import metrics
 
 from .conftest import (
     SUBPROTOCOL,

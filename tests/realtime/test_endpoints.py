@@ -1,4 +1,4 @@
-"""``realtime.api.endpoints``: the contract every plain JSON view of the site gets."""
+"""``realtime.transport.endpoints``: the contract every plain JSON view of the site gets."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncRequestFactory, Client, RequestFactory
 
-from realtime.api.endpoints import OPENAPI_ATTRIBUTE, MethodNotAllowed, csrf_failure, endpoint
-from realtime.api.parsers import RequestError
-from realtime.api.schema import operation
+from realtime.transport.endpoints import OPENAPI_ATTRIBUTE, MethodNotAllowed, csrf_failure, endpoint
+from realtime.transport.parsers import RequestError
+from realtime.transport.schema import operation
 
 READ = operation(operation_id="read")
 

@@ -1,4 +1,4 @@
-"""Connect-time credentials off the WebSocket upgrade (realtime/handshake.py, PROTOCOL §3.1)."""
+"""Connect-time credentials off the WebSocket upgrade (realtime/transport/handshake.py, PROTOCOL §3.1)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
-from realtime.handshake import connect_credentials, decode_authorization, request_headers
+from realtime.transport.handshake import connect_credentials, decode_authorization, request_headers
 
 API_KEY = {"host": "example.com", "x-api-key": "da2-key"}
 # Values whose base64 needs the characters the two alphabets spell differently.
@@ -303,7 +303,7 @@ def test_request_headers_are_a_lowercased_dict_without_cookies(raw_headers, expe
 
 
 def test_subprotocols_passed_as_one_comma_separated_entry_are_split() -> None:
-    from realtime.handshake import connect_credentials, offered_subprotocols
+    from realtime.transport.handshake import connect_credentials, offered_subprotocols
 
     raw = "aws-appsync-event-ws, header-eyJ4LWFwaS1rZXkiOiJrIn0"
     assert offered_subprotocols([raw]) == ["aws-appsync-event-ws", "header-eyJ4LWFwaS1rZXkiOiJrIn0"]

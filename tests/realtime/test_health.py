@@ -24,7 +24,7 @@ async def test_readyz_is_ok_when_the_database_and_layer_answer() -> None:
 
 @pytest.mark.django_db(transaction=True)
 async def test_readyz_is_503_when_the_database_is_down() -> None:
-    with mock.patch("realtime.health._database_ok", side_effect=OperationalError("down")):
+    with mock.patch("realtime.ops.health._database_ok", side_effect=OperationalError("down")):
         response = await AsyncClient().get("/readyz")
     assert response.status_code == 503
     assert response.json() == {

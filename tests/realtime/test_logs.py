@@ -1,4 +1,4 @@
-"""Structured logs (``realtime.logs``, ``realtime.middleware``): ids on every line, no secrets."""
+"""Structured logs (``realtime.ops.logs``, ``realtime.ops.middleware``): ids on every line, no secrets."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from django.test import AsyncClient, Client, RequestFactory, override_settings
 
 from realtime import signals
-from realtime.logs import (
+from realtime.ops.logs import (
     ContextFilter,
     JsonFormatter,
     RedactFilter,
@@ -25,12 +25,12 @@ from realtime.logs import (
     redact,
     request_id_var,
 )
-from realtime.middleware import RequestIdMiddleware
+from realtime.ops.middleware import RequestIdMiddleware
 
 from .conftest import assert_closed, publish, subscribed
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-API_KEY = "rt-" + "Ab3_-" * 6 + "xy"  # the shape of realtime.services' keys: rt- + 32 URL-safe
+API_KEY = "rt-" + "Ab3_-" * 6 + "xy"  # the shape of realtime.store.services' keys: rt- + 32 URL-safe
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlLWJ5dGVz"
 
 
@@ -159,10 +159,10 @@ async def test_an_unexpected_connect_failure_is_logged_with_the_connection_id_an
     async def broken(**kwargs: Any) -> Any:
         raise RuntimeError(f"could not check {kwargs['credentials']}")
 
-    monkeypatch.setattr("realtime.connection.authorize", broken)
+    monkeypatch.setattr("realtime.transport.connection.authorize", broken)
     await connect()
 
-    [line] = [line for line in lines(captured) if line["logger"] == "realtime.connection"]
+    [line] = [line for line in lines(captured) if line["logger"] == "realtime.transport.connection"]
     assert len(line["connection_id"]) == 32
     assert api_key not in json.dumps(line)
     assert "'x-api-key': '[REDACTED]'" in line["exception"]
@@ -228,7 +228,7 @@ async def test_an_http_publish_error_is_logged_with_its_request_id(captured, api
     async def down(*, name: str) -> Any:
         raise OperationalError("no database")
 
-    monkeypatch.setattr("realtime.publishing.namespace_get", down)
+    monkeypatch.setattr("realtime.operations.publishing.namespace_get", down)
     response = await AsyncClient().post(
         "/event",
         data=json.dumps({"channel": "/default/room", "events": ['"hi"']}),

@@ -1,4 +1,4 @@
-"""Metrics (``realtime.metrics``): each one moves when its event happens, and ``/metrics``.
+"""Metrics (``realtime.ops.metrics``): each one moves when its event happens, and ``/metrics``.
 
 Every test binds the metrics to a fresh ``CollectorRegistry`` (the registry is
 injectable), so values are exact, not deltas.
@@ -23,12 +23,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 import realtime
-from realtime import exposition, handlers
-from realtime.bridge import bridge
+from realtime import handlers
 from realtime.checks import check_metrics_token
+from realtime.delivery.bridge import bridge
 from realtime.handlers import HandlerKind
-from realtime.metrics import RealtimeMetrics, metrics
 from realtime.models import Namespace
+from realtime.ops import exposition
+from realtime.ops.metrics import RealtimeMetrics, metrics
 
 from .conftest import (
     CONNECTION_ACK,
@@ -115,7 +116,7 @@ async def test_an_authorizer_crash_is_a_connect_server_error(registry, connect, 
     async def broken(**kwargs: Any) -> Any:
         raise RuntimeError("authorizer bug")
 
-    monkeypatch.setattr("realtime.connection.authorize", broken)
+    monkeypatch.setattr("realtime.transport.connection.authorize", broken)
     await connect()
 
     assert value(registry, "realtime_connection_server_errors_total") == 1
@@ -341,7 +342,7 @@ async def test_an_http_publish_that_fails_on_the_server_is_a_5xx_and_a_server_er
 
 def test_without_prometheus_client_every_call_is_a_no_op(monkeypatch):
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
-    path = REPO_ROOT / "realtime" / "metrics.py"
+    path = REPO_ROOT / "realtime" / "ops" / "metrics.py"
     spec = importlib.util.spec_from_file_location("realtime._metrics_without_prometheus", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -466,7 +467,7 @@ def test_multiprocess_mode_sums_counters_over_processes_and_gauges_over_live_one
     }
     setup = (
         "import django; django.setup(); "
-        "from realtime.metrics import metrics; from realtime.exposition import render; "
+        "from realtime.ops.metrics import metrics; from realtime.ops.exposition import render; "
     )
     # The first process counts and exits: its counters stay, its live gauge goes.
     _run(setup + "metrics.connected(); metrics.delivered('default/room', 5)", env)

@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from realtime.models import ApiKey, Namespace
-from realtime.services import apikey_create, hash_api_key
+from realtime.store.services import apikey_create, hash_api_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -116,7 +116,7 @@ async def test_guessing_keys_is_the_documented_429_with_retry_after(api_key) -> 
 
 
 async def test_a_database_outage_is_the_documented_503_with_retry_after(api_key) -> None:
-    with mock.patch("realtime.selectors._namespace_load", side_effect=OperationalError("gone")):
+    with mock.patch("realtime.store.selectors._namespace_load", side_effect=OperationalError("gone")):
         response = await post_event({"channel": "/default/room", "events": ["1"]}, key=api_key)
 
     assert (response.status_code, response["Retry-After"], response.json()) == (
@@ -128,7 +128,7 @@ async def test_a_database_outage_is_the_documented_503_with_retry_after(api_key)
 
 
 async def test_an_unexpected_fault_is_the_documented_500_and_is_logged(api_key, caplog) -> None:
-    with mock.patch("realtime.api.views.publish", side_effect=KeyError("bug")):
+    with mock.patch("realtime.transport.http.publish", side_effect=KeyError("bug")):
         response = await post_event({"channel": "/default/room", "events": ["1"]}, key=api_key)
 
     assert (response.status_code, response.json()) == (

@@ -19,7 +19,9 @@ UNAVAILABLE = {
 
 
 def database_down():
-    return mock.patch("realtime.selectors._namespace_load", side_effect=OperationalError("server closed"))
+    return mock.patch(
+        "realtime.store.selectors._namespace_load", side_effect=OperationalError("server closed")
+    )
 
 
 async def test_an_http_publish_during_a_database_outage_is_503_with_retry_after(api_key) -> None:

@@ -1,4 +1,4 @@
-"""The bounded per-connection outbound queue (realtime/outbox.py)."""
+"""The bounded per-connection outbound queue (realtime/delivery/outbox.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import functools
 
 import pytest
 
-from realtime.outbox import SLOW_CONSUMER_REASON, Outbox
-from realtime.protocol import CloseCode
+from realtime.core.protocol import CloseCode
+from realtime.delivery.outbox import SLOW_CONSUMER_REASON, Outbox
 
 
 class FakeSend:
@@ -311,7 +311,9 @@ async def test_a_failed_send_ends_the_task_quietly_and_closes_the_outbox(caplog)
     assert (outbox.closed, len(outbox)) == (True, 0)
     assert outbox.offer("d") is False
     assert overflows.calls == 0
-    assert [record.levelname for record in caplog.records if record.name == "realtime.outbox"] == ["WARNING"]
+    assert [record.levelname for record in caplog.records if record.name == "realtime.delivery.outbox"] == [
+        "WARNING"
+    ]
 
 
 # -- daphne: a socket whose transport pauses its producer -----------------------------------
@@ -378,7 +380,7 @@ async def test_under_daphne_a_paused_socket_that_overflows_gets_1008_at_once():
 
 
 async def test_writes_run_in_the_connection_s_context_not_the_publisher_s():
-    from realtime.logs import connection_id_var
+    from realtime.ops.logs import connection_id_var
 
     seen: list[str | None] = []
 

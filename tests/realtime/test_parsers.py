@@ -1,4 +1,4 @@
-"""``realtime.api.parsers.read_json``: a request's JSON body, or a neutral refusal."""
+"""``realtime.transport.parsers.read_json``: a request's JSON body, or a neutral refusal."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 from django.test import RequestFactory, override_settings
 
-from realtime.api.parsers import ParseError, PayloadTooLarge, RequestError, UnsupportedMediaType, read_json
+from realtime.transport.parsers import (
+    ParseError,
+    PayloadTooLarge,
+    RequestError,
+    UnsupportedMediaType,
+    read_json,
+)
 
 DEEP = "[" * 100_000 + "]" * 100_000
 

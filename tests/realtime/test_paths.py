@@ -1,11 +1,11 @@
-"""Channel grammar and wildcard matching (realtime/paths.py, PROTOCOL §4)."""
+"""Channel grammar and wildcard matching (realtime/core/paths.py, PROTOCOL §4)."""
 
 from __future__ import annotations
 
 import pytest
 
+from realtime.core.paths import ChannelPath, is_valid_namespace_name, parse_channel
 from realtime.exceptions import InvalidChannel
-from realtime.paths import ChannelPath, is_valid_namespace_name, parse_channel
 
 SEG_50 = "a" * 50
 SEG_51 = "a" * 51

@@ -14,11 +14,11 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from realtime import protocol
+from realtime.core import protocol
+from realtime.core.paths import MAX_SEGMENTS, ChannelPath, parse_channel
+from realtime.core.protocol import ClientType, ConnectionInit, Publish, ServerType, Subscribe, Unsubscribe
 from realtime.exceptions import InvalidChannel, MalformedMessage, RealtimeError, Transport
-from realtime.handshake import decode_authorization
-from realtime.paths import MAX_SEGMENTS, ChannelPath, parse_channel
-from realtime.protocol import ClientType, ConnectionInit, Publish, ServerType, Subscribe, Unsubscribe
+from realtime.transport.handshake import decode_authorization
 
 FAST = settings(
     max_examples=200,

@@ -1,4 +1,4 @@
-"""Client frame parsing and server frame building (realtime/protocol.py, PROTOCOL §3, §11)."""
+"""Client frame parsing and server frame building (realtime/core/protocol.py, PROTOCOL §3, §11)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,8 @@ import json
 
 import pytest
 
-from realtime import protocol
-from realtime.exceptions import (
-    InvalidOperationId,
-    MalformedMessage,
-    RealtimeError,
-    Transport,
-    Unauthorized,
-    UnsupportedOperation,
-)
-from realtime.protocol import (
+from realtime.core import protocol
+from realtime.core.protocol import (
     DATA_FRAME_SUFFIX,
     ClientType,
     ConnectionInit,
@@ -23,6 +15,14 @@ from realtime.protocol import (
     ServerType,
     Subscribe,
     Unsubscribe,
+)
+from realtime.exceptions import (
+    InvalidOperationId,
+    MalformedMessage,
+    RealtimeError,
+    Transport,
+    Unauthorized,
+    UnsupportedOperation,
 )
 
 UUID = "ee849ef0-cf23-4cb8-9fcb-152ae4fd1e69"

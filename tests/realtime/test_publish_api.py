@@ -15,7 +15,7 @@ import realtime
 from config.asgi import application
 from realtime.exceptions import InvalidChannel, NamespaceNotFound, NoEvents, TooManyEvents
 from realtime.models import Namespace
-from realtime.publishing import PublishResult, publish_from_server
+from realtime.operations.publishing import PublishResult, publish_from_server
 from tests.realtime.conftest import (
     REALTIME_PATH,
     SUBPROTOCOL,

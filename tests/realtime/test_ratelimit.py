@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.ratelimit import FailureLimiter, SettingLimiter, TokenBucket, parse_rate
+from realtime.core.rates import FailureLimiter, SettingLimiter, TokenBucket, parse_rate
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""``realtime.publish_on_commit`` and the relay (realtime/relay.py).
+"""``realtime.publish_on_commit`` and the relay (realtime/operations/relay.py).
 
 Events are rows of the writer's transaction; the relay publishes them after the
 commit, in order per channel, at least once, each with its identifier, and
@@ -22,12 +22,12 @@ from django.db import connection, transaction
 from django.test import override_settings
 
 import realtime
-from realtime import relay as relay_module
 from realtime.exceptions import InvalidChannel, NoEvents, TooManyEvents
 from realtime.lifecycle import lifecycle
 from realtime.models import PendingPublication
-from realtime.publishing import publish_from_server
-from realtime.relay import Relay, relay
+from realtime.operations import relay as relay_module
+from realtime.operations.publishing import publish_from_server
+from realtime.operations.relay import Relay, relay
 
 from .conftest import RecordingLayer, assert_silent, receive_frames, subscribed
 

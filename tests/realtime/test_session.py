@@ -1,12 +1,12 @@
-"""Per-connection subscription state (realtime/session.py, PROTOCOL §3.4, §3.7, §11)."""
+"""Per-connection subscription state (realtime/core/session.py, PROTOCOL §3.4, §3.7, §11)."""
 
 from __future__ import annotations
 
 import pytest
 
+from realtime.core.paths import ChannelPath, parse_channel
+from realtime.core.session import Session, SubscribeDecision
 from realtime.exceptions import DuplicateOperation, MaxSubscriptionsReached, UnknownOperation
-from realtime.paths import ChannelPath, parse_channel
-from realtime.session import Session, SubscribeDecision
 
 NEW = SubscribeDecision.NEW
 REPEAT = SubscribeDecision.REPEAT

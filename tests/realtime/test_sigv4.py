@@ -11,9 +11,10 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from realtime import sigv4
+from realtime.core import (
+    sigv4,  # The credentials, date and scope of AWS's SigV4 test suite (aws-sig-v4-test-suite).
+)
 
-# The credentials, date and scope of AWS's SigV4 test suite (aws-sig-v4-test-suite).
 SUITE_KEY_ID = "AKIDEXAMPLE"
 SUITE_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 SUITE_DATE = "20150830T123600Z"

@@ -11,9 +11,10 @@ from django.test import override_settings
 
 from quiz import admission
 from quiz import auth as quiz_auth
-from realtime import auth, selectors, state
-from realtime.ratelimit import auth_failure_limiter, connect_limiter
+from realtime import auth, state
+from realtime.auth.limits import auth_failure_limiter, connect_limiter
 from realtime.state import Resettable, register, registered, reset_all
+from realtime.store import selectors
 
 # Rates low enough to spend in a test; both overrides use the same ones, so a
 # limiter that is fresh under the second was reset, not rebuilt for a new rate.

@@ -16,7 +16,7 @@ import config.middleware
 
 DJANGO_STACK = [
     "django.middleware.security.SecurityMiddleware",
-    "realtime.middleware.RequestIdMiddleware",
+    "realtime.ops.middleware.RequestIdMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
-from realtime.api.schema import SchemaGenerator
+from realtime.transport.schema import SchemaGenerator
 from tests.openapi import document
 
 pytestmark = pytest.mark.django_db

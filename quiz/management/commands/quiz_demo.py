@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from quiz import services
-from realtime.services import apikey_create
+from realtime.store.services import apikey_create
 
 DEMO_QUESTIONS = Path(__file__).resolve().parents[2] / "fixtures" / "demo_questions.json"
 

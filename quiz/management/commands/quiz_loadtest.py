@@ -38,7 +38,7 @@ from quiz.loadtest.host import HostClient, HostError
 from quiz.loadtest.report import Report
 from quiz.loadtest.verify import verify_game
 from quiz.models import Game, GameState, Player
-from realtime.ratelimit import parse_rate
+from realtime.core.rates import parse_rate
 
 HOST_USERNAME = "quiz-loadtest"
 

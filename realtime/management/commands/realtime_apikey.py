@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from realtime.models import ApiKey
-from realtime.services import apikey_create, apikey_revoke
+from realtime.store.services import apikey_create, apikey_revoke
 
 
 class Command(BaseCommand):

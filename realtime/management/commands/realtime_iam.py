@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from realtime.models import IamCredential
-from realtime.services import iamcredential_create, iamcredential_revoke
+from realtime.store.services import iamcredential_create, iamcredential_revoke
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from realtime.models import AuthMode, Namespace
-from realtime.services import namespace_create, namespace_delete
+from realtime.store.services import namespace_create, namespace_delete
 
 
 def _modes(value: str) -> list[str]:

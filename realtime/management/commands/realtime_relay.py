@@ -3,7 +3,7 @@
 Run one (or, on PostgreSQL, several) beside the server processes when
 ``REALTIME["RELAY"]`` is ``"external"`` (the site's default with ``REDIS_URL``).
 Stop it at any time: a row is deleted only once published, so what is pending
-waits for the next start (realtime.relay).
+waits for the next start (realtime.operations.relay).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from realtime.conf import realtime_settings
-from realtime.relay import relay
+from realtime.operations.relay import relay
 
 
 class Command(BaseCommand):

@@ -1,0 +1,106 @@
+"""This process's subscription index and local delivery (DESIGN §5).
+
+The hub maps subscription keys (``ns/a/b`` or ``ns/a/*``, see
+:mod:`realtime.core.paths`) to the local subscriptions holding them, and delivers an
+event by appending one pre-built frame per subscription to that connection's
+:class:`~realtime.delivery.outbox.Outbox`. It knows nothing of other processes: the
+:mod:`realtime.delivery.bridge` carries events between processes and hands each process's
+hub the events of the keys it holds.
+
+Its state belongs to one event loop: when the process's services move to a new
+loop (tests run one per test), the index starts empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from realtime.core import protocol
+from realtime.core.paths import ChannelPath
+from realtime.delivery.outbox import Outbox
+from realtime.lifecycle import lifecycle
+from realtime.ops.metrics import metrics
+
+
+@dataclass(eq=False, slots=True)
+class LocalSubscription:
+    """One subscription of one local connection; identity-hashed."""
+
+    outbox: Outbox
+    key: str
+    prefix: str = field(default="")
+
+    @classmethod
+    def create(cls, outbox: Outbox, subscription_id: str, channel: ChannelPath) -> LocalSubscription:
+        return cls(outbox, channel.key, protocol.data_frame_prefix(subscription_id))
+
+
+class Hub:
+    """Subscription index and delivery for the connections of this process."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every connection and subscription (their event loop is gone)."""
+        self._index: dict[str, dict[LocalSubscription, None]] = {}
+        self._connections: dict[Outbox, None] = {}
+
+    # -- connections ---------------------------------------------------------
+
+    def connect(self, outbox: Outbox) -> None:
+        self._connections[outbox] = None
+
+    def disconnect(self, outbox: Outbox, subscriptions: Iterable[LocalSubscription]) -> None:
+        self._connections.pop(outbox, None)
+        for subscription in subscriptions:
+            self.remove(subscription)
+
+    def outboxes(self) -> list[Outbox]:
+        """The outboxes of every open connection (a copy: callers may close them)."""
+        return list(self._connections)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    @property
+    def subscription_count(self) -> int:
+        return sum(len(subs) for subs in self._index.values())
+
+    # -- subscriptions -------------------------------------------------------
+
+    def add(self, subscription: LocalSubscription) -> None:
+        """Index a subscription: events of its key delivered from now on reach it."""
+        self._index.setdefault(subscription.key, {})[subscription] = None
+
+    def remove(self, subscription: LocalSubscription) -> None:
+        subs = self._index.get(subscription.key)
+        if subs is not None:
+            subs.pop(subscription, None)
+            if not subs:
+                del self._index[subscription.key]
+
+    def holds(self, key: str) -> bool:
+        """Whether any local subscription holds ``key``."""
+        return key in self._index
+
+    # -- delivery --------------------------------------------------------------
+
+    def deliver(self, key: str, events: list[str]) -> int:
+        """Append one frame per event to each local subscription of ``key``."""
+        subs = self._index.get(key)
+        if not subs:
+            return 0
+        targets = list(subs)
+        for event in events:
+            tail = event + protocol.DATA_FRAME_SUFFIX
+            for subscription in targets:
+                subscription.outbox.offer(subscription.prefix + tail)
+        metrics.delivered(key, len(targets) * len(events))
+        return len(targets) * len(events)
+
+
+hub = Hub()
+lifecycle.on_new_loop("hub", hub.reset)

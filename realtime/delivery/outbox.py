@@ -1,0 +1,312 @@
+"""A connection's bounded outbound queue, written without a task per connection (DESIGN §5).
+
+Every frame a connection sends goes through its outbox, so acks, errors and
+``data`` frames keep their order, and a close is sent only after the frames
+queued before it. Fan-out only appends to a deque and, once per loop pass,
+schedules a flush of that connection: no layer message and no task per
+delivery, and no task at all for an idle connection. A subscriber that falls
+more than ``limit`` frames behind is closed instead of growing memory or
+slowing the others.
+
+The flush calls the server's ``send`` and steps the coroutine by hand: daphne's
+``send`` never suspends and uvicorn's only when the socket's write buffer is
+over its high-water mark, so the frame is written at once. Only a ``send`` that
+really suspends, or a socket that stopped draining, starts a task, which writes
+the rest in order and ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import types
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator
+from dataclasses import dataclass
+from typing import Any, cast
+
+from realtime.core.protocol import CloseCode
+
+logger = logging.getLogger(__name__)
+
+# What send() raises when the peer has already gone: the ASGI spec asks servers
+# for an OSError subclass; daphne lets autobahn's Disconnected through.
+PEER_GONE: tuple[type[Exception], ...] = (OSError,)
+try:  # daphne: autobahn raises this for a frame sent after the peer's close frame
+    from autobahn.exception import Disconnected
+except ImportError:  # pragma: no cover - served by another ASGI server
+    pass
+else:
+    PEER_GONE += (Disconnected,)
+
+SLOW_CONSUMER_REASON = "outbound buffer full: the client is not reading fast enough"
+
+# The server's ``send``: an async function, whose coroutine the flush steps by hand.
+AsgiSend = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+
+
+def _daphne_protocol(send: AsgiSend) -> Any:
+    """The autobahn protocol behind daphne's ``send`` (``partial(Server.handle_reply, protocol)``)."""
+    if isinstance(send, functools.partial) and getattr(send.func, "__name__", None) == "handle_reply":
+        protocol = send.args[0] if send.args else None
+        if callable(getattr(protocol, "sendCloseFrame", None)):
+            return protocol
+    return None
+
+
+class _WriteFlow:
+    """A Twisted push producer on daphne's transport: Twisted pauses it once the socket's
+    write buffer passes ``bufferSize`` (64 KiB) and resumes it when that has drained."""
+
+    __slots__ = ("paused", "_resumed")
+
+    def __init__(self) -> None:
+        self.paused = False
+        # Created only while a writer waits: most sockets never pause.
+        self._resumed: asyncio.Future[None] | None = None
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None and not resumed.done():
+            resumed.set_result(None)
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()
+
+    async def drained(self) -> None:
+        if self.paused:
+            if self._resumed is None:
+                self._resumed = asyncio.get_running_loop().create_future()
+            await self._resumed
+
+
+def _write_flow(send: AsgiSend) -> _WriteFlow | None:
+    """Backpressure under daphne, whose ``send`` never waits (Twisted buffers without bound)."""
+    protocol = _daphne_protocol(send)
+    transport = getattr(protocol, "transport", None)
+    if transport is None:
+        return None
+    flow = _WriteFlow()
+    # daphne leaves the HTTP channel registered as the producer after the upgrade.
+    transport.unregisterProducer()
+    transport.registerProducer(flow, True)
+    return flow
+
+
+def _step(coro: Coroutine[Any, Any, None]) -> _Suspended | None:
+    """Run ``coro`` until it finishes (``None``) or suspends (a :class:`_Suspended`)."""
+    try:
+        waiting_for = coro.send(None)
+    except StopIteration:
+        return None
+    return _Suspended(coro, waiting_for)
+
+
+class _Suspended:
+    """A coroutine stepped by hand that suspended: awaiting this finishes it."""
+
+    __slots__ = ("coro", "waiting_for")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting_for: Any) -> None:
+        self.coro = coro
+        self.waiting_for = waiting_for
+
+    @types.coroutine
+    def finish(self) -> Generator[Any, None, None]:
+        # Hand the awaiting task what the coroutine suspended on (a future, or
+        # None for a bare yield), exactly as if the task had stepped it itself;
+        # resume the coroutine only once that is done.
+        try:
+            yield self.waiting_for
+        except BaseException:
+            self.coro.close()
+            raise
+        yield from self.coro
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str = ""
+
+
+class Outbox:
+    """Frames waiting for one socket, written in order."""
+
+    __slots__ = (
+        "_send",
+        "_frames",
+        "_limit",
+        "_on_overflow",
+        "closed",
+        "task",
+        "_flow",
+        "_loop",
+        "_scheduled",
+        "_context",
+    )
+
+    def __init__(self, send: AsgiSend, *, limit: int, on_overflow: Callable[[], None]) -> None:
+        self._send = send
+        self._frames: deque[str | Close] = deque()
+        self._limit = limit
+        self._on_overflow = on_overflow
+        # Set once a close is queued or the peer is gone: nothing more is accepted.
+        self.closed = False
+        # The task writing frames while a send is suspended or the socket is paused.
+        self.task: asyncio.Task[None] | None = None
+        self._flow: _WriteFlow | None = None
+        # Set by start(): frames offered before the socket is accepted wait for it.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False
+        self._context: contextvars.Context | None = None
+
+    def start(self) -> None:
+        """The socket is accepted: write what is queued and what comes."""
+        self._flow = _write_flow(self._send)
+        self._loop = asyncio.get_running_loop()
+        # Flushes run in the connection's own context (its connection id for log
+        # lines), not in that of the publisher whose offer() scheduled them.
+        self._context = contextvars.copy_context()
+        self._schedule()
+
+    def offer(self, frame: str) -> bool:
+        """Queue one text frame; never blocks.
+
+        Returns ``False`` when the frame was not queued: the outbox is closed,
+        or this frame overflowed it, which drops the backlog and calls
+        ``on_overflow`` once.
+        """
+        if self.closed:
+            return False
+        if len(self._frames) >= self._limit:
+            self.close_now(CloseCode.SLOW_CONSUMER, SLOW_CONSUMER_REASON)
+            self._on_overflow()
+            return False
+        self._frames.append(frame)
+        if not self._scheduled:
+            self._schedule()
+        return True
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Send a close after what is queued; accept nothing afterwards."""
+        if self.closed:
+            return
+        self.closed = True
+        self._frames.append(Close(code, reason))
+        self._schedule()
+
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Drop the backlog and close at once (a subscriber too slow to keep)."""
+        self.closed = True
+        self._frames.clear()
+        self._frames.append(Close(code, reason))
+        if self._flow is not None:
+            self._flow.resumeProducing()  # the close goes out even to a socket that stopped reading
+        self._schedule()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, scheduled or being written."""
+        return not self._frames and not self._scheduled and self.task is None
+
+    def _schedule(self) -> None:
+        # One flush per loop pass however many frames a burst offers; none while
+        # a task is writing (it takes the new frames in order).
+        if self._loop is None or self._scheduled or self.task is not None or not self._frames:
+            return
+        self._scheduled = True
+        self._loop.call_soon(self._flush, context=self._context)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self.task is not None:
+            return
+        frames = self._frames
+        flow = self._flow
+        try:
+            while frames:
+                if flow is not None and flow.paused:
+                    # The socket is not draining: frames wait for it in a task, and
+                    # past the limit offer() closes the connection.
+                    self._write_in_task(None)
+                    return
+                suspended = self._write_one(frames.popleft())
+                if suspended is not None:
+                    self._write_in_task(suspended)
+                    return
+        except Exception as error:
+            self._failed(error)
+
+    def _write_in_task(self, suspended: _Suspended | None) -> None:
+        assert self._loop is not None
+        self.task = self._loop.create_task(self._write(suspended), context=self._context)
+
+    async def _write(self, suspended: _Suspended | None) -> None:
+        frames = self._frames
+        flow = self._flow
+        try:
+            if suspended is not None:
+                await suspended.finish()
+            while frames:
+                if flow is not None and flow.paused:
+                    await flow.drained()
+                    continue
+                suspended = self._write_one(frames.popleft())
+                if suspended is not None:
+                    await suspended.finish()
+        except Exception as error:
+            self._failed(error)
+        finally:
+            # No await between the last frame and this: an offer() made while the
+            # task ran was written by it, and the next one schedules a flush.
+            self.task = None
+
+    def _write_one(self, frame: str | Close) -> _Suspended | None:
+        """Write one queued frame; what is left to await if the server's send suspended."""
+        if frame.__class__ is str:
+            return _step(self._send({"type": "websocket.send", "text": frame}))
+        # The queue holds only str and Close; the exact-class test is the cheap one.
+        return self._send_close(cast(Close, frame))
+
+    def _send_close(self, frame: Close) -> _Suspended | None:
+        # int(): daphne (autobahn) refuses a close code whose type is not exactly
+        # int, and CloseCode is an IntEnum.
+        code = int(frame.code)
+        protocol = _daphne_protocol(self._send)
+        if protocol is None:
+            return _step(self._send({"type": "websocket.close", "code": code, "reason": frame.reason}))
+        # daphne closes through autobahn's sendClose(), which refuses every code but
+        # 1000 and 3000-4999 (1008 raised, and no close went out) and drops the
+        # reason (django/daphne#374): write the close frame RFC 6455 allows ourselves.
+        reason = frame.reason.encode()[:123].decode(errors="ignore").encode()
+        protocol.sendCloseFrame(code=code, reasonUtf8=reason or None)
+        return None
+
+    def _failed(self, error: Exception) -> None:
+        self.closed = True
+        self._frames.clear()
+        if isinstance(error, PEER_GONE):
+            # The client closed while frames were queued (its close crossed our
+            # reply); websocket_disconnect follows. Routine: no traceback.
+            logger.debug("websocket peer gone; dropping the connection's outbox")
+        else:
+            # The server refused a frame (a bug, or a server that reports a gone
+            # peer its own way): stop accepting frames rather than queue them.
+            logger.warning("websocket send failed; dropping the connection's outbox", exc_info=error)
+
+    def stop(self) -> None:
+        """The peer is gone: drop everything and end the task."""
+        self.closed = True
+        self._frames.clear()
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()

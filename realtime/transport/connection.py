@@ -1,0 +1,345 @@
+"""One AppSync Events WebSocket connection (PROTOCOL §3): its session, identity,
+subscriptions and outbox.
+
+:class:`Connection` is what the transport drives: :meth:`~Connection.open` on
+the upgrade, :meth:`~Connection.handle` for each text frame, and
+:meth:`~Connection.closed` once the socket is gone. Frames are parsed by
+:mod:`realtime.core.protocol` and dispatched through one table keyed by frame type;
+subscribe rules live in :mod:`realtime.core.session`, authorization of a subscribe in
+:mod:`realtime.operations.subscribing`, publishing in :mod:`realtime.operations.publishing`. Every
+error becomes a frame in one place (:meth:`Connection._reply_error`), as the
+``*_error`` of the operation it answers (PROTOCOL §3, §11).
+
+Every frame a connection sends goes through its :class:`~realtime.delivery.outbox.Outbox`,
+so acknowledgements, errors and ``data`` frames keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from django.db import DatabaseError
+
+from realtime import signals
+from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, authorize
+from realtime.auth.limits import connect_limiter
+from realtime.conf import realtime_settings
+from realtime.core import protocol
+from realtime.core.paths import parse_channel
+from realtime.core.protocol import CloseCode, ServerType
+from realtime.core.session import Session, SubscribeDecision
+from realtime.delivery.hub import LocalSubscription, hub
+from realtime.delivery.outbox import AsgiSend, Outbox
+from realtime.exceptions import (
+    LimitExceeded,
+    MalformedMessage,
+    RealtimeError,
+    ServiceUnavailable,
+    Transport,
+    UnknownOperation,
+)
+from realtime.lifecycle import lifecycle
+from realtime.operations.publishing import Publication, publish
+from realtime.operations.subscribing import subscribe_authorize, subscription_start, subscription_stop
+from realtime.ops.logs import bind_connection
+from realtime.ops.metrics import metrics
+from realtime.transport.handshake import (
+    SUBPROTOCOL,
+    connect_credentials,
+    offered_subprotocols,
+    request_cookies,
+    request_headers,
+)
+
+logger = logging.getLogger(__name__)
+
+# A rejected connection waits this long for the client's first frame (AWS answers
+# connection_init with connection_error, PROTOCOL §3.1) before it is told anyway.
+REJECT_GRACE_SECONDS = 2.0
+
+# Publishes waiting for the channel layer before they are answered (kept referenced).
+_answering: set[asyncio.Task[None]] = set()
+
+
+class Connection:
+    """One WebSocket connection, from the upgrade to the close."""
+
+    # Thousands of these live at once: no per-instance __dict__.
+    __slots__ = (
+        "scope",
+        "_send",
+        "id",
+        "request",
+        "credentials",
+        "session",
+        "subscriptions",
+        "identity",
+        "rejection",
+        "connected_at",
+        "outbox",
+    )
+
+    def __init__(self, scope: Mapping[str, Any], send: AsgiSend) -> None:
+        self.scope = scope
+        self._send = send
+        self.id = uuid.uuid4().hex
+        headers = request_headers(scope.get("headers", ()))
+        client = scope.get("client")
+        self.request = RequestInfo(
+            transport=Transport.WEBSOCKET,
+            headers=headers,
+            source_ip=client[0] if client else None,
+            scope=scope,
+            cookies=request_cookies(scope.get("headers", ())),
+        )
+        self.credentials = connect_credentials(
+            scope.get("subprotocols", ()), headers, scope.get("query_string", b"")
+        )
+        self.session = Session(max_subscriptions=realtime_settings.max_subscriptions_per_connection)
+        self.subscriptions: dict[str, LocalSubscription] = {}
+        self.identity: Identity | None = None
+        # Set when the connection was refused: it is told so, then closed.
+        self.rejection: RealtimeError | None = None
+        self.connected_at: float | None = None
+        self.outbox = Outbox(send, limit=realtime_settings.outbound_buffer_size, on_overflow=self._overflowed)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def open(self) -> None:
+        """Authorize the connection (connect auth modes) and accept the upgrade.
+
+        A refusal is never an HTTP-level rejection: Amplify retries that forever.
+        The upgrade is accepted and the client hears ``connection_error``
+        (PROTOCOL §3.1).
+        """
+        lifecycle.ensure_started()
+        bind_connection(self.id)
+        metrics.connect_requested()
+        try:
+            if not connect_limiter.allow():
+                raise LimitExceeded("Too many connections right now; retry with backoff.")
+            self.identity = await authorize(
+                modes=realtime_settings.connection_auth_modes,
+                credentials=self.credentials,
+                auth=AuthRequest(operation=Operation.CONNECT, request=self.request),
+            )
+        except RealtimeError as error:
+            self.rejection = error
+            metrics.connect_failed(error)
+        except Exception as error:
+            logger.exception("connect authorization failed unexpectedly")
+            self.rejection = ServiceUnavailable()
+            metrics.connect_failed(error)
+
+        # Browsers fail the handshake if they offered subprotocols and none is chosen.
+        offered = offered_subprotocols(self.scope.get("subprotocols", ()))
+        await self._send(
+            {"type": "websocket.accept", "subprotocol": SUBPROTOCOL if SUBPROTOCOL in offered else None}
+        )
+        self.outbox.start()
+        if self.rejection is not None:
+            asyncio.get_running_loop().call_later(REJECT_GRACE_SECONDS, self._reject)
+            return
+        hub.connect(self.outbox)
+        self.connected_at = metrics.connected()
+        if signals.client_connected.receivers:
+            await signals.client_connected.asend(
+                signals.SENDER, connection_id=self.id, identity=self.identity
+            )
+
+    def _reject(self) -> None:
+        if self.rejection is None or self.outbox.closed:
+            return
+        self.outbox.offer(
+            protocol.connection_error([self.rejection.to_error(Transport.WEBSOCKET, with_code=True)])
+        )
+        # AWS closes with a normal code even after a failure (PROTOCOL §3.1).
+        self.outbox.close(CloseCode.NORMAL)
+
+    def _overflowed(self) -> None:
+        # Called from the publisher's task: name this connection, not the publisher's.
+        logger.info("closing a websocket whose outbound buffer overflowed", extra={"connection_id": self.id})
+        metrics.slow_consumer()
+
+    async def closed(self, code: int | None) -> None:
+        """The socket is gone: forget its subscriptions and tell whoever listens."""
+        hub.disconnect(self.outbox, self.subscriptions.values())
+        self.outbox.stop()
+        if self.rejection is not None:
+            return
+        metrics.disconnected(self.connected_at, (s.key for s in self.subscriptions.values()))
+        for subscription_id in list(self.subscriptions):
+            await self._subscription_ended(subscription_id)
+        if signals.client_disconnected.receivers:
+            await signals.client_disconnected.asend(
+                signals.SENDER, connection_id=self.id, identity=self.identity, code=code
+            )
+
+    async def _subscription_ended(self, subscription_id: str) -> None:
+        channel = self.session.subscriptions.get(subscription_id)
+        if channel is not None and signals.subscription_ended.receivers:
+            await signals.subscription_ended.asend(
+                signals.SENDER,
+                connection_id=self.id,
+                subscription_id=subscription_id,
+                channel=channel.path,
+                namespace=channel.namespace,
+            )
+
+    # -- frames --------------------------------------------------------------
+
+    async def handle(self, text: str | None) -> None:
+        """Handle one client frame (``None`` for a binary one); never raises."""
+        if self.outbox.closed:
+            return
+        if self.rejection is not None:
+            self._reject()
+            return
+        try:
+            if text is not None and len(text) > realtime_settings.max_message_size:
+                raise protocol.bind_operation(MalformedMessage("Message is too large"), None, None)
+            frame = protocol.parse(text)
+        except RealtimeError as error:
+            # parse() bound the operation and id it could read.
+            self._reply_error(error)
+            return
+        try:
+            await _DISPATCH[type(frame)](self, frame)
+        except Exception as exc:
+            self._reply_error(_answer_for(exc, frame))
+
+    def _credentials(self, authorization: Mapping[str, str] | None) -> Mapping[str, str] | None:
+        # An operation may carry its own authorization (PROTOCOL §3.4); without
+        # one, the connection's credentials stand for it.
+        return authorization if authorization is not None else self.credentials
+
+    async def _on_connection_init(self, frame: protocol.ConnectionInit) -> None:
+        self.session.initialized = True
+        self.outbox.offer(protocol.connection_ack(realtime_settings.connection_timeout_ms))
+        # Amplify's keep-alive clock may already be running: a ka right after the
+        # ack keeps a new connection alive (PROTOCOL §10).
+        self.outbox.offer(protocol.KEEPALIVE)
+
+    async def _on_subscribe(self, frame: protocol.Subscribe) -> None:
+        try:
+            channel = parse_channel(frame.channel, allow_wildcard=True)
+            if self.session.check_subscribe(frame.id, channel) is SubscribeDecision.REPEAT:
+                self.outbox.offer(protocol.success(ServerType.SUBSCRIBE_SUCCESS, frame.id))
+                return
+            identity = await subscribe_authorize(
+                channel=channel,
+                raw_channel=frame.channel,
+                credentials=self._credentials(frame.authorization),
+                request=self.request,
+            )
+            # A second subscribe with this id may have completed while we awaited.
+            if self.session.check_subscribe(frame.id, channel) is SubscribeDecision.REPEAT:
+                self.outbox.offer(protocol.success(ServerType.SUBSCRIBE_SUCCESS, frame.id))
+                return
+            subscription = LocalSubscription.create(self.outbox, frame.id, channel)
+            await subscription_start(subscription)
+        except Exception as error:
+            metrics.subscribe_failed(frame.channel, error)
+            raise
+        if self.outbox.closed:
+            subscription_stop(subscription)
+            return
+        self.session.add(frame.id, channel)
+        self.subscriptions[frame.id] = subscription
+        metrics.subscribed(channel.namespace)
+        self.outbox.offer(protocol.success(ServerType.SUBSCRIBE_SUCCESS, frame.id))
+        if signals.subscription_started.receivers:
+            await signals.subscription_started.asend(
+                signals.SENDER,
+                connection_id=self.id,
+                subscription_id=frame.id,
+                channel=channel.path,
+                namespace=channel.namespace,
+                identity=identity,
+            )
+
+    async def _on_unsubscribe(self, frame: protocol.Unsubscribe) -> None:
+        if frame.id not in self.session.subscriptions:
+            metrics.unsubscribe_failed()
+            raise UnknownOperation(frame.id)
+        await self._subscription_ended(frame.id)
+        metrics.unsubscribed(self.session.remove(frame.id).namespace)
+        subscription_stop(self.subscriptions.pop(frame.id))
+        self.outbox.offer(protocol.success(ServerType.UNSUBSCRIBE_SUCCESS, frame.id))
+
+    async def _on_publish(self, frame: protocol.Publish) -> None:
+        publication = await publish(
+            channel=frame.channel,
+            events=frame.events,
+            credentials=self._credentials(frame.authorization),
+            request=self.request,
+        )
+        if publication.sent is None:
+            # Delivered already (one process): answer in line.
+            await self._answer_publish(frame, publication)
+            return
+        # The events travel through the channel layer: read the next frame
+        # meanwhile, so pipelined publishes share a layer round trip. Their order
+        # is the bridge's (it took them in frame order); the answer follows.
+        task = asyncio.get_running_loop().create_task(self._answer_publish(frame, publication))
+        _answering.add(task)
+        task.add_done_callback(_answering.discard)
+
+    async def _answer_publish(self, frame: protocol.Publish, publication: Publication) -> None:
+        try:
+            result = await publication.completed()
+        except Exception as exc:
+            # An after_publish receiver may meet a database outage too.
+            self._reply_error(_answer_for(exc, frame))
+        else:
+            self.outbox.offer(protocol.publish_success(frame.id, result.successful, result.failed))
+
+    def _reply_error(self, error: RealtimeError) -> None:
+        """The one place a WebSocket error becomes a frame (PROTOCOL §3, §11)."""
+        operation, op_id = protocol.error_operation(error)
+        kind = protocol.ERROR_REPLY.get(operation, ServerType.ERROR) if operation else ServerType.ERROR
+        if kind is not ServerType.ERROR and op_id is None:
+            kind = ServerType.ERROR
+        self.outbox.offer(protocol.error_frame(kind, op_id, [error.to_error(Transport.WEBSOCKET)]))
+
+
+def _answer_for(exc: Exception, frame: protocol.ClientMessage) -> RealtimeError:
+    """The error that answers a frame whose handling raised ``exc``, bound to its operation.
+
+    A :class:`RealtimeError` answers as itself; a database outage is passing, so
+    the client may retry (``ServiceUnavailable``) and the connection stays up;
+    anything else is a bug, logged with its traceback, and an ``InternalFailure``.
+    """
+    if isinstance(exc, RealtimeError):
+        error = exc
+    elif isinstance(exc, DatabaseError):
+        logger.warning("websocket %s failed, database unavailable: %s", frame.operation, exc)
+        error = ServiceUnavailable()
+    else:
+        logger.error("unexpected error while handling a websocket %s", frame.operation, exc_info=exc)
+        error = RealtimeError()
+    return protocol.bind_frame(error, frame)
+
+
+# One handler per client frame type (PROTOCOL §3.2-§3.8).
+_DISPATCH: dict[type[protocol.ClientMessage], Callable[[Connection, Any], Awaitable[None]]] = {
+    protocol.ConnectionInit: Connection._on_connection_init,
+    protocol.Subscribe: Connection._on_subscribe,
+    protocol.Unsubscribe: Connection._on_unsubscribe,
+    protocol.Publish: Connection._on_publish,
+}
+
+
+async def keepalive_run() -> None:
+    """The background service that sends ``ka`` to every connection (PROTOCOL §3.3).
+
+    One timer for every connection of the process, not one per connection.
+    """
+    while True:
+        await asyncio.sleep(realtime_settings.keepalive_interval)
+        for outbox in hub.outboxes():
+            outbox.offer(protocol.KEEPALIVE)
