@@ -3,8 +3,8 @@
 Changes come from every process: joins and answers in the server processes,
 scores in the worker, transitions from the host's requests. Each marks the
 game's feeds stale in its transaction (:func:`quiz.services.feeds_mark_stale`)
-and, after the commit, tells the coalescer of its own process
-(:meth:`FeedCoalescer.changed`). The coalescer calls
+and, after the commit, tells the coalescer of its own process (signal ``feeds_changed``,
+:meth:`FeedCoalescer.changed`). The coalescer calls
 :func:`quiz.services.feed_broadcast` for that game, which publishes what is
 stale at most once per ``LEADERBOARD_INTERVAL`` per feed and says when to come
 back for the rest. So a crowd's changes cost one broadcast per interval, and a
@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from django.db import DatabaseError
 
 from .batching import db_call
+from .worker import runs_in_process
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +114,6 @@ class FeedCoalescer:
 
 async def run_in_server() -> None:
     """The background service of a server process; the one that also scores sweeps."""
-    from .worker import runs_in_process
-
     await coalescer.run(sweep=runs_in_process())
 
 

@@ -7,9 +7,16 @@ from typing import Any
 from django.dispatch import receiver
 
 from . import signals, worker
+from .coalescer import coalescer
 
 
 @receiver(signals.answer_received, dispatch_uid="quiz.wake_worker")
 def wake_worker(sender: Any, **kwargs: Any) -> None:
     """An in-process worker scores new answers at once instead of at its next poll."""
     worker.wake()
+
+
+@receiver(signals.feeds_changed, dispatch_uid="quiz.wake_coalescer")
+def wake_coalescer(sender: Any, *, game_ids: list[int], **kwargs: Any) -> None:
+    """This process's coalescer broadcasts the games' stale feeds (quiz.coalescer)."""
+    coalescer.changed(game_ids)

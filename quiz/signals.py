@@ -7,6 +7,13 @@
     Receivers: :func:`quiz.receivers.wake_worker` (the in-process scoring
     worker starts at once) and ``quiz.metrics`` (``quiz_answer_received_total``).
 
+``feeds_changed``
+    sender: ``Feed``. kwargs: ``game_ids`` (list of int). Sent after a
+    transaction that marked games' leaderboard or progress feeds stale
+    committed, by :func:`quiz.services.feeds_mark_stale`. Receiver:
+    :func:`quiz.receivers.wake_coalescer` (this process broadcasts them, at most
+    once per ``LEADERBOARD_INTERVAL``).
+
 Nothing else the game does is a signal: scores, announcements, leaderboards
 and host progress are written in the transaction that causes them
 (quiz.broadcasts, quiz.services.feeds) and published by ``realtime``'s relay.
@@ -15,3 +22,4 @@ and host progress are written in the transaction that causes them
 from django.dispatch import Signal
 
 answer_received = Signal()
+feeds_changed = Signal()

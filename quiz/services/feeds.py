@@ -16,7 +16,7 @@ from collections.abc import Collection
 from django.db import transaction
 from django.utils import timezone
 
-from .. import broadcasts, payloads, selectors
+from .. import broadcasts, payloads, selectors, signals
 from ..conf import quiz_settings
 from ..metrics import metrics
 from ..models import Feed, Game, GameState
@@ -41,13 +41,7 @@ def feeds_mark_stale(*, game_ids: Collection[int], kinds: Collection[str] = ALL)
         return
     Feed.objects.filter(game_id__in=game_ids, kind__in=kinds, stale=False).update(stale=True)
     changed = list(game_ids)
-
-    def notify() -> None:
-        from ..coalescer import coalescer
-
-        coalescer.changed(changed)
-
-    transaction.on_commit(notify)
+    transaction.on_commit(lambda: signals.feeds_changed.send(Feed, game_ids=changed))
 
 
 def feed_broadcast(*, game_id: int) -> float | None:

@@ -27,22 +27,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseForbidden
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from realtime.transport.parsers import RequestError
-
-if TYPE_CHECKING:
-    from realtime.transport.schema import Operation
+from realtime.transport.schema import OPENAPI_ATTRIBUTE, Operation
 
 View = Callable[..., Awaitable[HttpResponse]]
 ErrorRenderer = Callable[[Exception], HttpResponse]
-
-# The attribute of a plain view that holds its OpenAPI description: method → Operation.
-OPENAPI_ATTRIBUTE = "openapi_operations"
 
 
 class MethodNotAllowed(RequestError):

@@ -30,7 +30,9 @@ from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
-from realtime.transport.endpoints import OPENAPI_ATTRIBUTE
+# The attribute of a plain view that holds its OpenAPI description: method → Operation
+# (set by realtime.transport.endpoints.endpoint, read by the generator below).
+OPENAPI_ATTRIBUTE = "openapi_operations"
 
 # An OpenAPI Security Scheme Object, or a function that makes one when the
 # document is generated (so it can follow settings that tests override).

@@ -10,9 +10,9 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncRequestFactory, Client, RequestFactory
 
-from realtime.transport.endpoints import OPENAPI_ATTRIBUTE, MethodNotAllowed, csrf_failure, endpoint
+from realtime.transport.endpoints import MethodNotAllowed, csrf_failure, endpoint
 from realtime.transport.parsers import RequestError
-from realtime.transport.schema import operation
+from realtime.transport.schema import OPENAPI_ATTRIBUTE, operation
 
 READ = operation(operation_id="read")
 
