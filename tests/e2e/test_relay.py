@@ -91,9 +91,19 @@ async def test_events_committed_by_a_server_killed_before_its_relay_ran_are_deli
     manage_command: Any,
     e2e_env: dict[str, str],
     relay: str,
+    tmp_path: Path,
 ) -> None:
-    database = Path(e2e_env["DATABASE_URL"].removeprefix("sqlite:///"))
-    site = {"DJANGO_SETTINGS_MODULE": RELAY_SETTINGS, "REDIS_URL": redis_server.url}
+    # A database of its own: the session's servers relay in process and would
+    # take these rows (publishing them to nobody) before this test's relay ran.
+    database = tmp_path / "relay.sqlite3"
+    with sqlite3.connect(e2e_env["DATABASE_URL"].removeprefix("sqlite:///")) as source:
+        with sqlite3.connect(database) as copy:
+            source.backup(copy)
+    site = {
+        "DJANGO_SETTINGS_MODULE": RELAY_SETTINGS,
+        "REDIS_URL": redis_server.url,
+        "DATABASE_URL": f"sqlite:///{database}",
+    }
     (listener,) = daphne_factory("relay-listener", REALTIME_RELAY="external", **site)
     writer = writers("relay-writer", REALTIME_RELAY="external", **site)
     run = new_run()
