@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 
-from realtime.store.selectors import namespace_names
+from .selectors import namespace_names
 
 
 @staff_member_required

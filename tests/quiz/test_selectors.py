@@ -7,14 +7,13 @@ from django.test import Client
 
 from quiz import selectors, services
 from quiz.models import Game, Player
-from quiz.ranking import RankBook
 from tests.openapi import assert_documented
 
 pytestmark = pytest.mark.django_db
 
 
 def _score() -> None:
-    assert services.answers_score_pending(limit=100, ranks=RankBook())
+    assert services.answers_score_pending(limit=100)
 
 
 def test_the_board_before_a_question_leaves_out_that_questions_points(game: Game) -> None:
