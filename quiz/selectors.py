@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count
+from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from . import payloads
 from .conf import quiz_settings
@@ -54,11 +55,40 @@ def leaderboard_top(*, game_id: int, limit: int) -> list[dict[str, Any]]:
         .order_by("-score", "pk")
         .values("id", "nickname", "score")[:limit]
     )
+    return _ranked(rows)
+
+
+def _ranked(rows: list[dict[str, Any]], score: str = "score") -> list[dict[str, Any]]:
+    """Rows of ``id``, ``nickname`` and a score, best first, as entries with competition ranks."""
     top: list[dict[str, Any]] = []
     for position, row in enumerate(rows):
-        rank = top[-1]["rank"] if top and top[-1]["score"] == row["score"] else position + 1
-        top.append({"rank": rank, "player_id": row["id"], "nickname": row["nickname"], "score": row["score"]})
+        rank = top[-1]["rank"] if top and top[-1]["score"] == row[score] else position + 1
+        top.append({"rank": rank, "player_id": row["id"], "nickname": row["nickname"], "score": row[score]})
     return top
+
+
+def leaderboard_before_question(*, game: Game) -> dict[str, Any]:
+    """The leaderboard as it stood when the current question opened.
+
+    Every score without the points of its answer to that question. While a question is
+    open the pages keep showing these standings (scores that move would give the answer
+    away before the reveal), so a page loaded mid-question needs them too.
+    """
+    earned = Answer.objects.filter(player=OuterRef("pk"), question_id=game.current_question_id).values(
+        "points"
+    )[:1]
+    rows = list(
+        Player.objects.filter(game_id=game.pk)
+        .annotate(before=F("score") - Coalesce(Subquery(earned), 0))
+        .order_by("-before", "pk")
+        .values("id", "nickname", "before")[: quiz_settings.leaderboard_size]
+    )
+    return payloads.leaderboard(
+        game,
+        _ranked(rows, score="before"),
+        player_count(game_id=game.pk),
+        answered_count(question_id=game.current_question_id),
+    )
 
 
 def player_count(*, game_id: int) -> int:
@@ -105,8 +135,9 @@ def _cached(key: str, compute: Any) -> Any:
 def game_state_cached(*, code: str) -> dict[str, Any] | None:
     """Game state and current question, cached for CACHE_TTL.
 
-    While a question is open it comes without its answer; during the reveal the
-    answer and the answer counts come too, so a client that reloads catches up.
+    While a question is open it comes without its answer, with the leaderboard as it
+    stood when the question opened; during the reveal the answer and the answer counts
+    come too, so a client that reloads catches up.
     """
 
     def compute() -> dict[str, Any] | None:
@@ -119,6 +150,8 @@ def game_state_cached(*, code: str) -> dict[str, Any] | None:
             total = game.question_set.questions.count()
             state["question"] = payloads.question_public(question, game.question_index, total)
             state["closes_at"] = game.question_closes_at.isoformat() if game.question_closes_at else None
+            if game.state == "question":
+                state["leaderboard_before"] = leaderboard_before_question(game=game)
             if game.state == "reveal":
                 state["correct_choice"] = question.correct_choice
                 state["counts"] = answer_counts(question=question)

@@ -64,6 +64,7 @@ def _config(request: HttpRequest, game: Game) -> dict[str, Any]:
             "join": reverse("quiz:join", args=[code]),
             "answers": reverse("quiz:answers", args=[code]),
             "leaderboard": reverse("quiz:leaderboard", args=[code]),
+            "me": reverse("quiz:me", args=[code]),
             "control": {
                 action: reverse("quiz:control", args=[code, action]) for action in services.GAME_TRANSITIONS
             },

@@ -71,20 +71,6 @@ class QuestionSerializer(serializers.Serializer[Any]):
     points = serializers.IntegerField()
 
 
-class GameStateSerializer(serializers.Serializer[Any]):
-    type = serializers.CharField(help_text="`state`.")
-    code = serializers.CharField()
-    title = serializers.CharField()
-    state = serializers.ChoiceField(choices=GameState.choices)
-    server_time = serializers.DateTimeField(help_text="The server's clock, to time countdowns by.")
-    question = QuestionSerializer(required=False, help_text="While asking or revealing; never the answer.")
-    closes_at = serializers.DateTimeField(required=False, allow_null=True)
-    correct_choice = serializers.IntegerField(required=False, help_text="During the reveal only.")
-    counts = serializers.ListField(
-        child=serializers.IntegerField(), required=False, help_text="Answers per choice, during the reveal."
-    )
-
-
 class LeaderboardEntrySerializer(serializers.Serializer[Any]):
     rank = serializers.IntegerField()
     player_id = serializers.IntegerField()
@@ -101,6 +87,25 @@ class LeaderboardSerializer(serializers.Serializer[Any]):
     question_id = serializers.IntegerField(allow_null=True)
     final = serializers.BooleanField()
     top = LeaderboardEntrySerializer(many=True)
+
+
+class GameStateSerializer(serializers.Serializer[Any]):
+    type = serializers.CharField(help_text="`state`.")
+    code = serializers.CharField()
+    title = serializers.CharField()
+    state = serializers.ChoiceField(choices=GameState.choices)
+    server_time = serializers.DateTimeField(help_text="The server's clock, to time countdowns by.")
+    question = QuestionSerializer(required=False, help_text="While asking or revealing; never the answer.")
+    closes_at = serializers.DateTimeField(required=False, allow_null=True)
+    correct_choice = serializers.IntegerField(required=False, help_text="During the reveal only.")
+    counts = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="Answers per choice, during the reveal."
+    )
+    leaderboard_before = LeaderboardSerializer(
+        required=False,
+        help_text="While a question is open: the leaderboard as it stood when the question opened"
+        " (the pages hold the live one until the reveal).",
+    )
 
 
 class StandingAnswerSerializer(serializers.Serializer[Any]):

@@ -78,6 +78,11 @@ async def namespace_get(*, name: str) -> NamespaceConfig | None:
     return config
 
 
+def namespace_names() -> list[str]:
+    """Every namespace's name, sorted (the console's hint; not on the hot path, not cached)."""
+    return list(Namespace.objects.order_by("name").values_list("name", flat=True))
+
+
 def _api_key_load(key_hash: str) -> ApiKeyInfo | None:
     row = ApiKey.objects.filter(key_hash=key_hash).first()
     if row is None:

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -165,9 +166,9 @@ class Pages:
         self.contexts: list[BrowserContext] = []
         self.errors: list[str] = []
 
-    async def context(self, width: int, height: int) -> BrowserContext:
+    async def context(self, width: int, height: int, base_url: str | None = None) -> BrowserContext:
         context = await self.browser.new_context(
-            base_url=self.base_url, viewport={"width": width, "height": height}, locale="en-US"
+            base_url=base_url or self.base_url, viewport={"width": width, "height": height}, locale="en-US"
         )
         context.set_default_timeout(WAIT_MS)
         self.contexts.append(context)
@@ -215,8 +216,9 @@ async def log_in(pages: Pages, demo: Demo, next_path: str) -> Page:
 SCORE = re.compile(r"^(1,000|[5-9]\d\d)$")  # a right answer earns 500 to 1,000 points
 
 
-async def join(pages: Pages, demo: Demo, nickname: str) -> Page:
-    page = await pages.open(await pages.context(390, 844), f"/quiz/{demo.code}/")
+async def join(pages: Pages, demo: Demo, nickname: str, *, base_url: str | None = None) -> Page:
+    """A phone joins the demo game, from ``base_url`` (the server's by default)."""
+    page = await pages.open(await pages.context(390, 844, base_url), f"/quiz/{demo.code}/")
     await page.fill("#nickname", nickname)
     await page.click("#join-button")
     await expect(page.locator("#view-game")).to_be_visible()
@@ -330,6 +332,267 @@ async def test_game_show(pages: Pages, demo: Demo, shots: Screenshots) -> None:
     await shots(ada, "player-ada-finished")
     await shots(screen, "screen-podium")
     await shots(host, "host-finished")
+
+
+# -- helpers for the tests below -------------------------------------------------------------
+
+
+async def act(host: Page, action: str, state: str) -> None:
+    """The host presses a control and waits for the console to show the new state."""
+    if action == "finish":
+        host.once("dialog", lambda dialog: dialog.accept())
+    await expect(host.locator(f"[data-action={action}]")).to_be_enabled()
+    await host.click(f"[data-action={action}]")
+    await expect(host.locator("#state")).to_have_text(state)
+
+
+async def assert_fits(page: Page) -> None:
+    """No horizontal scrolling: nothing is wider than the viewport."""
+    widths = await page.evaluate(
+        "() => ({scroll: document.documentElement.scrollWidth, viewport: window.innerWidth})"
+    )
+    assert widths["scroll"] <= widths["viewport"], f"{page.url} overflows horizontally: {widths}"
+
+
+def points(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+class Deadline:
+    """A time budget shared by several waits: each gets what is left of it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = time.monotonic()
+
+    def left_ms(self) -> float:
+        return max(1.0, 1000 * (self.seconds - self.elapsed()))
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+async def expect_caught_up(ada: Page, q1_score: int, deadline: Deadline) -> None:
+    """Ada's phone shows question 2's reveal, her verdict and points, and the current leaderboard."""
+    await expect(ada.locator("#conn")).to_have_text("live", timeout=deadline.left_ms())
+    await expect(ada.locator("#stage")).to_have_attribute("data-phase", "reveal", timeout=deadline.left_ms())
+    await expect(ada.locator("#result")).to_contain_text("Right!", timeout=deadline.left_ms())
+    await expect(ada.locator("#choices button.correct")).to_contain_text(
+        "Too Many Requests", timeout=deadline.left_ms()
+    )
+    await expect(ada.locator("#me-score")).not_to_have_text(f"{q1_score:,}", timeout=deadline.left_ms())
+    score = points(await ada.locator("#me-score").inner_text())
+    assert score > q1_score
+    await expect(ada.locator("#result-points")).to_have_text(
+        f"+{score - q1_score:,} points", timeout=deadline.left_ms()
+    )
+    board = ada.locator("#board-top li")
+    await expect(board.locator(".name")).to_have_text(["Ada", "Grace"], timeout=deadline.left_ms())
+    await expect(board.locator(".score")).to_have_text([f"{score:,}", "0"], timeout=deadline.left_ms())
+    await expect(ada.locator("#me-rank")).to_have_text("1st", timeout=deadline.left_ms())
+    await expect(ada.locator("#board-empty")).to_be_hidden(timeout=deadline.left_ms())
+
+
+async def play_until_question_2_answered(pages: Pages, demo: Demo, ada_base_url: str | None = None):
+    """Host, Ada (from ``ada_base_url``) and Grace; question 1 revealed (Ada right), question 2 open
+    and answered right by Ada. Returns the host, Ada, Grace and Ada's score after question 1."""
+    host = await log_in(pages, demo, f"/quiz/{demo.code}/host/")
+    await expect(host.locator("#conn")).to_have_text("live")
+    ada = await join(pages, demo, "Ada", base_url=ada_base_url)
+    grace = await join(pages, demo, "Grace")
+    await act(host, "start", "Question open")
+    await ada.get_by_role("button", name="WebSocket").click()
+    await expect(ada.locator("#answer-status")).to_have_text("Answer locked in")
+    await act(host, "reveal", "Answer revealed")
+    await expect(ada.locator("#result")).to_contain_text("Right!")
+    await expect(ada.locator("#me-score")).to_have_text(SCORE)  # her score event follows the reveal
+    q1_score = points(await ada.locator("#me-score").inner_text())
+    await expect(ada.locator("#result-points")).to_have_text(f"+{q1_score:,} points")
+    await act(host, "next", "Question open")
+    await expect(ada.locator("#q-number")).to_have_text("Question 2 of 5")
+    await ada.get_by_role("button", name="Too Many Requests").click()
+    await expect(ada.locator("#answer-status")).to_have_text("Answer locked in")
+    return host, ada, grace, q1_score
+
+
+# -- catching up: the pages render the game as it is, whatever they missed -------------------
+
+
+async def test_a_phone_offline_across_a_reveal_catches_up_within_2s_of_the_network(
+    pages: Pages, demo: Demo, shots: Screenshots
+) -> None:
+    host, ada, grace, q1_score = await play_until_question_2_answered(pages, demo)
+    header = ada.locator("header.bar")
+    live_box = await header.bounding_box()
+    await shots(ada, "player-ada-answered-question-2")
+
+    # The phone loses the network: the badge says so at once, on the header's one line.
+    await ada.context.set_offline(True)
+    await expect(ada.locator("#conn")).to_have_text("offline")
+    assert await header.bounding_box() == live_box
+    await assert_fits(ada)
+    await shots(ada, "player-ada-offline")
+
+    # The reveal goes out while she is away: it never reaches her page.
+    await act(host, "reveal", "Answer revealed")
+    await expect(grace.locator("#result")).to_contain_text("No answer")
+    await expect(ada.locator("#stage")).to_have_attribute("data-phase", "question")
+
+    # Back online: within 2 s the reveal, her verdict, her points and the current leaderboard.
+    deadline = Deadline(2.0)
+    await ada.context.set_offline(False)
+    await expect_caught_up(ada, q1_score, deadline)
+    assert deadline.elapsed() <= 2.0, f"caught up in {deadline.elapsed():.2f}s"
+    await shots(ada, "player-ada-back-online")
+
+
+class CuttableProxy:
+    """A TCP proxy to the server that can cut the network: every connection through it is reset
+    (both ends see it) and new ones are refused until :meth:`restore`. Events published meanwhile
+    are lost for the clients behind it, as on a real phone whose connection dropped."""
+
+    def __init__(self, port: int) -> None:
+        self.target_port = port
+        self.cut_off = False
+        self.links: set[asyncio.StreamWriter] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut_off:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.links.update((writer, up_writer))
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.ensure_future(self._pipe(source, sink, (writer, up_writer)))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _pipe(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, pair: tuple[asyncio.StreamWriter, ...]
+    ) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            for end in pair:
+                self.links.discard(end)
+                end.transport.abort()
+
+    def cut(self) -> None:
+        self.cut_off = True
+        for writer in list(self.links):
+            writer.transport.abort()
+        self.links.clear()
+
+    def restore(self) -> None:
+        self.cut_off = False
+
+    async def close(self) -> None:
+        self.cut()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest.fixture
+async def proxy(server: DaphneServer) -> AsyncIterator[CuttableProxy]:
+    cuttable = CuttableProxy(server.port)
+    try:
+        yield cuttable
+    finally:
+        await cuttable.close()
+
+
+async def test_a_phone_whose_connection_drops_across_a_reveal_catches_up(
+    pages: Pages, demo: Demo, proxy: CuttableProxy, shots: Screenshots
+) -> None:
+    # Ada's phone reaches the server through the proxy: page, API and WebSocket.
+    host, ada, grace, q1_score = await play_until_question_2_answered(pages, demo, await proxy.start())
+
+    # Her connection drops (no `offline` event: the browser does not know) and the reveal is sent.
+    header = ada.locator("header.bar")
+    live_box = await header.bounding_box()
+    proxy.cut()
+    await expect(ada.locator("#conn")).to_have_text("reconnecting…")
+    assert await header.bounding_box() == live_box  # the longest badge still fits the header's line
+    await act(host, "reveal", "Answer revealed")
+    await expect(grace.locator("#result")).to_contain_text("No answer")
+    await asyncio.sleep(4)  # retries fail meanwhile, the backoff grows (to its cap at most)
+    await expect(ada.locator("#stage")).to_have_attribute("data-phase", "question")
+    await assert_fits(ada)
+    await shots(ada, "player-ada-connection-dropped")
+
+    # The link comes back: the next retry is due within the backoff cap (5 s), then she catches up.
+    deadline = Deadline(5.0 + 2.0)
+    proxy.restore()
+    await expect_caught_up(ada, q1_score, deadline)
+    assert deadline.elapsed() <= 7.0, f"caught up in {deadline.elapsed():.2f}s"
+    await shots(ada, "player-ada-reconnected")
+
+    # Dropped again; when the page is looked at again it retries at once, whatever the backoff.
+    proxy.cut()
+    await expect(ada.locator("#conn")).to_have_text(re.compile("reconnecting"))
+    await asyncio.sleep(4)
+    proxy.restore()
+    deadline = Deadline(1.5)
+    await ada.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")
+    await expect(ada.locator("#conn")).to_have_text("live", timeout=deadline.left_ms())
+
+
+async def test_a_reload_mid_question_shows_the_whole_leaderboard(
+    pages: Pages, demo: Demo, shots: Screenshots
+) -> None:
+    host, ada, grace, q1_score = await play_until_question_2_answered(pages, demo)
+    screen = await pages.open(host.context, f"/quiz/{demo.code}/screen/")
+    await screen.set_viewport_size({"width": 1280, "height": 720})
+    # Grace answers question 2 right: the live standings move, which only the host sees until the reveal.
+    await grace.get_by_role("button", name="Too Many Requests").click()
+    await expect(grace.locator("#answer-status")).to_have_text("Answer locked in")
+    grace_on_host = host.locator("#board-top li").filter(has_text="Grace").locator(".score")
+    await expect(grace_on_host).not_to_have_text("0")
+
+    # Reloaded mid-question, the phone and the big screen show the leaderboard as the question opened.
+    for page in (ada, screen):
+        await page.reload()
+    await expect(ada.locator("#stage")).to_have_attribute("data-phase", "question")
+    await expect(ada.locator("#q-number")).to_have_text("Question 2 of 5")
+    await expect(ada.locator("#choices button.chosen")).to_contain_text("Too Many Requests")
+    for page in (ada, screen):
+        board = page.locator("#board-top li")
+        await expect(board.locator(".name")).to_have_text(["Ada", "Grace"])
+        await expect(board.locator(".score")).to_have_text([f"{q1_score:,}", "0"])
+        await expect(board.locator(".rank")).to_have_text(["1", "2"])
+    await expect(ada.locator("#board-empty")).to_be_hidden()
+    await expect(ada.locator("#me-score")).to_have_text(f"{q1_score:,}")
+    await expect(ada.locator("#me-rank")).to_have_text("1st")
+    await expect(ada.locator("#me-of")).to_have_text("of 2")
+    await expect(screen.locator("#view-question")).to_be_visible()
+    await expect(screen.locator("#q-number")).to_have_text("Question 2 of 5")
+    await shots(ada, "player-ada-reloaded-mid-question")
+    await shots(screen, "screen-reloaded-mid-question")
+
+    # The reveal brings the moves to everyone.
+    await act(host, "reveal", "Answer revealed")
+    for page in (ada, screen):
+        grace_row = page.locator("#board-top li").filter(has_text="Grace").locator(".score")
+        await expect(grace_row).not_to_have_text("0")
+    await shots(screen, "screen-reveal-2")
 
 
 # -- the realtime console --------------------------------------------------------------------

@@ -106,6 +106,7 @@ def _expected(server: DaphneServer) -> dict[str, Any]:
             "states": ["reconnecting", "connected"],
             "attempt": 1,
             "delay_within_base": True,
+            "first_at_once": True,
             "reason": "ConnectionClosed",
             "resent_types": ["connection_init", "subscribe", "subscribe"],
             "same_ids": True,
@@ -117,6 +118,7 @@ def _expected(server: DaphneServer) -> dict[str, Any]:
             # The drop comes soon after the last reconnect: the attempt count goes on.
             "attempts": [2, 3],
             "delays_within_caps": True,
+            "delays_within_phone_caps": True,
             "refused": True,
             "concrete": EVENTS["backoff"],
             "wildcard": EVENTS["backoff"],

@@ -111,6 +111,16 @@ async def test_a_whole_game_over_http_is_what_the_document_describes(host: User)
             "time_limit": 30.0,
             "points": 1000,
         },
+        "leaderboard_before": {
+            "type": "leaderboard",
+            "code": code,
+            "state": "question",
+            "players": 1,
+            "answered": 0,
+            "question_id": question.pk,
+            "final": False,
+            "top": [{"rank": 1, "player_id": player_id, "nickname": "ada", "score": 0}],
+        },
     }
     assert_documented(state, "GET", f"{GAMES}/{{code}}")
 

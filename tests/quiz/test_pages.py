@@ -56,6 +56,7 @@ def test_the_player_page_renders_for_a_real_game(client: Client, game: Game) -> 
     assert config["api"]["join"] == f"/api/quiz/games/{game.code}/join"
     assert config["api"]["answers"] == f"/api/quiz/games/{game.code}/answers"
     assert config["api"]["state"] == f"/api/quiz/games/{game.code}"
+    assert config["api"]["me"] == f"/api/quiz/games/{game.code}/me"
     # The nickname field holds what the join accepts (quiz.models.nickname_clean).
     assert 'maxlength="40"' in html
     # Players never get the staff endpoints' secrets in the page, only their URLs.

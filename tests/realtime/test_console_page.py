@@ -11,6 +11,8 @@ from django.contrib.staticfiles import finders
 from django.test import Client
 from django.urls import reverse
 
+from realtime.models import Namespace
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SCRIPT_TAG = '<script src="/static/realtime/realtime.js"></script>'
@@ -78,3 +80,19 @@ def test_the_inline_script_reaches_the_browser_untouched_by_the_template_engine(
     assert "${channel}: ${describe(error)}" in html
     assert "{%" not in html
     assert "{{" not in html
+
+
+def test_the_page_gets_the_namespace_names_for_its_unknown_namespace_hint(client, console_url):
+    Namespace.objects.all().delete()
+    for name in ("chat", "alerts"):
+        Namespace.objects.create(name=name)
+    _login(client, is_staff=True)
+
+    html = client.get(console_url).content.decode()
+
+    match = re.search(r'<script id="realtime-namespaces" type="application/json">(.*?)</script>', html)
+    assert match is not None
+    assert json.loads(match.group(1)) == {
+        "names": ["alerts", "chat"],
+        "admin_url": reverse("admin:realtime_namespace_changelist"),
+    }

@@ -121,23 +121,20 @@
     }
   }
 
-  /** onStateChange for RealtimeClient that keeps a status badge up to date. */
+  /**
+   * onStateChange for RealtimeClient that keeps a status badge up to date. The texts are short
+   * and fixed (retries come within seconds, or at once when the network returns): the badge
+   * never grows enough to wrap a phone's header.
+   */
   function connectionBadge(badge, onChange) {
-    let ticker = null;
     return (state, detail) => {
-      clearInterval(ticker);
-      badge.dataset.state = state;
-      if (state === "reconnecting" && detail && detail.delayMs !== undefined) {
-        const until = Date.now() + detail.delayMs;
-        const show = () => {
-          const seconds = Math.ceil((until - Date.now()) / 1000);
-          badge.textContent = seconds > 0 ? `reconnecting in ${seconds}s` : "reconnecting…";
-        };
-        show();
-        ticker = setInterval(show, 250);
-      } else {
-        badge.textContent = { connecting: "connecting…", connected: "live", closed: "offline" }[state] || state;
-      }
+      const offline = state === "reconnecting" && navigator.onLine === false;
+      badge.dataset.state = offline ? "offline" : state;
+      badge.textContent = offline
+        ? "offline"
+        : { connecting: "connecting…", connected: "live", reconnecting: "reconnecting…", closed: "offline" }[
+            state
+          ] || state;
       if (onChange) onChange(state, detail || {});
     };
   }

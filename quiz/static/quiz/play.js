@@ -5,8 +5,10 @@
  *         (the crowd is big) is retried with exponential backoff and full jitter, never before
  *         Retry-After. The token is kept in localStorage per game code: a reload resumes.
  * Live:   a RealtimeClient authorized with the token (CUSTOM mode), subscribed to the game,
- *         the leaderboard and the player's own channel. After every (re)connect the page
- *         catches up with GET api.state and api.leaderboard (events missed while away).
+ *         the leaderboard and the player's own channel.
+ * Catch-up is state, not history: after every (re)connect and on every load the page renders
+ *         the game as it is now from GET api.state, api.leaderboard and api.me (the player's
+ *         answers, score and rank), whatever it saw or missed before; no event is replayed.
  * Answer: publish {question_id, choice} to channels.answers over the WebSocket; if that
  *         cannot be done (no connection, no reply), POST api.answers with the token.
  */
@@ -22,13 +24,16 @@
   const JOIN_BACKOFF_CAP_MS = 16000;
   const PUBLISH_TIMEOUT_MS = 4000;
 
-  let me = load(); // {player_id, nickname, token, channels, score, rank, players, answers: {qid: choice}}
+  // {player_id, nickname, token, channels, score, rank, players, answers: {qid: choice},
+  //  results: {qid: {correct, points}} (the scored ones)}
+  let me = load();
   let client = null;
   let joinAttempt = null;
   // The server's clock minus ours: from the page's render time, then from every question event.
   let clockOffsetMs = Q.parseTime(cfg.server_time) - Date.now() || 0;
   let draftPoll = null;
   let boardSeen = false; // a live leaderboard arrived since the last (re)connect
+  const LOST = "Your place in this game was lost. Join again with a nickname.";
 
   // What the page knows of the show.
   const game = {
@@ -58,6 +63,7 @@
       const saved = JSON.parse(localStorage.getItem(STORAGE_KEY));
       if (!saved || !saved.token || !saved.channels) return null;
       saved.answers = saved.answers || {};
+      saved.results = saved.results || {};
       return saved;
     } catch {
       return null;
@@ -179,6 +185,7 @@
       rank: null,
       players: null,
       answers: {},
+      results: {},
     };
     save();
     enterGame();
@@ -206,6 +213,9 @@
 
   // -- playing -------------------------------------------------------------------
 
+  const HTTP_CATCH_UP_MS = 1500;
+  const RETRY_CATCH_UP_MS = 1000;
+
   function enterGame() {
     clearInterval(draftPoll);
     showView("game");
@@ -219,6 +229,11 @@
       setPhase(game.state === "finished" ? "finished" : "lobby");
     }
     connect();
+    // The catch-up runs once connected; a socket slow to come up must not leave the page blank.
+    const connecting = client;
+    setTimeout(() => {
+      if (client === connecting && client.state !== "connected") catchUp();
+    }, HTTP_CATCH_UP_MS);
   }
 
   function connect() {
@@ -242,7 +257,7 @@
   function onRefused(error) {
     console.warn("refused:", error);
     if (error && error.errorType === "UnauthorizedException") {
-      leave("Your place in this game was lost. Join again with a nickname.");
+      leave(LOST);
     } else {
       $("conn").textContent = "offline";
     }
@@ -263,46 +278,121 @@
     if (window.confirm("Leave this game? Your score stays, but this device forgets you.")) leave();
   });
 
-  // Catch up after (re)connecting: the events sent while away are gone.
+  // Catch up: render the game as it is now. The events sent while away are gone, and a page
+  // that saw some of them must end up exactly where a freshly loaded one would.
   let catchUpSeq = 0;
   async function catchUp() {
     const seq = ++catchUpSeq;
     boardSeen = false;
-    const [state, board] = await Promise.all([
+    const [state, board, standing] = await Promise.all([
       Q.fetchJSON(cfg.api.state, { cache: "no-store" }),
       Q.fetchJSON(cfg.api.leaderboard, { cache: "no-store" }),
+      Q.fetchJSON(cfg.api.me, { cache: "no-store", headers: { authorization: `Bearer ${me.token}` } }),
     ]);
     if (seq !== catchUpSeq || !me) return;
-    if (state.ok && state.body) {
-      applySnapshot(state.body);
-    } else if (state.status === 404) {
-      return showClosed("This game is gone", "The host removed it.");
+    if (state.status === 404) return showClosed("This game is gone", "The host removed it.");
+    if (errorCode(standing) === "invalid_player_token") return leave(LOST);
+    if (!state.ok || !board.ok || !standing.ok) {
+      // A read failed (the network is still settling): try again soon rather than stay behind.
+      const again = () => seq === catchUpSeq && client && client.state === "connected" && catchUp();
+      setTimeout(again, RETRY_CATCH_UP_MS);
     }
+    const mine = standing.ok && standing.body ? standing.body : null;
+    if (mine) learnAnswers(mine.answers);
+    if (state.ok && state.body) applySnapshot(state.body, mine);
     if (board.ok && board.body && !boardSeen) onBoard(board.body, true);
   }
 
-  function applySnapshot(snapshot) {
-    const known = Q.progress(game.state, game.index);
-    if (snapshot.state === "finished") return onFinished();
-    if (snapshot.state === "question" && snapshot.question) {
-      const q = snapshot.question;
-      if (Q.progress("question", q.index) < known) return;
-      if (game.state === "question" && game.question && game.question.id === q.id) return;
-      const closesAt = Q.parseTime(snapshot.closes_at);
-      const remainingMs = Number.isNaN(closesAt)
-        ? q.time_limit * 1000
-        : closesAt - (Date.now() + clockOffsetMs);
-      return showQuestion(q, remainingMs);
+  const errorCode = (result) => result && result.body && result.body.error && result.body.error.code;
+
+  // The server's record of this player's answers wins over what this device remembers.
+  function learnAnswers(answers) {
+    for (const answer of answers || []) {
+      me.answers[answer.question_id] = answer.choice;
+      if (answer.scored) me.results[answer.question_id] = { correct: answer.correct, points: answer.points };
     }
-    if (snapshot.state === "reveal" && known < Q.progress("question", 0)) {
-      // Between questions; the reveal itself was missed.
-      game.state = "reveal";
-      return showWaiting("Answer revealed", "Get ready for the next question…");
+    save();
+  }
+
+  function applySnapshot(snapshot, mine) {
+    const question = snapshot.question;
+    const index = question ? question.index : game.index;
+    // A snapshot older than what a live event already said (the GET is cached briefly).
+    if (Q.progress(snapshot.state, index) < Q.progress(game.state, game.index)) return;
+    if (snapshot.state === "finished") {
+      if (mine) applyStanding(mine);
+      return onFinished();
     }
-    if (snapshot.state === "lobby" && known < Q.progress("lobby")) {
+    if (snapshot.state === "question" && question) {
+      if (game.state !== "question" || !game.question || game.question.id !== question.id) {
+        const closesAt = Q.parseTime(snapshot.closes_at);
+        const remainingMs = Number.isNaN(closesAt)
+          ? question.time_limit * 1000
+          : closesAt - (Date.now() + clockOffsetMs);
+        showQuestion(question, remainingMs);
+      } else if (!game.answering && answeredChoice() !== undefined) {
+        // Answered, but the reply was lost with the connection: the server has it.
+        markChosen(answeredChoice());
+        setAnswerStatus("Answer locked in", "ok");
+      }
+      if (mine) holdStanding(mine, question);
+      // While the question is open, the standings as it opened (the live ones wait for the reveal).
+      if (snapshot.leaderboard_before) renderBoard(snapshot.leaderboard_before);
+      return;
+    }
+    if (snapshot.state === "reveal" && question) {
+      if (game.state !== "reveal" || !game.question || game.question.id !== question.id) {
+        game.question = question;
+        game.index = question.index;
+        renderQuestion(question);
+        onReveal({
+          type: "reveal",
+          question_id: question.id,
+          correct_choice: snapshot.correct_choice,
+          counts: snapshot.counts,
+        });
+      }
+      if (mine) applyStanding(mine);
+      showPoints();
+      return;
+    }
+    if (snapshot.state === "lobby") {
       game.state = "lobby";
       setPhase("lobby");
+      if (mine) applyStanding(mine);
     }
+  }
+
+  function applyStanding(mine) {
+    me.score = mine.score;
+    me.rank = mine.rank;
+    me.players = mine.players;
+    save();
+    renderMe();
+  }
+
+  // During a question, the player's points for it are the verdict: they wait for the reveal,
+  // as the live score event does. The rank shown stays the one from before the question (the
+  // leaderboard_before rendered next has it when the player is in its top).
+  function holdStanding(mine, question) {
+    const answer = mine.answers.find((row) => row.question_id === question.id);
+    const earned = answer && answer.scored ? answer.points : 0;
+    me.score = mine.score - earned;
+    me.players = mine.players;
+    if (!earned) me.rank = mine.rank;
+    if (answer && answer.scored && !game.pendingScore) {
+      game.pendingScore = {
+        type: "score",
+        question_id: question.id,
+        correct: answer.correct,
+        delta: answer.points,
+        score: mine.score,
+        rank: mine.rank,
+        players: mine.players,
+      };
+    }
+    save();
+    renderMe();
   }
 
   function onGameEvent(event) {
@@ -314,6 +404,8 @@
       showQuestion(event.question, (event.closes_in || 0) * 1000);
     } else if (event.type === "reveal") {
       onReveal(event);
+      // A reveal of a question this page never saw: fetch it, with the answer and the verdict.
+      if (!game.question || game.question.id !== event.question_id) catchUp();
     } else if (event.type === "state") {
       if (event.state === "finished") onFinished();
       else if (event.state === "lobby" && Q.progress(game.state, game.index) < Q.progress("lobby")) {
@@ -341,11 +433,24 @@
     game.reveal = null;
     game.answering = false;
     setPhase("question");
+    renderQuestion(question);
+    const chosen = answeredChoice();
+    if (chosen !== undefined) {
+      markChosen(chosen);
+      setAnswerStatus("Answer locked in", "ok");
+    } else {
+      setAnswerStatus("");
+    }
+    countdown.start(remainingMs, question.time_limit * 1000);
+    if (remainingMs <= 0) countdown.tick();
+  }
+
+  // The question and its choice buttons, as they are before anyone answers.
+  function renderQuestion(question) {
     $("q-number").textContent = `Question ${question.index + 1} of ${question.total}`;
     $("q-points").textContent = `${Q.number(question.points)} points`;
     $("q-text").textContent = question.text;
     $("result").hidden = true;
-    const chosen = answeredChoice();
     $("choices").replaceChildren(
       ...question.choices.map((text, index) => {
         const button = el(
@@ -359,14 +464,6 @@
         return button;
       })
     );
-    if (chosen !== undefined) {
-      markChosen(chosen);
-      setAnswerStatus("Answer locked in", "ok");
-    } else {
-      setAnswerStatus("");
-    }
-    countdown.start(remainingMs, question.time_limit * 1000);
-    if (remainingMs <= 0) countdown.tick();
   }
 
   function choiceButtons() {
@@ -437,7 +534,7 @@
     const code = response.body && response.body.error && response.body.error.code;
     if (code === "already_answered") return { ok: true };
     if (code === "invalid_player_token") {
-      leave("Your place in this game was lost. Join again with a nickname.");
+      leave(LOST);
       return { ok: false, final: true, message: "" };
     }
     const final = response.status >= 400 && response.status < 500 && response.status !== 429;
@@ -499,6 +596,14 @@
       result.replaceChildren(el("strong", {}, "Wrong"), el("span", {}, `The answer was ${right}.`));
     }
     settlePending(true);
+    showPoints();
+  }
+
+  // The points of a right answer, once scored (from the score event, or the catch-up).
+  function showPoints() {
+    const points = document.getElementById("result-points");
+    const result = game.question && me && me.results[game.question.id];
+    if (points && result && result.correct) points.textContent = `+${Q.number(result.points)} points`;
   }
 
   // What was held back while the question was open, now that it is not.
@@ -525,6 +630,7 @@
     me.score = event.score;
     me.rank = event.rank;
     me.players = event.players;
+    me.results[event.question_id] = { correct: event.correct, points: event.delta };
     save();
     renderMe();
     if (!announce) return;
@@ -535,8 +641,7 @@
     delta.style.animation = "none";
     void delta.offsetWidth; // restart the animation
     delta.style.animation = "";
-    const points = document.getElementById("result-points");
-    if (points && event.correct) points.textContent = `+${Q.number(event.delta)} points`;
+    showPoints();
   }
 
   function renderMe() {

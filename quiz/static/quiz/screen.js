@@ -13,19 +13,33 @@
   $("lobby-url").textContent = cfg.landing_url;
   $("footer-url").textContent = cfg.join_url;
 
-  const show = new Q.StaffShow(cfg, { onChange: render, badge: $("conn") });
+  const show = new Q.StaffShow(cfg, { onChange: render, badge: $("conn"), standings: true });
   const clock = new Q.Countdown({ text: $("q-clock"), bar: $("q-bar") });
   let shownDeadline = null;
-  let shownTop = null; // held while a question is open: scores would give the answer away
+  let held = null; // {questionId, top}: the board while a question is open
 
   function view(name) {
     for (const id of ["lobby", "question", "finished"]) $("view-" + id).hidden = id !== name;
   }
 
+  // While a question is open the board stays as it was when the question opened: scores that
+  // move would give the answer away. A page loaded mid-question takes that board from the
+  // snapshot (leaderboard_before); a page that saw the question open keeps what it showed.
+  function boardToShow(s) {
+    if (s.state !== "question" || !s.question) {
+      held = null;
+      return s.top;
+    }
+    if (held && held.questionId === s.question.id) return held.top;
+    const before = s.boardBefore;
+    if (before && before.question_id === s.question.id) held = { questionId: s.question.id, top: before.top };
+    else if (s.boardLoaded) held = { questionId: s.question.id, top: s.top };
+    return held ? held.top : [];
+  }
+
   function render(s) {
     $("board-players").textContent = Q.number(s.players);
-    if (s.state !== "question" || shownTop === null) shownTop = s.top;
-    Q.renderTop($("board-top"), shownTop, null);
+    Q.renderTop($("board-top"), boardToShow(s), null);
 
     if (s.state === "finished") {
       clock.stop();

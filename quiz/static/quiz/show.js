@@ -1,13 +1,16 @@
 /*
  * show.js: the staff pages' view of a game (host console, big screen). Load after common.js.
  *
- *   const show = new Quiz.StaffShow(cfg, { onChange(show) {}, badge: element });
+ *   const show = new Quiz.StaffShow(cfg, { onChange(show) {}, badge: element, standings: false });
  *   show.start();
  *
  * The staff session authorizes the WebSocket (USER mode; same origin, so the auth object
  * only carries `host`). It subscribes to the game and leaderboard channels and, after
  * every (re)connect, catches up with the staff-only api.host_game (questions with their
- * right answers, state, counts, the server's clock) and api.leaderboard.
+ * right answers, state, counts, the server's clock) and api.leaderboard: the page renders
+ * the game as it is now, whatever it saw before. With `standings`, also api.state, whose
+ * leaderboard_before is the board as the open question opened (for a page that holds the
+ * live board until the reveal).
  */
 (function (root) {
   "use strict";
@@ -15,10 +18,11 @@
   const Q = root.Quiz;
 
   class StaffShow {
-    constructor(cfg, { onChange, badge }) {
+    constructor(cfg, { onChange, badge, standings }) {
       this.cfg = cfg;
       this.onChange = onChange || (() => {});
       this.badge = badge;
+      this.withStandings = Boolean(standings);
       this.state = cfg.state;
       this.index = -1;
       this.questions = [];
@@ -27,6 +31,8 @@
       this.answered = null; // answers to the current question so far
       this.players = 0;
       this.top = [];
+      this.boardLoaded = false; // `top` came from the server (a snapshot or a live event)
+      this.boardBefore = null; // leaderboard_before of the open question, with `standings`
       this.deadline = null; // performance.now() at which the question closes
       this.client = null;
       this.liveBoard = false;
@@ -71,14 +77,16 @@
     }
 
     async _refresh() {
-      const [game, board] = await Promise.all([
+      const [game, board, state] = await Promise.all([
         Q.fetchJSON(this.cfg.api.host_game, { cache: "no-store" }),
         Q.fetchJSON(this.cfg.api.leaderboard, { cache: "no-store" }),
+        this.withStandings ? Q.fetchJSON(this.cfg.api.state, { cache: "no-store" }) : null,
       ]);
       if (game.status === 403) {
         root.location.reload(); // the session ended: the page sends to the login
         return;
       }
+      if (state && state.ok && state.body) this.boardBefore = state.body.leaderboard_before || null;
       if (game.ok && game.body) this._applyGame(game.body);
       if (board.ok && board.body && !this.liveBoard) this._applyBoard(board.body);
       this.onChange(this);
@@ -147,6 +155,7 @@
     }
 
     _applyBoard(board) {
+      this.boardLoaded = true;
       this.players = board.players || 0;
       this.top = board.top || [];
       if (this.question && board.question_id === this.question.id && board.answered !== null) {

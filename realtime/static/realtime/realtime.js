@@ -15,6 +15,10 @@
  *   const { successful, failed } = await client.publish("/default/room", [{ text: "hi" }]);
  *   await client.httpPublish("/default/room", ["hello"]);
  *   client.close();
+ *
+ * A dropped connection is retried, the first time at once, then with jittered backoff of at most 5 s
+ * while the page is visible (30 s when hidden or offline), and re-subscribes. In a browser, `offline`
+ * drops the link at once; `online`, or the page becoming visible, retries without waiting.
  */
 (function (root) {
   "use strict";
@@ -22,9 +26,17 @@
   const SUBPROTOCOL = "aws-appsync-event-ws"; // §3.1
   const ACK_TIMEOUT_MS = 15000; // §10: Amplify waits 15 s for connection_ack
   const DEFAULT_TIMEOUT_MS = 300000; // §3.2: the documented connectionTimeoutMs
+  // Reconnecting like a phone app: the first retry goes at once (most drops are brief), then
+  // exponential backoff with full jitter, capped at a few seconds while someone looks at the page
+  // (Amplify caps at 5 s too, PROTOCOL §3.1); a hidden or offline page backs off further, and the
+  // browser's `online` and `visibilitychange` events cut any wait short.
   const BACKOFF_BASE_MS = 1000;
-  const BACKOFF_CAP_MS = 30000;
+  const BACKOFF_CAP_MS = 5000;
+  const BACKOFF_IDLE_CAP_MS = 30000; // hidden page, or the browser knows it is offline
   const STABLE_MS = 10000; // a connection that lived this long resets the backoff
+  // §3.3: the server sends `ka` every 60 s. A page waking up after a longer silence has a dead link
+  // (a phone asleep keeps a socket that looks open).
+  const STALE_MS = 65000;
   // §3.1: a connection_error of these kinds would fail again: it is not retried.
   const FATAL_TYPES = ["UnauthorizedException", "BadRequestException"];
   const FATAL_CODES = [400, 401, 403];
@@ -58,6 +70,9 @@
     const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
     return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
   }
+
+  const isHidden = () => Boolean(root.document && root.document.visibilityState === "hidden");
+  const isOffline = () => Boolean(root.navigator && root.navigator.onLine === false);
 
   // §1: https://host/event <-> wss://host/event/realtime (and http <-> ws, for development).
   function endpoints({ url, httpEndpoint }) {
@@ -138,6 +153,8 @@
       this._timers = {};
       this._attempt = 0;
       this._connectedAt = 0;
+      this._lastSeen = 0;
+      this._onBrowserEvent = null; // the online/offline/visibilitychange listener, while open
     }
 
     /** Resolves once connected (connection_ack); rejects if the client closes first. */
@@ -145,6 +162,7 @@
       if (this.state === "connected") return Promise.resolve();
       const connected = new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
       if (this.state === "closed") {
+        this._listen(true);
         this._setState("connecting");
         this._open();
       }
@@ -310,16 +328,56 @@
       this._reconnect(error);
     }
 
-    // Exponential backoff with full jitter: a delay in [0, min(cap, base * 2^(attempt-1))].
+    // The first retry at once, then full jitter: a delay in [0, min(cap, base * 2^(attempt-2))].
     _reconnect(error) {
       if (this.state === "closed") return;
       if (this._connectedAt && Date.now() - this._connectedAt >= STABLE_MS) this._attempt = 0;
       this._connectedAt = 0;
       const attempt = ++this._attempt;
-      const cap = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1));
-      const delayMs = Math.round(Math.random() * cap);
+      const idle = isHidden() || isOffline();
+      const cap = Math.min(idle ? BACKOFF_IDLE_CAP_MS : BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (attempt - 2));
+      // Offline, an attempt would fail at once: wait for `online` (or the long cap, in case it never comes).
+      const delayMs = attempt === 1 && !isOffline() ? 0 : Math.round(Math.random() * cap);
       this._setState("reconnecting", { attempt, delayMs, error });
       this._timers.retry = setTimeout(() => this._open(), delayMs);
+    }
+
+    // The browser's hints about the network: it knows when it goes offline and when the page is seen.
+    _listen(on) {
+      const doc = root.document;
+      if (typeof root.addEventListener !== "function" || !doc) return; // Node: no such events
+      if (on && !this._onBrowserEvent) {
+        this._onBrowserEvent = (event) => this._browserEvent(event.type);
+        root.addEventListener("online", this._onBrowserEvent);
+        root.addEventListener("offline", this._onBrowserEvent);
+        doc.addEventListener("visibilitychange", this._onBrowserEvent);
+      } else if (!on && this._onBrowserEvent) {
+        root.removeEventListener("online", this._onBrowserEvent);
+        root.removeEventListener("offline", this._onBrowserEvent);
+        doc.removeEventListener("visibilitychange", this._onBrowserEvent);
+        this._onBrowserEvent = null;
+      }
+    }
+
+    _browserEvent(type) {
+      if (type === "offline") {
+        // The socket may look open for minutes; say so now and retry once the network is back.
+        if (this._ws) this._closed(this._ws, "the browser went offline");
+        return;
+      }
+      if (type === "visibilitychange" && isHidden()) return;
+      if (this.state === "connected") {
+        const silent = Date.now() - this._lastSeen;
+        if (silent <= STALE_MS) return;
+        return this._closed(this._ws, new RealtimeError(null, "KeepAliveTimeout", `no frame for ${silent} ms`));
+      }
+      // Online again, or looked at again: retry now instead of at the end of the backoff, and
+      // start the backoff over (this is a first retry).
+      if (this.state !== "reconnecting" || this._ws) return; // closed, or an attempt is under way
+      clearTimeout(this._timers.retry);
+      this._attempt = 1;
+      this._setState("reconnecting", { attempt: 1, delayMs: 0 });
+      this._open();
     }
 
     _shutdown(error) {
@@ -332,6 +390,7 @@
         sub.active = false;
       }
       this._attempt = this._connectedAt = 0;
+      this._listen(false);
       this._setState("closed", error ? { error } : undefined);
     }
 

@@ -204,6 +204,7 @@ async function main() {
     states: afterDrop.map((s) => s.state),
     attempt: afterDrop[0].attempt,
     delay_within_base: afterDrop[0].delayMs >= 0 && afterDrop[0].delayMs <= 1000,
+    first_at_once: afterDrop[0].delayMs === 0,
     reason: afterDrop[0].error.errorType,
     resent_types: resent.map((frame) => frame.type),
     same_ids: resent.filter((f) => f.type === "subscribe").map((f) => f.id).sort().join() === ids.join(),
@@ -225,6 +226,8 @@ async function main() {
   summary.backoff = {
     attempts: retries.map((s) => s.attempt),
     delays_within_caps: retries.every((s) => s.delayMs >= 0 && s.delayMs <= 1000 * 2 ** (s.attempt - 1)),
+    // After the first retry: at most 1 s, 2 s, 4 s, then never more than 5 s while someone looks.
+    delays_within_phone_caps: retries.every((s) => s.delayMs <= Math.min(5000, 1000 * 2 ** (s.attempt - 2))),
     refused: proxy.refuse === 0,
     concrete: boConcrete,
     wildcard: boWildcard,
