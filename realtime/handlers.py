@@ -17,6 +17,15 @@ imported at start-up)::
     @handlers.after_publish("chat")
     def persist(ctx): ...   # runs after fan-out; events go out unchanged
 
+    @handlers.on_connect
+    def admit(ctx: handlers.ConnectionContext):
+        if ctx.source_ip in BLOCKED:
+            raise handlers.Unauthorized()
+        return {"joined_at": time.time()}   # attached: ctx.data of later handlers
+
+    @handlers.on_disconnect
+    def forget(ctx: handlers.ConnectionContext): ...   # once per connection, whatever closed it
+
 Contracts:
 
 - ``on_publish(ctx)`` returns ``None`` (broadcast every event unchanged) or a
@@ -31,6 +40,13 @@ Contracts:
 - ``on_subscribe(ctx)`` returns to allow and raises to deny.
 - ``after_publish(ctx)`` sees the events as broadcast; it cannot change or
   delay them, and its errors are only logged.
+- ``on_connect(ctx)`` (one for the site) runs once a connection's credentials
+  are authorized; raising refuses the connection (``connection_error`` with
+  the error's type), and a mapping it returns is attached to the connection
+  (``ctx.data`` of its later connection and presence handlers).
+- ``on_disconnect(ctx)`` (one for the site) runs exactly once after every
+  close of a connection that ``on_connect`` admitted, whatever closed it; its
+  errors are only logged.
 - Sync handlers run in a worker thread (the ORM is fine there); async ones are
   awaited. Each call is bounded by ``REALTIME["HANDLER_TIMEOUT"]`` seconds; a
   handler that fails or returns a malformed result is a clean ``HandlerError``
@@ -67,12 +83,16 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ChannelInfo",
+    "CloseCause",
+    "ConnectionContext",
     "HandlerContext",
     "IncomingEvent",
     "OutgoingEvent",
     "Reject",
     "Unauthorized",
     "after_publish",
+    "on_connect",
+    "on_disconnect",
     "on_publish",
     "on_subscribe",
 ]
@@ -85,6 +105,28 @@ class HandlerKind(StrEnum):
     PUBLISH = "publish"
     SUBSCRIBE = "subscribe"
     AFTER_PUBLISH = "after_publish"
+    CONNECT = "connect"
+    DISCONNECT = "disconnect"
+
+
+CONNECT_OPERATION = "CONNECT"
+DISCONNECT_OPERATION = "DISCONNECT"
+
+# Connection handlers serve the whole site, not a namespace: they register under this name.
+SITE = "site"
+# The namespace label of connection handlers in metrics and logs.
+CONNECTION_LABEL = "_connection"
+
+
+class CloseCause(StrEnum):
+    """Why a connection ended (``ConnectionContext.close_cause`` of ``on_disconnect``)."""
+
+    CLIENT = "client"  # the client closed, or its socket went away
+    SERVER = "server"  # this server closed it (a refusal after connect, a control message)
+    SLOW_CONSUMER = "slow_consumer"  # its outbound buffer overflowed
+    REVOKED = "revoked"  # its credentials were revoked or expired
+    MAX_AGE = "max_age"  # it reached REALTIME["MAX_CONNECTION_AGE"]
+    SHUTDOWN = "shutdown"  # the server process stopped serving it
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +180,47 @@ class HandlerContext:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionContext:
+    """What a connection handler knows: the connection, never its credentials.
+
+    ``data`` is the connection's own dict: what ``on_connect`` returned (or put
+    there) is what later handlers of the connection see.
+    """
+
+    operation: str  # "CONNECT" or "DISCONNECT"
+    connection_id: str
+    identity: Mapping[str, Any] | None
+    request_headers: Mapping[str, str]
+    source_ip: str | None
+    data: dict[str, Any]
+    # on_disconnect only: the close code (None when the socket vanished) and why.
+    close_code: int | None = None
+    close_cause: CloseCause | None = None
+
+
+def connection_context(
+    operation: Operation | str,
+    connection_id: str,
+    identity: Identity | None,
+    request: RequestInfo,
+    data: dict[str, Any],
+    close_code: int | None = None,
+    close_cause: CloseCause | None = None,
+) -> ConnectionContext:
+    """The context a connection handler sees."""
+    return ConnectionContext(
+        operation=str(operation),
+        connection_id=connection_id,
+        identity=identity.as_context() if identity is not None else None,
+        request_headers=handler_headers(request.headers),
+        source_ip=request.source_ip,
+        data=data,
+        close_code=close_code,
+        close_cause=close_cause,
+    )
+
+
 def context_for(
     operation: Operation,
     namespace: str,
@@ -160,12 +243,15 @@ def context_for(
 
 Handler = Callable[[HandlerContext], Any]
 F = TypeVar("F", bound=Handler)
+ConnectionHandler = Callable[[ConnectionContext], Any]
+C = TypeVar("C", bound=ConnectionHandler)
 
-_registry: dict[HandlerKind, dict[str, Handler]] = {kind: {} for kind in HandlerKind}
+_registry: dict[HandlerKind, dict[str, Callable[..., Any]]] = {kind: {} for kind in HandlerKind}
+R = TypeVar("R", bound=Callable[..., Any])
 
 
-def _register(kind: HandlerKind, name: str) -> Callable[[F], F]:
-    def decorator(fn: F) -> F:
+def _register(kind: HandlerKind, name: str) -> Callable[[R], R]:
+    def decorator(fn: R) -> R:
         registered = _registry[kind]
         if name in registered and registered[name] is not fn:
             raise ImproperlyConfigured(f"A {kind} handler named {name!r} is already registered.")
@@ -190,6 +276,16 @@ def after_publish(name: str) -> Callable[[F], F]:
     return _register(HandlerKind.AFTER_PUBLISH, name)
 
 
+def on_connect(fn: C) -> C:
+    """Register the site's ``on_connect`` handler (decorator; one per site)."""
+    return _register(HandlerKind.CONNECT, SITE)(fn)
+
+
+def on_disconnect(fn: C) -> C:
+    """Register the site's ``on_disconnect`` handler (decorator; one per site)."""
+    return _register(HandlerKind.DISCONNECT, SITE)(fn)
+
+
 def registered_names(kind: HandlerKind) -> list[str]:
     return sorted(_registry[kind])
 
@@ -197,6 +293,45 @@ def registered_names(kind: HandlerKind) -> list[str]:
 def unregister(kind: HandlerKind, name: str) -> None:
     """Remove a registration (tests, and apps that swap handlers)."""
     _registry[kind].pop(name, None)
+
+
+def connection_handler(kind: HandlerKind) -> ConnectionHandler | None:
+    """The site's ``on_connect`` or ``on_disconnect`` handler, if one is registered."""
+    return _registry[kind].get(SITE)
+
+
+async def connection_opened(
+    connection_id: str, identity: Identity | None, request: RequestInfo
+) -> dict[str, Any]:
+    """Run ``on_connect`` for an authorized connection; the data to attach to it.
+
+    Raises:
+        HandlerRejected, Unauthorized, HandlerTimeout, HandlerError: as :func:`call`.
+    """
+    data: dict[str, Any] = {}
+    handler = connection_handler(HandlerKind.CONNECT)
+    if handler is None:
+        return data
+    ctx = connection_context(CONNECT_OPERATION, connection_id, identity, request, data)
+    result = await call_for_connection(handler, ctx)
+    if result is not None:
+        if not isinstance(result, Mapping):
+            logger.error("on_connect handler %s returned %r, not a mapping", _name(handler), type(result))
+            raise HandlerError("on_connect must return a mapping or None")
+        data.update(result)
+    return data
+
+
+async def connection_ended(ctx: ConnectionContext) -> None:
+    """Run ``on_disconnect``; its failures are logged (and counted), never raised."""
+    handler = connection_handler(HandlerKind.DISCONNECT)
+    if handler is None:
+        return
+    try:
+        await call_for_connection(handler, ctx)
+    except Exception as error:
+        # call() logged the handler's own failure; a refusal means nothing here.
+        logger.debug("on_disconnect for connection %s ended with %r", ctx.connection_id, error)
 
 
 def resolve(kind: HandlerKind, namespace: str, configured: str = "") -> Handler | None:
@@ -223,6 +358,17 @@ async def call(handler: Handler, ctx: HandlerContext) -> Any:
         HandlerTimeout: it ran longer than ``HANDLER_TIMEOUT``.
         HandlerError: it raised anything else.
     """
+    return await _bounded(handler, ctx, ctx.namespace, ctx.operation, ctx.channel.path)
+
+
+async def call_for_connection(handler: ConnectionHandler, ctx: ConnectionContext) -> Any:
+    """:func:`call` for a connection handler; raises what :func:`call` raises."""
+    return await _bounded(handler, ctx, CONNECTION_LABEL, ctx.operation, f"connection {ctx.connection_id}")
+
+
+async def _bounded(
+    handler: Callable[[Any], Any], ctx: Any, namespace: str, operation: str, subject: str
+) -> Any:
     if inspect.iscoroutinefunction(handler):
         awaitable: Awaitable[Any] = handler(ctx)
     else:
@@ -235,18 +381,18 @@ async def call(handler: Handler, ctx: HandlerContext) -> Any:
     except (HandlerRejected, Unauthorized):
         raise
     except TimeoutError:
-        logger.error("%s handler %s for %s timed out", ctx.operation, _name(handler), ctx.channel.path)
-        metrics.handler_failed(ctx.namespace, ctx.operation)
+        logger.error("%s handler %s for %s timed out", operation, _name(handler), subject)
+        metrics.handler_failed(namespace, operation)
         raise HandlerTimeout() from None
     except Exception:
-        logger.exception("%s handler %s for %s failed", ctx.operation, _name(handler), ctx.channel.path)
-        metrics.handler_failed(ctx.namespace, ctx.operation)
+        logger.exception("%s handler %s for %s failed", operation, _name(handler), subject)
+        metrics.handler_failed(namespace, operation)
         raise HandlerError() from None
     finally:
-        metrics.handler_called(ctx.namespace, ctx.operation, time.perf_counter() - start)
+        metrics.handler_called(namespace, operation, time.perf_counter() - start)
 
 
-def _name(handler: Handler) -> str:
+def _name(handler: Callable[[Any], Any]) -> str:
     return f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', repr(handler))}"
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from django.db import DatabaseError
 
-from realtime import signals
+from realtime import handlers, signals
 from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, authorize
 from realtime.auth.limits import connect_limiter
 from realtime.conf import realtime_settings
@@ -47,6 +47,7 @@ from realtime.operations.publishing import Publication, publish
 from realtime.operations.subscribing import subscribe_authorize, subscription_start, subscription_stop
 from realtime.ops.logs import bind_connection
 from realtime.ops.metrics import metrics
+from realtime.presence.connections import connections
 from realtime.transport.handshake import (
     SUBPROTOCOL,
     connect_credentials,
@@ -63,6 +64,8 @@ REJECT_GRACE_SECONDS = 2.0
 
 # Publishes waiting for the channel layer before they are answered (kept referenced).
 _answering: set[asyncio.Task[None]] = set()
+# Connections closed after their server stopped serving them (kept referenced).
+_closing: set[asyncio.Task[None]] = set()
 
 
 class Connection:
@@ -81,6 +84,11 @@ class Connection:
         "rejection",
         "connected_at",
         "outbox",
+        # Connection handlers (realtime.handlers): on_connect's data, why it closed,
+        # and whether closed() has run (on_disconnect runs exactly once).
+        "data",
+        "close_cause",
+        "ended",
     )
 
     def __init__(self, scope: Mapping[str, Any], send: AsgiSend) -> None:
@@ -106,6 +114,9 @@ class Connection:
         self.rejection: RealtimeError | None = None
         self.connected_at: float | None = None
         self.outbox = Outbox(send, limit=realtime_settings.outbound_buffer_size, on_overflow=self._overflowed)
+        self.data: dict[str, Any] = {}
+        self.close_cause: handlers.CloseCause | None = None
+        self.ended = False
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -127,6 +138,7 @@ class Connection:
                 credentials=self.credentials,
                 auth=AuthRequest(operation=Operation.CONNECT, request=self.request),
             )
+            self.data = await handlers.connection_opened(self.id, self.identity, self.request)
         except RealtimeError as error:
             self.rejection = error
             metrics.connect_failed(error)
@@ -145,7 +157,13 @@ class Connection:
             asyncio.get_running_loop().call_later(REJECT_GRACE_SECONDS, self._reject)
             return
         hub.connect(self.outbox)
+        connections.add(self)
         self.connected_at = metrics.connected()
+        # A server that stops serving the socket (process shutdown) cancels the task
+        # that reads it, and websocket.disconnect never comes: close it then.
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(self._served)
         if signals.client_connected.receivers:
             await signals.client_connected.asend(
                 signals.SENDER, connection_id=self.id, identity=self.identity
@@ -163,10 +181,33 @@ class Connection:
     def _overflowed(self) -> None:
         # Called from the publisher's task: name this connection, not the publisher's.
         logger.info("closing a websocket whose outbound buffer overflowed", extra={"connection_id": self.id})
+        self.close_cause = handlers.CloseCause.SLOW_CONSUMER
         metrics.slow_consumer()
 
+    def close(self, code: int, cause: handlers.CloseCause, reason: str = "") -> None:
+        """Close from the server's side after what is queued; ``cause`` is what on_disconnect hears."""
+        if self.outbox.closed:
+            return
+        self.close_cause = cause
+        self.outbox.close(code, reason)
+
+    def _served(self, task: asyncio.Task[None]) -> None:
+        if self.ended:
+            return
+        self.close_cause = self.close_cause or handlers.CloseCause.SHUTDOWN
+        try:
+            closing = asyncio.get_running_loop().create_task(self.closed(None))
+        except RuntimeError:  # the loop is gone with the process: nothing can run
+            return
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
+
     async def closed(self, code: int | None) -> None:
-        """The socket is gone: forget its subscriptions and tell whoever listens."""
+        """The socket is gone: forget its subscriptions and tell whoever listens (once)."""
+        if self.ended:
+            return
+        self.ended = True
+        connections.remove(self)
         hub.disconnect(self.outbox, self.subscriptions.values())
         self.outbox.stop()
         if self.rejection is not None:
@@ -178,6 +219,17 @@ class Connection:
             await signals.client_disconnected.asend(
                 signals.SENDER, connection_id=self.id, identity=self.identity, code=code
             )
+        await handlers.connection_ended(
+            handlers.connection_context(
+                handlers.DISCONNECT_OPERATION,
+                self.id,
+                self.identity,
+                self.request,
+                self.data,
+                close_code=code,
+                close_cause=self.close_cause or handlers.CloseCause.CLIENT,
+            )
+        )
 
     async def _subscription_ended(self, subscription_id: str) -> None:
         channel = self.session.subscriptions.get(subscription_id)

@@ -1,0 +1,82 @@
+"""This process's open connections, by id, API key and user (for server-side control).
+
+A connection registers once ``on_connect`` has admitted it and leaves when it
+closes; the index is what :mod:`realtime.presence.control` looks up to close or
+unsubscribe connections, and what the admin shows as a key's live connections.
+
+Its state belongs to one event loop, like the hub's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from realtime.auth import Identity
+from realtime.lifecycle import lifecycle
+
+
+class Controlled(Protocol):
+    """What control needs of a connection (:class:`realtime.transport.connection.Connection`)."""
+
+    id: str
+    identity: Identity | None
+
+
+class ConnectionIndex:
+    """The open connections of this process."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._by_id: dict[str, Controlled] = {}
+        self._by_key: dict[int, dict[str, Controlled]] = {}
+        self._by_user: dict[str, dict[str, Controlled]] = {}
+
+    def add(self, connection: Controlled) -> None:
+        self._by_id[connection.id] = connection
+        identity = connection.identity
+        if identity is None:
+            return
+        if identity.api_key_id is not None:
+            self._by_key.setdefault(identity.api_key_id, {})[connection.id] = connection
+        if identity.user_id is not None:
+            self._by_user.setdefault(str(identity.user_id), {})[connection.id] = connection
+
+    def remove(self, connection: Controlled) -> None:
+        if self._by_id.pop(connection.id, None) is None:
+            return
+        identity = connection.identity
+        if identity is None:
+            return
+        _discard(self._by_key, identity.api_key_id, connection.id)
+        _discard(self._by_user, None if identity.user_id is None else str(identity.user_id), connection.id)
+
+    def get(self, connection_id: str) -> Controlled | None:
+        return self._by_id.get(connection_id)
+
+    def all(self) -> list[Controlled]:
+        return list(self._by_id.values())
+
+    def with_api_key(self, api_key_id: int) -> list[Controlled]:
+        return list(self._by_key.get(api_key_id, {}).values())
+
+    def of_user(self, user_id: Any) -> list[Controlled]:
+        return list(self._by_user.get(str(user_id), {}).values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+def _discard(index: dict[Any, dict[str, Controlled]], value: Any, connection_id: str) -> None:
+    if value is None:
+        return
+    held = index.get(value)
+    if held is not None:
+        held.pop(connection_id, None)
+        if not held:
+            del index[value]
+
+
+connections = ConnectionIndex()
+lifecycle.on_new_loop("connections", connections.reset)
