@@ -14,6 +14,10 @@ once it commits, at least once, each with its identifier (realtime.operations.re
     with transaction.atomic():
         order.save()
         realtime.publish_on_commit("/default/orders", [{"id": order.pk}], key=f"order-{order.pk}-saved")
+
+Who is subscribed, across every server process (PROTOCOL §12)::
+
+    realtime.occupancy("/quiz/AB12/game")   # Occupancy(channel, subscriptions, connections)
 """
 
 from __future__ import annotations
@@ -23,8 +27,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from realtime.operations.publishing import PublishResult
+    from realtime.presence.occupancy import Occupancy
 
-__all__ = ["PublishResult", "apublish", "publish", "publish_many_on_commit", "publish_on_commit"]
+__all__ = [
+    "PublishResult",
+    "aoccupancy",
+    "apublish",
+    "occupancy",
+    "publish",
+    "publish_many_on_commit",
+    "publish_on_commit",
+]
 
 
 def publish(channel: str, events: list[Any]) -> PublishResult:
@@ -58,6 +71,20 @@ def publish_many_on_commit(publications: Iterable[tuple[str, Sequence[Mapping[st
     from realtime.operations.relay import publish_many_on_commit as write
 
     write(publications)
+
+
+def occupancy(channel: str) -> Occupancy:
+    """Subscriptions to ``channel`` (a channel or a wildcard, literally) and their connections."""
+    from asgiref.sync import async_to_sync
+
+    return async_to_sync(aoccupancy)(channel)
+
+
+async def aoccupancy(channel: str) -> Occupancy:
+    """:func:`occupancy` from async code."""
+    from realtime.presence.service import occupancy_get
+
+    return await occupancy_get(channel)
 
 
 def __getattr__(name: str) -> Any:

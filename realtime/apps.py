@@ -16,10 +16,12 @@ class RealtimeConfig(AppConfig):
         from realtime.lifecycle import lifecycle
         from realtime.operations.relay import SERVICE, relay, runs_in_process
         from realtime.ops.dashboard import sampler_run
+        from realtime.presence.service import occupancy
         from realtime.transport.connection import keepalive_run
 
         lifecycle.register("keepalive", keepalive_run)
         lifecycle.register("layer-bridge", bridge.run)
         lifecycle.register("dashboard-sampler", sampler_run)
+        lifecycle.register("occupancy", occupancy.run)
         lifecycle.register(SERVICE, relay.run, enabled=runs_in_process)
         autodiscover_modules(realtime_settings.handler_module)

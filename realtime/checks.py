@@ -79,6 +79,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     ):
         if getattr(realtime_settings, name.lower()) < 1:
             messages.append(Error(f"REALTIME['{name}'] must be at least 1.", id="realtime.E006"))
+    for name in ("OCCUPANCY_INTERVAL", "OCCUPANCY_PROCESS_TTL", "MAX_CONNECTION_AGE"):
+        value = getattr(realtime_settings, name.lower())
+        if value is not None and value <= 0:
+            messages.append(Error(f"REALTIME['{name}'] must be more than 0 seconds.", id="realtime.E010"))
+    if realtime_settings.occupancy_process_ttl < 2 * realtime_settings.occupancy_interval:
+        messages.append(
+            Error(
+                "REALTIME['OCCUPANCY_PROCESS_TTL'] must be at least twice REALTIME['OCCUPANCY_INTERVAL'].",
+                hint="A live process refreshes its counts every interval; shorter, they would expire.",
+                id="realtime.E011",
+            )
+        )
     rates = {name: getattr(realtime_settings, name.lower()) for name in ("CONNECT_RATE", "AUTH_FAILURE_RATE")}
     messages += rate_errors("REALTIME", rates, check_id="realtime.E007")
     return messages

@@ -92,6 +92,18 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_POLL": 1.0,
     # Rows the relay takes per round.
     "RELAY_BATCH": 500,
+    # Occupancy (realtime.presence, PROTOCOL §12): subscriptions and connections per
+    # channel key, counted across processes. Off: no counting, presence channels refused.
+    "OCCUPANCY": True,
+    # Seconds: at most one update per presence channel per interval (and this
+    # process's counts reach the others within a quarter of it).
+    "OCCUPANCY_INTERVAL": 1.0,
+    # Seconds after which a process that stopped refreshing (killed, say) no longer
+    # counts toward occupancy anywhere.
+    "OCCUPANCY_PROCESS_TTL": 15.0,
+    # Seconds a WebSocket connection may stay open before the server closes it
+    # (AppSync: 24 h; PROTOCOL §12); None: no limit.
+    "MAX_CONNECTION_AGE": 24 * 3600.0,
 }
 
 
@@ -218,6 +230,23 @@ class RealtimeSettings:
     @property
     def relay_batch(self) -> int:
         return int(self._get("RELAY_BATCH"))
+
+    @property
+    def occupancy(self) -> bool:
+        return bool(self._get("OCCUPANCY"))
+
+    @property
+    def occupancy_interval(self) -> float:
+        return float(self._get("OCCUPANCY_INTERVAL"))
+
+    @property
+    def occupancy_process_ttl(self) -> float:
+        return float(self._get("OCCUPANCY_PROCESS_TTL"))
+
+    @property
+    def max_connection_age(self) -> float | None:
+        value = self._get("MAX_CONNECTION_AGE")
+        return None if value is None else float(value)
 
 
 realtime_settings = RealtimeSettings()

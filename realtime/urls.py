@@ -8,11 +8,13 @@ from realtime.ops.health import healthz, readyz
 from realtime.ops.metrics import instrument_http
 from realtime.transport.console import console
 from realtime.transport.http import event
+from realtime.transport.presence import presence
 
 app_name = "realtime"
 
 urlpatterns = [
     path("event", instrument_http(event), name="event"),
+    path("event/presence", instrument_http(presence), name="presence"),
     path("realtime/console/", console, name="console"),
     path("realtime/dashboard/", dashboard, name="dashboard"),
     path("metrics", metrics_view, name="metrics"),

@@ -15,6 +15,10 @@ prefix, at any depth (``/default/*`` receives ``/default/a`` and
   wildcard; it matches ``/a/b/c/d/e``.
 - ``/*`` alone is refused: the namespace must be concrete.
 - Publishing to a wildcard is refused with ``InvalidChannel``.
+
+An extension (PROTOCOL §12): ``/$presence/<channel>`` is the presence channel of
+``<channel>`` (a channel or a wildcard, taken literally), which only a subscribe
+may name. Its events are the watched channel's occupancy, never a publish.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from realtime.exceptions import InvalidChannel
 MAX_SEGMENTS = 5
 MAX_SEGMENT_LENGTH = 50
 WILDCARD = "*"
+# The reserved first segment of presence channels; `$` never starts a namespace.
+PRESENCE = "$presence"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?\Z")
 NAMESPACE_NAME = _SEGMENT
@@ -38,6 +44,8 @@ class ChannelPath:
 
     segments: tuple[str, ...]
     wildcard: bool = False
+    # The presence channel of this path (``/$presence/...``), not the path itself.
+    presence: bool = False
 
     @property
     def namespace(self) -> str:
@@ -46,7 +54,14 @@ class ChannelPath:
     @property
     def path(self) -> str:
         """The canonical form handlers see: a leading slash, ``/*`` kept."""
+        if self.presence:
+            return f"/{PRESENCE}/" + "/".join(self.all_segments)
         return "/" + "/".join(self.all_segments)
+
+    @property
+    def watched(self) -> ChannelPath:
+        """The channel whose presence channel this is (itself for an ordinary channel)."""
+        return ChannelPath(self.segments, self.wildcard) if self.presence else self
 
     @property
     def all_segments(self) -> tuple[str, ...]:
@@ -55,7 +70,9 @@ class ChannelPath:
 
     @property
     def key(self) -> str:
-        """The subscription index key: ``ns/a/b`` or ``ns/a/*``."""
+        """The subscription index key: ``ns/a/b`` or ``ns/a/*`` (``ns/a/b/$presence`` for presence)."""
+        if self.presence:
+            return "/".join(self.all_segments) + "/" + PRESENCE
         return "/".join(self.all_segments)
 
     def matching_keys(self) -> list[str]:
@@ -79,14 +96,19 @@ def parse_channel(raw: object, *, allow_wildcard: bool) -> ChannelPath:
         allow_wildcard: ``True`` for subscribe, ``False`` for publish.
 
     Raises:
-        InvalidChannel: the string breaks the grammar, or is a wildcard where
-            none is allowed.
+        InvalidChannel: the string breaks the grammar, or is a wildcard (or a
+            presence channel) where none is allowed.
     """
     if not isinstance(raw, str) or not raw:
         raise InvalidChannel()
     text = raw
     if text.startswith("/"):
         text = text[1:]
+    if allow_wildcard and text.startswith(PRESENCE + "/"):
+        watched = parse_channel(text[len(PRESENCE) + 1 :], allow_wildcard=True)
+        if watched.presence:
+            raise InvalidChannel()
+        return ChannelPath(watched.segments, watched.wildcard, presence=True)
     if text.endswith("/"):
         text = text[:-1]
     parts = text.split("/")
@@ -102,6 +124,11 @@ def parse_channel(raw: object, *, allow_wildcard: bool) -> ChannelPath:
         if not _SEGMENT.match(part):
             raise InvalidChannel()
     return ChannelPath(tuple(parts), wildcard)
+
+
+def presence_key(key: str) -> bool:
+    """Whether a subscription key is a presence channel's (see :attr:`ChannelPath.key`)."""
+    return key.endswith("/" + PRESENCE)
 
 
 def is_valid_namespace_name(name: str) -> bool:

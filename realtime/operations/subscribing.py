@@ -8,16 +8,18 @@ The connection checks the id and the per-connection limit before any of it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from realtime import handlers
 from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, authorize
 from realtime.conf import realtime_settings
-from realtime.core.paths import ChannelPath
+from realtime.core.paths import ChannelPath, presence_key
 from realtime.delivery.bridge import bridge
 from realtime.delivery.hub import LocalSubscription, hub
-from realtime.exceptions import NamespaceNotFound
+from realtime.delivery.outbox import Outbox
+from realtime.exceptions import InvalidChannel, NamespaceNotFound
 from realtime.handlers import HandlerKind
+from realtime.presence.service import occupancy
 from realtime.store.selectors import namespace_get
 
 
@@ -30,9 +32,15 @@ async def subscribe_authorize(
 ) -> Identity:
     """Namespace, authorization and ``on_subscribe`` for one subscribe; the subscriber's identity.
 
+    A presence channel (PROTOCOL §12) is authorized exactly as a subscribe to
+    the channel it watches: handlers see that channel; authorizers see the
+    channel as the client sent it (a SigV4 signature covers that string).
+
     Raises:
-        NamespaceNotFound, Unauthorized, HandlerRejected, HandlerError.
+        InvalidChannel, NamespaceNotFound, Unauthorized, HandlerRejected, HandlerError.
     """
+    if channel.presence and not realtime_settings.occupancy:
+        raise InvalidChannel()
     namespace = await namespace_get(name=channel.namespace)
     if namespace is None:
         raise NamespaceNotFound()
@@ -44,7 +52,8 @@ async def subscribe_authorize(
     handler = handlers.resolve(HandlerKind.SUBSCRIBE, namespace.name, namespace.subscribe_handler)
     if handler is not None:
         await handlers.call(
-            handler, handlers.context_for(Operation.SUBSCRIBE, namespace.name, channel, identity, request)
+            handler,
+            handlers.context_for(Operation.SUBSCRIBE, namespace.name, channel.watched, identity, request),
         )
     return identity
 
@@ -55,10 +64,23 @@ async def subscription_start(subscription: LocalSubscription) -> None:
     Raises:
         ServiceUnavailable: the channel layer refused this process's membership.
     """
-    await bridge.join(subscription.key)
+    # Presence channels travel through no layer group: each process serves its
+    # own watchers from the occupancy store.
+    if not presence_key(subscription.key):
+        await bridge.join(subscription.key)
     hub.add(subscription)
+    occupancy.started(subscription)
 
 
 def subscription_stop(subscription: LocalSubscription) -> None:
     """No more events for this subscription (its group is left lazily, see the bridge)."""
     hub.remove(subscription)
+    occupancy.stopped(subscription)
+
+
+def connection_stop(outbox: Outbox, subscriptions: Iterable[LocalSubscription]) -> None:
+    """A connection is gone: no more events for it or any of its subscriptions."""
+    held = list(subscriptions)
+    hub.disconnect(outbox, held)
+    for subscription in held:
+        occupancy.stopped(subscription)

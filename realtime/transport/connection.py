@@ -44,7 +44,12 @@ from realtime.exceptions import (
 )
 from realtime.lifecycle import lifecycle
 from realtime.operations.publishing import Publication, publish
-from realtime.operations.subscribing import subscribe_authorize, subscription_start, subscription_stop
+from realtime.operations.subscribing import (
+    connection_stop,
+    subscribe_authorize,
+    subscription_start,
+    subscription_stop,
+)
 from realtime.ops.logs import bind_connection
 from realtime.ops.metrics import metrics
 from realtime.presence.connections import connections
@@ -208,7 +213,7 @@ class Connection:
             return
         self.ended = True
         connections.remove(self)
-        hub.disconnect(self.outbox, self.subscriptions.values())
+        connection_stop(self.outbox, self.subscriptions.values())
         self.outbox.stop()
         if self.rejection is not None:
             return

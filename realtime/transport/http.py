@@ -77,6 +77,20 @@ def _as_realtime_error(exc: Exception) -> tuple[RealtimeError, int, dict[str, st
     return error, error.http_status, {}
 
 
+def request_info(request: HttpRequest) -> RequestInfo:
+    """What authorizers and handlers may know of an HTTP request (headers lowercased, secrets hidden)."""
+    headers = {
+        name.lower(): value for name, value in request.headers.items() if name.lower() not in HIDDEN_HEADERS
+    }
+    return RequestInfo(
+        transport=Transport.HTTP,
+        headers=headers,
+        source_ip=request.META.get("REMOTE_ADDR"),
+        cookies=request.COOKIES,
+        http_request=request,
+    )
+
+
 def _with_cors(view: View) -> View:
     @functools.wraps(view)
     async def respond(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -103,22 +117,14 @@ async def event(request: HttpRequest) -> HttpResponse:
         raise MalformedMessage("channel must be a string")
     if not isinstance(events, list):
         raise MalformedMessage("events must be an array")
-    headers = {
-        name.lower(): value for name, value in request.headers.items() if name.lower() not in HIDDEN_HEADERS
-    }
+    info = request_info(request)
     publication = await publish(
         channel=channel,
         events=events,
-        credentials=parse_authorization(headers),
+        credentials=parse_authorization(info.headers),
         # The raw bytes, as read: SigV4 verifies exactly these.
         http_body=request.body,
-        request=RequestInfo(
-            transport=Transport.HTTP,
-            headers=headers,
-            source_ip=request.META.get("REMOTE_ADDR"),
-            cookies=request.COOKIES,
-            http_request=request,
-        ),
+        request=info,
     )
     result = await publication.completed()
     return JsonResponse(result.as_dict())

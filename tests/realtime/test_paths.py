@@ -124,6 +124,38 @@ def test_a_channel_that_is_not_a_string_is_refused(raw):
 
 
 @pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("/$presence/default", ChannelPath(("default",), presence=True)),
+        ("/$presence/default/a/*", ChannelPath(("default", "a"), wildcard=True, presence=True)),
+    ],
+)
+def test_a_presence_channel_parses_for_subscribe_and_names_the_channel_it_watches(raw, expected):
+    channel = parse_channel(raw, allow_wildcard=True)
+
+    assert channel == expected
+    assert channel.watched == ChannelPath(expected.segments, expected.wildcard)
+
+
+@pytest.mark.parametrize(
+    ("raw", "allow_wildcard"),
+    [
+        ("/$presence/default", False),  # nobody publishes presence
+        ("/$presence", True),
+        ("/$presence/", True),
+        ("/$presence/*", True),
+        ("/$presence/$presence/default", True),
+        ("/default/$presence", True),
+        ("/$presence/a/b/c/d/e/f", True),
+        ("/$Presence/default", True),
+    ],
+)
+def test_a_malformed_or_published_presence_channel_is_refused(raw, allow_wildcard):
+    with pytest.raises(InvalidChannel):
+        parse_channel(raw, allow_wildcard=allow_wildcard)
+
+
+@pytest.mark.parametrize(
     ("raw", "path", "key", "all_segments", "namespace"),
     [
         ("default", "/default", "default", ("default",), "default"),
@@ -133,6 +165,15 @@ def test_a_channel_that_is_not_a_string_is_refused(raw):
         ("/ns/*", "/ns/*", "ns/*", ("ns", "*"), "ns"),
         ("ns/a/*", "/ns/a/*", "ns/a/*", ("ns", "a", "*"), "ns"),
         ("/a/b/c/d/*", "/a/b/c/d/*", "a/b/c/d/*", ("a", "b", "c", "d", "*"), "a"),
+        ("/$presence/ns/a", "/$presence/ns/a", "ns/a/$presence", ("ns", "a"), "ns"),
+        ("$presence/ns/a/*/", "/$presence/ns/a/*", "ns/a/*/$presence", ("ns", "a", "*"), "ns"),
+        (
+            "/$presence/a/b/c/d/e",
+            "/$presence/a/b/c/d/e",
+            "a/b/c/d/e/$presence",
+            ("a", "b", "c", "d", "e"),
+            "a",
+        ),
     ],
 )
 def test_a_channel_exposes_its_canonical_path_key_segments_and_namespace(

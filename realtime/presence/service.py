@@ -1,0 +1,204 @@
+"""Occupancy as a service: counted on subscribe, shared across processes, streamed coalesced.
+
+The subscribe path tells :data:`occupancy` when a subscription starts and stops
+(:mod:`realtime.operations.subscribing`). A subscription to a presence channel
+(``/$presence/<channel>``, PROTOCOL §12) is a *watcher*: it is not counted, it
+joins no layer group (each process serves its own watchers from the store), it
+gets the current occupancy right after its ``subscribe_success``, and then an
+update whenever the totals change, at most one per ``OCCUPANCY_INTERVAL`` per
+channel however many subscriptions come and go: 1,000 joins within a second
+make at most three updates.
+
+The background service (:meth:`OccupancyService.run`) writes this process's
+changed counts every quarter interval, refreshes all of them and the process's
+liveness every third of ``OCCUPANCY_PROCESS_TTL``, and reads the totals of the
+watched channels of this process every quarter interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from realtime.conf import realtime_settings
+from realtime.core import protocol
+from realtime.core.paths import PRESENCE, ChannelPath, parse_channel, presence_key
+from realtime.delivery.hub import Hub, LocalSubscription, hub
+from realtime.lifecycle import lifecycle
+from realtime.presence.occupancy import (
+    Counts,
+    LocalCounts,
+    Occupancy,
+    OccupancyStore,
+    channel_of,
+    event_for,
+    store_for_layer,
+)
+
+logger = logging.getLogger(__name__)
+
+_SUFFIX = "/" + PRESENCE
+
+
+class OccupancyService:
+    """This process's counts, its watchers, and the coalesced stream to them."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        # What the coalescing measures intervals with (tests give their own).
+        self.clock: Callable[[], float] = time.monotonic
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget counts and watchers (their event loop is gone)."""
+        self.local = LocalCounts()
+        self._store: OccupancyStore | None = None
+        # presence key -> local watcher subscriptions
+        self._watchers: dict[str, int] = {}
+        # presence key -> (counts last streamed, clock time they were)
+        self._sent: dict[str, tuple[Counts, float]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def store(self) -> OccupancyStore:
+        if self._store is None:
+            self._store = store_for_layer()
+        return self._store
+
+    # -- hooks of the subscribe path ----------------------------------------------------
+
+    def started(self, subscription: LocalSubscription) -> None:
+        """A subscription went live (after the hub indexed it)."""
+        if not realtime_settings.occupancy:
+            return
+        key = subscription.key
+        if presence_key(key):
+            self._watchers[key] = self._watchers.get(key, 0) + 1
+            self._spawn(self._snapshot(subscription))
+        else:
+            self.local.added(key, subscription.outbox)
+
+    def stopped(self, subscription: LocalSubscription) -> None:
+        """A subscription ended (unsubscribe, or its connection closed)."""
+        key = subscription.key
+        if presence_key(key):
+            left = self._watchers.get(key, 0) - 1
+            if left > 0:
+                self._watchers[key] = left
+            else:
+                self._watchers.pop(key, None)
+                self._sent.pop(key, None)
+        else:
+            self.local.removed(key, subscription.outbox)
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def totals(self, keys: list[str]) -> dict[str, Counts]:
+        """Subscriptions and connections per key, over every live process."""
+        others = await self.store.others(self.local.process, keys) if self.store.distributed else {}
+        totals: dict[str, Counts] = {}
+        for key in keys:
+            subs, conns = self.local.get(key)
+            other_subs, other_conns = others.get(key, (0, 0))
+            totals[key] = (subs + other_subs, conns + other_conns)
+        return totals
+
+    async def read(self, channel: ChannelPath) -> Occupancy:
+        """The occupancy of a channel or wildcard (its presence channel's, if given one)."""
+        key = channel.watched.key
+        subscriptions, connections = (await self.totals([key]))[key]
+        return Occupancy(channel.watched.path, subscriptions, connections)
+
+    # -- the stream ------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _snapshot(self, subscription: LocalSubscription) -> None:
+        """The current occupancy, to one new watcher (its subscribe_success is queued already)."""
+        key = subscription.key[: -len(_SUFFIX)]
+        try:
+            counts = (await self.totals([key]))[key]
+        except Exception as exc:
+            logger.warning("occupancy of %s could not be read: %s", channel_of(key), exc)
+            return
+        self._sent.setdefault(subscription.key, (counts, self.clock()))
+        event = protocol.encode_event(event_for(Occupancy(channel_of(key), *counts)))
+        subscription.outbox.offer(subscription.prefix + event + protocol.DATA_FRAME_SUFFIX)
+
+    async def stream_once(self) -> int:
+        """Send every watched channel whose totals changed and whose interval has passed."""
+        if not self._watchers:
+            return 0
+        now = self.clock()
+        interval = realtime_settings.occupancy_interval
+        due = [
+            watch
+            for watch in self._watchers
+            if watch not in self._sent or now - self._sent[watch][1] >= interval * 0.999
+        ]
+        if not due:
+            return 0
+        totals = await self.totals([watch[: -len(_SUFFIX)] for watch in due])
+        sent = 0
+        for watch in due:
+            key = watch[: -len(_SUFFIX)]
+            counts = totals[key]
+            last = self._sent.get(watch)
+            if last is not None and last[0] == counts:
+                continue
+            if watch not in self._watchers:  # the last watcher left while we read
+                continue
+            self._sent[watch] = (counts, now)
+            self.hub.deliver(watch, [protocol.encode_event(event_for(Occupancy(channel_of(key), *counts)))])
+            sent += 1
+        return sent
+
+    async def run(self) -> None:
+        """The background service: write this process's counts, stream the watched channels."""
+        if not realtime_settings.occupancy:
+            return
+        loop = asyncio.get_running_loop()
+        last_refresh = -float("inf")
+        while True:
+            interval = realtime_settings.occupancy_interval
+            ttl = realtime_settings.occupancy_process_ttl
+            await asyncio.sleep(interval / 4)
+            try:
+                if self.store.distributed:
+                    if loop.time() - last_refresh >= ttl / 3:
+                        last_refresh = loop.time()
+                        await self.store.write(self.local.process, self.local.everything(), ttl)
+                    elif self.local.changed:
+                        await self.store.write(self.local.process, self.local.take_changed(), ttl)
+                else:
+                    self.local.changed.clear()
+                await self.stream_once()
+            except Exception as exc:
+                # Redis away: counts are rewritten in full once it is back.
+                logger.warning("occupancy could not reach its store: %s", exc)
+                last_refresh = -float("inf")
+
+
+async def occupancy_get(channel: str) -> Occupancy:
+    """The occupancy of a channel or wildcard, from any event loop (``realtime.occupancy``).
+
+    Raises:
+        InvalidChannel: ``channel`` breaks the grammar.
+    """
+    path = parse_channel(channel, allow_wildcard=True)
+    if lifecycle.owned_elsewhere():
+        # This process's own counts live with the loop that serves its sockets.
+        owner = lifecycle.loop
+        assert owner is not None
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(occupancy.read(path), owner))
+    return await occupancy.read(path)
+
+
+occupancy = OccupancyService(hub)
+lifecycle.on_new_loop("occupancy", occupancy.reset)
