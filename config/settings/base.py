@@ -183,6 +183,8 @@ REALTIME: dict[str, object] = {
     # With Redis the site runs several processes and `manage.py realtime_relay`
     # publishes what publish_on_commit wrote; alone, the server does.
     "RELAY": os.environ.get("REALTIME_RELAY", "external" if REDIS_URL else "inprocess"),
+    # Occupancy and presence channels (PROTOCOL §12); REALTIME_OCCUPANCY=off turns them off.
+    "OCCUPANCY": os.environ.get("REALTIME_OCCUPANCY", "on") != "off",
 }
 
 QUIZ: dict[str, object] = {

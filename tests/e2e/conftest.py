@@ -500,20 +500,22 @@ def daphne_factory(request: pytest.FixtureRequest, e2e_workdir: Path) -> Iterato
 
     ``daphne_factory("a", "b", REDIS_URL=redis.url)`` starts one process per name, concurrently,
     with :func:`e2e_env` plus the given variables (``DJANGO_SETTINGS_MODULE`` included), on the
-    shared database and key. At teardown each is stopped, and the test fails if one died early or
-    logged a ``Traceback``.
+    shared database and key; ``tls=True`` serves them over TLS (for Amplify). At teardown each is
+    stopped, and the test fails if one died early or logged a ``Traceback``.
     """
     started: list[DaphneServer] = []
     env = request.getfixturevalue("e2e_env")
     api_key = request.getfixturevalue("e2e_api_key")
 
-    def start(*names: str, **extra_env: str) -> list[DaphneServer]:
+    def start(*names: str, tls: bool = False, **extra_env: str) -> list[DaphneServer]:
+        tls_paths = request.getfixturevalue("tls_files") if tls else None
+
         def one(name: str) -> DaphneServer:
             return _start_daphne(
                 workdir=e2e_workdir,
                 name=f"{name}-{next(_instance_numbers)}",
                 env={**env, **extra_env},
-                tls=None,
+                tls=tls_paths,
                 api_key=lambda: api_key,
             )
 

@@ -45,9 +45,10 @@ DEEP_EVENT = {"deep": True}
 AFTER_REFUSALS = {"still": "open"}
 
 
-def run_node(node: str, script: str, server: DaphneServer) -> dict[str, Any]:
+def node_env(server: DaphneServer) -> dict[str, str]:
+    """The environment of an Amplify script (amplify/common.mjs) against ``server``."""
     assert server.ca_file is not None, "Amplify needs the TLS server"
-    env = {
+    return {
         **os.environ,
         "RT_EVENT_URL": server.event_url,
         "RT_API_KEY": server.api_key,
@@ -55,6 +56,10 @@ def run_node(node: str, script: str, server: DaphneServer) -> dict[str, Any]:
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
     }
+
+
+def run_node(node: str, script: str, server: DaphneServer) -> dict[str, Any]:
+    env = node_env(server)
     result = subprocess.run(
         [node, str(SCRIPTS / script)],
         cwd=REPO_ROOT,  # node_modules lives at the repository root

@@ -1,0 +1,1 @@
+"""Presence benchmarks: occupancy updates under a join burst (``python -m bench.presence``)."""

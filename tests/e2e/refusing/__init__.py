@@ -1,0 +1,1 @@
+"""An app whose ``on_connect`` refuses every connection (``settings_refusing``)."""
