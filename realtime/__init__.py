@@ -18,6 +18,11 @@ once it commits, at least once, each with its identifier (realtime.operations.re
 Who is subscribed, across every server process (PROTOCOL §12)::
 
     realtime.occupancy("/quiz/AB12/game")   # Occupancy(channel, subscriptions, connections)
+
+and closes or unsubscribes open connections in every process::
+
+    realtime.disconnect(user=user, reason="Signed out everywhere")
+    realtime.unsubscribe(channel="/quiz/AB12/game", connection=connection_id)
 """
 
 from __future__ import annotations
@@ -31,12 +36,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PublishResult",
+    "adisconnect",
     "aoccupancy",
     "apublish",
+    "aunsubscribe",
+    "disconnect",
     "occupancy",
     "publish",
     "publish_many_on_commit",
     "publish_on_commit",
+    "unsubscribe",
 ]
 
 
@@ -85,6 +94,44 @@ async def aoccupancy(channel: str) -> Occupancy:
     from realtime.presence.service import occupancy_get
 
     return await occupancy_get(channel)
+
+
+def disconnect(
+    *, connection: str | None = None, user: Any = None, api_key: Any = None, reason: str = ""
+) -> int:
+    """Close every open connection matching all criteria given, in every process.
+
+    ``user`` and ``api_key`` take an instance or its primary key. Returns how many
+    connections of this process closed. See :mod:`realtime.presence.control`.
+    """
+    from asgiref.sync import async_to_sync
+
+    return async_to_sync(adisconnect)(connection=connection, user=user, api_key=api_key, reason=reason)
+
+
+async def adisconnect(
+    *, connection: str | None = None, user: Any = None, api_key: Any = None, reason: str = ""
+) -> int:
+    """:func:`disconnect` from async code."""
+    from realtime.presence import control
+
+    return await control.adisconnect(connection=connection, user=user, api_key=api_key, reason=reason)
+
+
+def unsubscribe(*, channel: str, connection: str | None = None, user: Any = None, reason: str = "") -> int:
+    """End the matching connections' subscriptions to ``channel``, in every process."""
+    from asgiref.sync import async_to_sync
+
+    return async_to_sync(aunsubscribe)(channel=channel, connection=connection, user=user, reason=reason)
+
+
+async def aunsubscribe(
+    *, channel: str, connection: str | None = None, user: Any = None, reason: str = ""
+) -> int:
+    """:func:`unsubscribe` from async code."""
+    from realtime.presence import control
+
+    return await control.aunsubscribe(channel=channel, connection=connection, user=user, reason=reason)
 
 
 def __getattr__(name: str) -> Any:

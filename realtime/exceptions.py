@@ -15,7 +15,10 @@ translate an exception to the wire in exactly one place each: the consumer
     │   └── MalformedMessage          a frame or body that is not the protocol's shape
     │       └── UnsupportedOperation  an unknown ``type`` (PROTOCOL §3.9)
     ├── Unauthorized                UnauthorizedException, 401
-    │   └── NamespaceNotFound         UnauthorizedException with no message (§2.3)
+    │   ├── NamespaceNotFound         UnauthorizedException with no message (§2.3)
+    │   ├── AccessRevoked             an open connection's credentials were revoked (PROTOCOL §12)
+    │   └── TokenExpired              its token expired ("Token expired", as Amplify reads it)
+    ├── ConnectionTooOld            ConnectionMaxAgeReached: REALTIME["MAX_CONNECTION_AGE"] passed
     ├── HandlerRejected             a handler refused the whole operation, 403
     ├── HandlerError                a handler failed or returned nonsense, 500
     │   └── HandlerTimeout            it ran past HANDLER_TIMEOUT, 504
@@ -147,6 +150,28 @@ class NamespaceNotFound(Unauthorized):
     """An unknown namespace looks like an authorization failure, without a message."""
 
     default_message = None
+
+
+class AccessRevoked(Unauthorized):
+    """Server code closed a connection whose access ended (a revoked key, a deactivated user)."""
+
+    default_message = "Access was revoked."
+
+
+class TokenExpired(Unauthorized):
+    """The credentials an open connection presented expired (a JWT's ``exp``, a key's expiry)."""
+
+    # Amplify recognises an expired token by this text.
+    default_message = "Token expired"
+
+
+class ConnectionTooOld(RealtimeError):
+    """The connection reached ``REALTIME["MAX_CONNECTION_AGE"]``; the client may reconnect at once."""
+
+    error_type = "ConnectionMaxAgeReached"
+    default_message = "The connection reached its maximum age; reconnect."
+    http_status = 400
+    error_code = 400
 
 
 class HandlerRejected(RealtimeError):

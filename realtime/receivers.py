@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.signals import request_started, setting_changed
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
@@ -22,6 +24,33 @@ def _namespace_changed(**kwargs: Any) -> None:
 @receiver([post_save, post_delete], sender=ApiKey, dispatch_uid="realtime.api_key_cache")
 def _api_key_changed(**kwargs: Any) -> None:
     api_key_cache.clear()
+
+
+@receiver(post_save, sender=ApiKey, dispatch_uid="realtime.api_key_revoked")
+def _api_key_revoked(*, instance: ApiKey, **kwargs: Any) -> None:
+    # Open sockets opened with the key close too, in every process, once the revocation commits.
+    if instance.revoked_at is not None:
+        _disconnect_on_commit(api_key=instance.pk, reason="API key revoked")
+
+
+@receiver(post_delete, sender=ApiKey, dispatch_uid="realtime.api_key_deleted")
+def _api_key_deleted(*, instance: ApiKey, **kwargs: Any) -> None:
+    _disconnect_on_commit(api_key=instance.pk, reason="API key deleted")
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="realtime.user_deactivated")
+def _user_deactivated(*, instance: Any, **kwargs: Any) -> None:
+    if getattr(instance, "is_active", True) is False:
+        _disconnect_on_commit(user=instance.pk, reason="User deactivated")
+
+
+def _disconnect_on_commit(**criteria: Any) -> None:
+    def run() -> None:
+        from realtime.presence.control import disconnect_now
+
+        disconnect_now(**criteria)
+
+    transaction.on_commit(run)
 
 
 @receiver([post_save, post_delete], sender=IamCredential, dispatch_uid="realtime.iam_credential_cache")

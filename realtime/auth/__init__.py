@@ -78,6 +78,9 @@ class Identity:
     user_id: Any = None
     # Seconds this identity may be reused for the same credentials (CUSTOM's ttl).
     ttl: float | None = None
+    # When the credentials stop being valid (seconds since the epoch): a JWT's
+    # exp, an API key's expiry. An open connection is closed then (PROTOCOL §12).
+    expires_at: float | None = None
 
     def as_context(self) -> Mapping[str, Any] | None:
         return self.context

@@ -27,4 +27,5 @@ class ApiKeyAuthorizer(BaseAuthorizer):
         # connection loses access at its next operation (within the cache TTL).
         if not info.is_usable():
             raise Unauthorized()
-        return Identity(mode=self.mode, api_key_id=info.id)
+        expires_at = info.expires_at.timestamp() if info.expires_at is not None else None
+        return Identity(mode=self.mode, api_key_id=info.id, expires_at=expires_at)

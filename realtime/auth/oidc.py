@@ -292,8 +292,10 @@ class OidcAuthorizer(BaseAuthorizer):
         username = claims.get("cognito:username") or claims.get("username") or sub
         groups = claims.get("cognito:groups")
         source_ip = auth.request.source_ip
+        exp = claims.get("exp")
         return Identity(
             mode=self.mode,
+            expires_at=float(exp) if isinstance(exp, int | float) else None,
             context={
                 "sub": sub,
                 "issuer": claims.get("iss"),

@@ -42,6 +42,10 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 1008
     # RFC 6455 "try again later": the server is shutting down or overloaded.
     TRY_AGAIN_LATER = 1013
+    # Private range (RFC 6455 §7.4.2), PROTOCOL §12: the connection reached its
+    # maximum age (reconnecting is expected), and its access was revoked or expired.
+    MAX_AGE = 4000
+    ACCESS_ENDED = 4401
 
 
 class ClientType(StrEnum):

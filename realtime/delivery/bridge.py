@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
@@ -47,6 +48,9 @@ GROUP_REFRESH_INTERVAL = 30.0
 LAYER_BATCH_BYTES = 512 * 1024
 # The prefix of the process's layer channel (realtime.ops.health shares it, see there).
 CHANNEL_PREFIX = "realtime.delivery.hub."
+# Every process is a member: server-side control (realtime.presence.control) reaches them all.
+CONTROL_GROUP = "rt-control"
+CONTROL_TYPE = "realtime.control"
 
 
 class EventMessage(TypedDict):
@@ -84,6 +88,8 @@ class LayerBridge:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        # Called with each control message another process sent (set by realtime.presence.control).
+        self.on_control: Callable[[dict[str, Any]], None] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -115,6 +121,7 @@ class LayerBridge:
             self._channel = await layer.new_channel(  # type: ignore[call-arg]  # real layers take a prefix
                 CHANNEL_PREFIX
             )
+            await layer.group_add(CONTROL_GROUP, self._channel)
             self._layer = layer
         self._bound = True
 
@@ -193,8 +200,27 @@ class LayerBridge:
     async def _rejoin_groups(self) -> None:
         """Add this process to every group it holds subscribers for (again)."""
         assert self._layer is not None and self._channel is not None
+        await self._layer.group_add(CONTROL_GROUP, self._channel)
         for key in list(self._joined):
             await self._layer.group_add(group_name_for(key), self._channel)
+
+    # -- control -------------------------------------------------------------------
+
+    async def send_control(self, message: dict[str, Any]) -> None:
+        """Send a control message to every other process (nothing to do with one process).
+
+        Raises:
+            ServiceUnavailable: the channel layer refused it.
+        """
+        await self.ready()
+        if self._layer is None:
+            return
+        try:
+            await self._layer.group_send(
+                CONTROL_GROUP, {**message, "type": CONTROL_TYPE, "origin": self._channel}
+            )
+        except Exception as exc:
+            raise ServiceUnavailable() from exc
 
     # -- fan-out -------------------------------------------------------------------
 
@@ -319,8 +345,12 @@ class LayerBridge:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
-            if message.get("type") == "realtime.event" and message.get("origin") != self._channel:
+            if message.get("origin") == self._channel:
+                continue
+            if message.get("type") == "realtime.event":
                 self.hub.deliver(message["key"], message["events"])
+            elif message.get("type") == CONTROL_TYPE and self.on_control is not None:
+                self.on_control(message)
 
 
 bridge = LayerBridge(hub)

@@ -53,6 +53,7 @@ from realtime.operations.subscribing import (
 from realtime.ops.logs import bind_connection
 from realtime.ops.metrics import metrics
 from realtime.presence.connections import connections
+from realtime.presence.control import deadlines
 from realtime.transport.handshake import (
     SUBPROTOCOL,
     connect_credentials,
@@ -163,6 +164,7 @@ class Connection:
             return
         hub.connect(self.outbox)
         connections.add(self)
+        deadlines.watch(self)
         self.connected_at = metrics.connected()
         # A server that stops serving the socket (process shutdown) cancels the task
         # that reads it, and websocket.disconnect never comes: close it then.
@@ -195,6 +197,28 @@ class Connection:
             return
         self.close_cause = cause
         self.outbox.close(code, reason)
+
+    def end(self, error: RealtimeError, code: int, cause: handlers.CloseCause) -> None:
+        """Tell the client why (an ``error`` frame), then close (server-side control, PROTOCOL §12)."""
+        if self.outbox.closed:
+            return
+        self.outbox.offer(protocol.error_frame(ServerType.ERROR, None, [error.to_error(Transport.WEBSOCKET)]))
+        self.close(code, cause, error.message or "")
+
+    async def drop_channel(self, channel: str, error: RealtimeError) -> int:
+        """End this connection's subscriptions to ``channel`` (canonical path), each with a
+        ``subscribe_error`` naming ``error``; returns how many ended."""
+        ended = [sub_id for sub_id, path in self.session.subscriptions.items() if path.path == channel]
+        for sub_id in ended:
+            await self._subscription_ended(sub_id)
+            metrics.unsubscribed(self.session.remove(sub_id).namespace)
+            subscription_stop(self.subscriptions.pop(sub_id))
+            self.outbox.offer(
+                protocol.error_frame(
+                    ServerType.SUBSCRIBE_ERROR, sub_id, [error.to_error(Transport.WEBSOCKET)]
+                )
+            )
+        return len(ended)
 
     def _served(self, task: asyncio.Task[None]) -> None:
         if self.ended:

@@ -265,6 +265,8 @@ async def test_a_valid_id_token_gives_handlers_a_cognito_shaped_identity(jwks_se
             "defaultAuthStrategy": "ALLOW",
         },
         user_id="user-1",
+        # An open connection closes when the token expires (PROTOCOL §12).
+        expires_at=float(claims["exp"]),
     )
 
 

@@ -158,16 +158,16 @@ async def test_a_revoked_key_is_refused(open_socket, api_key):
     await assert_closed(comm, 1000)
 
 
-async def test_a_key_revoked_while_connected_is_refused_at_the_next_operation(connect, api_key):
+async def test_a_key_revoked_while_connected_closes_the_socket_saying_why(connect, api_key):
+    # Revocation is live (PROTOCOL §12; tests/realtime/test_revocation.py has the rest).
     comm = await connect()
     await subscribed(comm, "s1", "/default/a")
 
     await sync_to_async(apikey_revoke)(prefix=api_key[:11])
-    await subscribe(comm, "s2", "/default/b")
-    await publish(comm, "p1", "/default/a", ["1"])
 
-    await assert_sent(comm, subscribe_error("s2", UNAUTHORIZED))
-    await assert_sent(comm, publish_error("p1", UNAUTHORIZED))
+    revoked = {"errorType": "UnauthorizedException", "message": "API key revoked"}
+    await assert_sent(comm, {"type": "error", "errors": [revoked]})
+    await assert_closed(comm, 4401)
     await assert_silent(comm)
 
 

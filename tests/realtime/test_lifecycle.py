@@ -141,9 +141,10 @@ async def test_an_http_request_starts_the_process_services_without_any_asgi_wrap
     assert lifecycle.loop is asyncio.get_running_loop()
     # The bridge's service ends at once on the in-memory layer (it receives from
     # Redis in the suite's Redis pass); the test settings run the quiz's worker
-    # and the relay outside the server; the quiz's feeds wait for changes.
+    # and the relay outside the server; the quiz's feeds wait for changes, and
+    # occupancy writes and streams counts.
     bridge = ("layer-bridge",) if settings.CHANNEL_LAYERS["default"]["BACKEND"] != IN_MEMORY else ()
-    assert lifecycle.running == ("keepalive", *bridge, "dashboard-sampler", "quiz.feeds")
+    assert lifecycle.running == ("keepalive", *bridge, "dashboard-sampler", "occupancy", "quiz.feeds")
 
 
 async def test_each_service_has_a_context_of_its_own():

@@ -1,0 +1,234 @@
+"""Server-side control of open connections, in every process (PROTOCOL §12).
+
+``realtime.disconnect(...)`` and ``realtime.unsubscribe(...)`` apply to this
+process's matching connections at once and reach every other process through
+the layer bridge's control group (one layer message, no central process). A
+connection is matched by its id, its API key or its user (the USER mode's
+Django user, an OIDC ``sub``); the criteria given must all hold.
+
+A disconnected client hears an ``error`` frame naming the reason, then a close
+with ``4401`` (access ended) or ``4000`` (maximum age); an unsubscribed one a
+``subscribe_error`` per ended subscription. Revoking an API key and
+deactivating a user do this by themselves (:mod:`realtime.receivers`).
+
+Deadlines: a connection whose credentials expire (a JWT's ``exp``, an API key's
+``expires_at``) is closed then, and every connection once it is
+``REALTIME["MAX_CONNECTION_AGE"]`` old; one timer serves the whole process (a
+heap of deadlines, entries of closed connections dropped when they come up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol, TypeVar
+
+from realtime.conf import realtime_settings
+from realtime.core.paths import parse_channel
+from realtime.core.protocol import CloseCode
+from realtime.delivery.bridge import bridge
+from realtime.exceptions import AccessRevoked, ConnectionTooOld, RealtimeError, TokenExpired
+from realtime.handlers import CloseCause
+from realtime.lifecycle import lifecycle
+from realtime.presence.connections import Controlled, connections
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Endable(Controlled, Protocol):
+    """What control does to a connection (:class:`realtime.transport.connection.Connection`)."""
+
+    connected_at: float | None
+
+    def end(self, error: RealtimeError, code: int, cause: CloseCause) -> None: ...
+
+    async def drop_channel(self, channel: str, error: RealtimeError) -> int: ...
+
+
+Action = Literal["disconnect", "unsubscribe"]
+
+
+def _matching(connection: str | None, user: Any, api_key: Any) -> list[Endable]:
+    """This process's connections that meet every criterion given."""
+    if connection is not None:
+        found = connections.get(connection)
+        candidates = [found] if found is not None else []
+    elif api_key is not None:
+        candidates = connections.with_api_key(int(api_key))
+    elif user is not None:
+        candidates = connections.of_user(user)
+    else:
+        return []
+    chosen = []
+    for candidate in candidates:
+        identity = candidate.identity
+        if api_key is not None and (identity is None or identity.api_key_id != int(api_key)):
+            continue
+        if user is not None and (identity is None or str(identity.user_id) != str(user)):
+            continue
+        chosen.append(candidate)
+    return chosen  # type: ignore[return-value]  # the index holds Connections
+
+
+async def apply(message: dict[str, Any]) -> int:
+    """Apply one control message to this process's connections; how many it touched."""
+    found = _matching(message.get("connection"), message.get("user"), message.get("api_key"))
+    reason = message.get("reason") or None
+    if message.get("action") == "unsubscribe":
+        channel = message["channel"]
+        ended = 0
+        for connection in found:
+            ended += await connection.drop_channel(channel, AccessRevoked(reason))
+        return ended
+    for connection in found:
+        connection.end(AccessRevoked(reason), CloseCode.ACCESS_ENDED, CloseCause.REVOKED)
+    return len(found)
+
+
+def _received(message: dict[str, Any]) -> None:
+    # From the bridge's receive loop: apply without holding it up.
+    task = asyncio.get_running_loop().create_task(apply(message))
+    _applying.add(task)
+    task.add_done_callback(_applying.discard)
+
+
+_applying: set[asyncio.Task[int]] = set()
+bridge.on_control = _received
+
+
+def _key(value: Any) -> Any:
+    """A model instance's primary key, or the value itself."""
+    return getattr(value, "pk", value)
+
+
+async def on_owner_loop(make: Callable[[], Awaitable[T]]) -> T:
+    """Run ``make()`` on the loop that serves this process's sockets (or here, if it is this one)."""
+    if lifecycle.owned_elsewhere():
+        owner = lifecycle.loop
+        assert owner is not None
+
+        async def run() -> T:
+            return await make()
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), owner))
+    return await make()
+
+
+async def control(action: Action, **criteria: Any) -> int:
+    """Apply here, then send to every other process; how many matched in this process.
+
+    Raises:
+        ValueError: no connection, user or API key was named.
+        ServiceUnavailable: the other processes could not be reached (this one applied it).
+    """
+    message: dict[str, Any] = {"action": action, **{k: v for k, v in criteria.items() if v is not None}}
+    if not {"connection", "user", "api_key"} & message.keys():
+        raise ValueError("name a connection, a user or an API key")
+    if "user" in message:
+        message["user"] = str(message["user"])
+    local = await on_owner_loop(lambda: apply(message))
+    await bridge.send_control(message)
+    return local
+
+
+async def adisconnect(
+    *, connection: str | None = None, user: Any = None, api_key: Any = None, reason: str = ""
+) -> int:
+    """Close every matching connection, in every process (see the module docstring)."""
+    return await control(
+        "disconnect", connection=connection, user=_key(user), api_key=_key(api_key), reason=reason
+    )
+
+
+async def aunsubscribe(
+    *, channel: str, connection: str | None = None, user: Any = None, reason: str = ""
+) -> int:
+    """End every matching connection's subscriptions to ``channel``, as subscribed (``/ns/a``, ``/ns/*``)."""
+    path = parse_channel(channel, allow_wildcard=True).path
+    return await control("unsubscribe", channel=path, connection=connection, user=_key(user), reason=reason)
+
+
+def disconnect_now(**criteria: Any) -> None:
+    """:func:`adisconnect` from sync code that must not fail (a receiver after a commit).
+
+    A process without an event loop of its own (a management command, the admin
+    under WSGI) still reaches the others through the layer.
+    """
+    from asgiref.sync import async_to_sync
+
+    try:
+        async_to_sync(adisconnect)(**criteria)
+    except Exception as exc:
+        # The revocation itself is committed: operations are refused from now on
+        # (the key and user caches were cleared); only the open sockets stay up.
+        logger.warning("open connections could not be closed (%s): %s", criteria, exc)
+
+
+# -- deadlines ------------------------------------------------------------------------------
+
+
+class Deadlines:
+    """When this process's connections must close: credentials expiring, maximum age."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._heap: list[tuple[float, int, str, bool]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    def watch(self, connection: Endable) -> None:
+        """Schedule the close of a newly admitted connection, if anything ends it."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        candidates: list[tuple[float, bool]] = []
+        max_age = realtime_settings.max_connection_age
+        if max_age is not None:
+            candidates.append((now + max_age, False))
+        identity = connection.identity
+        if identity is not None and identity.expires_at is not None:
+            candidates.append((now + (identity.expires_at - time.time()), True))
+        if not candidates:
+            return
+        when, expiry = min(candidates)
+        heapq.heappush(self._heap, (when, next(self._order), connection.id, expiry))
+        self._arm(loop)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._heap:
+            return
+        first = self._heap[0][0]
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= first:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = first
+        self._timer = loop.call_at(first, self._fire)
+
+    def _fire(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = self._timer_at = None
+        now = loop.time()
+        while self._heap and self._heap[0][0] <= now:
+            _, _, connection_id, expiry = heapq.heappop(self._heap)
+            found = connections.get(connection_id)
+            if found is None:
+                continue
+            connection: Endable = found  # type: ignore[assignment]  # the index holds Connections
+            if expiry:
+                connection.end(TokenExpired(), CloseCode.ACCESS_ENDED, CloseCause.REVOKED)
+            else:
+                connection.end(ConnectionTooOld(), CloseCode.MAX_AGE, CloseCause.MAX_AGE)
+        self._arm(loop)
+
+
+deadlines = Deadlines()
+lifecycle.on_new_loop("deadlines", deadlines.reset)
