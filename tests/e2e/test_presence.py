@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import REPO_ROOT, DaphneFactory, DaphneServer, RedisServer, _start_daphne
+from .conftest import REPO_ROOT, DaphneFactory, DaphneServer, RedisServer, _manage, _start_daphne
 from .refusing.realtime_handlers import REFUSED_LINE
 from .test_amplify import node_env
 
@@ -30,6 +31,9 @@ PROCESS_TTL = 3.0
 # The issue's bound for a change to reach a watcher on another process.
 UPDATE_BOUND = 2.0
 STEP = 20.0
+# How long revoked Amplify clients are watched for reconnection attempts (it retries after 5 s).
+AMPLIFY_WATCH = 20.0
+CONNECTED = ["Connecting", "Connected"]
 
 
 class LiveClient:
@@ -42,13 +46,15 @@ class LiveClient:
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
-    async def start(cls, node: str, server: DaphneServer, channel: str) -> LiveClient:
+    async def start(
+        cls, node: str, server: DaphneServer, channel: str, api_key: str | None = None
+    ) -> LiveClient:
         process = await asyncio.create_subprocess_exec(
             node,
             str(SCRIPT),
             channel,
             cwd=REPO_ROOT,
-            env=node_env(server),
+            env={**node_env(server), **({"RT_API_KEY": api_key} if api_key else {})},
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
@@ -107,8 +113,8 @@ class LiveClient:
 async def clients() -> AsyncIterator[Callable[..., Any]]:
     started: list[LiveClient] = []
 
-    async def start(node: str, server: DaphneServer, channel: str) -> LiveClient:
-        client = await LiveClient.start(node, server, channel)
+    async def start(node: str, server: DaphneServer, channel: str, api_key: str | None = None) -> LiveClient:
+        client = await LiveClient.start(node, server, channel, api_key)
         started.append(client)
         return client
 
@@ -195,3 +201,66 @@ async def test_an_on_connect_refusal_is_final_for_amplify(
     assert line["connectError"] == {"name": "Error", "message": "BadRequestException"}
     assert server.log_text(since).count(REFUSED_LINE) == 1
     server.assert_no_traceback(since)
+
+
+def post_event(server: DaphneServer, channel: str, event: Any) -> int:
+    """``POST /event`` with the session's key; the status."""
+    body = json.dumps({"channel": channel, "events": [json.dumps(event)]}).encode()
+    request = urllib.request.Request(
+        server.event_url, data=body, headers={"content-type": "application/json", "x-api-key": server.api_key}
+    )
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=server.ssl_context())
+    )
+    with opener.open(request, timeout=10) as response:
+        return response.status
+
+
+async def test_revoking_a_key_closes_its_amplify_clients_on_both_processes_and_no_other(
+    node_executable: str,
+    redis_server: RedisServer,
+    daphne_factory: DaphneFactory,
+    e2e_env: dict[str, str],
+    clients: Callable[..., Any],
+) -> None:
+    env = {"REDIS_URL": redis_server.url, "DJANGO_SETTINGS_MODULE": PRESENCE_SETTINGS}
+    first, second = daphne_factory("first", "second", tls=True, **env)
+    created = await asyncio.to_thread(
+        _manage, e2e_env, "realtime_apikey", "create", "--description", "doomed"
+    )
+    doomed_key = created.strip().splitlines()[-1]
+    channel = f"/default/revoked-{uuid.uuid4().hex[:10]}"
+    doomed = [await clients(node_executable, server, channel, doomed_key) for server in (first, second)]
+    kept = [await clients(node_executable, server, channel) for server in (first, second)]
+    for client in (*doomed, *kept):
+        await client.ready()
+
+    # Revoked from a command-line process: it reaches both servers through Redis, before the
+    # command has even exited.
+    await asyncio.to_thread(_manage, {**e2e_env, **env}, "realtime_apikey", "revoke", doomed_key[:11])
+    revoked = time.time()
+    for client in doomed:
+        line = await client.wait_for(lambda line: line.get("state") == "ConnectionDisrupted")
+        assert line["at"] / 1000 - revoked <= 1.0, client.lines
+
+    await asyncio.sleep(2)
+    assert await asyncio.to_thread(post_event, first, channel, {"after": "revocation"}) == 200
+    for client in kept:
+        await client.wait_for(lambda line: line.get("event") == {"after": "revocation"})
+    # What Amplify 6.22.1 does next (PROTOCOL §12): the close (whatever its code) is a
+    # disruption, and it reconnects once, 5 s later; the revoked key is refused with
+    # connection_error UnauthorizedException, which it treats as final: the subscription
+    # fails, the client ends Disconnected and no other attempt follows.
+    await asyncio.sleep(max(0.0, revoked + AMPLIFY_WATCH - time.time()))
+    for client in doomed:
+        assert client.events() == [], client.lines
+        states = [line["state"] for line in client.lines if "state" in line]
+        errors = [line["error"] for line in client.lines if "error" in line]
+        assert states == [
+            *CONNECTED,
+            "ConnectionDisrupted",
+            "Connecting",
+            "ConnectionDisrupted",
+            "Disconnected",
+        ]
+        assert errors == [{"errors": ["Connection failed: UnauthorizedException"]}]
