@@ -9,6 +9,9 @@ client can send (the "join window" is from the first subscribe sent to the last
 ``--settle`` seconds after the last acknowledgement: the goal is at most 3 updates for 1,000 joins
 within 1 s, and the last update must say N.
 
+``--scenario revoke --redis-url URL``: revoking a key with live sockets on two processes
+(``bench/presence/revoke.py``).
+
 Exit status: 0 when measured (the goal's verdict is printed, not asserted), 2 when a measurement
 failed.
 """
@@ -27,6 +30,7 @@ from typing import Any
 
 from bench.fanout.servers import KINDS, BenchError, OurSite, Server, ServerPool
 from bench.fanout.wsclient import WSClient, connect
+from bench.presence import revoke
 
 GOAL_UPDATES = 3
 
@@ -118,7 +122,12 @@ async def measure(servers: list[Server], joins: int, settle: float, concurrency:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.presence", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", choices=["joins", "revoke"], default="joins")
     parser.add_argument("--joins", type=int, default=1000)
+    parser.add_argument(
+        "--revoked", type=int, default=1000, help="revoke: sockets opened with the revoked key"
+    )
+    parser.add_argument("--others", type=int, default=100, help="revoke: sockets opened with another key")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to watch after the last join")
     parser.add_argument(
         "--concurrency", type=int, default=64, help="sockets opened at once (before the joins)"
@@ -134,7 +143,14 @@ def main(argv: list[str] | None = None) -> int:
             kind = KINDS["ours-daphne"]
             count = 2 if args.redis_url else 1
             servers = pool.start_many(kind, count, site=site, redis_url=args.redis_url)
-            result = asyncio.run(measure(servers, args.joins, args.settle, args.concurrency))
+            if args.scenario == "revoke":
+                if not args.redis_url:
+                    parser.error("--scenario revoke needs --redis-url (two processes)")
+                result = asyncio.run(
+                    revoke.measure(site, servers, args.redis_url, args.revoked, args.others, args.concurrency)
+                )
+            else:
+                result = asyncio.run(measure(servers, args.joins, args.settle, args.concurrency))
         except (BenchError, TimeoutError) as error:
             print(f"measurement failed: {error!r}", file=sys.stderr)
             return 2

@@ -212,7 +212,12 @@ class LayerBridge:
         Raises:
             ServiceUnavailable: the channel layer refused it.
         """
-        await self.ready()
+        if lifecycle.loop is asyncio.get_running_loop():
+            await self.ready()
+        elif not self._bound:
+            # A process that serves no sockets (a management command revoking a key)
+            # binds to the layer without starting the server's background services.
+            await self._bind()
         if self._layer is None:
             return
         try:

@@ -132,9 +132,13 @@ async def control(action: Action, **criteria: Any) -> int:
         raise ValueError("name a connection, a user or an API key")
     if "user" in message:
         message["user"] = str(message["user"])
-    local = await on_owner_loop(lambda: apply(message))
-    await bridge.send_control(message)
-    return local
+
+    async def apply_and_send() -> int:
+        local = await apply(message)
+        await bridge.send_control(message)
+        return local
+
+    return await on_owner_loop(apply_and_send)
 
 
 async def adisconnect(
