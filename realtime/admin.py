@@ -67,6 +67,8 @@ class NamespaceForm(_NamespaceForm):
             "subscribe_groups",
             "publish_handler",
             "subscribe_handler",
+            "presence",
+            "presence_max_members",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

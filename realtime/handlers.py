@@ -93,6 +93,7 @@ __all__ = [
     "after_publish",
     "on_connect",
     "on_disconnect",
+    "on_presence",
     "on_publish",
     "on_subscribe",
 ]
@@ -107,6 +108,7 @@ class HandlerKind(StrEnum):
     AFTER_PUBLISH = "after_publish"
     CONNECT = "connect"
     DISCONNECT = "disconnect"
+    PRESENCE = "presence"
 
 
 CONNECT_OPERATION = "CONNECT"
@@ -274,6 +276,15 @@ def on_subscribe(name: str) -> Callable[[F], F]:
 def after_publish(name: str) -> Callable[[F], F]:
     """Register a fire-and-forget handler run after fan-out (side effects only)."""
     return _register(HandlerKind.AFTER_PUBLISH, name)
+
+
+def on_presence(name: str) -> Callable[[F], F]:
+    """Register an ``on_presence`` handler: what a subscriber shows on presence channels.
+
+    It runs on subscribe in a namespace that lists members, and returns a mapping
+    of JSON values (a user id, a nickname; never credentials) or ``None``.
+    """
+    return _register(HandlerKind.PRESENCE, name)
 
 
 def on_connect(fn: C) -> C:

@@ -75,6 +75,13 @@ class Namespace(models.Model):
     subscribe_handler = models.CharField(
         max_length=200, blank=True, help_text="on_subscribe handler: a registered name or a dotted path."
     )
+    presence = models.BooleanField(
+        default=False,
+        help_text="List who is subscribed on presence channels (/$presence/...), not only how many.",
+    )
+    presence_max_members = models.PositiveIntegerField(
+        default=100, help_text="Members listed per channel at most; beyond, presence gives counts only."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

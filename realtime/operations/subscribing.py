@@ -8,7 +8,9 @@ The connection checks the id and the per-connection limit before any of it
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from realtime import handlers
 from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, authorize
@@ -17,7 +19,7 @@ from realtime.core.paths import ChannelPath, presence_key
 from realtime.delivery.bridge import bridge
 from realtime.delivery.hub import LocalSubscription, hub
 from realtime.delivery.outbox import Outbox
-from realtime.exceptions import InvalidChannel, NamespaceNotFound
+from realtime.exceptions import HandlerError, InvalidChannel, NamespaceNotFound
 from realtime.handlers import HandlerKind
 from realtime.presence.service import occupancy
 from realtime.store.selectors import namespace_get
@@ -58,7 +60,7 @@ async def subscribe_authorize(
     return identity
 
 
-async def subscription_start(subscription: LocalSubscription) -> None:
+async def subscription_start(subscription: LocalSubscription, member: tuple[str, str] | None = None) -> None:
     """Make a subscription live: events published once this returns reach it.
 
     Raises:
@@ -69,7 +71,40 @@ async def subscription_start(subscription: LocalSubscription) -> None:
     if not presence_key(subscription.key):
         await bridge.join(subscription.key)
     hub.add(subscription)
-    occupancy.started(subscription)
+    occupancy.started(subscription, member)
+
+
+async def presence_member(
+    *, channel: ChannelPath, identity: Identity, request: RequestInfo, connection_id: str
+) -> tuple[str, str] | None:
+    """What a subscription shows on its channel's presence channel, where the namespace lists
+    members: ``(connection id, member JSON)``; ``None`` elsewhere.
+
+    The member is ``{"connection": <id>}`` plus what the namespace's ``on_presence``
+    handler returns (PROTOCOL §12).
+
+    Raises:
+        HandlerRejected, Unauthorized, HandlerError: from the handler, or a result
+            that is not a mapping of JSON values.
+    """
+    if channel.presence or not realtime_settings.occupancy:
+        return None
+    namespace = await namespace_get(name=channel.namespace)
+    if namespace is None or not namespace.presence:
+        return None
+    member: dict[str, Any] = {"connection": connection_id}
+    handler = handlers.resolve(HandlerKind.PRESENCE, namespace.name)
+    if handler is not None:
+        result = await handlers.call(
+            handler, handlers.context_for(Operation.SUBSCRIBE, namespace.name, channel, identity, request)
+        )
+        if result is not None and not isinstance(result, Mapping):
+            raise HandlerError("on_presence must return a mapping or None")
+        member = {**(result or {}), "connection": connection_id}
+    try:
+        return connection_id, json.dumps(member, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        raise HandlerError("on_presence returned a value that is not JSON") from None
 
 
 def subscription_stop(subscription: LocalSubscription) -> None:

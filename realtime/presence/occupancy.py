@@ -52,6 +52,8 @@ class Occupancy:
 
 
 Counts = tuple[int, int]
+# key -> connection id -> member JSON: this process's members of the keys that list them.
+Members = dict[str, dict[str, str]]
 
 
 class LocalCounts:
@@ -64,12 +66,16 @@ class LocalCounts:
         # key -> holder (a connection's outbox) -> its subscriptions of the key
         self._held: dict[str, dict[object, int]] = {}
         self.changed: set[str] = set()
+        # key -> holder -> (connection id, member JSON), where the namespace lists members
+        self._members: dict[str, dict[object, tuple[str, str]]] = {}
         # This process's name in the store; a new event loop is a new process there.
         self.process = uuid.uuid4().hex[:16]
 
-    def added(self, key: str, holder: object) -> None:
+    def added(self, key: str, holder: object, member: tuple[str, str] | None = None) -> None:
         holders = self._held.setdefault(key, {})
         holders[holder] = holders.get(holder, 0) + 1
+        if member is not None:
+            self._members.setdefault(key, {}).setdefault(holder, member)
         self.changed.add(key)
 
     def removed(self, key: str, holder: object) -> None:
@@ -83,7 +89,16 @@ class LocalCounts:
             del holders[holder]
             if not holders:
                 del self._held[key]
+            members = self._members.get(key)
+            if members is not None:
+                members.pop(holder, None)
+                if not members:
+                    del self._members[key]
         self.changed.add(key)
+
+    def members(self, key: str) -> dict[str, str]:
+        """This process's members of ``key``: connection id -> member JSON."""
+        return dict(self._members.get(key, {}).values())
 
     def get(self, key: str) -> Counts:
         holders = self._held.get(key)
@@ -108,11 +123,15 @@ class OccupancyStore:
 
     distributed = False
 
-    async def write(self, process: str, counts: dict[str, Counts], ttl: float) -> None:
+    async def write(self, process: str, counts: dict[str, Counts], ttl: float, members: Members) -> None:
         return None
 
     async def others(self, process: str, keys: list[str]) -> dict[str, Counts]:
         """Totals per key of every live process but ``process``."""
+        return {}
+
+    async def other_members(self, process: str, key: str) -> dict[str, str]:
+        """Members of ``key`` held by every live process but ``process``: connection id -> JSON."""
         return {}
 
 
@@ -125,13 +144,16 @@ class RedisOccupancyStore(OccupancyStore):
         self.layer = layer
         prefix = getattr(layer, "prefix", "asgi")
         self._hash = f"{prefix}:rt:occ:"
+        self._members = f"{prefix}:rt:mem:"
         self._alive = f"{prefix}:rt:alive:"
+        # key -> member fields this process wrote last (to delete those that left)
+        self._written: dict[str, set[str]] = {}
 
     def _redis(self) -> Any:
         # channels_redis keeps one connection pool per event loop.
         return self.layer.connection(0)
 
-    async def write(self, process: str, counts: dict[str, Counts], ttl: float) -> None:
+    async def write(self, process: str, counts: dict[str, Counts], ttl: float, members: Members) -> None:
         pipe = self._redis().pipeline(transaction=False)
         for key, (subscriptions, connections) in counts.items():
             name = self._hash + key
@@ -140,6 +162,16 @@ class RedisOccupancyStore(OccupancyStore):
                 pipe.expire(name, HASH_TTL_SECONDS)
             else:
                 pipe.hdel(name, process)
+        for key, held in members.items():
+            name = self._members + key
+            fields = {f"{process} {connection}": text for connection, text in held.items()}
+            gone = self._written.get(key, set()) - fields.keys()
+            if gone:
+                pipe.hdel(name, *gone)
+            if fields:
+                pipe.hset(name, mapping=fields)
+                pipe.expire(name, HASH_TTL_SECONDS)
+            self._written[key] = set(fields)
         pipe.set(self._alive + process, b"1", px=max(1, int(ttl * 1000)))
         await pipe.execute()
 
@@ -151,13 +183,7 @@ class RedisOccupancyStore(OccupancyStore):
         for key in keys:
             pipe.hgetall(self._hash + key)
         fields: list[dict[bytes, bytes]] = await pipe.execute()
-        processes = sorted({p.decode() for held in fields for p in held} - {process})
-        alive: set[str] = set()
-        if processes:
-            pipe = redis.pipeline(transaction=False)
-            for other in processes:
-                pipe.exists(self._alive + other)
-            alive = {other for other, live in zip(processes, await pipe.execute(), strict=True) if live}
+        alive = await self._alive_among({p.decode() for held in fields for p in held} - {process})
         totals: dict[str, Counts] = {}
         dead: list[tuple[str, str]] = []
         for key, held in zip(keys, fields, strict=True):
@@ -179,6 +205,31 @@ class RedisOccupancyStore(OccupancyStore):
                 pipe.hdel(self._hash + key, other)
             await pipe.execute()
         return totals
+
+    async def _alive_among(self, processes: set[str]) -> set[str]:
+        if not processes:
+            return set()
+        ordered = sorted(processes)
+        pipe = self._redis().pipeline(transaction=False)
+        for other in ordered:
+            pipe.exists(self._alive + other)
+        return {other for other, live in zip(ordered, await pipe.execute(), strict=True) if live}
+
+    async def other_members(self, process: str, key: str) -> dict[str, str]:
+        held: dict[bytes, bytes] = await self._redis().hgetall(self._members + key)
+        owners = {field.decode().split(" ", 1)[0] for field in held}
+        alive = await self._alive_among(owners - {process})
+        members: dict[str, str] = {}
+        dead: list[bytes] = []
+        for field, text in held.items():
+            owner, connection = field.decode().split(" ", 1)
+            if owner in alive:
+                members[connection] = text.decode()
+            elif owner != process:
+                dead.append(field)
+        if dead:
+            await self._redis().hdel(self._members + key, *dead)
+        return members
 
 
 def store_for_layer() -> OccupancyStore:

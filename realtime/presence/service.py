@@ -18,6 +18,7 @@ watched channels of this process every quarter interval.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -37,6 +38,7 @@ from realtime.presence.occupancy import (
     event_for,
     store_for_layer,
 )
+from realtime.store.selectors import namespace_get
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +60,10 @@ class OccupancyService:
         self._store: OccupancyStore | None = None
         # presence key -> local watcher subscriptions
         self._watchers: dict[str, int] = {}
-        # presence key -> (counts last streamed, clock time they were)
-        self._sent: dict[str, tuple[Counts, float]] = {}
+        # presence key -> what was last streamed and when (clock time)
+        self._sent: dict[str, _Sent] = {}
+        # keys this process listed members of (their member fields are rewritten with their counts)
+        self._member_keys: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -70,8 +74,9 @@ class OccupancyService:
 
     # -- hooks of the subscribe path ----------------------------------------------------
 
-    def started(self, subscription: LocalSubscription) -> None:
-        """A subscription went live (after the hub indexed it)."""
+    def started(self, subscription: LocalSubscription, member: tuple[str, str] | None = None) -> None:
+        """A subscription went live (after the hub indexed it); ``member`` is (connection id,
+        member JSON) where its namespace lists members."""
         if not realtime_settings.occupancy:
             return
         key = subscription.key
@@ -79,7 +84,9 @@ class OccupancyService:
             self._watchers[key] = self._watchers.get(key, 0) + 1
             self._spawn(self._snapshot(subscription))
         else:
-            self.local.added(key, subscription.outbox)
+            if member is not None:
+                self._member_keys.add(key)
+            self.local.added(key, subscription.outbox, member)
 
     def stopped(self, subscription: LocalSubscription) -> None:
         """A subscription ended (unsubscribe, or its connection closed)."""
@@ -112,6 +119,22 @@ class OccupancyService:
         subscriptions, connections = (await self.totals([key]))[key]
         return Occupancy(channel.watched.path, subscriptions, connections)
 
+    async def members(self, key: str) -> tuple[dict[str, str] | None, int]:
+        """Members of ``key`` over every live process (``None`` where the namespace lists none),
+        and the namespace's cap."""
+        namespace = await namespace_get(name=key.split("/", 1)[0])
+        if namespace is None or not namespace.presence:
+            return None, 0
+        held = self.local.members(key)
+        if self.store.distributed:
+            held = {**await self.store.other_members(self.local.process, key), **held}
+        return held, namespace.presence_max_members
+
+    async def _view(self, key: str) -> _Sent:
+        counts = (await self.totals([key]))[key]
+        members, cap = await self.members(key)
+        return _Sent(counts, members, cap, self.clock())
+
     # -- the stream ------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -123,12 +146,12 @@ class OccupancyService:
         """The current occupancy, to one new watcher (its subscribe_success is queued already)."""
         key = subscription.key[: -len(_SUFFIX)]
         try:
-            counts = (await self.totals([key]))[key]
+            view = await self._view(key)
         except Exception as exc:
             logger.warning("occupancy of %s could not be read: %s", channel_of(key), exc)
             return
-        self._sent.setdefault(subscription.key, (counts, self.clock()))
-        event = protocol.encode_event(event_for(Occupancy(channel_of(key), *counts)))
+        self._sent.setdefault(subscription.key, view)
+        event = protocol.encode_event(view.event(key, None))
         subscription.outbox.offer(subscription.prefix + event + protocol.DATA_FRAME_SUFFIX)
 
     async def stream_once(self) -> int:
@@ -140,24 +163,27 @@ class OccupancyService:
         due = [
             watch
             for watch in self._watchers
-            if watch not in self._sent or now - self._sent[watch][1] >= interval * 0.999
+            if watch not in self._sent or now - self._sent[watch].at >= interval * 0.999
         ]
-        if not due:
-            return 0
-        totals = await self.totals([watch[: -len(_SUFFIX)] for watch in due])
         sent = 0
         for watch in due:
             key = watch[: -len(_SUFFIX)]
-            counts = totals[key]
             last = self._sent.get(watch)
-            if last is not None and last[0] == counts:
+            view = await self._view(key)
+            if last is not None and last.same_as(view):
                 continue
             if watch not in self._watchers:  # the last watcher left while we read
                 continue
-            self._sent[watch] = (counts, now)
-            self.hub.deliver(watch, [protocol.encode_event(event_for(Occupancy(channel_of(key), *counts)))])
+            view.at = now
+            self._sent[watch] = view
+            self.hub.deliver(watch, [protocol.encode_event(view.event(key, last))])
             sent += 1
         return sent
+
+    async def _write(self, counts: dict[str, Counts], ttl: float) -> None:
+        members = {key: self.local.members(key) for key in counts if key in self._member_keys}
+        await self.store.write(self.local.process, counts, ttl, members)
+        self._member_keys -= {key for key, held in members.items() if not held}
 
     async def run(self) -> None:
         """The background service: write this process's counts, stream the watched channels."""
@@ -173,9 +199,9 @@ class OccupancyService:
                 if self.store.distributed:
                     if loop.time() - last_refresh >= ttl / 3:
                         last_refresh = loop.time()
-                        await self.store.write(self.local.process, self.local.everything(), ttl)
+                        await self._write(self.local.everything(), ttl)
                     elif self.local.changed:
-                        await self.store.write(self.local.process, self.local.take_changed(), ttl)
+                        await self._write(self.local.take_changed(), ttl)
                 else:
                     self.local.changed.clear()
                 await self.stream_once()
@@ -183,6 +209,43 @@ class OccupancyService:
                 # Redis away: counts are rewritten in full once it is back.
                 logger.warning("occupancy could not reach its store: %s", exc)
                 last_refresh = -float("inf")
+
+
+class _Sent:
+    """One watched channel's view as last streamed: counts, members (or None), cap, time."""
+
+    __slots__ = ("counts", "members", "cap", "at")
+
+    def __init__(self, counts: Counts, members: dict[str, str] | None, cap: int, at: float) -> None:
+        self.counts = counts
+        self.members = members
+        self.cap = cap
+        self.at = at
+
+    def same_as(self, other: _Sent) -> bool:
+        return self.counts == other.counts and self.members == other.members
+
+    def listed(self) -> bool:
+        return self.members is not None and len(self.members) <= self.cap
+
+    def event(self, key: str, previous: _Sent | None) -> str:
+        """The event text: counts, and where the namespace lists members (up to its cap) the
+        members, with who joined and left since ``previous``."""
+        extra: dict[str, Any] = {}
+        if self.members is not None:
+            if self.listed():
+                members = self.members
+                extra["members"] = [json.loads(members[c]) for c in sorted(members)]
+                if previous is not None and previous.listed():
+                    assert previous.members is not None
+                    extra["joined"] = [
+                        json.loads(members[c]) for c in sorted(members.keys() - previous.members)
+                    ]
+                    extra["left"] = [{"connection": c} for c in sorted(previous.members.keys() - members)]
+            else:
+                # Above the namespace's cap: counts only.
+                extra["membersOmitted"] = True
+        return event_for(Occupancy(channel_of(key), *self.counts), extra)
 
 
 async def occupancy_get(channel: str) -> Occupancy:

@@ -33,6 +33,9 @@ class NamespaceConfig:
     subscribe_handler: str
     publish_groups: tuple[str, ...] = ()
     subscribe_groups: tuple[str, ...] = ()
+    # Presence channels list members (PROTOCOL §12), at most this many.
+    presence: bool = False
+    presence_max_members: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,8 @@ def _namespace_load(name: str) -> NamespaceConfig | None:
         subscribe_handler=row.subscribe_handler,
         publish_groups=tuple(row.publish_groups or ()),
         subscribe_groups=tuple(row.subscribe_groups or ()),
+        presence=row.presence,
+        presence_max_members=row.presence_max_members,
     )
 
 

@@ -46,6 +46,7 @@ from realtime.lifecycle import lifecycle
 from realtime.operations.publishing import Publication, publish
 from realtime.operations.subscribing import (
     connection_stop,
+    presence_member,
     subscribe_authorize,
     subscription_start,
     subscription_stop,
@@ -321,8 +322,11 @@ class Connection:
             if self.session.check_subscribe(frame.id, channel) is SubscribeDecision.REPEAT:
                 self.outbox.offer(protocol.success(ServerType.SUBSCRIBE_SUCCESS, frame.id))
                 return
+            member = await presence_member(
+                channel=channel, identity=identity, request=self.request, connection_id=self.id
+            )
             subscription = LocalSubscription.create(self.outbox, frame.id, channel)
-            await subscription_start(subscription)
+            await subscription_start(subscription, member)
         except Exception as error:
             metrics.subscribe_failed(frame.channel, error)
             raise

@@ -30,6 +30,7 @@ def namespace_form(**overrides: object) -> dict[str, object]:
         "subscribe_auth_modes": [],
         "publish_handler": "",
         "subscribe_handler": "",
+        "presence_max_members": 100,
     }
     form.update(overrides)
     return form

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +13,8 @@ from django.test import AsyncClient, override_settings
 import realtime
 from realtime import handlers
 from realtime.handlers import HandlerContext, HandlerKind
+from realtime.models import Namespace
+from realtime.presence.connections import connections
 from realtime.presence.occupancy import Occupancy
 from realtime.presence.service import occupancy
 
@@ -219,3 +221,77 @@ async def test_occupancy_over_http_is_authorized_like_a_subscribe(
         {"errors": [{"errorType": "BadRequestException", "message": "Not this one."}]},
     )
     assert (bad.status_code, bad.json()) == (400, {"errors": [INVALID_CHANNEL]})
+
+
+# -- presence: who, where the namespace lists members --------------------------------------------
+
+
+@pytest.fixture
+async def lobby(default_namespace) -> AsyncIterator[str]:
+    await Namespace.objects.acreate(name="lobby", presence=True, presence_max_members=2)
+
+    @handlers.on_presence("lobby")
+    def shown_as(ctx: HandlerContext) -> dict[str, Any]:
+        return {"seat": ctx.channel.segments[-1], "connection": "not this"}
+
+    yield f"/lobby/room-{uuid.uuid4().hex[:8]}"
+    handlers.unregister(HandlerKind.PRESENCE, "lobby")
+
+
+async def member_connection(connect) -> tuple[Any, str]:
+    before = {c.id for c in connections.all()}
+    comm = await connect()
+    (connection_id,) = {c.id for c in connections.all()} - before
+    return comm, connection_id
+
+
+def presence_event(channel: str, subscriptions: int, connections: int | None = None, **extra: Any) -> dict:
+    """The watcher's ``data`` frame for these counts and members (``connections`` defaults to all)."""
+    payload = {"type": "occupancy", "channel": channel, "subscriptions": subscriptions}
+    payload.update(connections=subscriptions if connections is None else connections, **extra)
+    return data("p", json.dumps(payload, separators=(",", ":")))
+
+
+@override_settings(REALTIME=QUIET)
+async def test_a_namespace_that_lists_members_shows_who_joined_and_left_up_to_its_cap(
+    connect, lobby, clock
+) -> None:
+    watcher = await connect()
+    assert await watching(watcher, "p", lobby) == presence_event(lobby, 0, members=[])
+    seat = lobby.rsplit("/", 1)[1]
+    (a, a_id), (b, b_id), (c, c_id) = [await member_connection(connect) for _ in range(3)]
+    member = {a_id: {"seat": seat, "connection": a_id}, b_id: {"seat": seat, "connection": b_id}}
+    member[c_id] = {"seat": seat, "connection": c_id}
+
+    async def streamed(expected: dict[str, Any]) -> None:
+        clock[0] += 3600
+        assert await occupancy.stream_once() == 1
+        await assert_sent(watcher, expected)
+
+    await subscribed(a, "s", lobby)
+    await subscribed(a, "t", lobby)  # one member, however many subscriptions
+    await streamed(presence_event(lobby, 2, 1, members=[member[a_id]], joined=[member[a_id]], left=[]))
+    await a.disconnect()
+    await subscribed(b, "s", lobby)
+    both = sorted([b_id, c_id])
+    await subscribed(c, "s", lobby)
+    await streamed(
+        presence_event(
+            lobby,
+            2,
+            members=[member[i] for i in both],
+            joined=[member[i] for i in both],
+            left=[{"connection": a_id}],
+        )
+    )
+    third = await connect()
+    await subscribed(third, "s", lobby)
+    # Above the cap of 2: counts only.
+    await streamed(presence_event(lobby, 3, membersOmitted=True))
+    await assert_silent(watcher)
+
+
+async def test_without_the_namespace_opting_in_presence_channels_carry_counts_only(connect, room) -> None:
+    watcher = await connect()
+
+    assert await watching(watcher, "p", room) == occupancy_event("p", room, 0, 0)
