@@ -15,13 +15,19 @@ Keys: ``quiz.<game id>.state.<state>``, ``quiz.<game id>.question.<index>``,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 import realtime
 
 from . import channels, payloads
-from .models import Feed, Game, Question
+from .models import Feed, Game, Player, Question
+
+logger = logging.getLogger(__name__)
+
+# What a removed player's client hears before its socket closes.
+REMOVED = "Removed from the game by the host"
 
 
 def game_state(game: Game) -> None:
@@ -74,3 +80,23 @@ def feed(game: Game, kind: str, number: int, payload: dict[str, Any]) -> None:
     realtime.publish_on_commit(
         FEED_CHANNELS[Feed.Kind(kind)](game.code), [payload], key=f"quiz.{game.pk}.{kind}.{number}"
     )
+
+
+def player_removed(player: Player) -> None:
+    """The host removed a player: once that commits, their sockets close in every process.
+
+    Their token was replaced in the same transaction; each process also forgets
+    the tokens it cached (quiz.receivers), so the old one authorizes nothing.
+    """
+    from django.db import transaction
+
+    player_id = player.pk
+
+    def close_sockets() -> None:
+        try:
+            realtime.disconnect(identity={"handlerContext": {"player_id": player_id}}, reason=REMOVED)
+        except Exception as exc:
+            # Committed already: the token is dead, only open sockets stay until they next act.
+            logger.warning("could not close the sockets of removed player %s: %s", player_id, exc)
+
+    transaction.on_commit(close_sockets)

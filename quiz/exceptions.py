@@ -70,6 +70,12 @@ class QuestionSetNotFound(QuizError):
     default_message = "No question set has this id."
 
 
+class PlayerNotFound(QuizError):
+    status = 404
+    code = "player_not_found"
+    default_message = "This game has no such player."
+
+
 class InvalidPlayerToken(QuizError):
     status = 401
     code = "invalid_player_token"

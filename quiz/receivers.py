@@ -6,7 +6,10 @@ from typing import Any
 
 from django.dispatch import receiver
 
+from realtime import signals as realtime_signals
+
 from . import signals, worker
+from .auth import token_cache
 from .coalescer import coalescer
 
 
@@ -20,3 +23,9 @@ def wake_worker(sender: Any, **kwargs: Any) -> None:
 def wake_coalescer(sender: Any, *, game_ids: list[int], **kwargs: Any) -> None:
     """This process's coalescer broadcasts the games' stale feeds (quiz.coalescer)."""
     coalescer.changed(game_ids)
+
+
+@receiver(realtime_signals.access_revoked, dispatch_uid="quiz.forget_tokens")
+def forget_tokens(sender: Any, **kwargs: Any) -> None:
+    """Access ended somewhere (a removed player, say): no cached token may admit it again."""
+    token_cache.clear()

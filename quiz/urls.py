@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/quiz/games/<str:code>/answers", api.answers, name="answers"),
     path("api/quiz/games/<str:code>/leaderboard", api.leaderboard, name="leaderboard"),
     path("api/quiz/games/<str:code>/me", api.me, name="me"),
+    path("api/quiz/games/<str:code>/players/<int:player_id>/remove", api.player_remove, name="player-remove"),
     path("api/quiz/games/<str:code>/<str:action>", api.game_control, name="control"),
     # Pages (quiz/views.py).
     path("quiz/", views.landing, name="landing"),

@@ -97,7 +97,12 @@ async def aoccupancy(channel: str) -> Occupancy:
 
 
 def disconnect(
-    *, connection: str | None = None, user: Any = None, api_key: Any = None, reason: str = ""
+    *,
+    connection: str | None = None,
+    user: Any = None,
+    api_key: Any = None,
+    identity: Mapping[str, Any] | None = None,
+    reason: str = "",
 ) -> int:
     """Close every open connection matching all criteria given, in every process.
 
@@ -106,16 +111,25 @@ def disconnect(
     """
     from asgiref.sync import async_to_sync
 
-    return async_to_sync(adisconnect)(connection=connection, user=user, api_key=api_key, reason=reason)
+    return async_to_sync(adisconnect)(
+        connection=connection, user=user, api_key=api_key, identity=identity, reason=reason
+    )
 
 
 async def adisconnect(
-    *, connection: str | None = None, user: Any = None, api_key: Any = None, reason: str = ""
+    *,
+    connection: str | None = None,
+    user: Any = None,
+    api_key: Any = None,
+    identity: Mapping[str, Any] | None = None,
+    reason: str = "",
 ) -> int:
     """:func:`disconnect` from async code."""
     from realtime.presence import control
 
-    return await control.adisconnect(connection=connection, user=user, api_key=api_key, reason=reason)
+    return await control.adisconnect(
+        connection=connection, user=user, api_key=api_key, identity=identity, reason=reason
+    )
 
 
 def unsubscribe(*, channel: str, connection: str | None = None, user: Any = None, reason: str = "") -> int:

@@ -21,6 +21,14 @@ what happened. Keep them fast: they run on the server's event loop path
     (the connect identity, ``None`` for a refused connection that never got
     one), and for ``client_disconnected`` also ``code`` (the close code, int or
     ``None``). Refused connections send neither.
+
+``access_revoked``
+    sender: ``"realtime"``. In every process, when server-side control
+    (``realtime.disconnect`` / ``unsubscribe``, a revoked key, a deactivated user)
+    reaches it, before its connections close. kwargs: ``action``
+    (``"disconnect"`` or ``"unsubscribe"``) and ``criteria`` (the control message:
+    ``connection``, ``user``, ``api_key``, ``identity``, ``channel``, ``reason``,
+    as given). Apps clear what they cached about credentials here.
 """
 
 from django.dispatch import Signal
@@ -30,5 +38,6 @@ subscription_started = Signal()
 subscription_ended = Signal()
 client_connected = Signal()
 client_disconnected = Signal()
+access_revoked = Signal()
 
 SENDER = "realtime"

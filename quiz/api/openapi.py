@@ -327,6 +327,26 @@ GAME_CONTROL = _operation(
     },
 )
 
+
+class PlayerRemovedSerializer(serializers.Serializer[Any]):
+    player_id = serializers.IntegerField()
+    nickname = serializers.CharField()
+
+
+PLAYER_REMOVE = _operation(
+    operation_id="player_remove",
+    summary="Remove a player from the game",
+    description=(
+        "Their token stops working at once (no reconnect, no answer), and their open sockets close in "
+        "every server process with an error naming why (PROTOCOL §12). Their answers and score stay."
+    ),
+    security=HOST,
+    parameters=(CODE, OpenApiParameter("player_id", int, OpenApiParameter.PATH)),
+    request=None,
+    success={200: PlayerRemovedSerializer},
+    errors={404: "`game_not_found` or `player_not_found`."},
+)
+
 HOST_GAME = _operation(
     operation_id="host_game",
     summary="The game with every question and its right answer",

@@ -228,3 +228,14 @@ async def game_control(request: HttpRequest, code: str, action: str) -> HttpResp
         raise GameNotFound()
     game = await sync_to_async(transition)(game=game)
     return JsonResponse({"code": game.code, "state": game.state, "question_index": game.question_index})
+
+
+@api(post=openapi.PLAYER_REMOVE)
+async def player_remove(request: HttpRequest, code: str, player_id: int) -> HttpResponse:
+    """``POST /api/quiz/games/<code>/players/<id>/remove`` (staff): the player is out of the show."""
+    await staff_only(request)
+    game = await sync_to_async(selectors.game_get)(code=code)
+    if game is None:
+        raise GameNotFound()
+    player = await sync_to_async(services.player_remove)(game=game, player_id=player_id)
+    return JsonResponse({"player_id": player.pk, "nickname": player.nickname})

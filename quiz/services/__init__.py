@@ -21,7 +21,7 @@ from .games import (
     game_reveal,
     game_start,
 )
-from .players import JOINABLE, JoinRequest, aplayer_join, player_join, players_join
+from .players import JOINABLE, JoinRequest, aplayer_join, player_join, player_remove, players_join
 from .question_sets import question_set_import
 from .scores import answers_score_pending
 
@@ -46,6 +46,7 @@ __all__ = [
     "game_start",
     "player_for_token",
     "player_join",
+    "player_remove",
     "players_join",
     "question_set_import",
     "token_hash",

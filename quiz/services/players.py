@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from .. import broadcasts
 from ..batching import GroupCommit
-from ..exceptions import GameNotFound, GameNotJoinable, InvalidNickname, NicknameTaken
+from ..exceptions import GameNotFound, GameNotJoinable, InvalidNickname, NicknameTaken, PlayerNotFound
 from ..models import Game, GameState, Player, nickname_clean, token_hash
 from .feeds import feeds_mark_stale
 from .rows import insert_each_once
@@ -100,3 +101,24 @@ _joins: GroupCommit[JoinRequest, tuple[Player, str]] = GroupCommit(
 async def aplayer_join(*, code: str, nickname: str) -> tuple[Player, str]:
     """:func:`player_join` from async code: joins arriving together share one transaction."""
     return await _joins.submit(JoinRequest(code=code, nickname=nickname))
+
+
+def player_remove(*, game: Game, player_id: int) -> Player:
+    """The host removes a player from the show.
+
+    Their token stops working at once (it is replaced by one nobody holds), so
+    they can neither reconnect nor answer; once this commits, their open sockets
+    close in every server process (:func:`quiz.broadcasts.player_removed`). Their
+    answers so far and their score stay.
+
+    Raises:
+        PlayerNotFound: the game has no player with this id.
+    """
+    with transaction.atomic():
+        player = Player.objects.select_for_update().filter(game=game, pk=player_id).first()
+        if player is None:
+            raise PlayerNotFound()
+        player.token_hash = token_hash(secrets.token_urlsafe(32))
+        player.save(update_fields=["token_hash"])
+        broadcasts.player_removed(player)
+    return player

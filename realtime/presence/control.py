@@ -24,9 +24,11 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol, TypeVar
 
+from realtime import signals
+from realtime.auth import authorizer_cache
 from realtime.conf import realtime_settings
 from realtime.core.paths import parse_channel
 from realtime.core.protocol import CloseCode
@@ -54,7 +56,7 @@ class Endable(Controlled, Protocol):
 Action = Literal["disconnect", "unsubscribe"]
 
 
-def _matching(connection: str | None, user: Any, api_key: Any) -> list[Endable]:
+def _matching(connection: str | None, user: Any, api_key: Any, identity: Any) -> list[Endable]:
     """This process's connections that meet every criterion given."""
     if connection is not None:
         found = connections.get(connection)
@@ -63,32 +65,60 @@ def _matching(connection: str | None, user: Any, api_key: Any) -> list[Endable]:
         candidates = connections.with_api_key(int(api_key))
     elif user is not None:
         candidates = connections.of_user(user)
+    elif identity is not None:
+        candidates = connections.all()  # rare (a host kicking a player): a scan is fine
     else:
         return []
     chosen = []
     for candidate in candidates:
-        identity = candidate.identity
-        if api_key is not None and (identity is None or identity.api_key_id != int(api_key)):
+        held = candidate.identity
+        if api_key is not None and (held is None or held.api_key_id != int(api_key)):
             continue
-        if user is not None and (identity is None or str(identity.user_id) != str(user)):
+        if user is not None and (held is None or str(held.user_id) != str(user)):
+            continue
+        if identity is not None and (held is None or not _contains(held.as_context(), identity)):
             continue
         chosen.append(candidate)
     return chosen  # type: ignore[return-value]  # the index holds Connections
 
 
+def _contains(context: Any, wanted: Any) -> bool:
+    """Whether ``context`` holds ``wanted``: every key of a mapping, recursively; else equality."""
+    if isinstance(wanted, dict):
+        return isinstance(context, Mapping) and all(
+            key in context and _contains(context[key], value) for key, value in wanted.items()
+        )
+    return bool(context == wanted)
+
+
 async def apply(message: dict[str, Any]) -> int:
     """Apply one control message to this process's connections; how many it touched."""
-    found = _matching(message.get("connection"), message.get("user"), message.get("api_key"))
+    found = _matching(
+        message.get("connection"), message.get("user"), message.get("api_key"), message.get("identity")
+    )
     reason = message.get("reason") or None
+    if signals.access_revoked.receivers:
+        # Apps forget what they cached about these credentials (a token -> player cache, say).
+        await signals.access_revoked.asend(signals.SENDER, action=message.get("action"), criteria=message)
     if message.get("action") == "unsubscribe":
         channel = message["channel"]
         ended = 0
         for connection in found:
             ended += await connection.drop_channel(channel, AccessRevoked(reason))
         return ended
+    # Cached authorizations of the ended access must not admit it again (CUSTOM's answers
+    # are cached per token for their TTL).
+    forget_cached_authorizations()
     for connection in found:
         connection.end(AccessRevoked(reason), CloseCode.ACCESS_ENDED, CloseCause.REVOKED)
     return len(found)
+
+
+def forget_cached_authorizations() -> None:
+    for authorizer in authorizer_cache.values():
+        cache = getattr(authorizer, "result_cache", None)
+        if cache is not None:
+            cache.clear()
 
 
 def _received(message: dict[str, Any]) -> None:
@@ -128,8 +158,8 @@ async def control(action: Action, **criteria: Any) -> int:
         ServiceUnavailable: the other processes could not be reached (this one applied it).
     """
     message: dict[str, Any] = {"action": action, **{k: v for k, v in criteria.items() if v is not None}}
-    if not {"connection", "user", "api_key"} & message.keys():
-        raise ValueError("name a connection, a user or an API key")
+    if not {"connection", "user", "api_key", "identity"} & message.keys():
+        raise ValueError("name a connection, a user, an API key or an identity")
     if "user" in message:
         message["user"] = str(message["user"])
 
@@ -142,12 +172,20 @@ async def control(action: Action, **criteria: Any) -> int:
 
 
 async def adisconnect(
-    *, connection: str | None = None, user: Any = None, api_key: Any = None, reason: str = ""
+    *,
+    connection: str | None = None,
+    user: Any = None,
+    api_key: Any = None,
+    identity: Mapping[str, Any] | None = None,
+    reason: str = "",
 ) -> int:
-    """Close every matching connection, in every process (see the module docstring)."""
-    return await control(
-        "disconnect", connection=connection, user=_key(user), api_key=_key(api_key), reason=reason
-    )
+    """Close every matching connection, in every process (see the module docstring).
+
+    ``identity`` matches connections whose identity context (what handlers see as
+    ``ctx.identity``) holds it: ``{"handlerContext": {"player_id": 7}}``.
+    """
+    criteria = {"connection": connection, "user": _key(user), "api_key": _key(api_key), "identity": identity}
+    return await control("disconnect", reason=reason, **criteria)
 
 
 async def aunsubscribe(

@@ -1,0 +1,76 @@
+"""The host removes a player: their socket closes, their token stops working, their answers are refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import AsyncClient
+
+from quiz.broadcasts import REMOVED
+from quiz.models import Game
+
+from .test_game import join
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def answer(game: Game, token: str) -> Any:
+    return await AsyncClient().post(
+        f"/api/quiz/games/{game.code}/answers",
+        {"question_id": game.current_question_id, "choice": 0},
+        content_type="application/json",
+        headers={"authorization": f"Bearer {token}"},
+    )
+
+
+async def test_a_removed_player_is_closed_out_and_their_token_refused(game: Game, host, ws_player) -> None:
+    ada = await join(AsyncClient(), game.code, "ada")
+    bob = await join(AsyncClient(), game.code, "bob")
+    ada_socket = await ws_player(ada["token"])
+    bob_socket = await ws_player(bob["token"])
+    for socket in (ada_socket, bob_socket):
+        assert (await socket.subscribe("g", f"/quiz/{game.code}/game"))["type"] == "subscribe_success"
+    host_client = AsyncClient()
+    await host_client.aforce_login(host)
+
+    response = await host_client.post(f"/api/quiz/games/{game.code}/players/{ada['player_id']}/remove")
+
+    assert (response.status_code, response.json()) == (
+        200,
+        {"player_id": ada["player_id"], "nickname": "ada"},
+    )
+    closing = await ada_socket.expect(lambda frame: frame.get("type") == "error")
+    assert closing == {
+        "type": "error",
+        "errors": [{"errorType": "UnauthorizedException", "message": REMOVED}],
+    }
+    close = await ada_socket.comm.receive_output(1)
+    assert (close["type"], close["code"]) == ("websocket.close", 4401)
+    # Bob plays on.
+    await bob_socket.assert_silent(0.2)
+
+    from quiz import services
+
+    game = await sync_to_async(services.game_start)(game=game)
+    refused = await answer(game, ada["token"])
+    accepted = await answer(game, bob["token"])
+    assert (refused.status_code, accepted.status_code) == (401, 202), refused.content
+    # The old token opens no socket either.
+    again = await ws_player(ada["token"])
+    await again.send({"type": "connection_init"})
+    refusal = await again.expect(lambda frame: frame.get("type") == "connection_error")
+    assert refusal["errors"][0]["errorType"] == "UnauthorizedException"
+
+
+async def test_only_the_host_removes_players_and_only_players_of_the_game(game: Game, host) -> None:
+    ada = await join(AsyncClient(), game.code, "ada")
+    host_client = AsyncClient()
+    await host_client.aforce_login(host)
+
+    anonymous = await AsyncClient().post(f"/api/quiz/games/{game.code}/players/{ada['player_id']}/remove")
+    unknown = await host_client.post(f"/api/quiz/games/{game.code}/players/999999/remove")
+
+    assert anonymous.status_code == 403, anonymous.content
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "player_not_found")
