@@ -18,6 +18,11 @@ def host_channel(code: str) -> str:
     return f"/{quiz_settings.namespace}/{code}/host"
 
 
+def presence_channel(code: str) -> str:
+    """Staff pages: who is connected to the game (realtime's presence channel of the game channel)."""
+    return f"/$presence/{quiz_settings.namespace}/{code}/game"
+
+
 def player_channel(code: str, player_id: int) -> str:
     return f"/{quiz_settings.namespace}/{code}/players/{player_id}"
 

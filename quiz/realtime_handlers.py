@@ -43,6 +43,15 @@ def _parts(ctx: HandlerContext) -> tuple[str, str, list[str]]:
     return code, kind, segments[3:]
 
 
+@handlers.on_presence(quiz_settings.namespace)
+async def quiz_presence(ctx: HandlerContext) -> dict[str, Any]:
+    """What staff pages see of each connection on a game's presence channel: a player, or staff."""
+    player = _player(ctx)
+    if player is not None:
+        return {"player": player["player_id"], "nickname": player["nickname"]}
+    return {"staff": True}
+
+
 # Async handlers: checks that need no database (most of them) cost no thread hop.
 @handlers.on_subscribe(quiz_settings.namespace)
 async def quiz_subscribe(ctx: HandlerContext) -> None:

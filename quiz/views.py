@@ -58,6 +58,7 @@ def _config(request: HttpRequest, game: Game) -> dict[str, Any]:
             "game": channels.game_channel(code),
             "leaderboard": channels.leaderboard_channel(code),
             "host": channels.host_channel(code),
+            "presence": channels.presence_channel(code),
         },
         "api": {
             "state": reverse("quiz:game-state", args=[code]),

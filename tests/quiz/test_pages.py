@@ -133,6 +133,7 @@ def test_staff_pages_render_for_staff(staff_client: Client, game: Game, page: st
         "game": f"/quiz/{game.code}/game",
         "leaderboard": f"/quiz/{game.code}/leaderboard",
         "host": f"/quiz/{game.code}/host",
+        "presence": f"/$presence/quiz/{game.code}/game",
     }
     assert config["join_url"] == f"http://testserver/quiz/{game.code}/"
     assert config["api"]["host_game"] == f"/quiz/{game.code}/host/game.json"

@@ -84,6 +84,7 @@
     nextButton.title = s.state === "reveal" && !s.hasNext ? "That was the last question: finish the game." : "";
 
     $("players").textContent = Q.number(s.players);
+    $("online").textContent = s.online === null ? "–" : Q.number(s.online);
     const q = s.question;
     $("answered").textContent = q && s.answered !== null ? Q.number(s.answered) : "–";
     $("answered-label").textContent = q && s.players ? `of ${Q.number(s.players)} answered` : "answered";

@@ -30,6 +30,7 @@
       this.counts = null; // answer counts, from the reveal
       this.answered = null; // answers to the current question so far
       this.players = 0;
+      this.online = null; // players connected now, from the presence channel
       this.top = [];
       this.boardLoaded = false; // `top` came from the server (a snapshot or a live event)
       this.boardBefore = null; // leaderboard_before of the open question, with `standings`
@@ -53,6 +54,10 @@
       this.client.subscribe(this.cfg.channels.leaderboard, (event) => this._onBoard(event), onSubError);
       // Staff only: live counts of players and answers, sent whenever they change.
       this.client.subscribe(this.cfg.channels.host, (event) => this._onProgress(event), onSubError);
+      // Who is connected to the game now (realtime's presence channel, PROTOCOL §12).
+      if (this.cfg.channels.presence) {
+        this.client.subscribe(this.cfg.channels.presence, (event) => this._onPresence(event), onSubError);
+      }
       this.refresh();
     }
 
@@ -142,6 +147,15 @@
       if (!event || event.type !== "leaderboard") return;
       this.liveBoard = true;
       this._applyBoard(event);
+      this.onChange(this);
+    }
+
+    _onPresence(event) {
+      if (!event || event.type !== "occupancy") return;
+      // Players online when the namespace lists members; above its cap, connections (staff included).
+      this.online = Array.isArray(event.members)
+        ? event.members.filter((member) => member.player !== undefined).length
+        : event.connections;
       this.onChange(this);
     }
 

@@ -1,4 +1,4 @@
-"""The host removes a player: their socket closes, their token stops working, their answers are refused."""
+"""Who is online, and removing a player: their socket closes, their token and answers are refused."""
 
 from __future__ import annotations
 
@@ -74,3 +74,26 @@ async def test_only_the_host_removes_players_and_only_players_of_the_game(game: 
 
     assert anonymous.status_code == 403, anonymous.content
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "player_not_found")
+
+
+async def test_the_host_sees_who_is_online_on_the_game_presence_channel(game: Game, host, ws_player) -> None:
+    from realtime.models import Namespace
+
+    await Namespace.objects.filter(name="quiz").aupdate(presence=True)
+    ada = await join(AsyncClient(), game.code, "ada")
+    await join(AsyncClient(), game.code, "bob")  # joined, never connected
+    staff = await ws_player(staff=host)
+    assert (await staff.subscribe("p", f"/$presence/quiz/{game.code}/game"))["type"] == "subscribe_success"
+    first = await staff.event_on("p", "occupancy")
+    assert first["members"] == []
+
+    ada_socket = await ws_player(ada["token"])
+    await ada_socket.subscribe("g", f"/quiz/{game.code}/game")
+    update = await staff.event_on("p", "occupancy")
+
+    (member,) = update["members"]
+    assert {key: member[key] for key in ("player", "nickname")} == {
+        "player": ada["player_id"],
+        "nickname": "ada",
+    }
+    assert update["joined"] == [member] and update["left"] == []
