@@ -215,6 +215,10 @@ def disconnect_now(**criteria: Any) -> None:
 # -- deadlines ------------------------------------------------------------------------------
 
 
+# Heap entries beyond twice the open connections before the closed ones are dropped.
+COMPACT_SLACK = 1024
+
+
 class Deadlines:
     """When this process's connections must close: credentials expiring, maximum age."""
 
@@ -242,7 +246,18 @@ class Deadlines:
             return
         when, expiry = min(candidates)
         heapq.heappush(self._heap, (when, next(self._order), connection.id, expiry))
+        if len(self._heap) > 2 * len(connections) + COMPACT_SLACK:
+            self._compact()
         self._arm(loop)
+
+    def _compact(self) -> None:
+        # Entries of closed connections would otherwise stay until their deadline
+        # (a day, by default): under churn, keep only the open connections'.
+        self._heap = [entry for entry in self._heap if connections.get(entry[2]) is not None]
+        heapq.heapify(self._heap)
+
+    def __len__(self) -> int:
+        return len(self._heap)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._heap:

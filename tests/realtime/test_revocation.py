@@ -177,3 +177,17 @@ async def test_deactivating_a_user_closes_their_sockets_only(open_socket, connec
     await publish(key_socket, "p", "/default/room", ['"x"'])
     await assert_sent(bob_socket, data("s", '"x"'))
     await assert_silent(alice_socket)
+
+
+async def test_deadlines_of_closed_connections_do_not_pile_up(connect, monkeypatch) -> None:
+    from realtime.presence import control
+
+    monkeypatch.setattr(control, "COMPACT_SLACK", 2)
+    for _ in range(8):
+        comm = await connect()
+        await comm.disconnect()
+    survivor = await connect()
+    await subscribed(survivor, "s", "/default/room")
+
+    # One open connection: at most 2 x 1 + 2 entries are kept, whatever closed before.
+    assert len(control.deadlines) <= 4
