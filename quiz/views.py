@@ -70,6 +70,8 @@ def _config(request: HttpRequest, game: Game) -> dict[str, Any]:
                 action: reverse("quiz:control", args=[code, action]) for action in services.GAME_TRANSITIONS
             },
             "host_game": reverse("quiz:host-game", args=[code]),
+            # The host removes a player: replace the 0 with the player's id.
+            "remove_player": reverse("quiz:player-remove", args=[code, 0]),
         },
     }
 

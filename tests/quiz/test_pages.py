@@ -137,6 +137,7 @@ def test_staff_pages_render_for_staff(staff_client: Client, game: Game, page: st
     }
     assert config["join_url"] == f"http://testserver/quiz/{game.code}/"
     assert config["api"]["host_game"] == f"/quiz/{game.code}/host/game.json"
+    assert config["api"]["remove_player"] == f"/api/quiz/games/{game.code}/players/0/remove"
 
 
 def test_the_host_console_has_every_control_and_sets_the_csrf_cookie(

@@ -72,6 +72,28 @@
     button.addEventListener("click", () => act(button.dataset.action));
   }
 
+  // The host removes a player: their socket closes and their token stops working (PROTOCOL §12).
+  async function removePlayer(row) {
+    if (!window.confirm(`Remove ${row.nickname} from the game?`)) return;
+    const url = cfg.api.remove_player.replace("/players/0/", `/players/${row.player_id}/`);
+    const result = await Q.fetchJSON(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", "X-CSRFToken": csrfToken() },
+      body: "{}",
+    });
+    message(result.ok ? `${row.nickname} was removed.` : Q.errorMessage(result), !result.ok);
+  }
+
+  function addRemoveButtons(list, top) {
+    (top || []).forEach((row, index) => {
+      const item = list.children[index];
+      if (!item || row.player_id === undefined) return;
+      const button = Q.el("button", { className: "remove", type: "button", title: "Remove this player" }, "remove");
+      button.addEventListener("click", () => removePlayer(row));
+      item.append(button);
+    });
+  }
+
   let shownDeadline = null;
   function render(s) {
     const badge = $("state");
@@ -103,6 +125,7 @@
 
     Q.renderTop($("board-top"), s.top, null);
     $("board-empty").hidden = s.top.length > 0;
+    addRemoveButtons($("board-top"), s.top);
 
     renderQuestion(s);
     renderQuestions(s);
