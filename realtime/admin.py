@@ -127,7 +127,19 @@ class ApiKeyAdmin(_ApiKeyAdmin):
     actions = ["revoke"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
-        return ["prefix", "created_at", "revoked_at"] if obj else []
+        return ["prefix", "created_at", "revoked_at", "live_connections"] if obj else []
+
+    @admin.display(description="Live connections")
+    def live_connections(self, obj: ApiKey) -> str:
+        """Sockets open with this key now, in every server process (PROTOCOL §12)."""
+        from asgiref.sync import async_to_sync
+
+        from realtime.presence.service import api_key_connections
+
+        try:
+            return str(async_to_sync(api_key_connections)(obj.pk))
+        except Exception as exc:  # Redis away: the page still renders
+            return f"unknown ({exc.__class__.__name__})"
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from realtime.auth import Identity
 from realtime.lifecycle import lifecycle
+from realtime.presence.service import api_key_key, occupancy
 
 
 class Controlled(Protocol):
@@ -40,6 +41,8 @@ class ConnectionIndex:
             return
         if identity.api_key_id is not None:
             self._by_key.setdefault(identity.api_key_id, {})[connection.id] = connection
+            # Counted like a channel's occupancy, so every process can tell a key's open connections.
+            occupancy.local.added(api_key_key(identity.api_key_id), connection)
         if identity.user_id is not None:
             self._by_user.setdefault(str(identity.user_id), {})[connection.id] = connection
 
@@ -50,6 +53,8 @@ class ConnectionIndex:
         if identity is None:
             return
         _discard(self._by_key, identity.api_key_id, connection.id)
+        if identity.api_key_id is not None:
+            occupancy.local.removed(api_key_key(identity.api_key_id), connection)
         _discard(self._by_user, None if identity.user_id is None else str(identity.user_id), connection.id)
 
     def get(self, connection_id: str) -> Controlled | None:

@@ -248,6 +248,17 @@ class _Sent:
         return event_for(Occupancy(channel_of(key), *self.counts), extra)
 
 
+def api_key_key(api_key_id: int) -> str:
+    """The occupancy key that counts the open connections of an API key (no channel's: ``$``)."""
+    return f"$apikey/{api_key_id}"
+
+
+async def api_key_connections(api_key_id: int) -> int:
+    """Open connections of an API key, over every live process (the admin shows it)."""
+    key = api_key_key(api_key_id)
+    return (await occupancy.totals([key]))[key][1]
+
+
 async def occupancy_get(channel: str) -> Occupancy:
     """The occupancy of a channel or wildcard, from any event loop (``realtime.occupancy``).
 

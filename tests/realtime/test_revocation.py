@@ -191,3 +191,27 @@ async def test_deadlines_of_closed_connections_do_not_pile_up(connect, monkeypat
 
     # One open connection: at most 2 x 1 + 2 entries are kept, whatever closed before.
     assert len(control.deadlines) <= 4
+
+
+async def test_the_admin_shows_a_keys_live_connections(connect, make_api_key, admin_client) -> None:
+    key = await sync_to_async(make_api_key)(description="watched")
+    row = await ApiKey.objects.aget(description="watched")
+    sockets = [await connect(key), await connect(key)]
+    await connect()  # another key's
+    url = f"/admin/realtime/apikey/{row.pk}/change/"
+
+    page = await sync_to_async(admin_client.get)(url)
+    await sockets[0].disconnect()
+    after = await sync_to_async(admin_client.get)(url)
+
+    assert page.status_code == 200
+    assert live_connections(page.content.decode()) == "2"
+    assert live_connections(after.content.decode()) == "1"
+
+
+def live_connections(html: str) -> str:
+    import re
+
+    match = re.search(r"Live connections:</label>\s*<div class=\"readonly\">([^<]*)</div>", html)
+    assert match, "the page shows no live connections"
+    return match.group(1).strip()
