@@ -241,6 +241,11 @@ class RealtimeMetrics(MetricSet):
             "Connections closed because their outbound buffer overflowed.",
         )
         self.connections_active = g("realtime_connection_active", "Open, authorized WebSocket connections.")
+        self.connections_ended = c(
+            "realtime_connection_ended_by_server",
+            "Connections the server closed: access revoked or expired, maximum age reached.",
+            ("cause",),
+        )
         self.connection_duration = h(
             "realtime_connection_duration_seconds",
             "Lifetime of authorized connections.",
@@ -248,6 +253,9 @@ class RealtimeMetrics(MetricSet):
             DURATION_BUCKETS,
         )
         self.subscriptions_active = g("realtime_subscription_active", "Live subscriptions.", ns)
+        self.presence_watchers = g(
+            "realtime_presence_watchers", "Subscriptions to presence channels (/$presence/...).", ns
+        )
         self.subscribe_success = c("realtime_subscribe_success", "Subscriptions started.", ns)
         self.subscribe_client_errors = c(
             "realtime_subscribe_client_errors", "Subscribes refused (bad channel, unauthorized, ...).", ns
@@ -321,6 +329,16 @@ class RealtimeMetrics(MetricSet):
     def slow_consumer(self) -> None:
         self.slow_consumers.inc()
         self.totals["slow_consumers", ""] += 1
+
+    def ended_by_server(self, cause: str) -> None:
+        """The server closed a connection (``cause``: ``revoked`` or ``max_age``)."""
+        self.connections_ended.labels(cause).inc()
+        self.totals["ended_by_server", ""] += 1
+
+    def watching(self, namespace: str, delta: int) -> None:
+        """A subscription to a presence channel of ``namespace`` started (+1) or ended (-1)."""
+        self.presence_watchers.labels(namespace).inc(delta)
+        self.totals["presence_watchers", namespace] += delta
 
     # -- subscriptions ---------------------------------------------------------
 

@@ -36,6 +36,7 @@ from realtime.delivery.bridge import bridge
 from realtime.exceptions import AccessRevoked, ConnectionTooOld, RealtimeError, TokenExpired
 from realtime.handlers import CloseCause
 from realtime.lifecycle import lifecycle
+from realtime.ops.metrics import metrics
 from realtime.presence.connections import Controlled, connections
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ async def apply(message: dict[str, Any]) -> int:
     forget_cached_authorizations()
     for connection in found:
         connection.end(AccessRevoked(reason), CloseCode.ACCESS_ENDED, CloseCause.REVOKED)
+        metrics.ended_by_server(CloseCause.REVOKED)
     return len(found)
 
 
@@ -282,8 +284,10 @@ class Deadlines:
             connection: Endable = found  # type: ignore[assignment]  # the index holds Connections
             if expiry:
                 connection.end(TokenExpired(), CloseCode.ACCESS_ENDED, CloseCause.REVOKED)
+                metrics.ended_by_server(CloseCause.REVOKED)
             else:
                 connection.end(ConnectionTooOld(), CloseCode.MAX_AGE, CloseCause.MAX_AGE)
+                metrics.ended_by_server(CloseCause.MAX_AGE)
         self._arm(loop)
 
 

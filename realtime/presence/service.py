@@ -29,6 +29,7 @@ from realtime.core import protocol
 from realtime.core.paths import PRESENCE, ChannelPath, parse_channel, presence_key
 from realtime.delivery.hub import Hub, LocalSubscription, hub
 from realtime.lifecycle import lifecycle
+from realtime.ops.metrics import metrics
 from realtime.presence.occupancy import (
     Counts,
     LocalCounts,
@@ -81,6 +82,7 @@ class OccupancyService:
             return
         key = subscription.key
         if presence_key(key):
+            metrics.watching(key.split("/", 1)[0], 1)
             self._watchers[key] = self._watchers.get(key, 0) + 1
             self._spawn(self._snapshot(subscription))
         else:
@@ -92,6 +94,8 @@ class OccupancyService:
         """A subscription ended (unsubscribe, or its connection closed)."""
         key = subscription.key
         if presence_key(key):
+            if key in self._watchers:
+                metrics.watching(key.split("/", 1)[0], -1)
             left = self._watchers.get(key, 0) - 1
             if left > 0:
                 self._watchers[key] = left

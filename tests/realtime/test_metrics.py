@@ -27,7 +27,7 @@ from realtime import handlers
 from realtime.checks import check_metrics_token
 from realtime.delivery.bridge import bridge
 from realtime.handlers import HandlerKind
-from realtime.models import Namespace
+from realtime.models import ApiKey, Namespace
 from realtime.ops import exposition
 from realtime.ops.metrics import RealtimeMetrics, metrics
 
@@ -486,3 +486,26 @@ def test_multiprocess_mode_sums_counters_over_processes_and_gauges_over_live_one
     assert samples["realtime_connection_success_total", ()] == 2
     assert samples["realtime_broadcast_deliveries_total", (("namespace", "default"),)] == 12
     assert samples["realtime_connection_active", ()] == 1
+
+
+# -- presence and server-side control ------------------------------------------------------------
+
+
+async def test_presence_watchers_and_connections_the_server_ended_are_counted(registry, connect) -> None:
+    watcher = await connect()
+    await subscribed(watcher, "p", "/$presence/default/room")
+    assert value(registry, "realtime_presence_watchers", namespace="default") == 1
+    await watcher.receive_json_from(1)  # the snapshot
+
+    await realtime.adisconnect(api_key=(await ApiKey.objects.aget()).pk, reason="gone")
+    await assert_closed_after_error(watcher)
+
+    assert value(registry, "realtime_connection_ended_by_server_total", cause="revoked") == 1
+    await watcher.disconnect()
+    assert value(registry, "realtime_presence_watchers", namespace="default") == 0
+
+
+async def assert_closed_after_error(comm: Any) -> None:
+    frame = await comm.receive_json_from(1)
+    assert frame["type"] == "error"
+    await assert_closed(comm, 4401)
