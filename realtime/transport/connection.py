@@ -204,7 +204,9 @@ class Connection:
         if self.outbox.closed:
             return
         self.outbox.offer(protocol.error_frame(ServerType.ERROR, None, [error.to_error(Transport.WEBSOCKET)]))
-        self.close(code, cause, error.message or "")
+        # A close frame's reason holds at most 123 bytes (RFC 6455 §5.5); the error frame has it all.
+        reason = (error.message or "").encode()[:123].decode(errors="ignore")
+        self.close(code, cause, reason)
 
     async def drop_channel(self, channel: str, error: RealtimeError) -> int:
         """End this connection's subscriptions to ``channel`` (canonical path), each with a

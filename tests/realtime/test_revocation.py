@@ -215,3 +215,14 @@ def live_connections(html: str) -> str:
     match = re.search(r"Live connections:</label>\s*<div class=\"readonly\">([^<]*)</div>", html)
     assert match, "the page shows no live connections"
     return match.group(1).strip()
+
+
+async def test_a_long_reason_is_whole_in_the_error_frame_and_cut_to_fit_the_close_frame(connect) -> None:
+    comm, connection_id = await connect_tracked(connect)
+    reason = "é" * 100  # 200 bytes
+
+    await realtime.adisconnect(connection=connection_id, reason=reason)
+
+    await assert_sent(comm, error("UnauthorizedException", reason))
+    close = await assert_closed(comm, CloseCode.ACCESS_ENDED)
+    assert close["reason"] == "é" * 61
