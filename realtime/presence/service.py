@@ -134,8 +134,9 @@ class OccupancyService:
             held = {**await self.store.other_members(self.local.process, key), **held}
         return held, namespace.presence_max_members
 
-    async def _view(self, key: str) -> _Sent:
-        counts = (await self.totals([key]))[key]
+    async def _view(self, key: str, counts: Counts | None = None) -> _Sent:
+        if counts is None:
+            counts = (await self.totals([key]))[key]
         members, cap = await self.members(key)
         return _Sent(counts, members, cap, self.clock())
 
@@ -169,11 +170,15 @@ class OccupancyService:
             for watch in self._watchers
             if watch not in self._sent or now - self._sent[watch].at >= interval * 0.999
         ]
+        if not due:
+            return 0
+        # One store round trip for every due channel's counts.
+        totals = await self.totals([watch[: -len(_SUFFIX)] for watch in due])
         sent = 0
         for watch in due:
             key = watch[: -len(_SUFFIX)]
             last = self._sent.get(watch)
-            view = await self._view(key)
+            view = await self._view(key, totals[key])
             if last is not None and last.same_as(view):
                 continue
             if watch not in self._watchers:  # the last watcher left while we read
