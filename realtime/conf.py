@@ -92,6 +92,11 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_POLL": 1.0,
     # Rows the relay takes per round.
     "RELAY_BATCH": 500,
+    # With a channel layer that stays in its process (the in-memory default), a
+    # relay publishes the rows its own process wrote, since only that process's
+    # subscribers can receive them, and another process's rows once they have
+    # waited this many seconds (their writer is gone: a restart, a command).
+    "RELAY_ADOPT_AFTER": 10.0,
 }
 
 
@@ -218,6 +223,10 @@ class RealtimeSettings:
     @property
     def relay_batch(self) -> int:
         return int(self._get("RELAY_BATCH"))
+
+    @property
+    def relay_adopt_after(self) -> float:
+        return float(self._get("RELAY_ADOPT_AFTER"))
 
 
 realtime_settings = RealtimeSettings()

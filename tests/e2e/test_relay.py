@@ -93,8 +93,9 @@ async def test_events_committed_by_a_server_killed_before_its_relay_ran_are_deli
     relay: str,
     tmp_path: Path,
 ) -> None:
-    # A database of its own: the session's servers relay in process and would
-    # take these rows (publishing them to nobody) before this test's relay ran.
+    # A database of its own: the session's servers relay in process on the
+    # in-memory layer, and would adopt these rows once they waited
+    # RELAY_ADOPT_AFTER (publishing them to nobody) if this test's relay were slow.
     database = tmp_path / "relay.sqlite3"
     with sqlite3.connect(e2e_env["DATABASE_URL"].removeprefix("sqlite:///")) as source:
         with sqlite3.connect(database) as copy:

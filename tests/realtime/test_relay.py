@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import override_settings
+from django.utils import timezone
 
 import realtime
 from realtime.exceptions import InvalidChannel, NoEvents, TooManyEvents
@@ -359,6 +361,57 @@ async def test_two_relays_at_once_publish_each_row_once_and_keep_each_channels_o
         assert [frame["event"] for frame in frames if frame["event"]["room"] == room] == [
             {"room": room, "n": n, "identifier": f"{room}{n}"} for n in range(20)
         ]
+
+
+# -- whose rows: the writing process's, where the layer stays in it ----------------------
+
+
+def written_elsewhere(key: str, age: float) -> None:
+    """A row another process wrote ``age`` seconds ago."""
+    write(("/default/room", [{"n": 1}], key))
+    PendingPublication.objects.filter(key=key).update(
+        origin="elsewhere:1:0", created_at=timezone.now() - timedelta(seconds=age)
+    )
+
+
+@pytest.fixture
+def process_local_layer() -> Iterator[None]:
+    layers = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    adopt = {**settings.REALTIME, "RELAY": "external", "RELAY_ADOPT_AFTER": 10}
+    with override_settings(CHANNEL_LAYERS=layers, REALTIME=adopt):
+        yield
+
+
+async def test_a_relay_takes_its_own_rows_and_adopts_another_processs_once_they_waited(
+    default_namespace, process_local_layer
+):
+    await sync_to_async(written_elsewhere)("fresh", age=1)
+    await sync_to_async(written_elsewhere)("stale", age=11)
+    await awrite(("/default/room", [{"n": 2}], "mine"))
+
+    outcome = await Relay().drain()
+
+    # Only the writer's subscribers could receive "fresh": its own relay publishes it.
+    assert (outcome.published, outcome.dropped, outcome.failed) == (2, 0, False)
+    assert await apending() == [("fresh", "/default/room")]
+
+
+def test_a_row_names_the_process_that_wrote_it():
+    write(("/default/room", [{"n": 1}], "named"))
+    assert PendingPublication.objects.get().origin == relay_module.process_origin()
+
+
+@pytest.mark.skipif(
+    settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer",
+    reason="a channel layer every process shares (the suite's Redis pass)",
+)
+async def test_with_a_shared_layer_any_relay_takes_any_row(default_namespace, external):
+    await sync_to_async(written_elsewhere)("fresh", age=0)
+
+    outcome = await Relay().drain()
+
+    assert (outcome.published, outcome.failed) == (1, False)
+    assert await apending() == []
 
 
 # -- the command ---------------------------------------------------------------------------
