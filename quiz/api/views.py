@@ -19,7 +19,8 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
-from realtime.transport.endpoints import csrf_failure, endpoint
+from realtime.auth.csrf import csrf_failure
+from realtime.transport.endpoints import endpoint
 from realtime.transport.parsers import RequestError, read_json
 
 from .. import channels, selectors, services

@@ -19,6 +19,7 @@ import json
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qs
 
+from realtime.core.headers import HIDDEN_HEADERS
 from realtime.core.protocol import parse_authorization
 from realtime.exceptions import MalformedMessage
 
@@ -39,17 +40,6 @@ CREDENTIAL_HEADERS = frozenset(
         "content-type",
     }
 )
-# Never exposed to authorizers' request context or handlers (PROTOCOL §6.2).
-HIDDEN_HEADERS = frozenset({"cookie"})
-# Kept for authorizers (SigV4 may sign it) but never shown to handlers: it
-# carries the base64 authorization object (an API key, a JWT).
-CREDENTIAL_CARRIER_HEADERS = frozenset({"sec-websocket-protocol"})
-
-
-def handler_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The request headers handlers and custom authorizers may see."""
-    hidden = HIDDEN_HEADERS | CREDENTIAL_CARRIER_HEADERS
-    return {name: value for name, value in headers.items() if name not in hidden}
 
 
 def decode_authorization(encoded: str) -> dict[str, str] | None:
