@@ -92,10 +92,10 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_POLL": 1.0,
     # Rows the relay takes per round.
     "RELAY_BATCH": 500,
-    # With a channel layer that stays in its process (the in-memory default), a
-    # relay publishes the rows its own process wrote, since only that process's
-    # subscribers can receive them, and another process's rows once they have
-    # waited this many seconds (their writer is gone: a restart, a command).
+    # With a channel layer that stays in its process (the in-memory default),
+    # only the writer's subscribers can receive a row's events: a relay leaves
+    # the rows of another relaying process alone for this many seconds (then
+    # their writer is taken for gone: a crash, a restart).
     "RELAY_ADOPT_AFTER": 10.0,
 }
 

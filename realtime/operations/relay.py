@@ -23,9 +23,11 @@ Guarantees:
 - **Where the subscribers are.** With a channel layer that reaches every
   process (channels_redis) any relay publishes any row. With one that stays in
   its process (the in-memory default) only the writing process's subscribers
-  can receive a row's events, so a relay takes the rows its own process wrote
-  (``origin``), and another process's only after ``REALTIME["RELAY_ADOPT_AFTER"]``
-  seconds, when their writer is gone (a restarted server, a management command).
+  can receive a row's events. A process whose relay runs names itself on the
+  rows it writes (``origin``); any relay takes its own rows and unnamed ones (a
+  management command's, a shell's) at once, and another relaying process's
+  only after ``REALTIME["RELAY_ADOPT_AFTER"]`` seconds, when their writer is
+  gone (a crashed or restarted server).
 
 Identifiers: event ``i`` of a row is identified by its key (a row of one event)
 or ``"<key>#<i>"``. Each event carries it in its ``identifier`` field (a
@@ -187,7 +189,7 @@ def _row(channel: str, events: Sequence[Mapping[str, Any]], key: str) -> Pending
             raise ValueError(f"an event of {key!r} already has an {IDENTIFIER_FIELD!r} field")
         stored.append({**event, IDENTIFIER_FIELD: identifier})
     dumps(stored)  # not serialisable: TypeError here, not in the relay
-    return PendingPublication(key=key, channel=channel, events=stored, origin=process_origin())
+    return PendingPublication(key=key, channel=channel, events=stored, origin=relay.origin)
 
 
 _origin: tuple[int, str] | None = None
@@ -203,7 +205,7 @@ def process_origin() -> str:
 
 
 def _adoption_cutoff() -> datetime | None:
-    """Rows of other processes written before this are this relay's too; None: every row is.
+    """Rows of other relaying processes written before this are this relay's too; None: every row is.
 
     See "Where the subscribers are" in the module docstring.
     """
@@ -234,6 +236,11 @@ class Relay:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
+
+    @property
+    def origin(self) -> str:
+        """What this process writes in ``origin``: its name while its relay runs, else ``""``."""
+        return process_origin() if self._loop is not None else ""
 
     def wake(self) -> None:
         """Rows were committed: look now. Safe from any thread; a no-op where no relay runs."""
@@ -460,7 +467,7 @@ def _unlocked_rows(limit: int) -> list[PendingPublication]:
     rows = PendingPublication.objects.order_by("id")
     cutoff = _adoption_cutoff()
     if cutoff is not None:
-        rows = rows.filter(Q(origin=process_origin()) | Q(created_at__lt=cutoff))
+        rows = rows.filter(Q(origin__in=("", process_origin())) | Q(created_at__lt=cutoff))
     return list(rows[:limit])
 
 
@@ -474,7 +481,7 @@ def _claim(limit: int) -> list[PendingPublication]:
     cutoff = _adoption_cutoff()
     if cutoff is not None:
         # CASE fixes the order of evaluation: no lock on a channel this relay will not serve.
-        lock = f"CASE WHEN origin = %s OR created_at < %s THEN {lock} ELSE false END"
+        lock = f"CASE WHEN origin IN ('', %s) OR created_at < %s THEN {lock} ELSE false END"
         params = [process_origin(), cutoff, *params]
     return list(
         PendingPublication.objects.raw(

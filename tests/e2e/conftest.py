@@ -42,6 +42,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -86,6 +87,20 @@ def _server_env(database_path: Path) -> dict[str, str]:
         }
     )
     return env
+
+
+def database_of_its_own(env: Mapping[str, str], path: Path) -> str:
+    """A ``DATABASE_URL`` for a copy of the session's database (migrated, holding the API key).
+
+    On the in-memory channel layer each server relays and scores in its own
+    process; servers that share one database would take each other's answers
+    and pending frames, and deliver them to nobody. A test that needs every
+    event of a game gives its server a database of its own.
+    """
+    with sqlite3.connect(env["DATABASE_URL"].removeprefix("sqlite:///")) as source:
+        with sqlite3.connect(path) as copy:
+            source.backup(copy)
+    return f"sqlite:///{path}"
 
 
 def _manage(env: dict[str, str], *args: str) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT, DaphneFactory, DaphneServer, _python
+from .conftest import REPO_ROOT, DaphneFactory, DaphneServer, _python, database_of_its_own
 
 pytestmark = pytest.mark.e2e
 
@@ -72,8 +72,16 @@ def static_root(e2e_workdir: Path, e2e_env: dict[str, str]) -> Path:
 
 
 @pytest.fixture
-def server(daphne_factory: DaphneFactory, static_root: Path) -> DaphneServer:
-    (started,) = daphne_factory("browser", STATIC_ROOT=str(static_root))
+def browser_env(e2e_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The session's environment on a database of the test's own: its server scores every answer."""
+    return {**e2e_env, "DATABASE_URL": database_of_its_own(e2e_env, tmp_path / "browser.sqlite3")}
+
+
+@pytest.fixture
+def server(daphne_factory: DaphneFactory, static_root: Path, browser_env: dict[str, str]) -> DaphneServer:
+    (started,) = daphne_factory(
+        "browser", STATIC_ROOT=str(static_root), DATABASE_URL=browser_env["DATABASE_URL"]
+    )
     return started
 
 
@@ -86,9 +94,9 @@ class Demo:
 
 
 @pytest.fixture
-def demo(server: DaphneServer, e2e_env: dict[str, str]) -> Demo:
+def demo(server: DaphneServer, browser_env: dict[str, str]) -> Demo:
     """``manage.py quiz_demo``: a game open for joining, the host's login and an API key."""
-    result = _run_manage(e2e_env, "quiz_demo", "--base-url", server.http_url)
+    result = _run_manage(browser_env, "quiz_demo", "--base-url", server.http_url)
     login = re.search(r"Host login:\s+(\S+) / (\S+)", result.stderr)
     key = re.search(r"API key:\s+(\S+)", result.stderr)
     assert login and key, f"quiz_demo printed no login or key:\n{result.stderr}"

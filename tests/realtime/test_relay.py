@@ -366,12 +366,15 @@ async def test_two_relays_at_once_publish_each_row_once_and_keep_each_channels_o
 # -- whose rows: the writing process's, where the layer stays in it ----------------------
 
 
-def written_elsewhere(key: str, age: float) -> None:
-    """A row another process wrote ``age`` seconds ago."""
+def written_by(key: str, origin: str, age: float = 0.0) -> None:
+    """A row that ``origin`` wrote ``age`` seconds ago."""
     write(("/default/room", [{"n": 1}], key))
     PendingPublication.objects.filter(key=key).update(
-        origin="elsewhere:1:0", created_at=timezone.now() - timedelta(seconds=age)
+        origin=origin, created_at=timezone.now() - timedelta(seconds=age)
     )
+
+
+ELSEWHERE = "elsewhere:1:0"
 
 
 @pytest.fixture
@@ -382,23 +385,28 @@ def process_local_layer() -> Iterator[None]:
         yield
 
 
-async def test_a_relay_takes_its_own_rows_and_adopts_another_processs_once_they_waited(
+async def test_a_relay_takes_its_own_and_unnamed_rows_and_another_relays_once_they_waited(
     default_namespace, process_local_layer
 ):
-    await sync_to_async(written_elsewhere)("fresh", age=1)
-    await sync_to_async(written_elsewhere)("stale", age=11)
-    await awrite(("/default/room", [{"n": 2}], "mine"))
+    await sync_to_async(written_by)("fresh", ELSEWHERE, age=1)
+    await sync_to_async(written_by)("stale", ELSEWHERE, age=11)
+    await sync_to_async(written_by)("mine", relay_module.process_origin())
+    await sync_to_async(written_by)("unnamed", "")
 
     outcome = await Relay().drain()
 
-    # Only the writer's subscribers could receive "fresh": its own relay publishes it.
-    assert (outcome.published, outcome.dropped, outcome.failed) == (2, 0, False)
+    # Only its writer's subscribers could receive "fresh": its writer's relay publishes it.
+    assert (outcome.published, outcome.dropped, outcome.failed) == (3, 0, False)
     assert await apending() == [("fresh", "/default/room")]
 
 
-def test_a_row_names_the_process_that_wrote_it():
-    write(("/default/room", [{"n": 1}], "named"))
-    assert PendingPublication.objects.get().origin == relay_module.process_origin()
+async def test_rows_name_their_writer_while_its_relay_runs(in_process, connect):
+    assert relay.origin == ""
+    await connect()  # the first connection starts the process's services, the relay among them
+    async with asyncio.timeout(2):
+        while relay.origin == "":  # noqa: ASYNC110 - the relay task sets it as it starts
+            await asyncio.sleep(0.01)
+    assert relay.origin == relay_module.process_origin()
 
 
 @pytest.mark.skipif(
@@ -406,7 +414,7 @@ def test_a_row_names_the_process_that_wrote_it():
     reason="a channel layer every process shares (the suite's Redis pass)",
 )
 async def test_with_a_shared_layer_any_relay_takes_any_row(default_namespace, external):
-    await sync_to_async(written_elsewhere)("fresh", age=0)
+    await sync_to_async(written_by)("fresh", ELSEWHERE)
 
     outcome = await Relay().drain()
 
