@@ -88,7 +88,12 @@ class Demo:
 @pytest.fixture
 def demo(server: DaphneServer, e2e_env: dict[str, str]) -> Demo:
     """``manage.py quiz_demo``: a game open for joining, the host's login and an API key."""
-    result = _run_manage(e2e_env, "quiz_demo", "--base-url", server.http_url)
+    return make_demo(server, e2e_env)
+
+
+def make_demo(server: DaphneServer, env: dict[str, str], *args: str) -> Demo:
+    """``manage.py quiz_demo`` with ``args`` (another question set, the game's automatic steps)."""
+    result = _run_manage(env, "quiz_demo", "--base-url", server.http_url, *args)
     login = re.search(r"Host login:\s+(\S+) / (\S+)", result.stderr)
     key = re.search(r"API key:\s+(\S+)", result.stderr)
     assert login and key, f"quiz_demo printed no login or key:\n{result.stderr}"
@@ -593,6 +598,68 @@ async def test_a_reload_mid_question_shows_the_whole_leaderboard(
         grace_row = page.locator("#board-top li").filter(has_text="Grace").locator(".score")
         await expect(grace_row).not_to_have_text("0")
     await shots(screen, "screen-reveal-2")
+
+
+# -- the small things: plurals, the lobby's rank, time-up buttons, podium ties ----------------
+
+SHORT_QUESTIONS = {
+    "title": "Quick",
+    "questions": [
+        {"text": "Quick one?", "choices": ["Yes", "No"], "correct": 0, "time_limit": 2, "points": 1000},
+        {"text": "Another?", "choices": ["Yes", "No"], "correct": 1, "time_limit": 2, "points": 1000},
+    ],
+}
+
+
+def questions_file(tmp_path: Path, data: dict) -> str:
+    path = tmp_path / "questions.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+async def test_counts_ranks_time_up_and_a_tied_podium(
+    pages: Pages, server: DaphneServer, e2e_env: dict[str, str], tmp_path: Path, shots: Screenshots
+) -> None:
+    demo = make_demo(server, e2e_env, "--questions", questions_file(tmp_path, SHORT_QUESTIONS))
+    host = await log_in(pages, demo, f"/quiz/{demo.code}/host/")
+    await expect(host.locator("#q-number")).to_have_text("2 questions ready")
+    screen = await pages.open(host.context, f"/quiz/{demo.code}/screen/")
+    await expect(screen.locator("#view-lobby .count")).to_have_text("0 players in")
+
+    # One player is "1 player", everywhere; nobody has a rank before a question is revealed.
+    ada = await join(pages, demo, "Ada")
+    await expect(ada.locator("#lobby-players")).to_have_text("1")
+    await expect(ada.locator(".phase-lobby .big-number")).to_have_text("1 player")
+    await expect(ada.locator(".board-head .small")).to_have_text("1 player")
+    await expect(screen.locator("#view-lobby .count")).to_have_text("1 player in")
+    await expect(host.locator(".kpi").first).to_have_text("1 player")
+    await expect(ada.locator("#me-rank")).to_have_text("–")
+    await expect(ada.locator("#me-of")).to_have_text("rank")
+    grace = await join(pages, demo, "Grace")
+    await expect(screen.locator("#view-lobby .count")).to_have_text("2 players in")
+    await expect(ada.locator(".phase-lobby .big-number")).to_have_text("2 players")
+    await expect(grace.locator("#me-rank")).to_have_text("–")
+    await shots(grace, "player-lobby-no-rank")
+
+    # Time runs out with no answer: the buttons look disabled, not just refuse taps.
+    await act(host, "start", "Question open")
+    await expect(ada.locator("#answer-status")).to_have_text("Time's up! Waiting for the answer…")
+    first = ada.locator("#choices button").first
+    await expect(first).to_be_disabled()
+    style = await first.evaluate("(b) => { const s = getComputedStyle(b); return [s.opacity, s.filter]; }")
+    assert float(style[0]) < 0.5 and "grayscale" in style[1], style
+    await expect(ada.locator("#me-rank")).to_have_text("–")
+    await shots(ada, "player-time-up")
+
+    # Nobody scored: a tie for 1st, and both stand on the podium.
+    await act(host, "finish", "Finished")
+    await expect(screen.locator("#podium .p1 .who")).to_have_text(["Ada", "Grace"])
+    await expect(screen.locator("#podium .p1 .place")).to_have_text("1st")
+    await expect(screen.locator("#podium .p1 .pts")).to_have_text(["0 points", "0 points"])
+    await expect(screen.locator("#podium > div")).to_have_count(1)
+    await expect(ada.locator("#final-text")).to_have_text("You finished 1st of 2 with 0 points.")
+    await expect(grace.locator("#final-text")).to_have_text("You finished 1st of 2 with 0 points.")
+    await shots(screen, "screen-tied-podium")
 
 
 # -- the realtime console --------------------------------------------------------------------

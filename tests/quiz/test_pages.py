@@ -230,3 +230,14 @@ def test_the_game_json_is_404_for_an_unknown_code(staff_client: Client) -> None:
     response = staff_client.get("/quiz/NOPE99/host/game.json")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "game_not_found"
+
+
+def test_every_page_has_the_quizs_icon(client: Client, staff_client: Client, game: Game) -> None:
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("quiz/favicon.svg"), "the icon is a static file of the quiz"
+    link = '<link rel="icon" href="/static/quiz/favicon.svg" type="image/svg+xml">'
+    assert link in client.get("/quiz/").content.decode()
+    assert link in client.get(f"/quiz/{game.code}/").content.decode()
+    for page in ("host", "screen"):
+        assert link in staff_client.get(f"/quiz/{game.code}/{page}/").content.decode()

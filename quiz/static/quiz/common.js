@@ -39,6 +39,22 @@
 
   const number = (n) => Number(n || 0).toLocaleString();
 
+  /** "1 player", "2 players": `word` is the singular, `many` the plural (an "s" added by default). */
+  function plural(n, word, many) {
+    return `${number(n)} ${Number(n) === 1 ? word : many || word + "s"}`;
+  }
+
+  /**
+   * Show a count in the element `id` and make its label agree: every element with
+   * data-count-of="<id>" shows its data-one for 1 and its data-other for anything else.
+   */
+  function setCount(id, n) {
+    $(id).textContent = number(n);
+    for (const label of document.querySelectorAll(`[data-count-of="${id}"]`)) {
+      label.textContent = Number(n) === 1 ? label.dataset.one : label.dataset.other;
+    }
+  }
+
   /** An ISO 8601 time from the server (Python's isoformat: microseconds) as epoch ms, or NaN. */
   function parseTime(text) {
     if (!text) return NaN;
@@ -194,6 +210,8 @@
     el,
     ordinal,
     number,
+    plural,
+    setCount,
     parseTime,
     retryAfterMs,
     fetchJSON,

@@ -83,7 +83,7 @@
     const nextButton = document.querySelector('[data-action="next"]');
     nextButton.title = s.state === "reveal" && !s.hasNext ? "That was the last question: finish the game." : "";
 
-    $("players").textContent = Q.number(s.players);
+    Q.setCount("players", s.players);
     const q = s.question;
     $("answered").textContent = q && s.answered !== null ? Q.number(s.answered) : "–";
     $("answered-label").textContent = q && s.players ? `of ${Q.number(s.players)} answered` : "answered";
@@ -110,7 +110,7 @@
   function renderQuestion(s) {
     const q = s.question;
     if (!q || s.state === "lobby" || s.state === "draft") {
-      $("q-number").textContent = s.total ? `${s.total} questions ready` : "";
+      $("q-number").textContent = s.total ? `${Q.plural(s.total, "question")} ready` : "";
       $("q-text").textContent = s.state === "draft" ? "Open the lobby to let players join." : "No question yet.";
       $("q-choices").replaceChildren();
       return;

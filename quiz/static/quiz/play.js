@@ -647,7 +647,7 @@
   function renderMe() {
     if (!me) return;
     $("me-score").textContent = Q.number(me.score);
-    if (me.rank) {
+    if (me.rank && ranked()) {
       $("me-rank").textContent = Q.ordinal(me.rank);
       $("me-of").textContent = me.players ? `of ${Q.number(me.players)}` : "rank";
     } else {
@@ -657,11 +657,14 @@
     if (game.state === "finished") renderFinal();
   }
 
+  // A rank means something once a question has been revealed: in the lobby everyone is "1st".
+  const ranked = () => game.index > 0 || game.state === "reveal" || game.state === "finished";
+
   function onBoard(board, fromSnapshot) {
     if (!board || board.type !== "leaderboard") return;
     if (!fromSnapshot) boardSeen = true;
-    $("board-players").textContent = Q.number(board.players);
-    $("lobby-players").textContent = Q.number(board.players);
+    Q.setCount("board-players", board.players);
+    Q.setCount("lobby-players", board.players);
     // Scores move as answers are scored: keep them for the reveal, like the verdict.
     if (game.state === "question" && !board.final) {
       game.pendingBoard = board;
@@ -674,8 +677,8 @@
     const top = board.top || [];
     Q.renderTop($("board-top"), top, me && me.player_id);
     $("board-empty").hidden = top.some((row) => row.score > 0);
-    $("board-players").textContent = Q.number(board.players);
-    $("lobby-players").textContent = Q.number(board.players);
+    Q.setCount("board-players", board.players);
+    Q.setCount("lobby-players", board.players);
     const mine = me && top.find((row) => row.player_id === me.player_id);
     if (mine) {
       me.score = mine.score;
@@ -702,9 +705,9 @@
     const text = $("final-text");
     if (!me) return;
     if (me.rank) {
-      text.textContent = `You finished ${Q.ordinal(me.rank)}${me.players ? ` of ${Q.number(me.players)}` : ""} with ${Q.number(me.score)} points.`;
+      text.textContent = `You finished ${Q.ordinal(me.rank)}${me.players ? ` of ${Q.number(me.players)}` : ""} with ${Q.plural(me.score, "point")}.`;
     } else {
-      text.textContent = `You scored ${Q.number(me.score)} points. Thanks for playing!`;
+      text.textContent = `You scored ${Q.plural(me.score, "point")}. Thanks for playing!`;
     }
   }
 
