@@ -73,11 +73,34 @@ class Game(models.Model):
     )
     question_opened_at = models.DateTimeField(null=True, blank=True)
     question_closes_at = models.DateTimeField(null=True, blank=True)
+    # The show runs itself (quiz.autopilot) when the host asks for it, per game.
+    auto_reveal = models.BooleanField(
+        default=False, help_text="Reveal the answer as soon as the question's time is up."
+    )
+    auto_next = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(600.0)],
+        help_text="Seconds after a reveal before the next question (the podium after the last one);"
+        " empty: the host moves on.",
+    )
+    # When the autopilot takes the game's next step (reveal, next, finish); null: the host does.
+    next_step_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The game the host started with the same players after this one ("play again").
+    next_game = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
+        # The autopilot's queue: games with a step due, soonest first.
+        indexes = [
+            models.Index(
+                fields=["next_step_at"], condition=models.Q(next_step_at__isnull=False), name="quiz_next_step"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.title} ({self.code})"

@@ -13,9 +13,13 @@ urlpatterns = [
     path("api/quiz/games/<str:code>/answers", api.answers, name="answers"),
     path("api/quiz/games/<str:code>/leaderboard", api.leaderboard, name="leaderboard"),
     path("api/quiz/games/<str:code>/me", api.me, name="me"),
+    path("api/quiz/games/<str:code>/play-again", api.play_again, name="play-again"),
     path("api/quiz/games/<str:code>/<str:action>", api.game_control, name="control"),
     # Pages (quiz/views.py).
     path("quiz/", views.landing, name="landing"),
+    path("quiz/host/", views.host_home, name="host-home"),
+    path("quiz/host/games", views.host_game_create, name="host-game-create"),
+    path("quiz/host/question-sets", views.host_question_set_import, name="host-question-set-import"),
     path("quiz/<str:code>/", views.play, name="play"),
     path("quiz/<str:code>/host/", views.host, name="host"),
     path("quiz/<str:code>/host/game.json", views.host_game, name="host-game"),

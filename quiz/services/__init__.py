@@ -18,8 +18,11 @@ from .games import (
     game_finish,
     game_next,
     game_open,
+    game_play_again,
     game_reveal,
     game_start,
+    game_step,
+    games_step_due,
 )
 from .players import JOINABLE, JoinRequest, aplayer_join, player_join, players_join
 from .question_sets import question_set_import
@@ -42,8 +45,11 @@ __all__ = [
     "game_finish",
     "game_next",
     "game_open",
+    "game_play_again",
     "game_reveal",
     "game_start",
+    "game_step",
+    "games_step_due",
     "player_for_token",
     "player_join",
     "players_join",

@@ -566,9 +566,11 @@ async def test_a_reload_mid_question_shows_the_whole_leaderboard(
     host, ada, grace, q1_score = await play_until_question_2_answered(pages, demo)
     screen = await pages.open(host.context, f"/quiz/{demo.code}/screen/")
     await screen.set_viewport_size({"width": 1280, "height": 720})
-    # Grace answers question 2 right: the live standings move, which only the host sees until the reveal.
+    # Grace answers question 2 right: the live standings move, which only the host sees until the reveal
+    # (when the host asks: the console hides them while a question is open).
     await grace.get_by_role("button", name="Too Many Requests").click()
     await expect(grace.locator("#answer-status")).to_have_text("Answer locked in")
+    await host.click("#board-toggle")
     grace_on_host = host.locator("#board-top li").filter(has_text="Grace").locator(".score")
     await expect(grace_on_host).not_to_have_text("0")
 
@@ -660,6 +662,82 @@ async def test_counts_ranks_time_up_and_a_tied_podium(
     await expect(ada.locator("#final-text")).to_have_text("You finished 1st of 2 with 0 points.")
     await expect(grace.locator("#final-text")).to_have_text("You finished 1st of 2 with 0 points.")
     await shots(screen, "screen-tied-podium")
+
+
+# -- a show without the API: import, create, automatic reveal and next, play again -----------
+
+
+async def test_a_show_run_from_the_host_page_plays_itself_to_the_podium_and_again(
+    pages: Pages, demo: Demo, shots: Screenshots
+) -> None:
+    # The host imports a question set by pasting its JSON, then creates a game that runs itself.
+    home = await log_in(pages, demo, "/quiz/host/")
+    await home.fill("#id_text", json.dumps({**SHORT_QUESTIONS, "title": "Self-running"}))
+    await home.click("#import-form button[type=submit]")
+    await expect(home.locator("#question-sets")).to_contain_text("Self-running 2 questions")
+    await expect(home.locator("#id_question_set option:checked")).to_have_text("Self-running (2 questions)")
+    await home.fill("#id_title", "Friday quiz")
+    await home.check("#id_auto_reveal")
+    await home.fill("#id_auto_next", "1")
+    await shots(home, "host-home")
+    await home.click("#create-form button[type=submit]")
+    await home.wait_for_url(re.compile(r"/quiz/[A-Z0-9]{6}/host/$"))
+    host = home
+    code = host.url.rstrip("/").split("/")[-2]
+    await expect(host.locator("#state")).to_have_text("Lobby")
+    await expect(host.locator("#auto")).to_have_text(
+        "Automatic: answers are revealed when time is up;"
+        " the next question follows 1 second after each reveal."
+    )
+    screen = await pages.open(host.context, f"/quiz/{code}/screen/")
+    game = Demo(code=code, username=demo.username, password=demo.password, api_key=demo.api_key)
+    ada = await join(pages, game, "Ada")
+    grace = await join(pages, game, "Grace")
+
+    # The host starts; while the question is open the console hides the scores unless asked.
+    await act(host, "start", "Question open")
+    await ada.get_by_role("button", name="Yes").click()
+    await expect(ada.locator("#answer-status")).to_have_text("Answer locked in")
+    await expect(host.locator("#board-hidden")).to_be_visible()
+    await expect(host.locator("#board-top")).to_be_hidden()
+    await shots(host, "host-scores-hidden")
+    await host.click("#board-toggle")
+    await expect(host.locator("#board-top li .name")).to_have_text(["Ada", "Grace"])
+    await expect(host.locator("#board-toggle")).to_have_text("Hide scores")
+
+    # The host's page goes away: the reveals, the next question and the podium come by themselves.
+    await host.close()
+    await expect(ada.locator("#result")).to_contain_text("Right!")
+    await expect(grace.locator("#result")).to_contain_text("No answer")
+    await expect(ada.locator("#q-number")).to_have_text("Question 2 of 2")
+    await expect(ada.locator("#stage")).to_have_attribute("data-phase", "question")
+    await expect(grace.locator("#stage")).to_have_attribute("data-phase", "reveal")
+    await expect(ada.locator("#stage")).to_have_attribute("data-phase", "finished")
+    await expect(screen.locator("#podium .p1 .who")).to_have_text("Ada")
+    await expect(screen.locator("#podium .p2 .who")).to_have_text("Grace")
+    await expect(ada.locator("#final-text")).to_contain_text("You finished 1st of 2")
+    await shots(screen, "screen-podium-by-itself")
+
+    # Play again: the host starts a rematch; the big screen follows and the players are invited.
+    host = await pages.open(screen.context, f"/quiz/{code}/host/")
+    await expect(host.locator("#state")).to_have_text("Finished")
+    await expect(host.locator("#play-again")).to_be_visible()
+    await shots(host, "host-finished-play-again")
+    await host.click("#play-again")
+    await expect(host).not_to_have_url(re.compile(f"/quiz/{code}/host/$"))
+    await host.wait_for_url(re.compile(r"/quiz/[A-Z0-9]{6}/host/$"))
+    rematch = host.url.rstrip("/").split("/")[-2]
+    assert rematch != code
+    await expect(host.locator("#state")).to_have_text("Lobby")
+    await expect(screen).to_have_url(re.compile(f"/quiz/{rematch}/screen/$"))
+    await expect(ada.locator("#play-again")).to_have_text("Play again as Ada")
+    await shots(ada, "player-invited")
+    await ada.click("#play-again")
+    await expect(ada).to_have_url(re.compile(f"/quiz/{rematch}/$"))
+    await expect(ada.locator("#me-name")).to_have_text("Ada")
+    await expect(ada.locator("#stage")).to_have_attribute("data-phase", "lobby")
+    await expect(screen.locator("#lobby-names span")).to_have_text(["Ada"])
+    await expect(host.locator("#players")).to_have_text("1")
 
 
 # -- the realtime console --------------------------------------------------------------------

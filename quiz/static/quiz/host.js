@@ -6,14 +6,21 @@
  * this one included, what changed. Each button is enabled only in the states where
  * its transition is allowed: open (draft), start (lobby), reveal (question),
  * next (reveal, with a question left), finish (anything but finished).
+ *
+ * While a question is open the leaderboard is hidden (a projected console would give the
+ * answer away as scores move) until the host asks to see it; the next question hides it again.
+ * Once finished, "Play again" POSTs api.play_again and takes the host to the new game's console;
+ * the players are invited on the game channel.
  */
 (function () {
   "use strict";
 
-  const Q = window.Quiz;
+  const root = window;
+  const Q = root.Quiz;
   const { $, el } = Q;
   const cfg = Q.config();
   let busy = false;
+  let scoresShownFor = null; // the open question whose scores the host asked to see
 
   $("join-url").textContent = cfg.join_url;
 
@@ -72,6 +79,42 @@
     button.addEventListener("click", () => act(button.dataset.action));
   }
 
+  $("board-toggle").addEventListener("click", () => {
+    const id = show.question && show.question.id;
+    scoresShownFor = scoresShownFor === id ? null : id;
+    render(show);
+  });
+
+  function pageOf(kind, code) {
+    return cfg.pages[kind].replace("CODE", encodeURIComponent(code));
+  }
+
+  $("play-again").addEventListener("click", async () => {
+    if (busy) return;
+    busy = true;
+    render(show);
+    message("");
+    const result = await Q.fetchJSON(cfg.api.play_again, {
+      method: "POST",
+      headers: { "content-type": "application/json", "X-CSRFToken": csrfToken() },
+      body: "{}",
+    });
+    busy = false;
+    if (result.ok && result.body && result.body.code) {
+      root.location.assign(pageOf("host", result.body.code));
+      return;
+    }
+    message(result.status === 403 ? "Not allowed: reload the page and sign in again." : Q.errorMessage(result), true);
+    render(show);
+  });
+
+  function autoText(s) {
+    const parts = [];
+    if (s.autoReveal) parts.push("answers are revealed when time is up");
+    if (s.autoNext !== null) parts.push(`the next question follows ${Q.plural(s.autoNext, "second")} after each reveal`);
+    return parts.length ? `Automatic: ${parts.join("; ")}.` : "";
+  }
+
   let shownDeadline = null;
   function render(s) {
     const badge = $("state");
@@ -100,8 +143,24 @@
       $("q-bar").style.width = "0%";
     }
 
-    Q.renderTop($("board-top"), s.top, null);
-    $("board-empty").hidden = s.top.length > 0;
+    const open = s.state === "question" && s.question;
+    const hidden = open && scoresShownFor !== s.question.id;
+    $("board-toggle").hidden = !open;
+    $("board-toggle").textContent = hidden ? "Show scores" : "Hide scores";
+    $("board-toggle").setAttribute("aria-expanded", String(!hidden));
+    $("board-hidden").hidden = !hidden;
+    $("board-top").hidden = hidden;
+    Q.renderTop($("board-top"), hidden ? [] : s.top, null);
+    $("board-empty").hidden = hidden || s.top.length > 0;
+
+    const auto = autoText(s);
+    $("auto").hidden = !auto || s.state === "finished";
+    $("auto").textContent = auto;
+    $("again").hidden = s.state !== "finished";
+    $("play-again").hidden = Boolean(s.nextGame);
+    $("play-again").disabled = busy;
+    $("next-game").hidden = !s.nextGame;
+    if (s.nextGame) $("next-game").href = pageOf("host", s.nextGame);
 
     renderQuestion(s);
     renderQuestions(s);

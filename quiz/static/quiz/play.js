@@ -11,11 +11,14 @@
  *         answers, score and rank), whatever it saw or missed before; no event is replayed.
  * Answer: publish {question_id, choice} to channels.answers over the WebSocket; if that
  *         cannot be done (no connection, no reply), POST api.answers with the token.
+ * Again:  when the host starts a rematch (a next_game event, or next_game in a finished game's
+ *         state), "Play again" joins it under the same nickname and opens its page.
  */
 (function () {
   "use strict";
 
-  const Q = window.Quiz;
+  const root = window;
+  const Q = root.Quiz;
   const { $, el } = Q;
   const cfg = Q.config();
   const STORAGE_KEY = "quiz:player:" + cfg.code;
@@ -321,6 +324,7 @@
     if (Q.progress(snapshot.state, index) < Q.progress(game.state, game.index)) return;
     if (snapshot.state === "finished") {
       if (mine) applyStanding(mine);
+      if (snapshot.next_game) invite(snapshot.next_game);
       return onFinished();
     }
     if (snapshot.state === "question" && question) {
@@ -406,6 +410,8 @@
       onReveal(event);
       // A reveal of a question this page never saw: fetch it, with the answer and the verdict.
       if (!game.question || game.question.id !== event.question_id) catchUp();
+    } else if (event.type === "next_game") {
+      invite(event.next_game);
     } else if (event.type === "state") {
       if (event.state === "finished") onFinished();
       else if (event.state === "lobby" && Q.progress(game.state, game.index) < Q.progress("lobby")) {
@@ -710,6 +716,44 @@
       text.textContent = `You scored ${Q.plural(me.score, "point")}. Thanks for playing!`;
     }
   }
+
+  // -- play again ------------------------------------------------------------------
+
+  let nextGame = null;
+  function invite(code) {
+    if (!code || !me) return;
+    nextGame = code;
+    $("invite").hidden = false;
+    $("play-again").textContent = `Play again as ${me.nickname}`;
+  }
+
+  const pageOf = (kind, code) => cfg.pages[kind].replace("CODE", encodeURIComponent(code));
+
+  $("play-again").addEventListener("click", async () => {
+    if (!nextGame || !me) return;
+    $("play-again").disabled = true;
+    $("invite-error").hidden = true;
+    const result = await Q.fetchJSON(pageOf("join", nextGame), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ nickname: me.nickname }),
+    });
+    if (result.status === 201 && result.body && result.body.token) {
+      const body = result.body;
+      const player = { ...body, score: 0, rank: null, players: null, answers: {}, results: {} };
+      try {
+        localStorage.setItem("quiz:player:" + nextGame, JSON.stringify(player));
+      } catch {
+        // No storage: the new page asks for the nickname again.
+      }
+      root.location.assign(pageOf("play", nextGame));
+      return;
+    }
+    if (errorCode(result) === "nickname_taken") return root.location.assign(pageOf("play", nextGame));
+    $("play-again").disabled = false;
+    $("invite-error").hidden = false;
+    $("invite-error").textContent = Q.errorMessage(result);
+  });
 
   // -- start -----------------------------------------------------------------------
 

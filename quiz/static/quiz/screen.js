@@ -38,6 +38,11 @@
   }
 
   function render(s) {
+    if (s.nextGame) {
+      // The host started a rematch: the big screen follows it to its lobby.
+      window.location.assign(cfg.pages.screen.replace("CODE", encodeURIComponent(s.nextGame)));
+      return;
+    }
     Q.setCount("board-players", s.players);
     Q.renderTop($("board-top"), boardToShow(s), null);
 
