@@ -26,6 +26,7 @@ OPERATIONS = {
     "/api/quiz/games/{code}/answers": ["post"],
     "/api/quiz/games/{code}/leaderboard": ["get"],
     "/api/quiz/games/{code}/me": ["get"],
+    "/api/quiz/games/{code}/play-again": ["post"],
     "/api/quiz/games/{code}/{action}": ["post"],
     "/quiz/{code}/host/game.json": ["get"],
 }
