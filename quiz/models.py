@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.crypto import salted_hmac
 
 from .exceptions import InvalidNickname
 
@@ -125,6 +126,23 @@ def nickname_clean(value: object) -> str:
 def token_hash(token: str) -> str:
     """How a player's secret token is stored: its SHA-256, so the table never holds a usable token."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+REJOIN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 letters: no 0/O, 1/I
+REJOIN_CODE_LENGTH = 6
+
+
+def rejoin_code_for(stored_token_hash: str) -> str:
+    """A player's rejoin code: 6 letters a person can read out and type on another device.
+
+    Derived from the player's token (its stored hash) with the site's secret key,
+    so nothing more is stored, only the server can make one, and a new token
+    (after a rejoin) makes the old code worthless. 32 letters, 6 of them: about
+    10⁹ codes, against guesses limited per nickname (quiz.services.player_rejoin).
+    """
+    digest = salted_hmac("quiz.rejoin", stored_token_hash, algorithm="sha256").digest()
+    # 256 is a multiple of 32: each byte picks a letter without bias.
+    return "".join(REJOIN_ALPHABET[byte % len(REJOIN_ALPHABET)] for byte in digest[:REJOIN_CODE_LENGTH])
 
 
 class Player(models.Model):

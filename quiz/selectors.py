@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 
 from . import payloads
 from .conf import quiz_settings
-from .models import Answer, Feed, Game, Player, Question, QuestionSet, token_hash
+from .models import Answer, Feed, Game, Player, Question, QuestionSet, rejoin_code_for, token_hash
 
 
 def game_get(*, code: str) -> Game | None:
@@ -213,6 +213,7 @@ def player_standing(*, player: Player) -> dict[str, Any]:
         "score": player.score,
         "rank": player_rank(game_id=player.game_id, score=player.score),
         "players": player_count(game_id=player.game_id),
+        "rejoin_code": rejoin_code_for(player.token_hash),
         "answers": [
             {
                 "question_id": row["question_id"],

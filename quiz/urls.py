@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/quiz/games", api.game_create, name="game-create"),
     path("api/quiz/games/<str:code>", api.game_state, name="game-state"),
     path("api/quiz/games/<str:code>/join", api.join, name="join"),
+    path("api/quiz/games/<str:code>/rejoin", api.rejoin, name="rejoin"),
     path("api/quiz/games/<str:code>/answers", api.answers, name="answers"),
     path("api/quiz/games/<str:code>/leaderboard", api.leaderboard, name="leaderboard"),
     path("api/quiz/games/<str:code>/me", api.me, name="me"),

@@ -63,6 +63,7 @@ def _config(request: HttpRequest, game: Game) -> dict[str, Any]:
         "api": {
             "state": reverse("quiz:game-state", args=[code]),
             "join": reverse("quiz:join", args=[code]),
+            "rejoin": reverse("quiz:rejoin", args=[code]),
             "answers": reverse("quiz:answers", args=[code]),
             "leaderboard": reverse("quiz:leaderboard", args=[code]),
             "me": reverse("quiz:me", args=[code]),

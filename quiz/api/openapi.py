@@ -49,6 +49,16 @@ class JoinedSerializer(serializers.Serializer[Any]):
     token = serializers.CharField(help_text="The player's secret: `Authorization: Bearer <token>`.")
     game = serializers.CharField(help_text="The join code.")
     channels = PlayerChannelsSerializer()
+    rejoin_code = serializers.CharField(
+        help_text="6 letters to show the player: with their nickname they rejoin on another device."
+    )
+
+
+class RejoinRequestSerializer(serializers.Serializer[Any]):
+    nickname = serializers.CharField(max_length=NICKNAME_MAX_LENGTH)
+    rejoin_code = serializers.CharField(
+        help_text="The code the player's page showed after joining; any case."
+    )
 
 
 class AnswerRequestSerializer(serializers.Serializer[Any]):
@@ -128,6 +138,7 @@ class StandingSerializer(serializers.Serializer[Any]):
     rank = serializers.IntegerField()
     players = serializers.IntegerField()
     answers = StandingAnswerSerializer(many=True)
+    rejoin_code = serializers.CharField(help_text="The player's current rejoin code.")
 
 
 class QuestionImportSerializer(serializers.Serializer[Any]):
@@ -268,6 +279,24 @@ JOIN = _operation(
         404: "`game_not_found`.",
         409: "`game_not_joinable` (not open, or over) or `nickname_taken`.",
         429: "`throttled`: too many joins right now, from everyone or from this address.",
+    },
+)
+
+REJOIN = _operation(
+    operation_id="game_rejoin",
+    summary="Rejoin a game as the player with this nickname, on another device",
+    description=(
+        "With the rejoin code the player's page showed. The player keeps their score and answers and gets"
+        " a new token (and code); the old token and code stop working. Rate-limited like joins, and after"
+        " 10 wrong codes in 10 minutes for a nickname its rejoins wait (429)."
+    ),
+    request=RejoinRequestSerializer,
+    success={200: OpenApiResponse(JoinedSerializer, description="Rejoined: keep the new token.")},
+    errors={
+        **BODY_ERRORS,
+        403: "`rejoin_refused`: no such nickname in the game, or not its code.",
+        404: "`game_not_found`.",
+        429: "`throttled`: too many joins right now, or too many wrong codes for the nickname.",
     },
 )
 

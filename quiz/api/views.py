@@ -33,7 +33,7 @@ from ..exceptions import (
     QuizError,
     Unavailable,
 )
-from ..models import Game, QuestionSet, nickname_clean
+from ..models import Game, Player, QuestionSet, nickname_clean, rejoin_code_for
 from . import openapi
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,10 @@ async def join(request: HttpRequest, code: str) -> HttpResponse:
         admit_join(request)
         nickname = nickname_clean(_field(read_json(request), "nickname"))
         player, token = await services.aplayer_join(code=code, nickname=nickname)
+    return _joined(code, player, token, status=201)
+
+
+def _joined(code: str, player: Player, token: str, status: int) -> JsonResponse:
     return JsonResponse(
         {
             "player_id": player.pk,
@@ -119,9 +123,25 @@ async def join(request: HttpRequest, code: str) -> HttpResponse:
             "token": token,
             "game": code,
             "channels": channels.channels_for_player(code, player.pk),
+            "rejoin_code": rejoin_code_for(player.token_hash),
         },
-        status=201,
+        status=status,
     )
+
+
+@api(post=openapi.REJOIN)
+async def rejoin(request: HttpRequest, code: str) -> HttpResponse:
+    """``POST /api/quiz/games/<code>/rejoin {"nickname", "rejoin_code"}`` → 200 with a new token."""
+    admit_join(request)  # a rejoin is a join: the same rates keep guessers slow
+    body = read_json(request)
+    nickname = nickname_clean(_field(body, "nickname"))
+    rejoin_code = _field(body, "rejoin_code")
+    if not isinstance(rejoin_code, str) or not rejoin_code.strip():
+        raise QuizError("rejoin_code: The code the player's page showed is required.")
+    player, token = await sync_to_async(services.player_rejoin)(
+        code=code, nickname=nickname, rejoin_code=rejoin_code
+    )
+    return _joined(code, player, token, status=200)
 
 
 @api(post=openapi.ANSWER)

@@ -24,7 +24,7 @@ from .games import (
     game_step,
     games_step_due,
 )
-from .players import JOINABLE, JoinRequest, aplayer_join, player_join, players_join
+from .players import JOINABLE, JoinRequest, aplayer_join, player_join, player_rejoin, players_join
 from .question_sets import question_set_import
 from .scores import answers_score_pending
 
@@ -52,6 +52,7 @@ __all__ = [
     "games_step_due",
     "player_for_token",
     "player_join",
+    "player_rejoin",
     "players_join",
     "question_set_import",
     "token_hash",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from unittest import mock
 
@@ -12,7 +13,7 @@ from django.db import OperationalError
 from django.test import AsyncClient, override_settings
 
 from quiz import services
-from quiz.models import Game, Player, Question
+from quiz.models import Game, Player, Question, rejoin_code_for, token_hash
 from tests.openapi import assert_documented
 
 from .conftest import QUESTIONS
@@ -87,8 +88,10 @@ async def test_a_whole_game_over_http_is_what_the_document_describes(host: User)
                 "player": f"/quiz/{code}/players/{player_id}",
                 "answers": f"/quiz/{code}/answers",
             },
+            "rejoin_code": rejoin_code_for(token_hash(token)),
         },
     )
+    assert re.fullmatch(r"[A-HJ-NP-Z2-9]{6}", body["rejoin_code"])
     assert_documented(joined, "POST", f"{GAMES}/{{code}}/join")
 
     started = await post(host_client, f"{GAMES}/{code}/start")
@@ -140,9 +143,35 @@ async def test_a_whole_game_over_http_is_what_the_document_describes(host: User)
         "score": 0,
         "rank": 1,
         "players": 1,
+        "rejoin_code": body["rejoin_code"],
         "answers": [{"question_id": question.pk, "choice": 1, "scored": False, "correct": None, "points": 0}],
     }
     assert_documented(me, "GET", f"{GAMES}/{{code}}/me")
+
+    # Ada's phone is lost: on another device, her nickname and code bring her back with her answer.
+    wrong = await post(AsyncClient(), f"{GAMES}/{code}/rejoin", {"nickname": "ada", "rejoin_code": "AAAAAA"})
+    assert (wrong.status_code, wrong.json()) == (
+        403,
+        error("rejoin_refused", "This rejoin code does not match this nickname."),
+    )
+    assert_documented(wrong, "POST", f"{GAMES}/{{code}}/rejoin")
+    back = await post(
+        AsyncClient(),
+        f"{GAMES}/{code}/rejoin",
+        {"nickname": "ada", "rejoin_code": body["rejoin_code"].lower()},
+    )
+    new_token = back.json()["token"]
+    assert (back.status_code, back.json()) == (
+        200,
+        {**body, "token": new_token, "rejoin_code": rejoin_code_for(token_hash(new_token))},
+    )
+    assert new_token != token and back.json()["rejoin_code"] != body["rejoin_code"]
+    assert_documented(back, "POST", f"{GAMES}/{{code}}/rejoin")
+    old = await AsyncClient().get(f"{GAMES}/{code}/me", headers=bearer)
+    assert old.status_code == 401
+    bearer = {"authorization": f"Bearer {new_token}"}
+    again = await AsyncClient().get(f"{GAMES}/{code}/me", headers=bearer)
+    assert again.json()["answers"] == me.json()["answers"]
 
     board = await AsyncClient().get(f"{GAMES}/{code}/leaderboard")
     assert board.json() == {

@@ -1,9 +1,11 @@
 /*
  * play.js: the player page (/quiz/<code>/).
  *
- * Join:   POST api.join {nickname} → 201 {player_id, nickname, token, channels}. A 429 or 503
+ * Join:   POST api.join {nickname} → 201 {player_id, nickname, token, channels, rejoin_code}. A 429 or 503
  *         (the crowd is big) is retried with exponential backoff and full jitter, never before
  *         Retry-After. The token is kept in localStorage per game code: a reload resumes.
+ * Rejoin: the page shows the player's rejoin code; on another device (or with its storage lost) a
+ *         taken nickname offers POST api.rejoin {nickname, rejoin_code} → 200, as a join's reply.
  * Live:   a RealtimeClient authorized with the token (CUSTOM mode), subscribed to the game,
  *         the leaderboard and the player's own channel.
  * Catch-up is state, not history: after every (re)connect and on every load the page renders
@@ -110,6 +112,7 @@
   function showJoin(message) {
     showView("join");
     setJoinBusy(false);
+    $("rejoin-form").hidden = true;
     $("join-error").hidden = !message;
     $("join-error").textContent = message || "";
     const hint = $("join-hint");
@@ -153,6 +156,7 @@
         const code = result.body && result.body.error && result.body.error.code;
         if (code === "game_not_found") return showClosed("No such game", "Check the code and try again.");
         if (code === "game_not_joinable" && game.state === "finished") return showFinishedBeforeJoin();
+        if (code === "nickname_taken") return showRejoin(nickname);
         return showJoin(Q.errorMessage(result));
       }
       // Exponential backoff with full jitter, never sooner than Retry-After.
@@ -184,6 +188,7 @@
       nickname: body.nickname,
       token: body.token,
       channels: body.channels,
+      rejoin_code: body.rejoin_code,
       score: 0,
       rank: null,
       players: null,
@@ -193,6 +198,35 @@
     save();
     enterGame();
   }
+
+  // The nickname is taken: by this player on another device, perhaps.
+  function showRejoin(nickname) {
+    showJoin("That nickname is taken in this game.");
+    $("rejoin-nickname").textContent = nickname;
+    $("rejoin-form").hidden = false;
+    $("rejoin-form").dataset.nickname = nickname;
+    $("rejoin-error").hidden = true;
+    $("rejoin-code").focus();
+  }
+
+  $("rejoin-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const rejoinCode = $("rejoin-code").value.trim();
+    if (!rejoinCode) return;
+    $("rejoin-button").disabled = true;
+    const result = await Q.fetchJSON(cfg.api.rejoin, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ nickname: $("rejoin-form").dataset.nickname, rejoin_code: rejoinCode }),
+    });
+    $("rejoin-button").disabled = false;
+    if (result.status === 200 && result.body && result.body.token) {
+      $("rejoin-form").hidden = true;
+      return joined(result.body);
+    }
+    $("rejoin-error").hidden = false;
+    $("rejoin-error").textContent = Q.errorMessage(result);
+  });
 
   function showFinishedBeforeJoin() {
     showClosed("This game is over", "Thanks for watching! Ask the host for the next game's code.");
@@ -301,7 +335,11 @@
       setTimeout(again, RETRY_CATCH_UP_MS);
     }
     const mine = standing.ok && standing.body ? standing.body : null;
-    if (mine) learnAnswers(mine.answers);
+    if (mine) {
+      me.rejoin_code = mine.rejoin_code || me.rejoin_code;
+      learnAnswers(mine.answers);
+      renderMe();
+    }
     if (state.ok && state.body) applySnapshot(state.body, mine);
     if (board.ok && board.body && !boardSeen) onBoard(board.body, true);
   }
@@ -652,6 +690,7 @@
 
   function renderMe() {
     if (!me) return;
+    for (const node of document.querySelectorAll(".me-rejoin")) node.textContent = me.rejoin_code || "–";
     $("me-score").textContent = Q.number(me.score);
     if (me.rank && ranked()) {
       $("me-rank").textContent = Q.ordinal(me.rank);
