@@ -9,6 +9,13 @@
 
   const LETTERS = "ABCDEF";
 
+  // The longest wait between two reconnection attempts while the page is looked at (realtime.js
+  // waits up to 5 s by default). A phone whose link dropped without the browser noticing (a
+  // proxy, a Wi-Fi hand-over) is back within a second of the network; the first retry goes at
+  // once anyway. The price, a crowd retrying every second during an outage, is attempts that
+  // fail fast, and the server's connect admission spreads the return.
+  const RETRY_CAP_MS = 1000;
+
   const $ = (id) => document.getElementById(id);
 
   /** The page's configuration, rendered by the view with json_script. */
@@ -205,6 +212,7 @@
 
   root.Quiz = {
     LETTERS,
+    RETRY_CAP_MS,
     $,
     config,
     el,

@@ -278,6 +278,7 @@
     client = new RealtimeClient({
       httpEndpoint: cfg.event_endpoint,
       auth: { authorization: me.token },
+      maxRetryDelayMs: Q.RETRY_CAP_MS,
       onStateChange: Q.connectionBadge($("conn"), (state, detail) => {
         if (state === "connected") catchUp();
         if (state === "closed" && detail.error) onRefused(detail.error);

@@ -46,6 +46,7 @@
       this.client = new RealtimeClient({
         httpEndpoint: this.cfg.event_endpoint,
         auth: {}, // the session cookie authorizes (USER mode)
+        maxRetryDelayMs: Q.RETRY_CAP_MS,
         onStateChange: Q.connectionBadge(this.badge, (state) => {
           if (state === "connected") this.refresh();
         }),
