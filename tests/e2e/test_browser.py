@@ -4,6 +4,15 @@
   (start, reveal, next, finish); two players join from the player page and answer; the big
   screen shows them in the lobby, the question, the reveal and the podium; each player sees
   the verdict, their score and rank after the reveal, and their place at the end.
+- Staying in step: a phone offline (the browser's emulation) or cut off (a proxy) across a reveal
+  shows the reveal, its verdict and the current leaderboard within 2 s of the network; a reload
+  mid-question shows the whole leaderboard on the phone and the big screen.
+- Running a show without the API: a question set imported and a game created from the host page,
+  revealed and moved on by the server with no host page open, to the podium; play again.
+- Rejoining on a second phone with the rejoin code, score kept; another phone cannot take the nickname.
+- The small things: "1 player", no rank before a reveal, time-up buttons, a tie on the podium.
+- Every page of the show at 390×844 and 1280×720 (``artifacts/browser/pages/``): no horizontal
+  overflow, no console error.
 - The realtime console: enter the API key, subscribe to ``/default/*``, publish over WebSocket
   and HTTP, and see the events (and one from another client) in the log.
 
@@ -213,9 +222,9 @@ async def pages(browser: Browser, server: DaphneServer) -> AsyncIterator[Pages]:
     assert not pages.errors, "errors in the pages:\n" + "\n".join(pages.errors)
 
 
-async def log_in(pages: Pages, demo: Demo, next_path: str) -> Page:
+async def log_in(pages: Pages, demo: Demo, next_path: str, size: tuple[int, int] = (1280, 900)) -> Page:
     """A staff context: sign in through the admin's login form, land on ``next_path``."""
-    page = await pages.open(await pages.context(1280, 900), f"/admin/login/?next={next_path}")
+    page = await pages.open(await pages.context(*size), f"/admin/login/?next={next_path}")
     await page.fill("#id_username", demo.username)
     await page.fill("#id_password", demo.password)
     await page.click("input[type=submit]")
@@ -808,6 +817,94 @@ async def test_a_player_rejoins_on_another_device_with_the_code_and_nobody_else_
     await expect(mallory.locator("#rejoin-error")).to_have_text(
         "This rejoin code does not match this nickname."
     )
+
+
+# -- every page, on a phone and on a laptop ----------------------------------------------------
+
+VIEWPORTS = {"phone": (390, 844), "laptop": (1280, 720)}
+
+
+class PageCheck:
+    """Each page at each size: a screenshot in ``artifacts/browser/pages/``, no horizontal
+    overflow, and no error in its console (collected from the moment it opened)."""
+
+    def __init__(self) -> None:
+        self.directory = ARTIFACTS / "pages"
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.directory.mkdir(parents=True)
+        self.console: list[str] = []
+        self.checked: list[str] = []
+
+    def watch(self, page: Page) -> Page:
+        page.on(
+            "console",
+            lambda message: self.console.append(f"{page.url}: {message.text}")
+            if message.type == "error"
+            else None,
+        )
+        return page
+
+    async def __call__(self, page: Page, viewport: str, name: str) -> None:
+        await page.screenshot(
+            path=self.directory / f"{viewport}-{name}.png", full_page=True, animations="disabled"
+        )
+        await assert_fits(page)
+        assert not self.console, f"console errors by {viewport}-{name}:\n" + "\n".join(self.console)
+        self.checked.append(f"{viewport}-{name}")
+
+
+async def test_every_page_fits_a_phone_and_a_laptop_with_no_console_error(pages: Pages, demo: Demo) -> None:
+    check = PageCheck()
+    print(f"\nscreenshots: {check.directory}")
+    staff: dict[str, dict[str, Page]] = {}
+    players: dict[str, Page] = {}
+    for viewport, size in VIEWPORTS.items():
+        anonymous = await pages.context(*size)
+        landing = check.watch(await pages.open(anonymous, "/quiz/"))
+        await check(landing, viewport, "landing")
+
+        home = await log_in(pages, demo, "/quiz/host/", size)
+        check.watch(home)
+        await check(home, viewport, "host-home")
+        host = check.watch(await pages.open(home.context, f"/quiz/{demo.code}/host/"))
+        await expect(host.locator("#conn")).to_have_text("live")
+        screen = check.watch(await pages.open(home.context, f"/quiz/{demo.code}/screen/"))
+        await expect(screen.locator("#conn")).to_have_text("live")
+        staff[viewport] = {"host": host, "screen": screen}
+
+        player = check.watch(await pages.open(await pages.context(*size), f"/quiz/{demo.code}/"))
+        await expect(player.locator("#view-join")).to_be_visible()
+        await check(player, viewport, "play-join")
+        await player.fill("#nickname", {"phone": "Ada", "laptop": "Grace"}[viewport])
+        await player.click("#join-button")
+        await expect(player.locator("#conn")).to_have_text("live")
+        players[viewport] = player
+
+    driver = staff["laptop"]["host"]
+    for state, label, phase in (
+        ("lobby", "Lobby", "lobby"),
+        ("question", "Question open", "question"),
+        ("reveal", "Answer revealed", "reveal"),
+        ("finished", "Finished", "finished"),
+    ):
+        if state != "lobby":
+            await act(driver, {"question": "start", "reveal": "reveal", "finished": "finish"}[state], label)
+        if state == "question":
+            await players["phone"].get_by_role("button", name="WebSocket").click()
+            await expect(players["phone"].locator("#answer-status")).to_have_text("Answer locked in")
+        for viewport in VIEWPORTS:
+            host, screen, player = staff[viewport]["host"], staff[viewport]["screen"], players[viewport]
+            await expect(host.locator("#state")).to_have_text(label)
+            await expect(player.locator("#stage")).to_have_attribute("data-phase", phase)
+            view = {"lobby": "lobby", "question": "question", "reveal": "question", "finished": "finished"}[
+                state
+            ]
+            await expect(screen.locator(f"#view-{view}")).to_be_visible()
+            if state == "reveal":
+                await expect(screen.locator("#tiles.revealed")).to_be_visible()
+            for name, page in (("host", host), ("screen", screen), ("play", player)):
+                await check(page, viewport, f"{name}-{state}")
+    assert len(check.checked) == 2 * (3 + 3 * 4)
 
 
 # -- the realtime console --------------------------------------------------------------------
