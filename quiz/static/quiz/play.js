@@ -330,8 +330,12 @@
     if (seq !== catchUpSeq || !me) return;
     if (state.status === 404) return showClosed("This game is gone", "The host removed it.");
     if (errorCode(standing) === "invalid_player_token") return leave(LOST);
-    if (!state.ok || !board.ok || !standing.ok) {
-      // A read failed (the network is still settling): try again soon rather than stay behind.
+    // The state and the leaderboard are cached apart on the server (for CACHE_TTL): one can be a
+    // moment older than the other, e.g. the board from before the reveal the state announces.
+    const disagree = state.ok && board.ok && state.body && board.body && !sameMoment(state.body, board.body);
+    if (!state.ok || !board.ok || !standing.ok || disagree) {
+      // A read failed (the network is still settling), or the two are out of step: try again soon
+      // rather than stay behind (by then the server's copies have been refreshed).
       const again = () => seq === catchUpSeq && client && client.state === "connected" && catchUp();
       setTimeout(again, RETRY_CATCH_UP_MS);
     }
@@ -343,6 +347,16 @@
     }
     if (state.ok && state.body) applySnapshot(state.body, mine);
     if (board.ok && board.body && !boardSeen) onBoard(board.body, true);
+    // The player's own standing is read uncached: it wins over their row of a cached board. (While a
+    // question is open the board's row is the standing before it: holdStanding took care of that.)
+    if (mine && game.state !== "question") applyStanding(mine);
+  }
+
+  // A state snapshot and a leaderboard that describe the same moment of the show.
+  function sameMoment(snapshot, board) {
+    const questionId = snapshot.question ? snapshot.question.id : null;
+    if (snapshot.state === "finished") return board.state === "finished";
+    return board.state === snapshot.state && (questionId === null || board.question_id === questionId);
   }
 
   const errorCode = (result) => result && result.body && result.body.error && result.body.error.code;
