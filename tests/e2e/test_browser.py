@@ -668,7 +668,9 @@ async def test_counts_ranks_time_up_and_a_tied_podium(
     await expect(first).to_have_css("opacity", "0.4")  # once its fade has run
     await expect(first).to_have_css("filter", "grayscale(0.7)")
     await expect(ada.locator("#me-rank")).to_have_text("–")
+    await expect(host.locator("#auto")).to_have_text("Time is up: press Reveal to show the answer.")
     await shots(ada, "player-time-up")
+    await shots(host, "host-time-up")
 
     # Nobody scored: a tie for 1st, and both stand on the podium.
     await act(host, "finish", "Finished")

@@ -154,8 +154,13 @@
     $("board-empty").hidden = hidden || s.top.length > 0;
 
     const auto = autoText(s);
-    $("auto").hidden = !auto || s.state === "finished";
-    $("auto").textContent = auto;
+    const timeUp = s.state === "question" && s.deadline !== null && s.remainingMs() <= 0;
+    $("auto").hidden = (!auto && !timeUp) || s.state === "finished";
+    $("auto").textContent = timeUp
+      ? s.autoReveal
+        ? "Time is up: the answer is being revealed."
+        : "Time is up: press Reveal to show the answer."
+      : auto;
     $("again").hidden = s.state !== "finished";
     $("play-again").hidden = Boolean(s.nextGame);
     $("play-again").disabled = busy;
