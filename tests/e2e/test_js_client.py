@@ -147,6 +147,7 @@ def _expected(server: DaphneServer) -> dict[str, Any]:
             "state": "closed",
             "http_publish": {**_error("UnauthorizedException", UNAUTHORIZED), "status": 401},
         },
+        "short_cap": {"attempts": True, "delays_within_cap": True, "first_at_once": True},
     }
 
 
