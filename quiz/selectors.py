@@ -187,7 +187,7 @@ def game_state_cached(*, code: str) -> dict[str, Any] | None:
                 state["counts"] = answer_counts(question=question)
         return state
 
-    value = _cached(f"quiz:state:{code}", compute)
+    value = _cached(_state_key(code), compute)
     return value or None
 
 
@@ -196,8 +196,28 @@ def leaderboard_cached(*, code: str) -> dict[str, Any] | None:
         game = game_get(code=code)
         return leaderboard_payload(game=game) if game is not None else {}
 
-    value = _cached(f"quiz:leaderboard:{code}", compute)
+    value = _cached(_leaderboard_key(code), compute)
     return value or None
+
+
+def game_cache_forget(*, code: str) -> None:
+    """The game moved on (a committed transition): the next reads compute its state and board afresh."""
+    cache.delete_many([_state_key(code), _leaderboard_key(code)])
+
+
+def leaderboard_cache_put(*, code: str, leaderboard: dict[str, Any]) -> None:
+    """These standings were just broadcast: reads serve them from now on, not older ones."""
+    ttl = quiz_settings.cache_ttl
+    if ttl > 0:
+        cache.set(_leaderboard_key(code), leaderboard, ttl)
+
+
+def _state_key(code: str) -> str:
+    return f"quiz:state:{code}"
+
+
+def _leaderboard_key(code: str) -> str:
+    return f"quiz:leaderboard:{code}"
 
 
 def player_standing(*, player: Player) -> dict[str, Any]:

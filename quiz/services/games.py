@@ -21,7 +21,7 @@ from .. import broadcasts, signals
 from ..conf import quiz_settings
 from ..exceptions import InvalidTransition
 from ..models import Game, GameState, QuestionSet
-from ..selectors import answer_counts, game_questions, games_due
+from ..selectors import answer_counts, game_cache_forget, game_questions, games_due
 from .feeds import feeds_create, feeds_mark_stale
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,9 @@ def _locked(game: Game) -> Game:
 def _transition(game: Game, allowed: tuple[str, ...], action: str) -> None:
     if game.state not in allowed:
         raise InvalidTransition(f"Cannot {action} a game that is in state {game.state!r}.")
-    # After the commit, this process's autopilot looks at the game's next step at once.
+    # After the commit, reads see the new state at once (not a cached older one),
+    # and this process's autopilot looks at the game's next step.
+    transaction.on_commit(lambda: game_cache_forget(code=game.code))
     transaction.on_commit(lambda: signals.game_changed.send(sender=Game, game_ids=[game.pk]))
 
 
