@@ -105,7 +105,12 @@ class Connection:
         # Set when the connection was refused: it is told so, then closed.
         self.rejection: RealtimeError | None = None
         self.connected_at: float | None = None
-        self.outbox = Outbox(send, limit=realtime_settings.outbound_buffer_size, on_overflow=self._overflowed)
+        self.outbox = Outbox(
+            send,
+            limit=realtime_settings.outbound_buffer_size,
+            on_overflow=self._overflowed,
+            direct=realtime_settings.direct_writes,
+        )
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -145,7 +150,7 @@ class Connection:
             asyncio.get_running_loop().call_later(REJECT_GRACE_SECONDS, self._reject)
             return
         hub.connect(self.outbox)
-        self.connected_at = metrics.connected()
+        self.connected_at = metrics.connected(self.outbox.server)
         if signals.client_connected.receivers:
             await signals.client_connected.asend(
                 signals.SENDER, connection_id=self.id, identity=self.identity
