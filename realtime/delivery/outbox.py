@@ -132,8 +132,10 @@ class Outbox:
         self, send: AsgiSend, *, limit: int, on_overflow: Callable[[], None], direct: bool = True
     ) -> None:
         self._send = send
-        # Text frames, or whole WebSocket frames as bytes once ``wire`` is set.
-        self._frames: deque[str | bytes | Close] = deque()
+        # Text frames, or whole WebSocket frames as bytes once ``wire`` is set. Made
+        # on the first offer and dropped once written: most connections are idle,
+        # and an empty deque is 600 bytes.
+        self._frames: deque[str | bytes | Close] | None = None
         self._limit = limit
         self._on_overflow = on_overflow
         # Set once a close is queued or the peer is gone: nothing more is accepted.
@@ -178,11 +180,14 @@ class Outbox:
         """
         if self.closed:
             return False
-        if len(self._frames) >= self._limit:
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = deque()
+        elif len(frames) >= self._limit:
             self.close_now(CloseCode.SLOW_CONSUMER, SLOW_CONSUMER_REASON)
             self._on_overflow()
             return False
-        self._frames.append(frame)
+        frames.append(frame)
         if not self._scheduled:
             self._schedule()
         return True
@@ -192,14 +197,16 @@ class Outbox:
         if self.closed:
             return
         self.closed = True
-        self._frames.append(Close(code, reason))
+        self._queue().append(Close(code, reason))
         self._schedule()
 
     def close_now(self, code: int, reason: str = "") -> None:
         """Drop the backlog and close at once (a subscriber too slow to keep)."""
         self.closed = True
-        self._frames.clear()
-        self._frames.append(Close(code, reason))
+        # The same deque, emptied: a writing task holds it.
+        frames = self._queue()
+        frames.clear()
+        frames.append(Close(code, reason))
         if self._flow is not None:
             self._flow.resumeProducing()  # the close goes out even to a socket that stopped reading
         if self._waiting and self.task is not None:
@@ -210,7 +217,17 @@ class Outbox:
         self._schedule()
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self._frames) if self._frames is not None else 0
+
+    def _queue(self) -> deque[str | bytes | Close]:
+        if self._frames is None:
+            self._frames = deque()
+        return self._frames
+
+    def _release(self) -> None:
+        # Nothing is left and nobody writes: let an idle connection hold no deque.
+        if self.task is None and not self._frames:
+            self._frames = None
 
     @property
     def idle(self) -> bool:
@@ -236,9 +253,10 @@ class Outbox:
                 self._flush_direct(cast(DirectWriter, self._direct))
         except Exception as error:
             self._failed(error)
+        self._release()
 
     def _flush_send(self) -> None:
-        frames = self._frames
+        frames = self._queue()
         flow = self._flow
         while frames:
             if (flow is not None and flow.paused) or self._close_needs_task():
@@ -252,7 +270,7 @@ class Outbox:
                 return
 
     def _flush_direct(self, writer: DirectWriter) -> None:
-        frames = self._frames
+        frames = self._queue()
         while frames:
             if frames[0].__class__ is Close:
                 if self._close_needs_task():
@@ -270,7 +288,7 @@ class Outbox:
 
     def _take_wire(self) -> bytes:
         """The queued frames up to the next close as one run of bytes (at most about WRITE_CHUNK)."""
-        frames = self._frames
+        frames = self._queue()
         chunks: list[bytes] = []
         size = 0
         while frames and size < WRITE_CHUNK and frames[0].__class__ is not Close:
@@ -288,7 +306,7 @@ class Outbox:
         closing handshake under ``asyncio.timeout()``: that needs a current task,
         and a flush runs as a plain callback.
         """
-        frames = self._frames
+        frames = self._queue()
         return frames[0].__class__ is Close and daphne_protocol(self._send) is None
 
     def _write_in_task(self, suspended: _Suspended | None) -> None:
@@ -297,7 +315,7 @@ class Outbox:
         self.task = self._loop.create_task(write, context=self._context)
 
     async def _write_send(self, suspended: _Suspended | None) -> None:
-        frames = self._frames
+        frames = self._queue()
         flow = self._flow
         try:
             if suspended is not None:
@@ -315,7 +333,7 @@ class Outbox:
             self._task_done()
 
     async def _write_direct(self, suspended: _Suspended | None) -> None:
-        frames = self._frames
+        frames = self._queue()
         writer = cast(DirectWriter, self._direct)
         try:
             if suspended is not None:
@@ -348,6 +366,7 @@ class Outbox:
         # that close_now() cancelled is no longer the outbox's.
         if self.task is asyncio.current_task():
             self.task = None
+            self._release()
 
     def _write_one(self, frame: str | bytes | Close) -> _Suspended | None:
         """Write one queued frame through ``send``; what is left to await if it suspended."""
@@ -372,7 +391,8 @@ class Outbox:
 
     def _failed(self, error: Exception) -> None:
         self.closed = True
-        self._frames.clear()
+        if self._frames is not None:
+            self._frames.clear()
         if isinstance(error, PEER_GONE):
             # The client closed while frames were queued (its close crossed our
             # reply); websocket_disconnect follows. Routine: no traceback.
@@ -385,6 +405,7 @@ class Outbox:
     def stop(self) -> None:
         """The peer is gone: drop everything and end the task."""
         self.closed = True
-        self._frames.clear()
+        if self._frames is not None:
+            self._frames.clear()
         if self.task is not None and self.task is not asyncio.current_task():
             self.task.cancel()

@@ -577,3 +577,20 @@ def test_only_daphne_and_uvicorn_get_a_direct_writer():
     assert direct_writer(wrapped_send, None) is None
     # daphne's shape, before its socket is open (or a fake without autobahn's state): send.
     assert direct_writer(daphne_send(FakeAutobahnProtocol()), None) is None
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["asgi-send", "direct"])
+async def test_an_outbox_that_wrote_everything_holds_no_queue(direct, wired):
+    if direct:
+        outbox, _, log, _ = wired()
+    else:
+        outbox, send, _ = make()
+    outbox.start()
+    assert outbox._frames is None
+    outbox.offer("a")
+    outbox.offer("b")
+    await finished(outbox)
+    assert (outbox._frames, len(outbox), outbox.idle) == (None, 0, True)
+    outbox.offer("c")
+    await finished(outbox)
+    assert outbox._frames is None
