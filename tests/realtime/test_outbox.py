@@ -580,17 +580,16 @@ def test_only_daphne_and_uvicorn_get_a_direct_writer():
 
 
 @pytest.mark.parametrize("direct", [False, True], ids=["asgi-send", "direct"])
-async def test_an_outbox_that_wrote_everything_holds_no_queue(direct, wired):
+async def test_an_outbox_that_wrote_everything_holds_an_empty_queue(direct, wired):
     if direct:
         outbox, _, log, _ = wired()
     else:
         outbox, send, _ = make()
     outbox.start()
-    assert outbox._frames is None
     outbox.offer("a")
     outbox.offer("b")
     await finished(outbox)
-    assert (outbox._frames, len(outbox), outbox.idle) == (None, 0, True)
+    assert (outbox._frames, len(outbox), outbox.idle) == ([], 0, True)
     outbox.offer("c")
     await finished(outbox)
-    assert outbox._frames is None
+    assert outbox._frames == []
