@@ -70,6 +70,10 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_FAILURE_RATE": "100/m",
     # Frames queued for one connection before it is closed as too slow (DESIGN §5).
     "OUTBOUND_BUFFER_SIZE": 1000,
+    # Under daphne and uvicorn, write each event's pre-built frame straight to the
+    # connection's transport (realtime.delivery.direct); False: every frame
+    # through the server's ASGI send, as under any other server.
+    "DIRECT_WRITES": True,
     # Seconds a namespace or API key lookup is cached in each process.
     "NAMESPACE_CACHE_TTL": 5.0,
     "API_KEY_CACHE_TTL": 5.0,
@@ -186,6 +190,10 @@ class RealtimeSettings:
     @property
     def outbound_buffer_size(self) -> int:
         return int(self._get("OUTBOUND_BUFFER_SIZE"))
+
+    @property
+    def direct_writes(self) -> bool:
+        return bool(self._get("DIRECT_WRITES"))
 
     @property
     def namespace_cache_ttl(self) -> float:
