@@ -8,7 +8,7 @@ from django.dispatch import receiver
 
 from realtime import signals as realtime_signals
 
-from . import signals, worker
+from . import autopilot, signals, worker
 from .auth import token_cache
 from .coalescer import coalescer
 
@@ -29,3 +29,9 @@ def wake_coalescer(sender: Any, *, game_ids: list[int], **kwargs: Any) -> None:
 def forget_tokens(sender: Any, **kwargs: Any) -> None:
     """Access ended somewhere (a removed player, say): no cached token may admit it again."""
     token_cache.clear()
+
+
+@receiver(signals.game_changed, dispatch_uid="quiz.wake_autopilot")
+def wake_autopilot(sender: Any, **kwargs: Any) -> None:
+    """This process's autopilot plans the games' next automatic step now, not at its next poll."""
+    autopilot.wake()
