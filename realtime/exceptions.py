@@ -23,6 +23,7 @@ translate an exception to the wire in exactly one place each: the consumer
     ├── DuplicateOperation          a subscription id reused for another channel
     ├── UnknownOperation            UnknownOperationError (unsubscribe of an unknown id)
     ├── LimitExceeded               LimitExceededError, 429
+    │   └── RateExceeded            LimitExceededException, 429 (an operation's rate)
     └── ServiceUnavailable          ServiceUnavailable, 503 (channel layer down)
 
 Event-level failures inside a publish (an event that is not JSON, one too large
@@ -202,6 +203,18 @@ class LimitExceeded(RealtimeError):
     default_message = "Rate limit exceeded"
     http_status = 429
     error_code = 429
+
+
+class RateExceeded(LimitExceeded):
+    """An operation's rate was spent: a publish, events of a namespace, subscribes, ``POST /event``."""
+
+    error_type = "LimitExceededException"
+    default_message = "Rate exceeded; retry after a delay."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        # Whole seconds until the rate allows the operation again (HTTP Retry-After).
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(RealtimeError):

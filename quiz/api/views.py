@@ -139,7 +139,7 @@ async def join(request: HttpRequest, code: str) -> HttpResponse:
     """
     # Admission first: a refused join costs no parsing and no database.
     with joins_in_flight:
-        admit_join(request)
+        await admit_join(request)
         key = idempotency_key(request)
         nickname = nickname_clean(_field(read_json(request), "nickname"))
         player, token = await services.aplayer_join(code=code, nickname=nickname, key=key)

@@ -26,7 +26,7 @@ from django.db import DatabaseError
 
 from realtime import signals
 from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, authorize
-from realtime.auth.limits import connect_limiter
+from realtime.auth.limits import rate_limiter
 from realtime.conf import realtime_settings
 from realtime.core import protocol
 from realtime.core.paths import parse_channel
@@ -47,6 +47,9 @@ from realtime.operations.publishing import Publication, publish
 from realtime.operations.subscribing import subscribe_authorize, subscription_start, subscription_stop
 from realtime.ops.logs import bind_connection
 from realtime.ops.metrics import metrics
+from realtime.transport.clients import client_address
+from realtime.transport.frontdoor import ADMITTED
+from realtime.transport.gates import CONNECT
 from realtime.transport.handshake import (
     SUBPROTOCOL,
     connect_credentials,
@@ -120,7 +123,11 @@ class Connection:
         bind_connection(self.id)
         metrics.connect_requested()
         try:
-            if not connect_limiter.allow():
+            # The front door, when the site has one, counted this connect already.
+            if self.scope.get(ADMITTED) != CONNECT.operation and await rate_limiter.take(
+                CONNECT.checks(client_address(self.scope))
+            ):
+                metrics.refused(CONNECT.operation, "rate")
                 raise LimitExceeded("Too many connections right now; retry with backoff.")
             self.identity = await authorize(
                 modes=realtime_settings.connection_auth_modes,
