@@ -67,6 +67,9 @@ class NamespaceForm(_NamespaceForm):
             "subscribe_groups",
             "publish_handler",
             "subscribe_handler",
+            "publish_rate_per_connection",
+            "subscribe_rate_per_connection",
+            "inbound_event_rate",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

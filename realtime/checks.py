@@ -80,7 +80,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     ):
         if getattr(realtime_settings, name.lower()) < 1:
             messages.append(Error(f"REALTIME['{name}'] must be at least 1.", id="realtime.E006"))
-    rate_names = ("CONNECT_RATE", "CONNECT_RATE_PER_CLIENT", "AUTH_FAILURE_RATE")
+    rate_names = (
+        "CONNECT_RATE",
+        "CONNECT_RATE_PER_CLIENT",
+        "AUTH_FAILURE_RATE",
+        "PUBLISH_RATE_PER_CONNECTION",
+        "SUBSCRIBE_RATE_PER_CONNECTION",
+        "INBOUND_EVENT_RATE",
+    )
     rates = {name: getattr(realtime_settings, name.lower()) for name in rate_names}
     messages += rate_errors("REALTIME", rates, check_id="realtime.E007")
     return messages

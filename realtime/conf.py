@@ -73,6 +73,19 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_FAILURE_RATE": "100/m",
     # New WebSocket connections per client address (None: no limit of its own).
     "CONNECT_RATE_PER_CLIENT": None,
+    # Rates of operations, each namespace's unless it sets its own in the admin
+    # (beyond: LimitExceededException; PROTOCOL §7 lists AppSync's figures):
+    # publishes of one WebSocket connection (AppSync: 25/s, unverified; the
+    # burst lets a client pipeline 100 publishes at once, as the fan-out
+    # benchmark's publisher does);
+    # subscribes of one connection (AppSync documents none: a client may take
+    # its 200 subscriptions at once, then 10/s); events published to one
+    # namespace by clients over HTTP and WebSocket, every process together
+    # (AppSync: 10,000/s inbound per API, adjustable). A burst below
+    # MAX_EVENTS_PER_PUBLISH refuses every publish of more events than it.
+    "PUBLISH_RATE_PER_CONNECTION": "25/s burst 100",
+    "SUBSCRIBE_RATE_PER_CONNECTION": "10/s burst 200",
+    "INBOUND_EVENT_RATE": "10000/s",
     # Where the shared rate limits count (realtime.auth.limits.rate_limiter):
     # a Redis URL makes every process count against the same budgets (one
     # round trip per decision); None counts in each process. Seconds Redis may
@@ -177,6 +190,21 @@ class RealtimeSettings:
     @property
     def connect_rate_per_client(self) -> str | None:
         value = self._get("CONNECT_RATE_PER_CLIENT")
+        return str(value) if value else None
+
+    @property
+    def publish_rate_per_connection(self) -> str | None:
+        value = self._get("PUBLISH_RATE_PER_CONNECTION")
+        return str(value) if value else None
+
+    @property
+    def subscribe_rate_per_connection(self) -> str | None:
+        value = self._get("SUBSCRIBE_RATE_PER_CONNECTION")
+        return str(value) if value else None
+
+    @property
+    def inbound_event_rate(self) -> str | None:
+        value = self._get("INBOUND_EVENT_RATE")
         return str(value) if value else None
 
     @property

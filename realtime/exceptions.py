@@ -32,6 +32,7 @@ after transformation) are not exceptions: they are reported in ``failed``.
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import ClassVar, NotRequired, TypedDict
 
@@ -211,10 +212,10 @@ class RateExceeded(LimitExceeded):
     error_type = "LimitExceededException"
     default_message = "Rate exceeded; retry after a delay."
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 1) -> None:
+    def __init__(self, message: str | None = None, *, retry_after: float = 1) -> None:
         super().__init__(message)
         # Whole seconds until the rate allows the operation again (HTTP Retry-After).
-        self.retry_after = retry_after
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 class ServiceUnavailable(RealtimeError):

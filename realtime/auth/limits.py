@@ -23,8 +23,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from realtime.conf import realtime_settings
-from realtime.core.rates import FailureLimiter, Gcra, Limit, SettingLimiter
+from realtime.core.rates import FailureLimiter, Gcra, Limit, SettingLimiter, parse_limit
+from realtime.exceptions import RateExceeded
+from realtime.ops.metrics import metrics
 from realtime.state import register
+from realtime.store.selectors import NamespaceConfig
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -77,21 +80,22 @@ class RateLimiter:
         # Decisions Redis could not make (they fell back to this process's counts).
         self.fallbacks = 0
 
-    async def take(self, checks: list[tuple[str, Limit]]) -> float:
-        """Count one event against every ``(key, limit)``: 0 if allowed, else seconds to wait.
+    async def take(self, checks: list[tuple[str, Limit]], cost: int = 1) -> float:
+        """Count ``cost`` events against every ``(key, limit)``: 0 if allowed, else seconds to wait.
 
-        All or nothing: an event refused by one key is counted by none.
+        All or nothing: events refused by one key are counted by none.
         """
         if not checks:
             return 0.0
         url = realtime_settings.limits_redis_url
         if url is None:
-            return self.local.take(checks, time.monotonic())
+            return self.local.take(checks, time.monotonic(), cost)
         try:
             script = self._script_for(url)
             args: list[float] = []
             for _, limit in checks:
-                args += [limit.interval, limit.tolerance]
+                # cost events advance the arrival time by cost intervals (core.rates.gcra).
+                args += [cost * limit.interval, limit.tolerance]
             async with asyncio.timeout(realtime_settings.limits_redis_timeout):
                 answer = await script(keys=[KEY_PREFIX + key for key, _ in checks], args=args)
             return float(answer)
@@ -99,7 +103,7 @@ class RateLimiter:
             self.fallbacks += 1
             if self.fallbacks == 1 or self.fallbacks % 1000 == 0:
                 logger.warning("rate limits fall back to this process (%d times): %r", self.fallbacks, error)
-            return self.local.take(checks, time.monotonic())
+            return self.local.take(checks, time.monotonic(), cost)
 
     def _script_for(self, url: str) -> Any:
         # A client belongs to the event loop it was made on (tests run one loop per test).
@@ -126,3 +130,52 @@ class RateLimiter:
 
 # Every rate of the front door and of the operations; reset with REALTIME.
 rate_limiter = register(RateLimiter())
+
+
+# -- the rates of operations (PROTOCOL §7, §12) ----------------------------------------------------
+
+
+def _namespace_limit(own: str, default: str | None) -> Limit | None:
+    text = own or default
+    return parse_limit(text) if text else None
+
+
+_PLURAL = {"publish": "publishes", "subscribe": "subscribes"}
+
+
+def connection_take(rates: Gcra, operation: str, namespace: NamespaceConfig) -> None:
+    """Count one ``publish`` or ``subscribe`` of a connection (its own ``rates``) in ``namespace``.
+
+    Per connection and per process by nature: the connection lives in one process.
+
+    Raises:
+        RateExceeded: the namespace's rate for one connection is spent.
+    """
+    setting = f"{operation}_rate_per_connection"  # publish_… or subscribe_…
+    limit = _namespace_limit(getattr(namespace, setting), getattr(realtime_settings, setting))
+    if limit is None:
+        return
+    wait = rates.take([(f"{operation}:{namespace.name}", limit)], time.monotonic())
+    if wait > 0:
+        metrics.refused(operation, "rate")
+        message = f"Too many {_PLURAL[operation]} on this connection; retry after a delay."
+        raise RateExceeded(message, retry_after=wait)
+
+
+async def inbound_events_take(namespace: NamespaceConfig, count: int) -> None:
+    """Count ``count`` events published by a client to ``namespace``, every process together.
+
+    Raises:
+        RateExceeded: the namespace's inbound event rate is spent.
+    """
+    limit = _namespace_limit(namespace.inbound_event_rate, realtime_settings.inbound_event_rate)
+    if limit is None:
+        return
+    key = f"inbound:{namespace.name}:{namespace.inbound_event_rate or realtime_settings.inbound_event_rate}"
+    wait = await rate_limiter.take([(key, limit)], cost=count)
+    if wait > 0:
+        metrics.refused("inbound_events", "rate")
+        raise RateExceeded(
+            f"Too many events published to {namespace.name!r} right now; retry after a delay.",
+            retry_after=wait,
+        )

@@ -118,15 +118,17 @@ def parse_limit(text: str) -> Limit:
     return Limit(rate, burst)
 
 
-def gcra(tat: float | None, now: float, limit: Limit) -> tuple[float, float]:
-    """One event against one key's theoretical arrival time ``tat`` (``None``: never seen).
+def gcra(tat: float | None, now: float, limit: Limit, cost: int = 1) -> tuple[float, float]:
+    """``cost`` events against one key's theoretical arrival time ``tat`` (``None``: never seen).
+
+    A cost above the limit's burst is never allowed.
 
     Returns:
         ``(new_tat, wait)``: ``wait`` is 0 when the event is allowed, and the key
         then stores ``new_tat``; otherwise the seconds until it would be, and the
         key keeps its old value.
     """
-    new_tat = max(tat if tat is not None else now, now) + limit.interval
+    new_tat = max(tat if tat is not None else now, now) + cost * limit.interval
     wait = new_tat - now - limit.tolerance
     return new_tat, max(0.0, wait)
 
@@ -145,12 +147,12 @@ class Gcra:
         self.max_keys = max_keys
         self._tats: dict[str, float] = {}
 
-    def take(self, checks: list[tuple[str, Limit]], now: float) -> float:
-        """Count one event against every ``(key, limit)``; returns 0 if allowed, else seconds to wait."""
+    def take(self, checks: list[tuple[str, Limit]], now: float, cost: int = 1) -> float:
+        """Count ``cost`` events against every ``(key, limit)``: 0 if allowed, else seconds to wait."""
         new: list[float] = []
         wait = 0.0
         for key, limit in checks:
-            tat, key_wait = gcra(self._tats.get(key), now, limit)
+            tat, key_wait = gcra(self._tats.get(key), now, limit, cost)
             new.append(tat)
             wait = max(wait, key_wait)
         if wait > 0:

@@ -1,6 +1,7 @@
 """THE subscribe path: everything a subscription needs before it goes live (DESIGN §4).
 
-The ladder is fixed: namespace → subscribe authorization → ``on_subscribe`` →
+The ladder is fixed: namespace → the connection's subscribe rate → subscribe
+authorization → ``on_subscribe`` →
 layer membership (:meth:`~realtime.delivery.bridge.LayerBridge.join`) → the hub's index.
 The connection checks the id and the per-connection limit before any of it
 (:mod:`realtime.core.session`) and answers ``subscribe_success`` after it.
@@ -12,8 +13,10 @@ from collections.abc import Mapping
 
 from realtime import handlers
 from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, authorize
+from realtime.auth.limits import connection_take
 from realtime.conf import realtime_settings
 from realtime.core.paths import ChannelPath
+from realtime.core.rates import Gcra
 from realtime.delivery.bridge import bridge
 from realtime.delivery.hub import LocalSubscription, hub
 from realtime.exceptions import NamespaceNotFound
@@ -27,15 +30,18 @@ async def subscribe_authorize(
     raw_channel: str,
     credentials: Mapping[str, str] | None,
     request: RequestInfo,
+    connection_rates: Gcra | None = None,
 ) -> Identity:
-    """Namespace, authorization and ``on_subscribe`` for one subscribe; the subscriber's identity.
+    """Namespace, rate, authorization and ``on_subscribe`` for one subscribe; the subscriber's identity.
 
     Raises:
-        NamespaceNotFound, Unauthorized, HandlerRejected, HandlerError.
+        NamespaceNotFound, RateExceeded, Unauthorized, HandlerRejected, HandlerError.
     """
     namespace = await namespace_get(name=channel.namespace)
     if namespace is None:
         raise NamespaceNotFound()
+    if connection_rates is not None:
+        connection_take(connection_rates, "subscribe", namespace)
     auth = AuthRequest(
         operation=Operation.SUBSCRIBE, request=request, namespace=namespace.name, channel=raw_channel
     )

@@ -33,6 +33,10 @@ class NamespaceConfig:
     subscribe_handler: str
     publish_groups: tuple[str, ...] = ()
     subscribe_groups: tuple[str, ...] = ()
+    # The namespace's own rates ("" for the REALTIME default; realtime.auth.limits).
+    publish_rate_per_connection: str = ""
+    subscribe_rate_per_connection: str = ""
+    inbound_event_rate: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,9 @@ def _namespace_load(name: str) -> NamespaceConfig | None:
         subscribe_handler=row.subscribe_handler,
         publish_groups=tuple(row.publish_groups or ()),
         subscribe_groups=tuple(row.subscribe_groups or ()),
+        publish_rate_per_connection=row.publish_rate_per_connection,
+        subscribe_rate_per_connection=row.subscribe_rate_per_connection,
+        inbound_event_rate=row.inbound_event_rate,
     )
 
 

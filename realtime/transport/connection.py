@@ -31,6 +31,7 @@ from realtime.conf import realtime_settings
 from realtime.core import protocol
 from realtime.core.paths import parse_channel
 from realtime.core.protocol import CloseCode, ServerType
+from realtime.core.rates import Gcra
 from realtime.core.session import Session, SubscribeDecision
 from realtime.delivery.hub import LocalSubscription, hub
 from realtime.delivery.outbox import AsgiSend, Outbox
@@ -84,6 +85,7 @@ class Connection:
         "rejection",
         "connected_at",
         "outbox",
+        "rates",
     )
 
     def __init__(self, scope: Mapping[str, Any], send: AsgiSend) -> None:
@@ -109,6 +111,8 @@ class Connection:
         self.rejection: RealtimeError | None = None
         self.connected_at: float | None = None
         self.outbox = Outbox(send, limit=realtime_settings.outbound_buffer_size, on_overflow=self._overflowed)
+        # This connection's publish and subscribe counts, per namespace (realtime.auth.limits).
+        self.rates = Gcra(max_keys=64)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -242,6 +246,7 @@ class Connection:
                 raw_channel=frame.channel,
                 credentials=self._credentials(frame.authorization),
                 request=self.request,
+                connection_rates=self.rates,
             )
             # A second subscribe with this id may have completed while we awaited.
             if self.session.check_subscribe(frame.id, channel) is SubscribeDecision.REPEAT:
@@ -284,6 +289,7 @@ class Connection:
             events=frame.events,
             credentials=self._credentials(frame.authorization),
             request=self.request,
+            connection_rates=self.rates,
         )
         if publication.sent is None:
             # Delivered already (one process): answer in line.

@@ -210,3 +210,12 @@ def test_gcra_math_is_the_same_as_a_bucket_of_the_burst_refilled_at_the_rate() -
     tat, wait = gcra(tat, 10.0, parse_limit("4/s burst 2"))
     assert (tat, wait) == (10.5, 0.0)
     assert gcra(tat, 10.0, parse_limit("4/s burst 2")) == (10.75, pytest.approx(0.25))
+
+
+def test_gcra_counts_a_cost_of_several_events_and_never_allows_more_than_the_burst() -> None:
+    store = Gcra()
+    limit = [("ns", parse_limit("10/s burst 5"))]
+    assert store.take(limit, 0.0, cost=3) == 0.0
+    assert store.take(limit, 0.0, cost=3) == pytest.approx(0.1)
+    assert store.take(limit, 0.0, cost=2) == 0.0
+    assert store.take(limit, 100.0, cost=6) == pytest.approx(0.1)  # more than the burst, ever
