@@ -93,7 +93,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     return messages
 
 
-FRONT_DOOR_BOUNDS = ("MAX_IN_FLIGHT", "MAX_LOOP_LAG", "MAX_QUEUE_DELAY")
+FRONT_DOOR_BOUNDS = ("MIN_IN_FLIGHT", "MAX_IN_FLIGHT", "MAX_LOOP_LAG", "MAX_QUEUE_DELAY")
 
 
 @register(Tags.compatibility)

@@ -94,12 +94,15 @@ DEFAULTS: dict[str, Any] = {
     "LIMITS_REDIS_TIMEOUT": 0.25,
     # The front door (realtime.transport.frontdoor): admission before Django for
     # the routes a crowd hits. New work is refused at once (429, Retry-After)
-    # while the process is behind: more than MAX_IN_FLIGHT gated requests under
-    # way, the event loop late by more than MAX_LOOP_LAG seconds, or even the
-    # fastest recent request waiting more than MAX_QUEUE_DELAY seconds (a
-    # standing queue). Client addresses come from TRUSTED_PROXY_HEADER
-    # ("X-Forwarded-For") only when the peer is in TRUSTED_PROXIES (CIDRs).
+    # while as many gated requests are under way as the process's adaptive
+    # limit allows (MIN_IN_FLIGHT to MAX_IN_FLIGHT): it shrinks while the event
+    # loop runs later than MAX_LOOP_LAG seconds or even the fastest recent
+    # request waited more than MAX_QUEUE_DELAY seconds (a standing queue), and
+    # grows back otherwise (realtime.transport.overload). Client addresses come
+    # from TRUSTED_PROXY_HEADER ("X-Forwarded-For") only when the peer is in
+    # TRUSTED_PROXIES (CIDRs).
     "FRONT_DOOR": {
+        "MIN_IN_FLIGHT": 4,
         "MAX_IN_FLIGHT": 256,
         "MAX_LOOP_LAG": 0.2,
         "MAX_QUEUE_DELAY": 0.5,

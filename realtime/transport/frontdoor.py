@@ -4,9 +4,10 @@
 its :class:`Gate`\\ s covers (a quiz join, ``POST /event``, a WebSocket connect
 to ``/event/realtime``) it decides before anything else runs, in this order:
 
-1. **overload**: while the process is behind (:mod:`realtime.transport.overload`),
-   refuse at once, whatever the rates say: a refusal that arrives after seconds
-   protects nothing;
+1. **overload**: while the process has as much work under way as its adaptive
+   limit allows (:mod:`realtime.transport.overload`; for a WebSocket connect:
+   while the event loop runs late), refuse at once, whatever the rates say: a
+   refusal that arrives after seconds protects nothing;
 2. **rates**: the gate's per-client and global limits, GCRA with a burst,
    counted in Redis when ``LIMITS_REDIS_URL`` is set (one round trip for both),
    in this process otherwise (:data:`realtime.auth.limits.rate_limiter`).
@@ -152,7 +153,8 @@ class FrontDoor:
 
     async def _refusal_delay(self, gate: Gate, scope: Scope) -> int | None:
         """``None`` to admit; else the whole seconds the client should wait (at least 1)."""
-        if overload.pressure() is not None:
+        # A connection's work is its handshake: it is held back only by a late loop.
+        if not (overload.admits() if gate.protocol == "http" else overload.on_time()):
             metrics.refused(gate.operation, "overload")
             return 1
         wait = await rate_limiter.take(gate.checks(client_address(scope)))

@@ -113,12 +113,17 @@ async def http(
 
 @pytest.fixture
 def overloaded() -> Iterator[None]:
-    with mock.patch.object(overload, "pressure", return_value="loop_lag"):
+    with mock.patch.object(overload, "admits", return_value=False):
         yield
 
 
-def refused(operation: str, reason: str) -> int:
-    return metrics.totals["refused", f"{operation}:{reason}"]
+def refused(operation: str, reason: str) -> float:
+    """What ``/metrics`` shows of ``realtime_limit_refused_total`` (and the dashboard's tally agrees)."""
+    assert metrics.registry is not None
+    labels = {"operation": operation, "reason": reason}
+    value = metrics.registry.get_sample_value("realtime_limit_refused_total", labels) or 0.0
+    assert value == metrics.totals["refused", f"{operation}:{reason}"]
+    return value
 
 
 async def test_a_join_over_the_rate_is_429_without_django_or_the_database(game) -> None:

@@ -16,7 +16,7 @@ from django.test import override_settings
 from realtime.auth.limits import RateLimiter
 from realtime.core.rates import parse_limit
 from realtime.transport.clients import client_address
-from realtime.transport.overload import Overload, Pressure
+from realtime.transport.overload import Overload
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/13"
@@ -50,38 +50,61 @@ def test_the_client_address_believes_only_trusted_proxies(front_door, peer, forw
         assert client_address(scope(peer, forwarded)) == expected
 
 
-@pytest.mark.parametrize(
-    ("in_flight", "lag", "queue_delay", "expected"),
-    [
-        (0, 0.0, 0.0, None),
-        (4, 0.0, 0.0, Pressure.IN_FLIGHT),
-        (1, 0.3, 0.0, Pressure.LOOP_LAG),
-        (1, 0.0, 0.6, Pressure.QUEUE_DELAY),
-        # No work under way: a delay measured earlier is no queue now.
-        (0, 0.0, 0.6, None),
-        (3, 0.1, 0.4, None),
-    ],
-)
-def test_the_process_is_behind_past_any_bound(in_flight, lag, queue_delay, expected) -> None:
-    load = Overload()
-    load.in_flight, load.lag, load.queue_delay = in_flight, lag, queue_delay
-    bounds = {"MAX_IN_FLIGHT": 4, "MAX_LOOP_LAG": 0.2, "MAX_QUEUE_DELAY": 0.5}
-    with override_settings(REALTIME={"FRONT_DOOR": bounds}):
-        assert load.pressure() == expected
+BOUNDS = {"MIN_IN_FLIGHT": 4, "MAX_IN_FLIGHT": 100, "MAX_LOOP_LAG": 0.2, "MAX_QUEUE_DELAY": 0.5}
 
 
-def test_the_queue_delay_is_the_fastest_request_of_the_last_window(monkeypatch) -> None:
-    load = Overload()
-    clock = [100.0]
-    monkeypatch.setattr("realtime.transport.overload.time.monotonic", lambda: clock[0])
-    starts = [load.started() for _ in range(3)]
-    for seconds in (0.9, 0.7, 0.8):  # a window of requests that all waited long
-        clock[0] = starts[0] + seconds
-        load.finished(starts[0])
-    clock[0] += 0.2  # the next window begins: the last one's fastest counts
-    load.finished(load.started() - 0.05)
-    assert load.queue_delay == pytest.approx(0.7)
-    assert load.in_flight == 0
+class Clock:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 100.0
+        monkeypatch.setattr("realtime.transport.overload.time.monotonic", lambda: self.now)
+
+
+def window(load: Overload, clock: Clock, *, requests: int, seconds: float) -> None:
+    """``requests`` run together for ``seconds`` each; then the next window begins."""
+    starts = [load.started() for _ in range(requests)]
+    clock.now += seconds
+    for started in starts:
+        load.finished(started)
+    clock.now += 0.1
+
+
+def test_the_limit_shrinks_while_requests_queue_and_never_below_the_floor(monkeypatch) -> None:
+    load, clock = Overload(), Clock(monkeypatch)
+    with override_settings(REALTIME={"FRONT_DOOR": BOUNDS}):
+        window(load, clock, requests=50, seconds=0.01)  # the first window only starts the count
+        limits = []
+        for _ in range(20):
+            window(load, clock, requests=10, seconds=0.8)
+            limits.append(load.current_limit())
+        assert limits[:4] == [100, 80, 64, 51]  # each window is judged as the next one begins
+        assert limits[-1] == 4
+        assert load.admits()  # 0 under way: the floor lets work in
+        running = [load.started() for _ in range(4)]
+        assert not load.admits()
+        for started in running:
+            load.finished(started)
+
+
+def test_the_limit_grows_back_while_requests_are_fast_and_busy(monkeypatch) -> None:
+    load, clock = Overload(), Clock(monkeypatch)
+    with override_settings(REALTIME={"FRONT_DOOR": BOUNDS}):
+        load.limit = 10.0
+        for _ in range(4):
+            window(load, clock, requests=load.current_limit(), seconds=0.01)
+        grown = load.current_limit()
+        for _ in range(5):
+            window(load, clock, requests=1, seconds=0.01)  # hardly used: no reason to grow
+        # Each window is judged as the next one begins: the last busy one still counts once.
+        assert (grown, load.current_limit()) == (13, 14)
+
+
+def test_a_late_loop_shrinks_the_limit_and_holds_back_connects(monkeypatch) -> None:
+    load, clock = Overload(), Clock(monkeypatch)
+    with override_settings(REALTIME={"FRONT_DOOR": BOUNDS}):
+        window(load, clock, requests=1, seconds=0.01)
+        load.lag = 0.3
+        window(load, clock, requests=60, seconds=0.01)
+        assert (load.current_limit(), load.on_time()) == (80, False)
 
 
 @pytest.fixture
