@@ -95,10 +95,11 @@ DEFAULTS: dict[str, Any] = {
     # The front door (realtime.transport.frontdoor): admission before Django for
     # the routes a crowd hits. New work is refused at once (429, Retry-After)
     # while as many gated requests are under way as the process's adaptive
-    # limit allows (MIN_IN_FLIGHT to MAX_IN_FLIGHT): it shrinks while the event
-    # loop runs later than MAX_LOOP_LAG seconds or even the fastest recent
-    # request waited more than MAX_QUEUE_DELAY seconds (a standing queue), and
-    # grows back otherwise (realtime.transport.overload). Client addresses come
+    # limit allows (MIN_IN_FLIGHT to MAX_IN_FLIGHT): it shrinks while even the
+    # fastest recent request waited more than MAX_QUEUE_DELAY seconds (a
+    # standing queue), and grows back otherwise; WebSocket connects wait while
+    # the event loop runs later than MAX_LOOP_LAG seconds
+    # (realtime.transport.overload). Client addresses come
     # from TRUSTED_PROXY_HEADER ("X-Forwarded-For") only when the peer is in
     # TRUSTED_PROXIES (CIDRs).
     "FRONT_DOOR": {

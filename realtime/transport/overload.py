@@ -7,14 +7,16 @@ once per 100 ms window of finished requests:
 
 - **down** by a fifth when even the fastest request of the window waited more
   than ``MAX_QUEUE_DELAY`` (CoDel's signal: a standing queue, not a burst
-  passing through), or the event loop ran later than ``MAX_LOOP_LAG`` (a 50 ms
-  timer's lateness: a loop with more callbacks than it can run is late for
-  every request);
+  passing through);
 - **up** by a tenth (at least one) when requests used most of the limit and
   waited less than that.
 
 It never goes below ``MIN_IN_FLIGHT`` (work keeps flowing, so the signals keep
-coming) nor above ``MAX_IN_FLIGHT``. Refusing new work while the limit is
+coming) nor above ``MAX_IN_FLIGHT``. The event loop's lateness (a 50 ms timer's,
+beyond ``MAX_LOOP_LAG``) holds back WebSocket connects, whose handshakes are
+loop work; it does not shrink the limit: when refusals themselves keep the loop
+busy, fewer admitted requests would not make it less late, only the goodput
+smaller. Refusing new work while the limit is
 reached keeps the admitted work moving at the speed of an unloaded server,
 instead of every request waiting in a queue that only grows (congestion
 collapse): the goodput holds under any offered load the server can still read.
@@ -108,9 +110,7 @@ class Overload:
         low, high = self._bounds()
         limit = float(self.current_limit())
         self.queue_delay = self._window_min
-        if self.queue_delay > float(settings["MAX_QUEUE_DELAY"]) or self.lag > float(
-            settings["MAX_LOOP_LAG"]
-        ):
+        if self.queue_delay > float(settings["MAX_QUEUE_DELAY"]):
             limit *= DECREASE
         elif self._window_peak >= limit / 2:
             limit += max(1.0, limit * INCREASE)
