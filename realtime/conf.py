@@ -91,7 +91,7 @@ DEFAULTS: dict[str, Any] = {
     # round trip per decision); None counts in each process. Seconds Redis may
     # take before a decision falls back to this process's counts.
     "LIMITS_REDIS_URL": None,
-    "LIMITS_REDIS_TIMEOUT": 0.25,
+    "LIMITS_REDIS_TIMEOUT": 1.0,
     # The front door (realtime.transport.frontdoor): admission before Django for
     # the routes a crowd hits. New work is refused at once (429, Retry-After)
     # while as many gated requests are under way as the process's adaptive

@@ -7,7 +7,8 @@ hot path. With N processes the site-wide allowance is N times the setting.
 :data:`rate_limiter` counts events against :class:`~realtime.core.rates.Limit`\\ s
 with GCRA (:func:`realtime.core.rates.gcra`). With ``REALTIME["LIMITS_REDIS_URL"]``
 every process shares the counts: one ``EVALSHA`` per decision runs the same
-arithmetic in Redis, for every key of the decision at once, on Redis's clock.
+arithmetic in Redis, for every key of the decision at once, on Redis's clock,
+over a small pool of connections every decision shares.
 Without it (the embedded default) the counts are this process's. A Redis that
 does not answer within ``LIMITS_REDIS_TIMEOUT`` does not stop admission: the
 decision falls back to this process's counts, and the fallback is counted.
@@ -66,6 +67,7 @@ return '0'
 """
 
 KEY_PREFIX = "rt:rate:"
+POOL_SIZE = 16
 
 
 class RateLimiter:
@@ -109,9 +111,13 @@ class RateLimiter:
         # A client belongs to the event loop it was made on (tests run one loop per test).
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop or self._client_url != url:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
 
-            self._client = Redis.from_url(url)
+            # A few connections shared by every decision: a crowd arriving at
+            # once must not open a connection each (their handshakes would
+            # outlast the timeout, and every decision would fall back).
+            pool = BlockingConnectionPool.from_url(url, max_connections=POOL_SIZE)
+            self._client = Redis(connection_pool=pool)
             self._client_loop, self._client_url = loop, url
             self._script = self._client.register_script(GCRA_SCRIPT)
         return self._script
@@ -121,7 +127,7 @@ class RateLimiter:
         client, self._client = self._client, None
         self._script = None
         if client is not None:
-            await client.aclose()
+            await client.aclose(close_connection_pool=True)
 
     def clear(self) -> None:
         self.local.clear()
