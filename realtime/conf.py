@@ -112,6 +112,10 @@ DEFAULTS: dict[str, Any] = {
     },
     # Frames queued for one connection before it is closed as too slow (DESIGN §5).
     "OUTBOUND_BUFFER_SIZE": 1000,
+    # Under daphne and uvicorn, write each event's pre-built frame straight to the
+    # connection's transport (realtime.delivery.direct); False: every frame
+    # through the server's ASGI send, as under any other server.
+    "DIRECT_WRITES": True,
     # Seconds a namespace or API key lookup is cached in each process.
     "NAMESPACE_CACHE_TTL": 5.0,
     "API_KEY_CACHE_TTL": 5.0,
@@ -134,6 +138,11 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_POLL": 1.0,
     # Rows the relay takes per round.
     "RELAY_BATCH": 500,
+    # With a channel layer that stays in its process (the in-memory default),
+    # only the writer's subscribers can receive a row's events: a relay leaves
+    # the rows of another relaying process alone for this many seconds (then
+    # their writer is taken for gone: a crash, a restart).
+    "RELAY_ADOPT_AFTER": 10.0,
 }
 
 
@@ -258,6 +267,10 @@ class RealtimeSettings:
         return int(self._get("OUTBOUND_BUFFER_SIZE"))
 
     @property
+    def direct_writes(self) -> bool:
+        return bool(self._get("DIRECT_WRITES"))
+
+    @property
     def namespace_cache_ttl(self) -> float:
         return float(self._get("NAMESPACE_CACHE_TTL"))
 
@@ -293,6 +306,10 @@ class RealtimeSettings:
     @property
     def relay_batch(self) -> int:
         return int(self._get("RELAY_BATCH"))
+
+    @property
+    def relay_adopt_after(self) -> float:
+        return float(self._get("RELAY_ADOPT_AFTER"))
 
 
 realtime_settings = RealtimeSettings()

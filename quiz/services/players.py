@@ -1,4 +1,4 @@
-"""Writes of players: joining a game, alone or many in one transaction.
+"""Writes of players: joining a game, alone or many in one transaction; rejoining on another device.
 
 A join changes the game's player count: its leaderboard and host progress
 feeds are marked stale in the same transaction (quiz.coalescer).
@@ -20,8 +20,9 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.db import transaction
-from django.utils.crypto import salted_hmac
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from ..batching import GroupCommit
 from ..exceptions import (
@@ -30,8 +31,10 @@ from ..exceptions import (
     IdempotencyKeyReused,
     InvalidNickname,
     NicknameTaken,
+    RejoinRefused,
+    TooManyRejoins,
 )
-from ..models import Game, GameState, Player, nickname_clean, token_hash
+from ..models import Game, GameState, Player, nickname_clean, rejoin_code_for, token_hash
 from .feeds import feeds_mark_stale
 from .rows import insert_each_once
 
@@ -63,9 +66,12 @@ def _replay(player: Player, game: Game, request: JoinRequest, nickname: str) -> 
     """The first answer to a keyed join, again; or the error for a key sent with another body."""
     assert request.key is not None
     token = join_key_token(game, request.key)
-    if player.nickname != nickname or player.token_hash != token_hash(token):
-        # Another nickname; or SECRET_KEY changed since, so the first token cannot be given again.
+    if player.nickname != nickname:
         return IdempotencyKeyReused()
+    if player.token_hash != token_hash(token):
+        # The player rejoined on another device (player_rejoin retired this token),
+        # or SECRET_KEY changed since: the first answer cannot be given again.
+        return NicknameTaken()
     return player, token
 
 
@@ -184,3 +190,47 @@ _joins: GroupCommit[JoinRequest, Joined] = GroupCommit(lambda requests: players_
 async def aplayer_join(*, code: str, nickname: str, key: str | None = None) -> Joined:
     """:func:`player_join` from async code: joins arriving together share one transaction."""
     return await _joins.submit(JoinRequest(code=code, nickname=nickname, key=key))
+
+
+# Wrong rejoin codes a nickname takes in REJOIN_WINDOW seconds before rejoins under it wait.
+REJOIN_MAX_FAILURES = 10
+REJOIN_WINDOW = 600
+
+
+def player_rejoin(*, code: str, nickname: str, rejoin_code: str) -> tuple[Player, str]:
+    """The player of game ``code`` named ``nickname`` comes back, on another device, with the
+    rejoin code their page showed (:func:`quiz.models.rejoin_code_for`).
+
+    Their score and answers stay theirs; they get a new token, so the old code and
+    the old token stop working (the old device's page is told it lost its place).
+    Nobody takes over a nickname without its code: a wrong code is refused the same
+    way as an unknown nickname, and after ``REJOIN_MAX_FAILURES`` wrong codes in
+    ``REJOIN_WINDOW`` seconds the nickname's rejoins wait for the window to end.
+
+    Returns:
+        The player (committed) and the new token.
+
+    Raises:
+        GameNotFound, InvalidNickname, RejoinRefused, TooManyRejoins.
+    """
+    nickname = nickname_clean(nickname)
+    typed = rejoin_code.strip().upper() if isinstance(rejoin_code, str) else ""
+    game = Game.objects.filter(code=code).only("pk").first()
+    if game is None:
+        raise GameNotFound()
+    failures_key = f"quiz:rejoin-failures:{game.pk}:{hashlib.sha256(nickname.encode()).hexdigest()}"
+    if (cache.get(failures_key) or 0) >= REJOIN_MAX_FAILURES:
+        raise TooManyRejoins(retry_after=REJOIN_WINDOW)
+    with transaction.atomic():
+        player = Player.objects.select_for_update().filter(game=game, nickname=nickname).first()
+        if player is None or not constant_time_compare(typed, rejoin_code_for(player.token_hash)):
+            cache.add(failures_key, 0, REJOIN_WINDOW)
+            try:
+                cache.incr(failures_key)
+            except ValueError:  # expired between the two calls
+                cache.set(failures_key, 1, REJOIN_WINDOW)
+            raise RejoinRefused()
+        token = secrets.token_urlsafe(24)
+        player.token_hash = token_hash(token)
+        player.save(update_fields=["token_hash"])
+    return player, token

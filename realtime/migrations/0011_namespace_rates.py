@@ -7,7 +7,7 @@ import realtime.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("realtime", "0007_pending_publication"),
+        ("realtime", "0008_pendingpublication_origin"),
     ]
 
     operations = [

@@ -77,12 +77,9 @@ def _namespace_load(name: str) -> NamespaceConfig | None:
 
 async def namespace_get(*, name: str) -> NamespaceConfig | None:
     """The namespace called ``name``, or ``None``; unknown names are cached too."""
-    hit, config = namespace_cache.get(name)
-    if hit:
-        return config
-    config = await database_sync_to_async(_namespace_load)(name)
-    namespace_cache.set(name, config, realtime_settings.namespace_cache_ttl)
-    return config
+    return await namespace_cache.get_or_load(
+        name, lambda: database_sync_to_async(_namespace_load)(name), realtime_settings.namespace_cache_ttl
+    )
 
 
 def namespace_names() -> list[str]:
@@ -106,11 +103,9 @@ def _api_key_load(key_hash: str) -> ApiKeyInfo | None:
 async def api_key_get(*, raw_key: str) -> ApiKeyInfo | None:
     """The key matching ``raw_key`` (usable or not), or ``None``."""
     key_hash = hash_api_key(raw_key)
-    hit, info = api_key_cache.get(key_hash)
-    if not hit:
-        info = await database_sync_to_async(_api_key_load)(key_hash)
-        api_key_cache.set(key_hash, info, realtime_settings.api_key_cache_ttl)
-    return info
+    return await api_key_cache.get_or_load(
+        key_hash, lambda: database_sync_to_async(_api_key_load)(key_hash), realtime_settings.api_key_cache_ttl
+    )
 
 
 # -- IAM credentials (the IAM auth mode) ----------------------------------------------

@@ -16,7 +16,7 @@ from django.core.cache import cache
 from django.test import Client, override_settings
 
 from config.asgi import application
-from quiz import coalescer, services, worker
+from quiz import autopilot, coalescer, services, worker
 from quiz.batching import db_call
 from quiz.models import Game
 from realtime.lifecycle import lifecycle
@@ -48,6 +48,7 @@ async def _quiz_settings():
     with override_settings(QUIZ=quiz):
         yield
         await worker.astop()
+        await autopilot.astop()
     cache.clear()
     reset_all()
 

@@ -154,3 +154,15 @@ async def test_a_join_whose_commit_answer_is_lost_is_503_and_its_retry_gets_the_
     player = await Player.objects.aget(game=game)
     assert (retry.json()["player_id"], retry.json()["nickname"]) == (player.pk, "ada")
     assert player.token_hash == services.token_hash(retry.json()["token"])
+
+
+async def test_a_replay_after_the_player_rejoined_elsewhere_is_409_not_the_retired_token(game: Game) -> None:
+    key = new_key()
+    first = (await join(game.code, "ada", key)).json()
+    await sync_to_async(services.player_rejoin)(
+        code=game.code, nickname="ada", rejoin_code=first["rejoin_code"]
+    )
+
+    replay = await join(game.code, "ada", key)
+
+    assert (replay.status_code, replay.json()["error"]["code"]) == (409, "nickname_taken")

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("quiz", "0003_feeds"),
+        ("quiz", "0004_game_autopilot"),
     ]
 
     operations = [
