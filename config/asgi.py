@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django, WebSockets through ``realtime``'s routes."""
+"""ASGI entry point: the front door, then HTTP through Django and WebSockets through ``realtime``'s routes."""
 
 import gc
 import os
@@ -12,13 +12,21 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from quiz.admission import JOIN_GATE  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+from realtime.transport.frontdoor import FrontDoor  # noqa: E402
+from realtime.transport.gates import connect_gate, event_gate  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": URLRouter(websocket_urlpatterns),
-    }
+# Joins, POST /event and WebSocket connects are admitted (or refused with 429)
+# before Django builds a request for them (realtime.transport.frontdoor).
+application = FrontDoor(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": URLRouter(websocket_urlpatterns),
+        }
+    ),
+    gates=[JOIN_GATE, event_gate(), connect_gate()],
 )
 
 # Everything loaded so far lives as long as the process: keep it out of the

@@ -37,6 +37,14 @@ class NicknameTaken(QuizError):
     default_message = "Another player in this game has this nickname."
 
 
+class IdempotencyKeyReused(QuizError):
+    """The Idempotency-Key of an earlier join, sent with another body (IETF httpapi draft: 422)."""
+
+    status = 422
+    code = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was used for a join with another nickname; use a new key."
+
+
 class RejoinRefused(QuizError):
     """No player of the game has this nickname, or the rejoin code is not theirs (not told apart)."""
 

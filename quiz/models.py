@@ -149,11 +149,21 @@ class Player(models.Model):
     game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="players")
     nickname = models.CharField(max_length=NICKNAME_MAX_LENGTH)
     token_hash = models.CharField(max_length=64, unique=True)
+    # The SHA-256 of the join's Idempotency-Key ("" without one): a retry with
+    # the same key gets this player back (quiz.services.players).
+    join_key = models.CharField(max_length=64, blank=True, default="", editable=False)
     score = models.IntegerField(default=0)
     joined_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["game", "nickname"], name="quiz_unique_nickname")]
+        constraints = [
+            models.UniqueConstraint(fields=["game", "nickname"], name="quiz_unique_nickname"),
+            models.UniqueConstraint(
+                fields=["game", "join_key"],
+                condition=~models.Q(join_key=""),
+                name="quiz_unique_join_key",
+            ),
+        ]
         indexes = [models.Index(fields=["game", "-score"], name="quiz_player_rank")]
 
     def __str__(self) -> str:

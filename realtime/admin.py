@@ -69,6 +69,9 @@ class NamespaceForm(_NamespaceForm):
             "subscribe_handler",
             "presence",
             "presence_max_members",
+            "publish_rate_per_connection",
+            "subscribe_rate_per_connection",
+            "inbound_event_rate",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

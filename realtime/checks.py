@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from realtime.conf import DEFAULTS, realtime_settings
-from realtime.core.rates import parse_rate
+from realtime.core.rates import parse_limit
 
 
 @register(Tags.compatibility)
@@ -82,22 +83,76 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     for name in ("OCCUPANCY_INTERVAL", "OCCUPANCY_PROCESS_TTL", "MAX_CONNECTION_AGE"):
         value = getattr(realtime_settings, name.lower())
         if value is not None and value <= 0:
-            messages.append(Error(f"REALTIME['{name}'] must be more than 0 seconds.", id="realtime.E010"))
+            messages.append(Error(f"REALTIME['{name}'] must be more than 0 seconds.", id="realtime.E020"))
     if realtime_settings.occupancy_process_ttl < 2 * realtime_settings.occupancy_interval:
         messages.append(
             Error(
                 "REALTIME['OCCUPANCY_PROCESS_TTL'] must be at least twice REALTIME['OCCUPANCY_INTERVAL'].",
                 hint="A live process refreshes its counts every interval; shorter, they would expire.",
-                id="realtime.E011",
+                id="realtime.E021",
             )
         )
-    rates = {name: getattr(realtime_settings, name.lower()) for name in ("CONNECT_RATE", "AUTH_FAILURE_RATE")}
+    rate_names = (
+        "CONNECT_RATE",
+        "CONNECT_RATE_PER_CLIENT",
+        "AUTH_FAILURE_RATE",
+        "PUBLISH_RATE_PER_CONNECTION",
+        "SUBSCRIBE_RATE_PER_CONNECTION",
+        "INBOUND_EVENT_RATE",
+    )
+    rates = {name: getattr(realtime_settings, name.lower()) for name in rate_names}
     messages += rate_errors("REALTIME", rates, check_id="realtime.E007")
     return messages
 
 
+FRONT_DOOR_BOUNDS = ("MIN_IN_FLIGHT", "MAX_IN_FLIGHT", "MAX_LOOP_LAG", "MAX_QUEUE_DELAY")
+
+
+@register(Tags.compatibility)
+def check_front_door(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``REALTIME["FRONT_DOOR"]``: positive bounds, proxies as CIDRs, a header only with proxies."""
+    messages: list[CheckMessage] = []
+    front_door = realtime_settings.front_door
+    unknown = set(front_door) - set(DEFAULTS["FRONT_DOOR"])
+    if unknown:
+        messages.append(
+            Error(
+                f"Unknown REALTIME['FRONT_DOOR'] key(s): {', '.join(sorted(unknown))}.",
+                hint=f"Known: {', '.join(sorted(DEFAULTS['FRONT_DOOR']))}.",
+                id="realtime.E010",
+            )
+        )
+    bounds = {f"['FRONT_DOOR']['{name}']": front_door[name] for name in FRONT_DOOR_BOUNDS}
+    bounds["['LIMITS_REDIS_TIMEOUT']"] = realtime_settings._get("LIMITS_REDIS_TIMEOUT")
+    for where, value in bounds.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            message = f"REALTIME{where} must be a number above 0, not {value!r}."
+            messages.append(Error(message, id="realtime.E010"))
+    for cidr in front_door["TRUSTED_PROXIES"]:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            messages.append(
+                Error(
+                    f"REALTIME['FRONT_DOOR']['TRUSTED_PROXIES'] holds {cidr!r}: not an address or network.",
+                    hint='For example "10.0.0.0/8" or "127.0.0.1".',
+                    id="realtime.E010",
+                )
+            )
+    if front_door["TRUSTED_PROXY_HEADER"] and not front_door["TRUSTED_PROXIES"]:
+        messages.append(
+            Warning(
+                "REALTIME['FRONT_DOOR']['TRUSTED_PROXY_HEADER'] is set but no proxy is trusted: "
+                "client addresses come from the peer, the header is ignored.",
+                hint="List your reverse proxies' addresses in REALTIME['FRONT_DOOR']['TRUSTED_PROXIES'].",
+                id="realtime.W004",
+            )
+        )
+    return messages
+
+
 def rate_errors(setting: str, rates: Mapping[str, str | None], *, check_id: str) -> list[CheckMessage]:
-    """One error per rate that :func:`realtime.core.rates.parse_rate` refuses; ``None`` is no rate.
+    """One error per rate that :func:`realtime.core.rates.parse_limit` refuses; ``None`` is no rate.
 
     Every app's rate settings are checked with this, so they share one grammar.
     """
@@ -106,12 +161,12 @@ def rate_errors(setting: str, rates: Mapping[str, str | None], *, check_id: str)
         if rate is None:
             continue
         try:
-            parse_rate(rate)
+            parse_limit(rate)
         except ValueError as error:
             errors.append(
                 Error(
                     f"{setting}['{name}']: {error}.",
-                    hint='For example "2000/s", "100/m" or "5/10s".',
+                    hint='For example "2000/s", "100/m", "5/10s" or "2000/s burst 400".',
                     id=check_id,
                 )
             )

@@ -60,14 +60,56 @@ DEFAULTS: dict[str, Any] = {
     "MAX_EVENT_SIZE": 240 * 1024,
     # Largest WebSocket text frame read; five maximal events, JSON-escaped, fit.
     "MAX_MESSAGE_SIZE": 2_621_440,
-    # Per process: WebSocket connections accepted (beyond: connection_error
-    # LimitExceededError, which clients retry with backoff), and failed
-    # authorizations per client address before it is refused outright for the
-    # rest of the window (credential guessing). None turns either off. A rate is
-    # a count per s, m or h, with an optional multiple and decimals: "2000/s",
-    # "100/m", "5/10s", "0.5/s" (realtime.core.rates.parse_rate, realtime.E007).
+    # WebSocket connections accepted by the whole site (beyond: connection_error
+    # LimitExceededError, which clients retry with backoff; shared by every
+    # process through LIMITS_REDIS_URL, else per process; AppSync: 2,000/s), and
+    # failed authorizations per client address, per process, before it is
+    # refused outright for the rest of the window (credential guessing). None
+    # turns either off. A rate is a count per s, m or h, with an optional
+    # multiple and decimals, and an optional burst (default: one period's
+    # count): "2000/s", "100/m", "5/10s", "0.5/s", "2000/s burst 400"
+    # (realtime.core.rates.parse_limit, realtime.E007).
     "CONNECT_RATE": "2000/s",
     "AUTH_FAILURE_RATE": "100/m",
+    # New WebSocket connections per client address (None: no limit of its own).
+    "CONNECT_RATE_PER_CLIENT": None,
+    # Rates of operations, each namespace's unless it sets its own in the admin
+    # (beyond: LimitExceededException; PROTOCOL §7 lists AppSync's figures):
+    # publishes of one WebSocket connection (AppSync: 25/s, unverified; the
+    # burst lets a client pipeline 100 publishes at once, as the fan-out
+    # benchmark's publisher does);
+    # subscribes of one connection (AppSync documents none: a client may take
+    # its 200 subscriptions at once, then 10/s); events published to one
+    # namespace by clients over HTTP and WebSocket, every process together
+    # (AppSync: 10,000/s inbound per API, adjustable). A burst below
+    # MAX_EVENTS_PER_PUBLISH refuses every publish of more events than it.
+    "PUBLISH_RATE_PER_CONNECTION": "25/s burst 100",
+    "SUBSCRIBE_RATE_PER_CONNECTION": "10/s burst 200",
+    "INBOUND_EVENT_RATE": "10000/s",
+    # Where the shared rate limits count (realtime.auth.limits.rate_limiter):
+    # a Redis URL makes every process count against the same budgets (one
+    # round trip per decision); None counts in each process. Seconds Redis may
+    # take before a decision falls back to this process's counts.
+    "LIMITS_REDIS_URL": None,
+    "LIMITS_REDIS_TIMEOUT": 1.0,
+    # The front door (realtime.transport.frontdoor): admission before Django for
+    # the routes a crowd hits. New work is refused at once (429, Retry-After)
+    # while as many gated requests are under way as the process's adaptive
+    # limit allows (MIN_IN_FLIGHT to MAX_IN_FLIGHT): it shrinks while even the
+    # fastest recent request waited more than MAX_QUEUE_DELAY seconds (a
+    # standing queue), and grows back otherwise; WebSocket connects wait while
+    # the event loop runs later than MAX_LOOP_LAG seconds
+    # (realtime.transport.overload). Client addresses come
+    # from TRUSTED_PROXY_HEADER ("X-Forwarded-For") only when the peer is in
+    # TRUSTED_PROXIES (CIDRs).
+    "FRONT_DOOR": {
+        "MIN_IN_FLIGHT": 4,
+        "MAX_IN_FLIGHT": 256,
+        "MAX_LOOP_LAG": 0.2,
+        "MAX_QUEUE_DELAY": 0.5,
+        "TRUSTED_PROXY_HEADER": None,
+        "TRUSTED_PROXIES": [],
+    },
     # Frames queued for one connection before it is closed as too slow (DESIGN §5).
     "OUTBOUND_BUFFER_SIZE": 1000,
     # Under daphne and uvicorn, write each event's pre-built frame straight to the
@@ -171,9 +213,42 @@ class RealtimeSettings:
         return str(value) if value else None
 
     @property
+    def connect_rate_per_client(self) -> str | None:
+        value = self._get("CONNECT_RATE_PER_CLIENT")
+        return str(value) if value else None
+
+    @property
+    def publish_rate_per_connection(self) -> str | None:
+        value = self._get("PUBLISH_RATE_PER_CONNECTION")
+        return str(value) if value else None
+
+    @property
+    def subscribe_rate_per_connection(self) -> str | None:
+        value = self._get("SUBSCRIBE_RATE_PER_CONNECTION")
+        return str(value) if value else None
+
+    @property
+    def inbound_event_rate(self) -> str | None:
+        value = self._get("INBOUND_EVENT_RATE")
+        return str(value) if value else None
+
+    @property
     def auth_failure_rate(self) -> str | None:
         value = self._get("AUTH_FAILURE_RATE")
         return str(value) if value else None
+
+    @property
+    def front_door(self) -> dict[str, Any]:
+        return self._section("FRONT_DOOR")
+
+    @property
+    def limits_redis_url(self) -> str | None:
+        value = self._get("LIMITS_REDIS_URL")
+        return str(value) if value else None
+
+    @property
+    def limits_redis_timeout(self) -> float:
+        return float(self._get("LIMITS_REDIS_TIMEOUT"))
 
     @property
     def keepalive_interval(self) -> float:

@@ -26,6 +26,7 @@ translate an exception to the wire in exactly one place each: the consumer
     ├── DuplicateOperation          a subscription id reused for another channel
     ├── UnknownOperation            UnknownOperationError (unsubscribe of an unknown id)
     ├── LimitExceeded               LimitExceededError, 429
+    │   └── RateExceeded            LimitExceededException, 429 (an operation's rate)
     └── ServiceUnavailable          ServiceUnavailable, 503 (channel layer down)
 
 Event-level failures inside a publish (an event that is not JSON, one too large
@@ -34,6 +35,7 @@ after transformation) are not exceptions: they are reported in ``failed``.
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import ClassVar, NotRequired, TypedDict
 
@@ -227,6 +229,18 @@ class LimitExceeded(RealtimeError):
     default_message = "Rate limit exceeded"
     http_status = 429
     error_code = 429
+
+
+class RateExceeded(LimitExceeded):
+    """An operation's rate was spent: a publish, events of a namespace, subscribes, ``POST /event``."""
+
+    error_type = "LimitExceededException"
+    default_message = "Rate exceeded; retry after a delay."
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 1) -> None:
+        super().__init__(message)
+        # Whole seconds until the rate allows the operation again (HTTP Retry-After).
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 class ServiceUnavailable(RealtimeError):

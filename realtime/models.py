@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from realtime.core.paths import NAMESPACE_NAME
+from realtime.core.rates import parse_limit
 
 
 class AuthMode(models.TextChoices):
@@ -35,6 +36,24 @@ def validate_auth_modes(value: object) -> None:
     unknown = [mode for mode in value if mode not in AuthMode.values]
     if unknown:
         raise ValidationError(f"Unknown auth mode(s): {', '.join(unknown)}.")
+
+
+def validate_limit(value: str) -> None:
+    """A rate as every rate setting reads (``"25/s"``, ``"10000/s burst 2000"``); empty is allowed."""
+    if value:
+        try:
+            parse_limit(value)
+        except ValueError as error:
+            raise ValidationError(str(error)) from error
+
+
+def _rate_field(what: str) -> models.CharField[str, str]:
+    return models.CharField(
+        max_length=40,
+        blank=True,
+        validators=[validate_limit],
+        help_text=f'{what}, e.g. "25/s" or "25/s burst 50"; empty means the API default.',
+    )
 
 
 class Namespace(models.Model):
@@ -82,6 +101,11 @@ class Namespace(models.Model):
     presence_max_members = models.PositiveIntegerField(
         default=100, help_text="Members listed per channel at most; beyond, presence gives counts only."
     )
+    # Rates of operations (REALTIME's *_RATE defaults, PROTOCOL §7): beyond
+    # them an operation is refused with LimitExceededException.
+    publish_rate_per_connection = _rate_field("Publishes of one WebSocket connection")
+    subscribe_rate_per_connection = _rate_field("Subscribes of one WebSocket connection")
+    inbound_event_rate = _rate_field("Events published to the namespace by clients, by all processes")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

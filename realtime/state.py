@@ -15,8 +15,10 @@ Registered, and so reset:
   :mod:`realtime.receivers`);
 - ``realtime.auth.authorizer_cache``: the authorizer instances, with the
   caches they own (the OIDC JWKS, the CUSTOM answers);
-- ``realtime.auth.limits``: ``connect_limiter``, ``auth_failure_limiter``;
-- ``quiz.admission.local_windows``: in-memory join counters;
+- ``realtime.auth.limits``: ``rate_limiter`` (GCRA counts kept in this process,
+  and its Redis client), ``auth_failure_limiter``;
+- ``realtime.transport.overload.overload``: the measured loop lag and queue
+  delay (not the count of requests in flight, which each request leaves);
 - ``quiz.auth``: players' tokens already looked up.
 
 Kept for the life of the process on purpose, never reset here:

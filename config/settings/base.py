@@ -187,6 +187,8 @@ REALTIME: dict[str, object] = {
     "RELAY": os.environ.get("REALTIME_RELAY", "external" if REDIS_URL else "inprocess"),
     # Occupancy and presence channels (PROTOCOL §12); REALTIME_OCCUPANCY=off turns them off.
     "OCCUPANCY": os.environ.get("REALTIME_OCCUPANCY", "on") != "off",
+    # Every process counts the join, connect and publish rates in one place.
+    "LIMITS_REDIS_URL": REDIS_URL or None,
     # "0": every frame through the server's ASGI send, even under daphne and uvicorn.
     "DIRECT_WRITES": env_bool("REALTIME_DIRECT_WRITES", True),
 }

@@ -10,4 +10,5 @@ ALLOWED_HOSTS = ["*"]
 # so no other test shares the database with a polling worker.
 QUIZ = {"WORKER": "external"}
 # Likewise the relay: tests that need one start it (tests/realtime/test_relay.py, tests/quiz/conftest.py).
-REALTIME = {**REALTIME, "RELAY": "external"}  # noqa: F405
+# Rate limits count in the process: tests that share them through Redis say so.
+REALTIME = {**REALTIME, "RELAY": "external", "LIMITS_REDIS_URL": None}  # noqa: F405

@@ -270,14 +270,28 @@ JOIN = _operation(
     summary="Join a game as a player",
     description=(
         "201 means the player is stored. Admission is rate-limited: a 429 or 503 carries `Retry-After`; "
-        "retry with exponential backoff and jitter, never sooner than it says."
+        "retry with exponential backoff and jitter, never sooner than it says. Send an `Idempotency-Key` "
+        "(a new UUID per player) and repeat it on every retry: a retry of a join that was stored, even "
+        "one whose answer was lost, gets the same 201 body (same player, same token) for the game's "
+        "lifetime."
+    ),
+    parameters=(
+        CODE,
+        OpenApiParameter(
+            "Idempotency-Key",
+            str,
+            OpenApiParameter.HEADER,
+            required=False,
+            description="16 to 255 printable ASCII characters, quoted or not (IETF httpapi draft).",
+        ),
     ),
     request=JoinRequestSerializer,
     success={201: OpenApiResponse(JoinedSerializer, description="Joined: keep the token.")},
     errors={
         **BODY_ERRORS,
         404: "`game_not_found`.",
-        409: "`game_not_joinable` (not open, or over) or `nickname_taken`.",
+        409: "`game_not_joinable` (not open, or over) or `nickname_taken` (by another player).",
+        422: "`idempotency_key_reused`: the key of an earlier join, with another nickname.",
         429: "`throttled`: too many joins right now, from everyone or from this address.",
     },
 )

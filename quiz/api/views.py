@@ -94,6 +94,33 @@ def _integer(body: Any, name: str) -> int:
     return value
 
 
+# The IETF httpapi draft's Idempotency-Key is a structured-field string ("...");
+# a bare token is taken too. The token of a keyed join is derived from the key,
+# so a key must be as hard to guess as a token: a UUID or 16+ random characters.
+IDEMPOTENCY_KEY_MIN = 16
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def idempotency_key(request: HttpRequest) -> str | None:
+    """The request's ``Idempotency-Key``, unquoted; ``None`` without one.
+
+    Raises:
+        QuizError: a key that is too short, too long, or not printable ASCII.
+    """
+    header = request.headers.get("idempotency-key")
+    if header is None:
+        return None
+    key = header.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not (IDEMPOTENCY_KEY_MIN <= len(key) <= IDEMPOTENCY_KEY_MAX and key.isascii() and key.isprintable()):
+        raise QuizError(
+            f"Idempotency-Key: {IDEMPOTENCY_KEY_MIN} to {IDEMPOTENCY_KEY_MAX} printable ASCII characters "
+            "(a UUID, say)."
+        )
+    return key
+
+
 def _token(request: HttpRequest) -> str:
     header = request.headers.get("authorization") or request.headers.get("x-player-token") or ""
     token = header.removeprefix("Bearer ").strip()
@@ -107,12 +134,16 @@ def _token(request: HttpRequest) -> str:
 
 @api(post=openapi.JOIN)
 async def join(request: HttpRequest, code: str) -> HttpResponse:
-    """``POST /api/quiz/games/<code>/join {"nickname"}`` → 201 once the player is stored."""
+    """``POST /api/quiz/games/<code>/join {"nickname"}`` → 201 once the player is stored.
+
+    With an ``Idempotency-Key``, a retry gets the first attempt's 201 body again.
+    """
     # Admission first: a refused join costs no parsing and no database.
     with joins_in_flight:
-        admit_join(request)
+        await admit_join(request)
+        key = idempotency_key(request)
         nickname = nickname_clean(_field(read_json(request), "nickname"))
-        player, token = await services.aplayer_join(code=code, nickname=nickname)
+        player, token = await services.aplayer_join(code=code, nickname=nickname, key=key)
     return _joined(code, player, token, status=201)
 
 
@@ -133,7 +164,7 @@ def _joined(code: str, player: Player, token: str, status: int) -> JsonResponse:
 @api(post=openapi.REJOIN)
 async def rejoin(request: HttpRequest, code: str) -> HttpResponse:
     """``POST /api/quiz/games/<code>/rejoin {"nickname", "rejoin_code"}`` → 200 with a new token."""
-    admit_join(request)  # a rejoin is a join: the same rates keep guessers slow
+    await admit_join(request)  # a rejoin is a join: the same rates keep guessers slow
     body = read_json(request)
     nickname = nickname_clean(_field(body, "nickname"))
     rejoin_code = _field(body, "rejoin_code")

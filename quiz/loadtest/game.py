@@ -11,6 +11,7 @@ import asyncio
 import json
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
@@ -129,16 +130,23 @@ class Simulation:
         self.run.join_started = perf_counter()
 
         async def join(player: SimPlayer) -> None:
+            # One key for every attempt: a retry of a join whose answer was lost
+            # (a timeout) gets the stored player back, not a 409.
+            rng = random.Random(self.rng.random())
+            key = f'"{uuid.UUID(int=rng.getrandbits(128), version=4)}"'
+
             async def send() -> Any:
                 return await self.pool.request(
                     "join",
                     "POST",
                     f"/api/quiz/games/{self.code}/join",
                     json_body={"nickname": player.nickname},
+                    headers={"Idempotency-Key": key},
                 )
 
-            rng = random.Random(self.rng.random())
-            outcome = await with_backoff(send, policy=self.config.backoff, rng=rng, deadline=deadline)
+            outcome = await with_backoff(
+                send, policy=self.config.backoff, rng=rng, deadline=deadline, idempotent=True
+            )
             player.join_attempts = outcome.attempts
             player.join_error = outcome.error
             if outcome.response is None:

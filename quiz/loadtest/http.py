@@ -285,23 +285,32 @@ class Attempted:
 
 
 async def with_backoff(
-    send: Callable[[], Awaitable[Response]], *, policy: Backoff, rng: random.Random, deadline: float
+    send: Callable[[], Awaitable[Response]],
+    *,
+    policy: Backoff,
+    rng: random.Random,
+    deadline: float,
+    idempotent: bool = False,
 ) -> Attempted:
     """Call ``send`` until its status is not retryable, attempts run out or ``deadline``
-    (``time.monotonic()``) passes. A connection failure is not retried: a request
-    that may have been processed is never sent twice."""
+    (``time.monotonic()``) passes. A connection failure (a timeout among them) is
+    retried only when ``idempotent`` (the request carries an ``Idempotency-Key``):
+    a request that may have been processed is otherwise never sent twice."""
     waited = 0.0
     response: Response | None = None
     for attempt in range(policy.max_attempts):
+        error: str | None = None
         try:
             response = await send()
-        except ConnectionFailed as error:
-            return Attempted(None, attempt + 1, waited, str(error))
-        if response.status not in policy.retry_statuses:
+        except ConnectionFailed as failure:
+            if not idempotent:
+                return Attempted(None, attempt + 1, waited, str(failure))
+            response, error = None, str(failure)
+        if response is not None and response.status not in policy.retry_statuses:
             return Attempted(response, attempt + 1, waited)
-        delay = policy.delay(attempt, response.retry_after(), rng)
+        delay = policy.delay(attempt, response.retry_after() if response else None, rng)
         if time.monotonic() + delay > deadline:
-            return Attempted(response, attempt + 1, waited, "gave up retrying: deadline")
+            return Attempted(response, attempt + 1, waited, error or "gave up retrying: deadline")
         waited += delay
         await asyncio.sleep(delay)
     return Attempted(response, policy.max_attempts, waited, "gave up retrying: attempts")

@@ -1,9 +1,16 @@
 """Rates: the one grammar of rate settings, and the limiters built from them. Pure.
 
 :func:`parse_rate` reads every rate setting of the site, ``realtime``'s and the
-quiz's. Values in, values out, the clock passed in; :class:`SettingLimiter`
-takes the setting as a callable. The process's own limiter instances are in
+quiz's; :func:`parse_limit` reads a rate with its burst (``"2000/s burst 400"``).
+Values in, values out, the clock passed in; :class:`SettingLimiter` takes the
+setting as a callable. The process's own limiter instances are in
 :mod:`realtime.auth.limits`.
+
+:func:`gcra` is the generic cell rate algorithm (a token bucket kept as one
+number per key, the *theoretical arrival time*): no fixed windows, so no
+boundary where twice the rate gets through, and one value to store per key,
+which is what makes it cheap to share through Redis (:mod:`realtime.auth.limits`
+runs the same arithmetic in a Lua script).
 """
 
 from __future__ import annotations
@@ -74,6 +81,95 @@ def parse_rate(text: str) -> Rate:
     return rate
 
 
+_BURST = re.compile(r"\A(.*?)\s+burst\s+(\d+)\s*\Z")
+
+
+class Limit(NamedTuple):
+    """A rate and the burst it allows: at most ``burst`` events at once, then ``rate`` on average."""
+
+    rate: Rate
+    burst: float
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two events at the average rate (GCRA's emission interval)."""
+        return self.rate.period / self.rate.events
+
+    @property
+    def tolerance(self) -> float:
+        """How far ahead of now a key's theoretical arrival time may run: the burst, in seconds."""
+        return self.burst * self.interval
+
+
+@lru_cache(maxsize=64)
+def parse_limit(text: str) -> Limit:
+    """``"2000/s"`` → a burst of one period's count (2000); ``"2000/s burst 400"`` → 400.
+
+    The rate is read by :func:`parse_rate`; the burst is a whole number of at least 1.
+
+    Raises:
+        ValueError: the rate is not one, or the burst is 0.
+    """
+    match = _BURST.match(text)
+    rate = parse_rate(match.group(1) if match else text)
+    burst = float(match.group(2)) if match else max(1.0, rate.events)
+    if burst < 1:
+        raise ValueError(f"a burst must be at least 1, not {text!r}")
+    return Limit(rate, burst)
+
+
+def gcra(tat: float | None, now: float, limit: Limit, cost: int = 1) -> tuple[float, float]:
+    """``cost`` events against one key's theoretical arrival time ``tat`` (``None``: never seen).
+
+    A cost above the limit's burst is never allowed.
+
+    Returns:
+        ``(new_tat, wait)``: ``wait`` is 0 when the event is allowed, and the key
+        then stores ``new_tat``; otherwise the seconds until it would be, and the
+        key keeps its old value.
+    """
+    new_tat = max(tat if tat is not None else now, now) + cost * limit.interval
+    wait = new_tat - now - limit.tolerance
+    return new_tat, max(0.0, wait)
+
+
+class Gcra:
+    """Theoretical arrival times per key, in this process's memory (bounded).
+
+    :meth:`take` checks several keys at once, all or nothing: an event counted
+    against a client and the whole site is refused by either, and then neither
+    counts it.
+    """
+
+    __slots__ = ("max_keys", "_tats")
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self.max_keys = max_keys
+        self._tats: dict[str, float] = {}
+
+    def take(self, checks: list[tuple[str, Limit]], now: float, cost: int = 1) -> float:
+        """Count ``cost`` events against every ``(key, limit)``: 0 if allowed, else seconds to wait."""
+        new: list[float] = []
+        wait = 0.0
+        for key, limit in checks:
+            tat, key_wait = gcra(self._tats.get(key), now, limit, cost)
+            new.append(tat)
+            wait = max(wait, key_wait)
+        if wait > 0:
+            return wait
+        if len(self._tats) + len(checks) > self.max_keys:
+            # A key whose arrival time has passed is as good as unseen: forget those.
+            self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
+            if len(self._tats) + len(checks) > self.max_keys:
+                self._tats.clear()  # a spray of addresses: start again rather than grow
+        for (key, _), tat in zip(checks, new, strict=True):
+            self._tats[key] = tat
+        return 0.0
+
+    def clear(self) -> None:
+        self._tats.clear()
+
+
 @dataclass(slots=True)
 class TokenBucket:
     """Allows ``rate`` events per ``period`` on average, bursts up to ``rate``."""
@@ -85,8 +181,12 @@ class TokenBucket:
 
     @classmethod
     def from_rate(cls, text: str) -> TokenBucket:
-        """A full bucket for a rate text; raises ``ValueError`` as :func:`parse_rate` does."""
-        rate, period = parse_rate(text)
+        """A full bucket for a rate text; raises ``ValueError`` as :func:`parse_limit` does.
+
+        The bucket holds one period's count; a ``burst`` in the text is ignored
+        here (the per-process connect budget predates it).
+        """
+        rate, period = parse_limit(text).rate
         return cls(rate, period)
 
     def allow(self, now: float) -> bool:
@@ -117,8 +217,8 @@ class FailureLimiter:
 
     @classmethod
     def from_rate(cls, text: str) -> FailureLimiter:
-        """A limiter that has seen no failures; raises ``ValueError`` as :func:`parse_rate` does."""
-        limit, period = parse_rate(text)
+        """A limiter that has seen no failures; raises ``ValueError`` as :func:`parse_limit` does."""
+        limit, period = parse_limit(text).rate
         return cls(limit, period)
 
     def blocked(self, key: str, now: float) -> bool:

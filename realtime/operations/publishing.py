@@ -1,7 +1,8 @@
 """THE publish path: HTTP ``POST /event``, WebSocket ``publish`` and server code all
 call :func:`publish` (DESIGN §4).
 
-The ladder is fixed: channel grammar → namespace → batch shape → authorization →
+The ladder is fixed: channel grammar → namespace → the connection's publish rate →
+batch shape → authorization → the namespace's inbound event rate (clients only) →
 per-event parsing → ``on_publish`` → size check → fan-out → ``after_publish``.
 :func:`publish` runs it up to the moment the :mod:`~realtime.delivery.bridge` has taken
 the events, in call order, and returns a :class:`Publication`; awaiting
@@ -26,9 +27,11 @@ from typing import Any
 
 from realtime import handlers, signals
 from realtime.auth import SERVER_IDENTITY, AuthRequest, Identity, Operation, RequestInfo, authorize
+from realtime.auth.limits import connection_take, inbound_events_take
 from realtime.conf import realtime_settings
 from realtime.core import protocol
 from realtime.core.paths import ChannelPath, parse_channel
+from realtime.core.rates import Gcra
 from realtime.delivery.bridge import bridge
 from realtime.exceptions import BadRequest, NamespaceNotFound, NoEvents, TooManyEvents, Transport
 from realtime.handlers import HandlerKind, IncomingEvent
@@ -74,6 +77,7 @@ async def publish(
     trusted: bool = False,
     http_body: bytes | None = None,
     identifiers: Sequence[str] | None = None,
+    connection_rates: Gcra | None = None,
 ) -> Publication:
     """Validate, authorize, run handlers on and fan out one publish request.
 
@@ -89,13 +93,17 @@ async def publish(
         http_body: the raw HTTP body, for authorizers that sign it (SigV4).
         identifiers: one per event, for server code that names its events
             (the relay); by default each event gets a fresh UUID.
+        connection_rates: the publishing WebSocket connection's own counts
+            (its publish rate); ``None`` for HTTP and server code.
 
     Raises:
-        InvalidChannel, NamespaceNotFound, NoEvents, TooManyEvents, BadRequest,
-        Unauthorized, HandlerRejected, HandlerError, ServiceUnavailable.
+        InvalidChannel, NamespaceNotFound, RateExceeded, NoEvents, TooManyEvents,
+        BadRequest, Unauthorized, HandlerRejected, HandlerError, ServiceUnavailable.
     """
     try:
-        return await _publish(channel, events, credentials, request, trusted, http_body, identifiers)
+        return await _publish(
+            channel, events, credentials, request, trusted, http_body, identifiers, connection_rates
+        )
     except Exception as error:
         metrics.publish_failed(channel, request.transport.value, error)
         raise
@@ -109,11 +117,14 @@ async def _publish(
     trusted: bool,
     http_body: bytes | None,
     identifiers: Sequence[str] | None,
+    connection_rates: Gcra | None,
 ) -> Publication:
     path = parse_channel(channel, allow_wildcard=False)
     namespace = await namespace_get(name=path.namespace)
     if namespace is None:
         raise NamespaceNotFound()
+    if connection_rates is not None:
+        connection_take(connection_rates, "publish", namespace)
     _check_batch(events)
     if identifiers is not None and len(identifiers) != len(events):
         raise ValueError(f"{len(identifiers)} identifiers for {len(events)} events")
@@ -121,6 +132,9 @@ async def _publish(
         identity = SERVER_IDENTITY
     else:
         identity = await _authorize(namespace, channel, events, credentials, request, http_body)
+    if request.transport is not Transport.SERVER:
+        # Counted once authorized: an unauthorized client cannot spend the namespace's budget.
+        await inbound_events_take(namespace, len(events))
 
     result = PublishResult()
     accepted: list[_Accepted] = []

@@ -1,6 +1,7 @@
 """THE subscribe path: everything a subscription needs before it goes live (DESIGN §4).
 
-The ladder is fixed: namespace → subscribe authorization → ``on_subscribe`` →
+The ladder is fixed: namespace → the connection's subscribe rate → subscribe
+authorization → ``on_subscribe`` →
 layer membership (:meth:`~realtime.delivery.bridge.LayerBridge.join`) → the hub's index.
 The connection checks the id and the per-connection limit before any of it
 (:mod:`realtime.core.session`) and answers ``subscribe_success`` after it.
@@ -14,8 +15,10 @@ from typing import Any
 
 from realtime import handlers
 from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, authorize
+from realtime.auth.limits import connection_take
 from realtime.conf import realtime_settings
 from realtime.core.paths import ChannelPath, presence_key
+from realtime.core.rates import Gcra
 from realtime.delivery.bridge import bridge
 from realtime.delivery.hub import LocalSubscription, hub
 from realtime.delivery.outbox import Outbox
@@ -31,21 +34,24 @@ async def subscribe_authorize(
     raw_channel: str,
     credentials: Mapping[str, str] | None,
     request: RequestInfo,
+    connection_rates: Gcra | None = None,
 ) -> Identity:
-    """Namespace, authorization and ``on_subscribe`` for one subscribe; the subscriber's identity.
+    """Namespace, rate, authorization and ``on_subscribe`` for one subscribe; the subscriber's identity.
 
     A presence channel (PROTOCOL §12) is authorized exactly as a subscribe to
     the channel it watches: handlers see that channel; authorizers see the
     channel as the client sent it (a SigV4 signature covers that string).
 
     Raises:
-        InvalidChannel, NamespaceNotFound, Unauthorized, HandlerRejected, HandlerError.
+        InvalidChannel, NamespaceNotFound, RateExceeded, Unauthorized, HandlerRejected, HandlerError.
     """
     if channel.presence and not realtime_settings.occupancy:
         raise InvalidChannel()
     namespace = await namespace_get(name=channel.namespace)
     if namespace is None:
         raise NamespaceNotFound()
+    if connection_rates is not None:
+        connection_take(connection_rates, "subscribe", namespace)
     auth = AuthRequest(
         operation=Operation.SUBSCRIBE, request=request, namespace=namespace.name, channel=raw_channel
     )

@@ -39,7 +39,14 @@ realtime_http_requests_total               counter    Requests (``/event``)
 realtime_http_client_errors_total          counter    4XXError
 realtime_http_server_errors_total          counter    5XXError
 realtime_http_request_duration_seconds     histogram  Latency
+realtime_limit_refused_total               counter    (refused by a limit: operation, reason)
 =========================================  =========  ==============================================
+
+``realtime_limit_refused_total`` is labelled by ``operation`` (the front door's
+gates, ``quiz.join``, ``event``, ``connect``; and ``publish``, ``subscribe``,
+``inbound_events`` in the operations) and ``reason``: ``rate`` (a configured
+rate was spent) or ``overload`` (the front door shed the request because the
+process was behind), so an operator sees which one fired.
 
 The relay's metrics (``realtime_relay_*``) are listed in :mod:`realtime.operations.relay`.
 
@@ -298,6 +305,11 @@ class RealtimeMetrics(MetricSet):
         self.http_duration = h(
             "realtime_http_request_duration_seconds", "Latency of POST /event.", (), LATENCY_BUCKETS
         )
+        self.limit_refusals = c(
+            "realtime_limit_refused",
+            "Requests and operations refused by a limit, by operation and reason (rate, overload).",
+            ("operation", "reason"),
+        )
 
     # -- connections -----------------------------------------------------------
 
@@ -426,6 +438,11 @@ class RealtimeMetrics(MetricSet):
     def handler_failed(self, namespace: str, operation: str) -> None:
         self.handler_errors.labels(namespace, operation.lower()).inc()
         self.totals["handler_errors", namespace] += 1
+
+    def refused(self, operation: str, reason: str) -> None:
+        """A limit refused ``operation``: ``reason`` is ``rate`` or ``overload``."""
+        self.limit_refusals.labels(operation, reason).inc()
+        self.totals["refused", f"{operation}:{reason}"] += 1
 
     def http_request(self, status: int, seconds: float) -> None:
         self.http_requests.inc()

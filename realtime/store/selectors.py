@@ -36,6 +36,10 @@ class NamespaceConfig:
     # Presence channels list members (PROTOCOL §12), at most this many.
     presence: bool = False
     presence_max_members: int = 100
+    # The namespace's own rates ("" for the REALTIME default; realtime.auth.limits).
+    publish_rate_per_connection: str = ""
+    subscribe_rate_per_connection: str = ""
+    inbound_event_rate: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,9 @@ def _namespace_load(name: str) -> NamespaceConfig | None:
         subscribe_groups=tuple(row.subscribe_groups or ()),
         presence=row.presence,
         presence_max_members=row.presence_max_members,
+        publish_rate_per_connection=row.publish_rate_per_connection,
+        subscribe_rate_per_connection=row.subscribe_rate_per_connection,
+        inbound_event_rate=row.inbound_event_rate,
     )
 
 

@@ -26,11 +26,12 @@ from django.db import DatabaseError
 
 from realtime import handlers, signals
 from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, authorize
-from realtime.auth.limits import connect_limiter
+from realtime.auth.limits import rate_limiter
 from realtime.conf import realtime_settings
 from realtime.core import protocol
 from realtime.core.paths import parse_channel
 from realtime.core.protocol import CloseCode, ServerType
+from realtime.core.rates import Gcra
 from realtime.core.session import Session, SubscribeDecision
 from realtime.delivery.hub import LocalSubscription, hub
 from realtime.delivery.outbox import AsgiSend, Outbox
@@ -55,6 +56,9 @@ from realtime.ops.logs import bind_connection
 from realtime.ops.metrics import metrics
 from realtime.presence.connections import connections
 from realtime.presence.control import deadlines
+from realtime.transport.clients import client_address
+from realtime.transport.frontdoor import ADMITTED
+from realtime.transport.gates import CONNECT
 from realtime.transport.handshake import (
     SUBPROTOCOL,
     RequestCookies,
@@ -92,6 +96,7 @@ class Connection:
         "rejection",
         "connected_at",
         "outbox",
+        "rates",
         # Connection handlers (realtime.handlers): on_connect's data, why it closed,
         # and whether closed() has run (on_disconnect runs exactly once).
         "data",
@@ -132,6 +137,8 @@ class Connection:
         self.data: dict[str, Any] = {}
         self.close_cause: handlers.CloseCause | None = None
         self.ended = False
+        # This connection's publish and subscribe counts, per namespace (realtime.auth.limits).
+        self.rates = Gcra(max_keys=64)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -146,7 +153,11 @@ class Connection:
         bind_connection(self.id)
         metrics.connect_requested()
         try:
-            if not connect_limiter.allow():
+            # The front door, when the site has one, counted this connect already.
+            if self.scope.get(ADMITTED) != CONNECT.operation and await rate_limiter.take(
+                CONNECT.checks(client_address(self.scope))
+            ):
+                metrics.refused(CONNECT.operation, "rate")
                 raise LimitExceeded("Too many connections right now; retry with backoff.")
             self.identity = await authorize(
                 modes=realtime_settings.connection_auth_modes,
@@ -327,6 +338,7 @@ class Connection:
                 raw_channel=frame.channel,
                 credentials=self._credentials(frame.authorization),
                 request=self.request,
+                connection_rates=self.rates,
             )
             # A second subscribe with this id may have completed while we awaited.
             if self.session.check_subscribe(frame.id, channel) is SubscribeDecision.REPEAT:
@@ -372,6 +384,7 @@ class Connection:
             events=frame.events,
             credentials=self._credentials(frame.authorization),
             request=self.request,
+            connection_rates=self.rates,
         )
         if publication.sent is None:
             # Delivered already (one process): answer in line.

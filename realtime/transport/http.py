@@ -54,7 +54,7 @@ def error_response(exc: Exception) -> JsonResponse:
     response = JsonResponse({"errors": [error.to_error(Transport.HTTP)]}, status=status, headers=headers)
     response["x-amzn-ErrorType"] = error.error_type
     if status in RETRYABLE:
-        response["Retry-After"] = "1"
+        response["Retry-After"] = str(getattr(error, "retry_after", 1))
     return response
 
 

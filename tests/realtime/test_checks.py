@@ -141,3 +141,35 @@ def test_a_relay_poll_or_batch_that_is_not_positive_is_e009(setting):
 
 def test_an_external_relay_on_a_layer_that_stays_in_its_process_is_w003():
     assert relay_messages(IN_MEMORY, RELAY="external") == ["realtime.W003"]
+
+
+@pytest.mark.parametrize(
+    ("realtime", "expected"),
+    [
+        ({}, []),
+        ({"FRONT_DOOR": {"MAX_IN_FLIGHT": 0}}, ["realtime.E010"]),
+        ({"FRONT_DOOR": {"MAX_LOOP_LAG": "fast"}}, ["realtime.E010"]),
+        ({"FRONT_DOOR": {"MAX_QUEUE": 1}}, ["realtime.E010"]),
+        ({"LIMITS_REDIS_TIMEOUT": -1}, ["realtime.E010"]),
+        ({"FRONT_DOOR": {"TRUSTED_PROXIES": ["10.0.0.0/8", "proxy.local"]}}, ["realtime.E010"]),
+        ({"FRONT_DOOR": {"TRUSTED_PROXY_HEADER": "X-Forwarded-For"}}, ["realtime.W004"]),
+        (
+            {"FRONT_DOOR": {"TRUSTED_PROXY_HEADER": "X-Forwarded-For", "TRUSTED_PROXIES": ["10.0.0.0/8"]}},
+            [],
+        ),
+    ],
+)
+def test_the_front_door_settings_are_checked(realtime, expected):
+    from realtime.checks import check_front_door
+
+    with override_settings(REALTIME=realtime):
+        assert ids(check_front_door()) == expected
+
+
+@pytest.mark.parametrize("rate", ["2000/s burst 0", "fast", "20/s burst"])
+def test_a_connect_rate_per_client_that_is_no_limit_is_e007(rate):
+    assert "realtime.E007" in settings_errors(CONNECT_RATE_PER_CLIENT=rate)
+
+
+def test_a_rate_with_a_burst_is_no_error():
+    assert "realtime.E007" not in settings_errors(CONNECT_RATE="2000/s burst 400")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.core.rates import FailureLimiter, SettingLimiter, TokenBucket, parse_rate
+from realtime.core.rates import (
+    FailureLimiter,
+    Gcra,
+    SettingLimiter,
+    TokenBucket,
+    gcra,
+    parse_limit,
+    parse_rate,
+)
 
 
 @pytest.mark.parametrize(
@@ -133,3 +141,81 @@ def test_a_setting_limiter_follows_its_setting_and_starts_afresh_when_cleared() 
     assert [spent.allow(0.0) for _ in range(4)] == [True, True, True, False]
     limiter.clear()
     assert limiter.current() == TokenBucket(3.0, 60.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "rate", "burst"),
+    [
+        ("2000/s", (2000.0, 1.0), 2000.0),
+        ("2000/s burst 400", (2000.0, 1.0), 400.0),
+        ("5/10s burst 1", (5.0, 10.0), 1.0),
+        ("0.5/s", (0.5, 1.0), 1.0),  # a burst is at least one event
+        (" 25/s  burst  25 ", (25.0, 1.0), 25.0),
+    ],
+)
+def test_a_limit_is_a_rate_and_a_burst(text, rate, burst) -> None:
+    limit = parse_limit(text)
+    assert (limit.rate, limit.burst) == (rate, burst)
+
+
+@pytest.mark.parametrize(
+    "text", ["2000/s burst", "2000/s burst 0", "2000/s burst 1.5", "burst 5", "5/s bursts 5"]
+)
+def test_bad_limits_are_refused(text) -> None:
+    with pytest.raises(ValueError):
+        parse_limit(text)
+
+
+@pytest.mark.parametrize(
+    ("limit", "arrivals", "expected"),
+    [
+        # 10/s burst 3: three at once, then one every 100 ms.
+        ("10/s burst 3", [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.1]),
+        ("10/s burst 3", [0.0, 0.0, 0.0, 0.1, 0.1], [0.0, 0.0, 0.0, 0.0, 0.1]),
+        # A refused event does not count: the wait stays what it was.
+        ("1/s burst 1", [0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 0.0]),
+        # No window boundary: 2 per second is 2 per any second, not 4 around a boundary.
+        ("2/s burst 2", [0.9, 0.9, 1.0, 1.0, 1.9], [0.0, 0.0, 0.4, 0.4, 0.0]),
+        # Idle time refills the burst, never beyond it.
+        ("10/s burst 2", [0.0, 0.0, 5.0, 5.0, 5.0], [0.0, 0.0, 0.0, 0.0, 0.1]),
+    ],
+)
+def test_gcra_allows_the_burst_then_the_rate_and_says_how_long_to_wait(limit, arrivals, expected) -> None:
+    store = Gcra()
+    waits = [store.take([("k", parse_limit(limit))], now) for now in arrivals]
+    assert waits == pytest.approx(expected)
+
+
+def test_gcra_counts_an_event_against_every_key_or_none() -> None:
+    store = Gcra()
+    client, site = parse_limit("1/s burst 1"), parse_limit("100/s burst 2")
+    assert store.take([("client:a", client), ("site", site)], 0.0) == 0.0
+    # a is over its own limit: refused, and the site's budget is not spent on it.
+    assert store.take([("client:a", client), ("site", site)], 0.0) == pytest.approx(1.0)
+    assert store.take([("client:b", client), ("site", site)], 0.0) == 0.0
+    assert store.take([("client:c", client), ("site", site)], 0.0) == pytest.approx(0.01)
+
+
+def test_gcra_memory_is_bounded_under_a_spray_of_keys() -> None:
+    store = Gcra(max_keys=100)
+    limit = parse_limit("1/s burst 1")
+    for n in range(1000):
+        assert store.take([(f"k{n}", limit)], n * 0.001) == 0.0
+    assert len(store._tats) <= 100
+
+
+def test_gcra_math_is_the_same_as_a_bucket_of_the_burst_refilled_at_the_rate() -> None:
+    tat, wait = gcra(None, 10.0, parse_limit("4/s burst 2"))
+    assert (tat, wait) == (10.25, 0.0)
+    tat, wait = gcra(tat, 10.0, parse_limit("4/s burst 2"))
+    assert (tat, wait) == (10.5, 0.0)
+    assert gcra(tat, 10.0, parse_limit("4/s burst 2")) == (10.75, pytest.approx(0.25))
+
+
+def test_gcra_counts_a_cost_of_several_events_and_never_allows_more_than_the_burst() -> None:
+    store = Gcra()
+    limit = [("ns", parse_limit("10/s burst 5"))]
+    assert store.take(limit, 0.0, cost=3) == 0.0
+    assert store.take(limit, 0.0, cost=3) == pytest.approx(0.1)
+    assert store.take(limit, 0.0, cost=2) == 0.0
+    assert store.take(limit, 100.0, cost=6) == pytest.approx(0.1)  # more than the burst, ever

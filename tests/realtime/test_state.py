@@ -9,12 +9,13 @@ from dataclasses import dataclass
 import pytest
 from django.test import override_settings
 
-from quiz import admission
 from quiz import auth as quiz_auth
 from realtime import auth, state
-from realtime.auth.limits import auth_failure_limiter, connect_limiter
+from realtime.auth.limits import auth_failure_limiter, rate_limiter
+from realtime.core.rates import parse_limit
 from realtime.state import Resettable, register, registered, reset_all
 from realtime.store import selectors
+from realtime.transport.overload import overload
 
 # Rates low enough to spend in a test; both overrides use the same ones, so a
 # limiter that is fresh under the second was reset, not rebuilt for a new rate.
@@ -22,9 +23,19 @@ RATES = {"CONNECT_RATE": "3/m", "AUTH_FAILURE_RATE": "3/m"}
 CLIENT = "192.0.2.1"
 
 
-def _spend_connections() -> None:
-    while connect_limiter.allow():
-        pass
+ONE_A_MINUTE = [("key", parse_limit("1/m"))]
+
+
+def _spend_rate() -> None:
+    rate_limiter.local.take(ONE_A_MINUTE, time.monotonic())
+
+
+def _rate_unspent() -> bool:
+    return rate_limiter.local.take(ONE_A_MINUTE, time.monotonic()) == 0
+
+
+def _lag() -> None:
+    overload.lag = overload.queue_delay = 5.0
 
 
 def _fail_authorizations() -> None:
@@ -38,11 +49,6 @@ def _fail_authorizations() -> None:
 def _not_blocked() -> bool:
     limiter = auth_failure_limiter.current()
     return limiter is not None and not limiter.blocked(CLIENT, time.monotonic())
-
-
-def _spend_join_window() -> None:
-    admission.local_windows.hit("group", "key", 1, 60)
-    assert admission.local_windows.hit("group", "key", 1, 60)[0]
 
 
 @dataclass(frozen=True)
@@ -75,13 +81,9 @@ PIECES = {
         lambda: auth.get_authorizer("API_KEY"),
         lambda: auth.authorizer_cache == {},
     ),
-    "connect_limiter": Piece(lambda: connect_limiter, _spend_connections, connect_limiter.allow),
+    "rate_limiter": Piece(lambda: rate_limiter, _spend_rate, _rate_unspent),
+    "overload": Piece(lambda: overload, _lag, lambda: overload.lag == overload.queue_delay == 0),
     "auth_failure_limiter": Piece(lambda: auth_failure_limiter, _fail_authorizations, _not_blocked),
-    "quiz_local_windows": Piece(
-        lambda: admission.local_windows,
-        _spend_join_window,
-        lambda: not admission.local_windows.hit("group", "key", 1, 60)[0],
-    ),
     "quiz_token_cache": Piece(
         lambda: quiz_auth.token_cache,
         lambda: quiz_auth.token_cache.set("token", None, 60),
@@ -109,13 +111,6 @@ def test_every_registered_piece_is_fresh_after_a_reset(name: str, reset: Callabl
         assert not piece.fresh()
         reset()
         assert piece.fresh()
-
-
-def test_a_connect_limiter_spent_under_one_rate_is_fresh_under_another() -> None:
-    with override_settings(REALTIME={"CONNECT_RATE": "2/m"}):
-        assert [connect_limiter.allow() for _ in range(3)] == [True, True, False]
-    with override_settings(REALTIME={"CONNECT_RATE": "3/m"}):
-        assert [connect_limiter.allow() for _ in range(4)] == [True, True, True, False]
 
 
 class Spy:

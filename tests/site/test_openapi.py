@@ -99,10 +99,15 @@ def test_the_join_documents_201_and_its_errors_with_retry_after_on_429_and_503()
     responses = {status: without_description(response) for status, response in operation["responses"].items()}
     assert responses == {
         "201": {"content": ref("Joined")},
-        **{status: {"content": ref("QuizError")} for status in ("400", "404", "405", "409", "413", "415")},
+        **{
+            status: {"content": ref("QuizError")}
+            for status in ("400", "404", "405", "409", "413", "415", "422")
+        },
         "429": {"content": ref("QuizError"), "headers": {"Retry-After": RETRY_AFTER}},
         "503": {"content": ref("QuizError"), "headers": {"Retry-After": RETRY_AFTER}},
     }
+    (key,) = [parameter for parameter in operation["parameters"] if parameter["name"] == "Idempotency-Key"]
+    assert (key["in"], key.get("required", False), key["schema"]) == ("header", False, {"type": "string"})
 
 
 def test_an_answer_documents_202_and_401_with_the_player_token() -> None:

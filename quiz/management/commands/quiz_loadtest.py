@@ -130,7 +130,7 @@ class Command(BaseCommand):
     # -- against the server ----------------------------------------------------
 
     def _server_phases(self, report: Report, run_id: str, options: dict[str, Any]) -> None:
-        username, password = self._host_login(options)
+        username, password = host_login(options)
         code = options["code"]
         time_limit = options["time_limit"]
         questions = options["questions"]
@@ -257,19 +257,21 @@ class Command(BaseCommand):
             run: GameRun = results["game"]
             verify_game(run, report, fresh_game=fresh, p99_goal=options["goal_p99"])
 
-    def _host_login(self, options: dict[str, Any]) -> tuple[str, str]:
-        if options["host_user"]:
-            if not options["host_password"]:
-                raise CommandError("--host-user needs --host-password.")
-            return options["host_user"], options["host_password"]
-        # Set-up: a staff login of our own, in the server's database, with a fresh password.
-        password = secrets.token_urlsafe(16)
-        user, _ = get_user_model().objects.get_or_create(username=HOST_USERNAME)
-        user.is_staff = True
-        user.is_active = True
-        user.set_password(password)
-        user.save()
-        return HOST_USERNAME, password
+
+def host_login(options: dict[str, Any]) -> tuple[str, str]:
+    """The staff login the host uses: ``--host-user``/``--host-password``, or one made in the database."""
+    if options["host_user"]:
+        if not options["host_password"]:
+            raise CommandError("--host-user needs --host-password.")
+        return options["host_user"], options["host_password"]
+    # Set-up: a staff login of our own, in the server's database, with a fresh password.
+    password = secrets.token_urlsafe(16)
+    user, _ = get_user_model().objects.get_or_create(username=HOST_USERNAME)
+    user.is_staff = True
+    user.is_active = True
+    user.set_password(password)
+    user.save()
+    return HOST_USERNAME, password
 
 
 def _stored(code: str) -> set[int]:

@@ -3,7 +3,9 @@
  *
  * Join:   POST api.join {nickname} → 201 {player_id, nickname, token, channels, rejoin_code}. A 429 or 503
  *         (the crowd is big) is retried with exponential backoff and full jitter, never before
- *         Retry-After. The token is kept in localStorage per game code: a reload resumes.
+ *         Retry-After. Every attempt of one join sends the same Idempotency-Key, so a retry of
+ *         a join that was stored (its answer lost) gets the same player and token, not a 409.
+ *         The token is kept in localStorage per game code: a reload resumes.
  * Rejoin: the page shows the player's rejoin code; on another device (or with its storage lost) a
  *         taken nickname offers POST api.rejoin {nickname, rejoin_code} → 200, as a join's reply.
  * Live:   a RealtimeClient authorized with the token (CUSTOM mode), subscribed to the game,
@@ -137,14 +139,23 @@
       };
     });
 
+  /** A new idempotency key: a random UUID (crypto.randomUUID needs a secure context). */
+  function newJoinKey() {
+    if (window.crypto.randomUUID) return window.crypto.randomUUID();
+    const bytes = window.crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  }
+
   async function join(nickname) {
     const attempt = (joinAttempt = { cancelled: false, cancel: null });
+    // One key for every retry of this join; a new nickname is a new join.
+    const key = newJoinKey();
     $("join-error").hidden = true;
     setJoinBusy(true, "Joining…");
     for (let failures = 0; !attempt.cancelled; ) {
       const result = await Q.fetchJSON(cfg.api.join, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", "idempotency-key": `"${key}"` },
         body: JSON.stringify({ nickname }),
       });
       if (attempt.cancelled) return;

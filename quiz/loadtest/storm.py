@@ -1,0 +1,399 @@
+"""The overload benchmark: joins offered at several times what the server can take.
+
+Everything is measured against the server itself, in the same run:
+
+- :func:`healthz_unloaded`: ``GET /healthz`` one request at a time, the latency
+  of a request that waits for nothing (the reference for a 429's latency);
+- :func:`capacity`: closed loops of joins, the admitted joins/s with no
+  overload (what "2×" and "10×" multiply);
+- :func:`storm`: an open loop offering ``factor ×`` that capacity for a few
+  seconds, each request on a fresh connection from one of many loopback
+  addresses, no retries, a client timeout (as phones behave);
+- :func:`crowd`: N players joining at once, each retrying with exponential
+  backoff and full jitter, never before ``Retry-After``, with an
+  ``Idempotency-Key`` (so a timed-out attempt is retried safely).
+
+:func:`report_storms` and :func:`report_crowd` turn the results into figures
+and PASS/FAIL lines against the goals of docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from time import perf_counter
+
+from .http import Backoff, Connection, ConnectionFailed, Response, source_addresses, with_backoff
+from .report import Report, ms, percentile, rate
+
+
+@dataclass
+class Offered:
+    """Requests of one open-loop phase and what became of each."""
+
+    name: str
+    factor: float = 0.0
+    target_rate: float = 0.0
+    offered_rate: float = 0.0
+    seconds: float = 0.0
+    statuses: Counter[int] = field(default_factory=Counter)
+    latencies: dict[int, list[float]] = field(default_factory=dict)
+    timeouts: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    retry_after_missing: int = 0
+    # nickname -> player id of every 201
+    admitted: dict[str, int] = field(default_factory=dict)
+
+    def add(self, nickname: str, response: Response, seconds: float) -> None:
+        self.statuses[response.status] += 1
+        self.latencies.setdefault(response.status, []).append(seconds)
+        if response.status == 201:
+            self.admitted[nickname] = int(response.json()["player_id"])
+        elif response.status == 429 and (response.retry_after() or 0) < 1:
+            self.retry_after_missing += 1
+
+    def p99(self, status: int) -> float | None:
+        return percentile(self.latencies.get(status, []), 99)
+
+
+class Target:
+    """Where requests go: one or more servers, from ``addresses`` loopback addresses.
+
+    With ``keepalive`` each address holds one keep-alive connection, used by
+    one request at a time (as a phone, or a proxy's upstream connection,
+    reuses its connection); a request waits for a free one, and that wait
+    counts against its timeout. Without, every request opens its own.
+    """
+
+    def __init__(self, urls: list[str], addresses: int, *, keepalive: bool = False) -> None:
+        self.servers = []
+        for url in urls:
+            host, _, port = url.removeprefix("http://").rstrip("/").partition(":")
+            if not host.startswith("127."):
+                raise ValueError(f"refusing to load a non-loopback host {host!r}")
+            self.servers.append((host, int(port or 80)))
+        self.addresses = source_addresses(addresses)
+        self.keepalive = keepalive
+        self._next = 0
+        self._free: asyncio.Queue[Connection] | None = None
+
+    def connection(self) -> Connection:
+        """A new connection to the next server, from the next address."""
+        self._next += 1
+        host, port = self.servers[self._next % len(self.servers)]
+        local_ip = self.addresses[self._next % len(self.addresses)]
+        return Connection(host, port, local_ip=local_ip, authority=f"{host}:{port}")
+
+    async def request(self, path: str, headers: dict[str, str], body: bytes) -> Response:
+        """``POST path`` on a connection of the target (see the class); raises ConnectionFailed."""
+        if not self.keepalive:
+            connection = self.connection()
+            try:
+                return await connection.request("POST", path, headers=headers, body=body)
+            finally:
+                await connection.close()
+        if self._free is None:
+            self._free = asyncio.Queue()
+            for _ in self.addresses:
+                self._free.put_nowait(self.connection())
+        connection = await self._free.get()
+        healthy = False
+        try:
+            response = await connection.request("POST", path, headers=headers, body=body)
+            healthy = True
+            return response
+        finally:
+            if not healthy:  # cut mid-request (a timeout): never reuse it
+                await connection.close()
+            self._free.put_nowait(connection)
+
+    async def close(self) -> None:
+        while self._free is not None and not self._free.empty():
+            await self._free.get_nowait().close()
+
+
+async def _join_once(
+    target: Target, code: str, nickname: str, key: str | None, client_timeout: float
+) -> Response:
+    """One join through ``target``; raises ConnectionFailed (a timeout too)."""
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Idempotency-Key"] = f'"{key}"'
+    body = f'{{"nickname": "{nickname}"}}'.encode()
+    try:
+        async with asyncio.timeout(client_timeout):
+            return await target.request(f"/api/quiz/games/{code}/join", headers, body)
+    except TimeoutError:
+        raise ConnectionFailed("timed out") from None
+
+
+async def healthz_unloaded(url: str, count: int = 200) -> list[float]:
+    """Latencies of ``count`` sequential ``GET /healthz`` on one keep-alive connection."""
+    target = Target([url], 1)
+    connection = target.connection()
+    latencies = []
+    try:
+        for _ in range(count):
+            started = perf_counter()
+            response = await connection.request("GET", "/healthz")
+            if response.status == 200:
+                latencies.append(perf_counter() - started)
+    finally:
+        await connection.close()
+    return latencies
+
+
+async def capacity(target: Target, code: str, run_id: str, seconds: float, loops: int) -> Offered:
+    """Closed loops of joins (each waits for its answer, and after a 429 its ``Retry-After``,
+    before the next): the admitted joins/s with no overload."""
+    result = Offered("capacity")
+    stop = perf_counter() + seconds
+    numbers = iter(range(10**9))
+
+    async def loop() -> None:
+        while perf_counter() < stop:
+            nickname = f"cap{run_id}-{next(numbers)}"
+            started = perf_counter()
+            try:
+                response = await _join_once(target, code, nickname, None, 5.0)
+            except ConnectionFailed as error:
+                result.errors[str(error)] += 1
+                continue
+            result.add(nickname, response, perf_counter() - started)
+            if response.status == 429:
+                # A polite client: what the server admits, not how fast it refuses.
+                await asyncio.sleep(response.retry_after() or 1.0)
+
+    started = perf_counter()
+    await asyncio.gather(*(loop() for _ in range(loops)))
+    result.seconds = perf_counter() - started
+    return result
+
+
+async def storm(
+    target: Target,
+    code: str,
+    run_id: str,
+    *,
+    factor: float,
+    capacity_rate: float,
+    seconds: float,
+    client_timeout: float,
+) -> Offered:
+    """Offer ``factor × capacity_rate`` joins/s for ``seconds`` (open loop, no retries)."""
+    result = Offered(f"{factor:g}×", factor=factor, target_rate=factor * capacity_rate)
+    total = max(1, int(result.target_rate * seconds))
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(n: int) -> None:
+        nickname = f"st{run_id}-{factor:g}-{n}"
+        started = perf_counter()
+        try:
+            response = await _join_once(target, code, nickname, None, client_timeout)
+        except ConnectionFailed as error:
+            if str(error) == "timed out":
+                result.timeouts += 1
+            else:
+                result.errors[str(error)] += 1
+            return
+        result.add(nickname, response, perf_counter() - started)
+
+    begin = perf_counter() + 0.05
+    for n in range(total):
+        delay = begin + n / result.target_rate - perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(n)))
+    offered_for = perf_counter() - begin
+    result.offered_rate = rate(total, offered_for)
+    await asyncio.gather(*tasks)
+    result.seconds = offered_for
+    return result
+
+
+@dataclass
+class CrowdResult:
+    players: int
+    seconds: float = 0.0
+    final: Counter[int] = field(default_factory=Counter)
+    attempts: Counter[int] = field(default_factory=Counter)  # every attempt's status (0: no answer)
+    gave_up: int = 0
+    admitted: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+
+
+async def crowd(
+    target: Target,
+    code: str,
+    run_id: str,
+    *,
+    players: int,
+    client_timeout: float,
+    deadline: float,
+    seed: int | None,
+) -> CrowdResult:
+    """``players`` join at once; each retries 429, 503 and timeouts with backoff and its idempotency key."""
+    result = CrowdResult(players)
+    rng = random.Random(seed)
+    policy = Backoff(base=0.5, cap=8.0, max_attempts=100)
+    until = time.monotonic() + deadline
+
+    async def player(n: int) -> None:
+        nickname = f"cr{run_id}-{n}"
+        key = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        own_rng = random.Random(rng.random())
+
+        async def send() -> Response:
+            try:
+                response = await _join_once(target, code, nickname, key, client_timeout)
+            except ConnectionFailed:
+                result.attempts[0] += 1
+                raise
+            result.attempts[response.status] += 1
+            return response
+
+        outcome = await with_backoff(send, policy=policy, rng=own_rng, deadline=until, idempotent=True)
+        if outcome.response is None or outcome.error:
+            result.gave_up += 1
+        status = outcome.response.status if outcome.response is not None else 0
+        result.final[status] += 1
+        if status == 201 and outcome.response is not None:
+            body = outcome.response.json()
+            result.admitted[nickname] = int(body["player_id"])
+            result.tokens[nickname] = str(body["token"])
+
+    started = perf_counter()
+    await asyncio.gather(*(player(n) for n in range(players)))
+    result.seconds = perf_counter() - started
+    return result
+
+
+# -- the report --------------------------------------------------------------------------------------
+
+
+def _statuses(counter: Counter[int]) -> str:
+    return ", ".join(f"{status or 'no answer'}: {n}" for status, n in sorted(counter.items())) or "none"
+
+
+def report_storms(
+    report: Report,
+    *,
+    healthz: list[float],
+    base: Offered,
+    storms: list[Offered],
+    stored: dict[str, dict[str, int]],
+    goals: dict[str, float],
+) -> None:
+    """Figures and checks of the capacity run and the storms; ``stored``: game code's rows by phase name."""
+    healthz_p99 = percentile(healthz, 99)
+    base_rate = rate(base.statuses[201], base.seconds)
+    report.figure(
+        "GET /healthz, unloaded (one at a time)", f"p50 {ms(percentile(healthz, 50))}, p99 {ms(healthz_p99)}"
+    )
+    report.figure(
+        "capacity: closed-loop joins, admitted",
+        f"{base_rate:.0f} joins/s; 201 p50 {ms(percentile(base.latencies.get(201, []), 50))} "
+        f"p99 {ms(base.p99(201))}; {_statuses(base.statuses)}",
+    )
+    for result in storms:
+        admitted = rate(result.statuses[201], result.seconds)
+        report.figure(
+            f"storm {result.name} capacity",
+            f"offered {result.offered_rate:.0f}/s (asked {result.target_rate:.0f}/s) "
+            f"for {result.seconds:.1f} s: "
+            f"{_statuses(result.statuses)}, {result.timeouts} timed out; admitted {admitted:.0f}/s "
+            f"({admitted / base_rate * 100 if base_rate else 0:.0f}% of capacity); "
+            f"201 p99 {ms(result.p99(201))}, 429 p50 {ms(percentile(result.latencies.get(429, []), 50))} "
+            f"p99 {ms(result.p99(429))}",
+        )
+        others = {status: n for status, n in result.statuses.items() if status not in (201, 429)}
+        report.check(
+            f"storm {result.name}: every request answered in time, only 201 and 429",
+            result.timeouts == 0 and not result.errors and not others,
+            f"{result.timeouts} timeouts, errors {dict(result.errors)}, other statuses {others}",
+        )
+        report.check(f"storm {result.name}: every 429 has Retry-After", result.retry_after_missing == 0)
+        rows = stored.get(result.name, {})
+        report.check(
+            f"storm {result.name}: the database holds exactly the players that got a 201",
+            rows == result.admitted,
+            f"{len(rows)} rows, {len(result.admitted)} 201s",
+        )
+        p99_429 = result.p99(429)
+        ratio = goals["refusal_p99_ratio"]
+        report.check(
+            f"storm {result.name}: 429 p99 ≤ {ratio:g}× unloaded /healthz p99",
+            p99_429 is None or (healthz_p99 is not None and p99_429 <= ratio * healthz_p99),
+            f"{ms(p99_429)} vs {ms(healthz_p99)}",
+            goal=True,
+        )
+        p99_201 = result.p99(201)
+        report.check(
+            f"storm {result.name}: 201 p99 ≤ {goals['admitted_p99']:g} s",
+            p99_201 is not None and p99_201 <= goals["admitted_p99"],
+            ms(p99_201),
+            goal=True,
+        )
+    if storms:
+        worst = storms[-1]
+        admitted = rate(worst.statuses[201], worst.seconds)
+        report.check(
+            f"goodput at {worst.name} capacity ≥ {goals['goodput']:.0%} of capacity",
+            base_rate > 0 and admitted >= goals["goodput"] * base_rate,
+            f"{admitted:.0f} vs {base_rate:.0f} joins/s",
+            goal=True,
+        )
+
+
+def report_crowd(report: Report, result: CrowdResult, stored: dict[str, int], tokens_ok: int) -> None:
+    report.figure(
+        f"crowd: {result.players} players at once, backoff with jitter",
+        f"all done in {result.seconds:.1f} s; final {_statuses(result.final)}; "
+        f"attempts {_statuses(result.attempts)}",
+    )
+    report.check(
+        "crowd: every player joined, none got 409",
+        result.final[201] == result.players and result.attempts[409] == 0,
+        f"final {_statuses(result.final)}, {result.gave_up} gave up, {result.attempts[409]} 409s",
+    )
+    report.check(
+        "crowd: the database holds exactly the players that got a 201",
+        stored == result.admitted,
+        f"{len(stored)} rows, {len(result.admitted)} 201s",
+    )
+    report.check(
+        "crowd: every token returned is its player's",
+        tokens_ok == len(result.admitted),
+        f"{tokens_ok} of {len(result.admitted)}",
+    )
+
+
+def report_global(
+    report: Report, result: Offered, *, configured: float, servers: int, tolerance: float
+) -> None:
+    admitted = rate(result.statuses[201], result.seconds)
+    report.figure(
+        f"global rate: {servers} processes, {result.factor:g}× the configured {configured:g}/s",
+        f"offered {result.offered_rate:.0f}/s for {result.seconds:.1f} s: {_statuses(result.statuses)}, "
+        f"{result.timeouts} timed out; admitted {admitted:.1f}/s",
+    )
+    report.check(
+        f"global rate: admitted within ±{tolerance:.0%} of the configured rate",
+        abs(admitted - configured) <= tolerance * configured,
+        f"{admitted:.1f} vs {configured:g} joins/s ({(admitted / configured - 1) * 100:+.1f}%)",
+        goal=True,
+    )
+
+
+def tokens_match(stored_hashes: dict[str, str], tokens: dict[str, str]) -> int:
+    """How many returned tokens hash to their player's stored token hash."""
+    return sum(
+        1
+        for nickname, token in tokens.items()
+        if stored_hashes.get(nickname) == hashlib.sha256(token.encode()).hexdigest()
+    )
