@@ -67,6 +67,8 @@ class NamespaceForm(_NamespaceForm):
             "subscribe_groups",
             "publish_handler",
             "subscribe_handler",
+            "history_size",
+            "history_ttl",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -92,6 +92,14 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_POLL": 1.0,
     # Rows the relay takes per round.
     "RELAY_BATCH": 500,
+    # History of namespaces with history_size > 0 (PROTOCOL §12, "History"): a Redis URL
+    # keeps it in Redis Streams shared by every process; None keeps it in this process.
+    "HISTORY_REDIS_URL": None,
+    # Publications one subscribe may recover; beyond, recovered is false.
+    "HISTORY_RECOVER_LIMIT": 300,
+    # Seconds the last position of each subscription of a closed connection is kept,
+    # so a client that re-subscribes with the same id gets what it missed.
+    "HISTORY_RESUME_WINDOW": 120.0,
 }
 
 
@@ -218,6 +226,19 @@ class RealtimeSettings:
     @property
     def relay_batch(self) -> int:
         return int(self._get("RELAY_BATCH"))
+
+    @property
+    def history_redis_url(self) -> str | None:
+        url = self._get("HISTORY_REDIS_URL")
+        return str(url) if url else None
+
+    @property
+    def history_recover_limit(self) -> int:
+        return int(self._get("HISTORY_RECOVER_LIMIT"))
+
+    @property
+    def history_resume_window(self) -> float:
+        return float(self._get("HISTORY_RESUME_WINDOW"))
 
 
 realtime_settings = RealtimeSettings()

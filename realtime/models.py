@@ -75,6 +75,14 @@ class Namespace(models.Model):
     subscribe_handler = models.CharField(
         max_length=200, blank=True, help_text="on_subscribe handler: a registered name or a dotted path."
     )
+    history_size = models.PositiveIntegerField(
+        default=0,
+        help_text="Publications kept per channel (and per wildcard) for recovery after a reconnect; "
+        "0 keeps none (PROTOCOL §12).",
+    )
+    history_ttl = models.PositiveIntegerField(
+        default=300, help_text="Seconds a publication stays in the history."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

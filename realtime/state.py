@@ -16,6 +16,8 @@ Registered, and so reset:
 - ``realtime.auth.authorizer_cache``: the authorizer instances, with the
   caches they own (the OIDC JWKS, the CUSTOM answers);
 - ``realtime.auth.limits``: ``connect_limiter``, ``auth_failure_limiter``;
+- ``realtime.delivery.history.stores``: the in-process history and resume
+  positions, and the Redis clients of ``HISTORY_REDIS_URL`` (which may change);
 - ``quiz.admission.local_windows``: in-memory join counters;
 - ``quiz.auth``: players' tokens already looked up.
 

@@ -183,6 +183,8 @@ REALTIME: dict[str, object] = {
     # With Redis the site runs several processes and `manage.py realtime_relay`
     # publishes what publish_on_commit wrote; alone, the server does.
     "RELAY": os.environ.get("REALTIME_RELAY", "external" if REDIS_URL else "inprocess"),
+    # Channel history lives where every process sees it.
+    "HISTORY_REDIS_URL": REDIS_URL or None,
 }
 
 QUIZ: dict[str, object] = {

@@ -33,6 +33,9 @@ class NamespaceConfig:
     subscribe_handler: str
     publish_groups: tuple[str, ...] = ()
     subscribe_groups: tuple[str, ...] = ()
+    # Publications kept per subscription key, and for how many seconds; 0: no history.
+    history_size: int = 0
+    history_ttl: int = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,8 @@ def _namespace_load(name: str) -> NamespaceConfig | None:
         subscribe_handler=row.subscribe_handler,
         publish_groups=tuple(row.publish_groups or ()),
         subscribe_groups=tuple(row.subscribe_groups or ()),
+        history_size=row.history_size,
+        history_ttl=row.history_ttl,
     )
 
 

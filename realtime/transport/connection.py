@@ -44,7 +44,12 @@ from realtime.exceptions import (
 )
 from realtime.lifecycle import lifecycle
 from realtime.operations.publishing import Publication, publish
-from realtime.operations.subscribing import subscribe_authorize, subscription_start, subscription_stop
+from realtime.operations.subscribing import (
+    subscribe_authorize,
+    subscription_start_with_history,
+    subscription_stop,
+    subscriptions_closed,
+)
 from realtime.ops.logs import bind_connection
 from realtime.ops.metrics import metrics
 from realtime.transport.handshake import (
@@ -167,6 +172,7 @@ class Connection:
 
     async def closed(self, code: int | None) -> None:
         """The socket is gone: forget its subscriptions and tell whoever listens."""
+        subscriptions_closed(self.subscriptions.values())
         hub.disconnect(self.outbox, self.subscriptions.values())
         self.outbox.stop()
         if self.rejection is not None:
@@ -241,7 +247,9 @@ class Connection:
                 self.outbox.offer(protocol.success(ServerType.SUBSCRIBE_SUCCESS, frame.id))
                 return
             subscription = LocalSubscription.create(self.outbox, frame.id, channel)
-            await subscription_start(subscription)
+            started = await subscription_start_with_history(
+                subscription, channel=channel, subscription_id=frame.id, identity=identity, since=frame.since
+            )
         except Exception as error:
             metrics.subscribe_failed(frame.channel, error)
             raise
@@ -251,7 +259,7 @@ class Connection:
         self.session.add(frame.id, channel)
         self.subscriptions[frame.id] = subscription
         metrics.subscribed(channel.namespace)
-        self.outbox.offer(protocol.success(ServerType.SUBSCRIBE_SUCCESS, frame.id))
+        started.acknowledge(frame.id, self.outbox)
         if signals.subscription_started.receivers:
             await signals.subscription_started.asend(
                 signals.SENDER,

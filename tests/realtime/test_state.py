@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from quiz import admission
 from quiz import auth as quiz_auth
 from realtime import auth, state
 from realtime.auth.limits import auth_failure_limiter, connect_limiter
+from realtime.core.history import Position
+from realtime.delivery import history
 from realtime.state import Resettable, register, registered, reset_all
 from realtime.store import selectors
 
@@ -81,6 +84,11 @@ PIECES = {
         lambda: admission.local_windows,
         _spend_join_window,
         lambda: not admission.local_windows.hit("group", "key", 1, 60)[0],
+    ),
+    "history_stores": Piece(
+        lambda: history.stores,
+        lambda: asyncio.run(history.stores.memory.remember("token", Position(1, "epoch"), 60)),
+        lambda: asyncio.run(history.stores.memory.recall("token")) is None,
     ),
     "quiz_token_cache": Piece(
         lambda: quiz_auth.token_cache,
