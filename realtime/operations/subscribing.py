@@ -168,12 +168,13 @@ async def subscription_start_with_history(
     explicit = since is not None
     if since is None:
         since = await _recall(store, token)
+    if since is None:
+        return await _start_fresh(subscription, store, token)
+
     outbox = subscription.outbox
-    buffer = None
-    if since is not None:
-        buffer = LiveBuffer()
-        # The hub only ever offers frames to it (LiveBuffer has Outbox.offer's signature).
-        subscription.outbox = cast(Outbox, buffer)
+    buffer = LiveBuffer()
+    # The hub only ever offers frames to it (LiveBuffer has Outbox.offer's signature).
+    subscription.outbox = cast(Outbox, buffer)
     try:
         await subscription_start(subscription)
     except BaseException:
@@ -181,23 +182,34 @@ async def subscription_start_with_history(
         raise
     limit = realtime_settings.history_recover_limit
     try:
-        stream = await store.read(subscription.key, None if since is None else since.offset, limit + 1)
+        stream = await store.read(subscription.key, since.offset, limit + 1)
     except Exception as exc:
         logger.warning("realtime history could not be read for %s: %s", channel.path, exc)
         return Started(subscription, {"recovered": False} if explicit else None, (), outbox, buffer)
-    replay: Sequence[tuple[int, str]] = ()
-    recovered: bool | None = None
-    if since is None:
-        position = Position(stream.top, stream.epoch)
-    else:
-        recovery = recover(since, stream, limit)
-        position, replay, recovered = recovery.position, recovery.replay, recovery.recovered
-        metrics.recovered(channel.namespace, recovered, len(replay))
+    recovery = recover(since, stream, limit)
+    metrics.recovered(channel.namespace, recovery.recovered, len(recovery.replay))
+    _resumable[subscription] = (token, recovery.position)
+    extension: dict[str, object] = {**recovery.position.as_dict(), "recovered": recovery.recovered}
+    return Started(subscription, extension, recovery.replay, outbox, buffer)
+
+
+async def _start_fresh(subscription: LocalSubscription, store: HistoryStore, token: str) -> Started:
+    """A history subscription with nothing to recover: its position, then live events.
+
+    The position is read before the subscription goes live, so every publication after it
+    is either delivered or, published before the layer took this process in, recoverable
+    from it later; one at or before it was published before the subscribe.
+    """
+    try:
+        stream = await store.read(subscription.key, None, 0)
+    except Exception as exc:
+        logger.warning("realtime history could not be read for %s: %s", subscription.key, exc)
+        await subscription_start(subscription)
+        return Started(subscription)
+    await subscription_start(subscription)
+    position = Position(stream.top, stream.epoch)
     _resumable[subscription] = (token, position)
-    extension: dict[str, object] = dict(position.as_dict())
-    if recovered is not None:
-        extension["recovered"] = recovered
-    return Started(subscription, extension, replay, outbox, buffer)
+    return Started(subscription, dict(position.as_dict()))
 
 
 async def _recall(store: HistoryStore, token: str) -> Position | None:

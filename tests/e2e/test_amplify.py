@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import REPO_ROOT, DaphneServer, RedisServer, _manage, _start_daphne
+from .conftest import REPO_ROOT, DaphneServer, RedisServer, _start_daphne, enable_history
 
 pytestmark = [pytest.mark.e2e, pytest.mark.node]
 
@@ -139,13 +139,7 @@ def test_amplify_gets_what_it_missed_after_its_own_reconnect(
     e2e_api_key: str,
 ) -> None:
     """Transparent recovery (PROTOCOL §12, "History") across two processes and Redis."""
-    _manage(
-        e2e_env,
-        "shell",
-        "-c",
-        "from realtime.models import Namespace; "
-        "Namespace.objects.update_or_create(name='chat', defaults={'history_size': 500})",
-    )
+    enable_history(e2e_env, "chat", 500)
 
     def start(name: str) -> DaphneServer:
         return _start_daphne(
