@@ -14,6 +14,9 @@ once it commits, at least once, each with its identifier (realtime.operations.re
     with transaction.atomic():
         order.save()
         realtime.publish_on_commit("/default/orders", [{"id": order.pk}], key=f"order-{order.pk}-saved")
+
+In a namespace that keeps history (PROTOCOL §12), ``realtime.history(channel, since=..., limit=...)``
+(``ahistory`` in async code) reads what was published to a channel after an offset.
 """
 
 from __future__ import annotations
@@ -22,9 +25,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from realtime.operations.history_reading import HistoryPage
     from realtime.operations.publishing import PublishResult
 
-__all__ = ["PublishResult", "apublish", "publish", "publish_many_on_commit", "publish_on_commit"]
+__all__ = [
+    "HistoryPage",
+    "PublishResult",
+    "ahistory",
+    "apublish",
+    "history",
+    "publish",
+    "publish_many_on_commit",
+    "publish_on_commit",
+]
 
 
 def publish(channel: str, events: list[Any]) -> PublishResult:
@@ -66,3 +79,22 @@ def __getattr__(name: str) -> Any:
 
         return PublishResult
     raise AttributeError(name)
+
+
+def history(channel: str, *, since: int | None = None, limit: int | None = None) -> HistoryPage:
+    """Publications of ``channel`` after offset ``since`` (the latest without), from sync code.
+
+    The channel's namespace must keep history (PROTOCOL §12); ``channel`` may be a wildcard.
+    """
+    from asgiref.sync import async_to_sync
+
+    from realtime.operations.history_reading import history_from_server
+
+    return async_to_sync(history_from_server)(channel, since=since, limit=limit)
+
+
+async def ahistory(channel: str, *, since: int | None = None, limit: int | None = None) -> HistoryPage:
+    """:func:`history` from async code."""
+    from realtime.operations.history_reading import history_from_server
+
+    return await history_from_server(channel, since=since, limit=limit)

@@ -7,12 +7,14 @@ from realtime.ops.exposition import metrics_view
 from realtime.ops.health import healthz, readyz
 from realtime.ops.metrics import instrument_http
 from realtime.transport.console import console
+from realtime.transport.history_http import event_history
 from realtime.transport.http import event
 
 app_name = "realtime"
 
 urlpatterns = [
     path("event", instrument_http(event), name="event"),
+    path("event/history", instrument_http(event_history), name="event-history"),
     path("realtime/console/", console, name="console"),
     path("realtime/dashboard/", dashboard, name="dashboard"),
     path("metrics", metrics_view, name="metrics"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import DatabaseError
@@ -77,18 +78,39 @@ def _as_realtime_error(exc: Exception) -> tuple[RealtimeError, int, dict[str, st
     return error, error.http_status, {}
 
 
-def _with_cors(view: View) -> View:
-    @functools.wraps(view)
-    async def respond(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = await view(request, *args, **kwargs)
-        for name, value in CORS_HEADERS.items():
-            response[name] = value
-        return response
+def cors(methods: str) -> Callable[[View], View]:
+    """Give every answer of a view the CORS headers, allowing ``methods`` (PROTOCOL §2.3)."""
 
-    return respond
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        async def respond(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            response = await view(request, *args, **kwargs)
+            for name, value in CORS_HEADERS.items():
+                response[name] = value
+            response["Access-Control-Allow-Methods"] = methods
+            return response
+
+        return respond
+
+    return decorate
 
 
-@_with_cors
+def request_facts(request: HttpRequest) -> tuple[dict[str, str], RequestInfo]:
+    """The request's headers (lowercased, hidden ones left out) and its facts for authorizers."""
+    headers = {
+        name.lower(): value for name, value in request.headers.items() if name.lower() not in HIDDEN_HEADERS
+    }
+    info = RequestInfo(
+        transport=Transport.HTTP,
+        headers=headers,
+        source_ip=request.META.get("REMOTE_ADDR"),
+        cookies=request.COOKIES,
+        http_request=request,
+    )
+    return headers, info
+
+
+@cors("POST, OPTIONS")
 @endpoint(on_error=error_response, post=PUBLISH, options=None)
 async def event(request: HttpRequest) -> HttpResponse:
     """Publish 1-5 events to one channel; an ``OPTIONS`` preflight gets 204 and the CORS headers."""
@@ -103,22 +125,14 @@ async def event(request: HttpRequest) -> HttpResponse:
         raise MalformedMessage("channel must be a string")
     if not isinstance(events, list):
         raise MalformedMessage("events must be an array")
-    headers = {
-        name.lower(): value for name, value in request.headers.items() if name.lower() not in HIDDEN_HEADERS
-    }
+    headers, info = request_facts(request)
     publication = await publish(
         channel=channel,
         events=events,
         credentials=parse_authorization(headers),
         # The raw bytes, as read: SigV4 verifies exactly these.
         http_body=request.body,
-        request=RequestInfo(
-            transport=Transport.HTTP,
-            headers=headers,
-            source_ip=request.META.get("REMOTE_ADDR"),
-            cookies=request.COOKIES,
-            http_request=request,
-        ),
+        request=info,
     )
     result = await publication.completed()
     return JsonResponse(result.as_dict())

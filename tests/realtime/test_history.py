@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import redis
 from asgiref.sync import sync_to_async
+from django.test import AsyncClient
 
+import realtime
 from realtime.core.paths import parse_channel
 from realtime.delivery.history import stores
 from realtime.delivery.hub import LocalSubscription
@@ -18,6 +20,7 @@ from realtime.models import Namespace
 from realtime.operations import subscribing
 from realtime.operations.subscribing import LiveBuffer, Started
 from tests.realtime.conftest import (
+    UNAUTHORIZED,
     api_key_authorization,
     assert_published,
     assert_sent,
@@ -387,3 +390,69 @@ def test_live_events_held_during_the_replay_go_out_after_it_once() -> None:
         '{"type":"data","id":"s1","event":"5","offset":5}',
     ]
     assert subscription.outbox is outbox
+
+
+# -- the read API: GET /event/history and realtime.history -----------------------------------------
+
+
+async def read_history(key: str, **params: Any) -> tuple[int, dict[str, Any]]:
+    response = await AsyncClient().get("/event/history", params, headers={"x-api-key": key})
+    return response.status_code, json.loads(response.content)
+
+
+async def test_the_history_api_pages_a_channel(
+    store: Any, chat: Namespace, connect: Any, api_key: str
+) -> None:
+    publisher = await connect()
+    epoch = (await subscribed_at(await connect(), "s1", "/chat/room"))["epoch"]
+    await published(publisher, "p1", "/chat/room", [1, 2, 3, 4, 5])
+    await published(publisher, "p2", "/chat/other", ["other"])
+
+    def page(offset: int, complete: bool, events: list[int], channel: str = "/chat/room") -> dict[str, Any]:
+        entries = [{"offset": n, "event": json.dumps(n)} for n in events]
+        return {"channel": channel, "epoch": epoch, "offset": offset, "complete": complete, "events": entries}
+
+    assert await read_history(api_key, channel="/chat/room", since=2) == (200, page(5, True, [3, 4, 5]))
+    assert await read_history(api_key, channel="/chat/room", limit=2) == (200, page(5, True, [4, 5]))
+    assert await read_history(api_key, channel="/chat/room", since=0, limit=2) == (
+        200,
+        page(5, False, [1, 2]),
+    )
+    assert await read_history(api_key, channel="/chat/room", since=5) == (200, page(5, True, []))
+    # Offsets of a lost history: the latest page, not complete.
+    lost = await read_history(api_key, channel="/chat/room", since=1, epoch="gone", limit=2)
+    assert lost == (200, page(5, False, [4, 5]))
+
+    status, wild = await read_history(api_key, channel="/chat/*", since=4)
+    assert status == 200
+    assert [(e["offset"], json.loads(e["event"])) for e in wild["events"]] == [(5, 5), (6, "other")]
+
+    assert [entry async for entry in _payloads("/chat/room", 3)] == [(4, 4), (5, 5)]
+
+
+async def _payloads(channel: str, since: int) -> Any:
+    page = await realtime.ahistory(channel, since=since)
+    for entry in page.payloads():
+        yield entry
+
+
+async def test_the_history_api_is_authorized_like_a_subscribe(
+    store: Any, chat: Namespace, connect: Any, api_key: str
+) -> None:
+    comm = await connect()
+    await published(comm, "p1", "/chat/room", ["secret"])
+
+    status, body = await read_history("rt-wrong", channel="/chat/room", since=0)
+    assert (status, body) == (401, {"errors": [UNAUTHORIZED]})
+    assert await read_history(api_key, channel="/default/room") == (
+        400,
+        {"errors": [{"errorType": "BadRequestException", "message": "This namespace keeps no history"}]},
+    )
+    assert await read_history(api_key, channel="/chat/room", since="-1") == (
+        400,
+        {"errors": [{"errorType": "BadRequestException", "message": "since must be a non-negative integer"}]},
+    )
+    assert await read_history(api_key, channel="/chat/room", limit=0) == (
+        400,
+        {"errors": [{"errorType": "BadRequestException", "message": "limit must be between 1 and 300"}]},
+    )

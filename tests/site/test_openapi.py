@@ -19,6 +19,7 @@ pytestmark = pytest.mark.django_db
 
 OPERATIONS = {
     "/event": ["post"],
+    "/event/history": ["get"],
     "/api/quiz/question-sets": ["post"],
     "/api/quiz/games": ["post"],
     "/api/quiz/games/{code}": ["get"],
@@ -87,6 +88,21 @@ def test_post_event_documents_its_bodies_and_every_error_with_its_headers() -> N
     }
 
 
+def test_get_event_history_documents_its_page_and_parameters() -> None:
+    operation = document()["paths"]["/event/history"]["get"]
+
+    assert operation["security"] == [{"apiKey": []}, {"authorization": []}, {"session": []}]
+    assert without_description(operation["responses"]["200"]) == {"content": ref("HistoryPage")}
+    errors = [r for status, r in operation["responses"].items() if int(status) >= 400]
+    assert errors and all(response["content"] == ref("AppSyncErrors") for response in errors)
+    assert [(p["name"], p.get("required", False)) for p in operation["parameters"] if p["in"] == "query"] == [
+        ("channel", True),
+        ("epoch", False),
+        ("limit", False),
+        ("since", False),
+    ]
+
+
 def test_the_join_documents_201_and_its_errors_with_retry_after_on_429_and_503() -> None:
     operation = document()["paths"]["/api/quiz/games/{code}/join"]["post"]
 
@@ -115,7 +131,7 @@ def test_an_answer_documents_202_and_401_with_the_player_token() -> None:
 
 def test_every_error_of_the_quiz_api_has_the_apis_error_shape() -> None:
     for path, item in document()["paths"].items():
-        if path == "/event":
+        if path in ("/event", "/event/history"):  # AppSync's error shape
             continue
         for operation in item.values():
             errors = {status: r for status, r in operation["responses"].items() if int(status) >= 400}
