@@ -229,16 +229,20 @@ def _text(value: bytes | str) -> str:
 
 
 @dataclass(slots=True)
-class _Append:
-    keys: Sequence[str]
-    events: Sequence[str]
-    size: int
-    ttl: int
-    done: asyncio.Future[list[int]]
+class _Call:
+    script: Any
+    keys: list[str]
+    args: list[Any]
+    done: asyncio.Future[Any]
 
 
 class RedisHistory:
-    """Streams in Redis, shared by every process; one client per event loop."""
+    """Streams in Redis, shared by every process; one client per event loop.
+
+    Every script call of one loop pass goes out in one pipeline, in call order: a burst of
+    publications costs one round trip (and this process fans out each stream's publications
+    in offset order), and a crowd re-subscribing at once shares a few connections, not one each.
+    """
 
     def __init__(self, url: str) -> None:
         import redis.asyncio as aioredis  # optional at import: the embedded default needs no Redis
@@ -246,48 +250,48 @@ class RedisHistory:
         self._redis: Any = aioredis.Redis.from_url(url)
         self._append = self._redis.register_script(_APPEND)
         self._read = self._redis.register_script(_READ)
-        self._pending: list[_Append] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._pending: list[_Call] = []
+        self._runner: asyncio.Task[None] | None = None
 
-    async def append(self, keys: Sequence[str], events: Sequence[str], size: int, ttl: int) -> list[int]:
-        # The appends of one loop pass go in one pipeline: one round trip for a burst,
-        # in call order, so this process fans out each stream's publications in offset order.
-        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Append(keys, events, size, ttl, done))
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write())
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(_Call(script, keys, args, done))
+        if self._runner is None:
+            self._runner = loop.create_task(self._run())
         return await done
 
-    async def _write(self) -> None:
+    async def _run(self) -> None:
         try:
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # let the rest of this loop pass join the pipeline
             while self._pending:
                 batch, self._pending = self._pending, []
+                pipe = self._redis.pipeline(transaction=False)
                 try:
-                    results = await self._write_batch(batch)
+                    for call in batch:
+                        await call.script(keys=call.keys, args=call.args, client=pipe)
+                    results = await pipe.execute(raise_on_error=False)
                 except Exception as exc:
-                    for item in batch:
-                        if not item.done.done():
-                            item.done.set_exception(exc)
-                    continue
-                for item, firsts in zip(batch, results, strict=True):
-                    if not item.done.done():
-                        item.done.set_result([int(first) for first in firsts])
+                    results = [exc] * len(batch)
+                for call, result in zip(batch, results, strict=True):
+                    if call.done.done():
+                        continue
+                    if isinstance(result, Exception):
+                        call.done.set_exception(result)
+                    else:
+                        call.done.set_result(result)
         finally:
-            self._writer = None
+            self._runner = None
 
-    async def _write_batch(self, batch: list[_Append]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        epoch = new_epoch()
-        for item in batch:
-            redis_keys = [name for key in item.keys for name in _keys(key)]
-            args = [item.size, item.ttl, max(item.ttl, META_TTL), epoch, len(item.events), *item.events]
-            await self._append(keys=redis_keys, args=args, client=pipe)
-        return list(await pipe.execute())
+    async def append(self, keys: Sequence[str], events: Sequence[str], size: int, ttl: int) -> list[int]:
+        redis_keys = [name for key in keys for name in _keys(key)]
+        args = [size, ttl, max(ttl, META_TTL), new_epoch(), len(events), *events]
+        firsts = await self._call(self._append, redis_keys, args)
+        return [int(first) for first in firsts]
 
     async def read(self, key: str, since: int | None, limit: int) -> StreamRead:
         args = [-1 if since is None else since, limit, META_TTL, new_epoch()]
-        epoch, top, first, entries = await self._read(keys=list(_keys(key)), args=args)
+        epoch, top, first, entries = await self._call(self._read, list(_keys(key)), args)
         return StreamRead(
             _text(epoch),
             int(top),
