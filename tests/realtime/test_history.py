@@ -14,7 +14,7 @@ from django.test import AsyncClient
 
 import realtime
 from realtime.core.paths import parse_channel
-from realtime.delivery.history import stores
+from realtime.delivery.history import history, stores
 from realtime.delivery.hub import LocalSubscription
 from realtime.models import Namespace
 from realtime.operations import subscribing
@@ -456,3 +456,59 @@ async def test_the_history_api_is_authorized_like_a_subscribe(
         400,
         {"errors": [{"errorType": "BadRequestException", "message": "limit must be between 1 and 300"}]},
     )
+
+
+# -- the store unreachable ---------------------------------------------------------------------------
+
+
+async def test_a_publication_the_history_cannot_take_reaches_nobody(
+    store: Any, chat: Namespace, connect: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    comm = await connect()
+    publisher = await connect()
+    await subscribed_at(comm, "s1", "/chat/room")
+
+    async def unreachable(*args: Any) -> None:
+        raise ConnectionError("the store is down")
+
+    monkeypatch.setattr(type(history()), "append", unreachable)
+    await publish(publisher, "p1", "/chat/room", ["1"])
+
+    await assert_sent(
+        publisher,
+        {
+            "type": "publish_error",
+            "id": "p1",
+            "errors": [
+                {
+                    "errorType": "ServiceUnavailable",
+                    "message": "The service is temporarily unavailable, try again.",
+                }
+            ],
+        },
+    )
+    await assert_silent(comm)
+    assert "realtime history could not append to /chat/room: the store is down" in caplog.text
+
+
+async def test_a_subscribe_the_history_cannot_answer_goes_live_unrecovered(
+    store: Any, chat: Namespace, connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    comm = await connect()
+    publisher = await connect()
+
+    async def unreachable(*args: Any) -> None:
+        raise ConnectionError("the store is down")
+
+    monkeypatch.setattr(type(history()), "read", unreachable)
+    await comm.send_json_to(
+        {"type": "subscribe", "id": "s1", "channel": "/chat/room", "since": {"offset": 0, "epoch": "e"}}
+    )
+    assert await comm.receive_from(1) == '{"type":"subscribe_success","id":"s1","recovered":false}'
+    await subscribe(comm, "s2", "/chat/room")
+    assert await comm.receive_from(1) == '{"type":"subscribe_success","id":"s2"}'
+    monkeypatch.undo()
+
+    await published(publisher, "p1", "/chat/room", ["live"])
+    assert sorted([(await frame(comm))["id"] for _ in range(2)]) == ["s1", "s2"]
+    await assert_silent(comm)
