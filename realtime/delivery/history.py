@@ -32,6 +32,7 @@ import hashlib
 import logging
 import secrets
 import time
+import types
 import weakref
 from collections import deque
 from collections.abc import Sequence
@@ -344,7 +345,27 @@ class _Stores:
         store = self._redis.get(loop)
         if store is None:
             store = self._redis[loop] = RedisHistory(url)
+            _close_before(loop, store)
         return store
+
+
+def _close_before(loop: asyncio.AbstractEventLoop, store: RedisHistory) -> None:
+    """Close ``store``'s connections when ``loop`` closes (as channels_redis does for its pools).
+
+    A loop that ends (a sync caller's private loop, a test's) would otherwise leave them open.
+    """
+    close = loop.close
+
+    def closing(self: asyncio.AbstractEventLoop) -> None:
+        self.close = close  # type: ignore[method-assign]
+        if not self.is_running():
+            try:
+                self.run_until_complete(store.aclose())
+            except Exception as exc:
+                logger.debug("realtime history could not close its Redis client: %s", exc)
+        close()
+
+    loop.close = types.MethodType(closing, loop)  # type: ignore[method-assign]
 
 
 stores = register(_Stores())
