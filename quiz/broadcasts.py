@@ -8,7 +8,7 @@ retried write is not published twice, and each event carries the key as its
 ``identifier`` for clients to drop a repeat.
 
 Keys: ``quiz.<game id>.state.<state>``, ``quiz.<game id>.question.<index>``,
-``quiz.<game id>.reveal.<index>`` (a game passes each of these once),
+``quiz.<game id>.reveal.<index>``, ``quiz.<game id>.next_game`` (a game passes each of these once),
 ``quiz.<game id>.<leaderboard|progress>.<n>`` (the feed's n-th broadcast) and
 ``quiz.score.<answer id>`` (an answer is scored once).
 """
@@ -48,6 +48,15 @@ def question_revealed(game: Game, question: Question, counts: list[int]) -> None
         channels.game_channel(game.code),
         [payloads.question_revealed(game, question, counts)],
         key=f"quiz.{game.pk}.reveal.{game.question_index}",
+    )
+
+
+def next_game(game: Game, rematch: Game) -> None:
+    """The host started a rematch: the finished game's players are invited to it."""
+    realtime.publish_on_commit(
+        channels.game_channel(game.code),
+        [payloads.next_game(game, rematch)],
+        key=f"quiz.{game.pk}.next_game",
     )
 
 

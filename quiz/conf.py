@@ -28,6 +28,9 @@ DEFAULTS: dict[str, Any] = {
     # (quiz.coalescer).
     "LEADERBOARD_INTERVAL": 0.5,
     "LEADERBOARD_SIZE": 10,
+    # The longest the autopilot (automatic reveal and next, per game) sleeps before
+    # looking for steps planned by another process; its own process wakes it at once.
+    "AUTOPILOT_POLL": 1.0,
     # Seconds read-heavy endpoints are cached (server and HTTP).
     "CACHE_TTL": 1.0,
     # Realtime namespace of the game's channels.
@@ -74,6 +77,10 @@ class QuizSettings:
     @property
     def leaderboard_size(self) -> int:
         return int(self._get("LEADERBOARD_SIZE"))
+
+    @property
+    def autopilot_poll(self) -> float:
+        return float(self._get("AUTOPILOT_POLL"))
 
     @property
     def cache_ttl(self) -> float:

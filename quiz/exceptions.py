@@ -37,6 +37,14 @@ class NicknameTaken(QuizError):
     default_message = "Another player in this game has this nickname."
 
 
+class RejoinRefused(QuizError):
+    """No player of the game has this nickname, or the rejoin code is not theirs (not told apart)."""
+
+    status = 403
+    code = "rejoin_refused"
+    default_message = "This rejoin code does not match this nickname."
+
+
 class InvalidTransition(QuizError):
     status = 409
     code = "invalid_transition"
@@ -92,6 +100,10 @@ class Throttled(QuizError):
     def __init__(self, retry_after: int) -> None:
         self.retry_after = retry_after
         super().__init__()
+
+
+class TooManyRejoins(Throttled):
+    default_message = "Too many wrong rejoin codes for this nickname; retry after the indicated delay."
 
 
 class Unavailable(QuizError):

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.crypto import salted_hmac
 
 from .exceptions import InvalidNickname
 
@@ -73,11 +74,34 @@ class Game(models.Model):
     )
     question_opened_at = models.DateTimeField(null=True, blank=True)
     question_closes_at = models.DateTimeField(null=True, blank=True)
+    # The show runs itself (quiz.autopilot) when the host asks for it, per game.
+    auto_reveal = models.BooleanField(
+        default=False, help_text="Reveal the answer as soon as the question's time is up."
+    )
+    auto_next = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(600.0)],
+        help_text="Seconds after a reveal before the next question (the podium after the last one);"
+        " empty: the host moves on.",
+    )
+    # When the autopilot takes the game's next step (reveal, next, finish); null: the host does.
+    next_step_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The game the host started with the same players after this one ("play again").
+    next_game = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
+        # The autopilot's queue: games with a step due, soonest first.
+        indexes = [
+            models.Index(
+                fields=["next_step_at"], condition=models.Q(next_step_at__isnull=False), name="quiz_next_step"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.title} ({self.code})"
@@ -102,6 +126,23 @@ def nickname_clean(value: object) -> str:
 def token_hash(token: str) -> str:
     """How a player's secret token is stored: its SHA-256, so the table never holds a usable token."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+REJOIN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 letters: no 0/O, 1/I
+REJOIN_CODE_LENGTH = 6
+
+
+def rejoin_code_for(stored_token_hash: str) -> str:
+    """A player's rejoin code: 6 letters a person can read out and type on another device.
+
+    Derived from the player's token (its stored hash) with the site's secret key,
+    so nothing more is stored, only the server can make one, and a new token
+    (after a rejoin) makes the old code worthless. 32 letters, 6 of them: about
+    10⁹ codes, against guesses limited per nickname (quiz.services.player_rejoin).
+    """
+    digest = salted_hmac("quiz.rejoin", stored_token_hash, algorithm="sha256").digest()
+    # 256 is a multiple of 32: each byte picks a letter without bias.
+    return "".join(REJOIN_ALPHABET[byte % len(REJOIN_ALPHABET)] for byte in digest[:REJOIN_CODE_LENGTH])
 
 
 class Player(models.Model):

@@ -61,6 +61,11 @@ def question_revealed(game: Game, question: Question, counts: list[int]) -> dict
     }
 
 
+def next_game(game: Game, rematch: Game) -> dict[str, Any]:
+    """The invitation to the rematch of a finished game (quiz.services.game_play_again)."""
+    return {"type": "next_game", "code": game.code, "next_game": rematch.code}
+
+
 def leaderboard(
     game: Game, top: list[dict[str, Any]], players: int, answered: int | None, final: bool = False
 ) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from . import signals, worker
+from . import autopilot, signals, worker
 from .coalescer import coalescer
 
 
@@ -20,3 +20,9 @@ def wake_worker(sender: Any, **kwargs: Any) -> None:
 def wake_coalescer(sender: Any, *, game_ids: list[int], **kwargs: Any) -> None:
     """This process's coalescer broadcasts the games' stale feeds (quiz.coalescer)."""
     coalescer.changed(game_ids)
+
+
+@receiver(signals.game_changed, dispatch_uid="quiz.wake_autopilot")
+def wake_autopilot(sender: Any, **kwargs: Any) -> None:
+    """This process's autopilot plans the games' next automatic step now, not at its next poll."""
+    autopilot.wake()

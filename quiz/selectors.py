@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models import Count, F, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
 from . import payloads
 from .conf import quiz_settings
-from .models import Answer, Feed, Game, Player, Question, QuestionSet, token_hash
+from .models import Answer, Feed, Game, Player, Question, QuestionSet, rejoin_code_for, token_hash
 
 
 def game_get(*, code: str) -> Game | None:
-    return Game.objects.select_related("current_question").filter(code=code).first()
+    return Game.objects.select_related("current_question", "next_game").filter(code=code).first()
 
 
 def game_exists(*, code: str) -> bool:
@@ -28,6 +29,32 @@ def game_questions(*, game: Game) -> list[Question]:
 
 def question_set_get(*, pk: Any) -> QuestionSet | None:
     return QuestionSet.objects.filter(pk=pk).first()
+
+
+def question_sets_list() -> list[QuestionSet]:
+    """Every question set, newest first, each with ``question_count``."""
+    return list(
+        QuestionSet.objects.annotate(question_count=Count("questions")).order_by("-created_at", "-pk")
+    )
+
+
+def games_recent(*, limit: int = 20) -> list[Game]:
+    """The latest games, each with ``player_count``."""
+    return list(
+        Game.objects.select_related("question_set")
+        .annotate(player_count=Count("players"))
+        .order_by("-created_at", "-pk")[:limit]
+    )
+
+
+def games_due(*, now: datetime) -> list[Game]:
+    """Games whose automatic step (quiz.autopilot) is due at ``now``, the most overdue first."""
+    return list(Game.objects.filter(next_step_at__lte=now).order_by("next_step_at"))
+
+
+def games_next_step_at() -> datetime | None:
+    """When the next automatic step of any game is due, or ``None`` when none is planned."""
+    return Game.objects.filter(next_step_at__isnull=False).aggregate(at=Min("next_step_at"))["at"]
 
 
 def question_count(*, question_set: QuestionSet) -> int:
@@ -145,6 +172,9 @@ def game_state_cached(*, code: str) -> dict[str, Any] | None:
         if game is None:
             return {}
         state = payloads.game_state(game)
+        if game.state == "finished":
+            # A page that missed the invitation to the rematch still gets it.
+            state["next_game"] = game.next_game.code if game.next_game_id else None
         question = game.current_question
         if question is not None and game.state in ("question", "reveal"):
             total = game.question_set.questions.count()
@@ -157,7 +187,7 @@ def game_state_cached(*, code: str) -> dict[str, Any] | None:
                 state["counts"] = answer_counts(question=question)
         return state
 
-    value = _cached(f"quiz:state:{code}", compute)
+    value = _cached(_state_key(code), compute)
     return value or None
 
 
@@ -166,8 +196,28 @@ def leaderboard_cached(*, code: str) -> dict[str, Any] | None:
         game = game_get(code=code)
         return leaderboard_payload(game=game) if game is not None else {}
 
-    value = _cached(f"quiz:leaderboard:{code}", compute)
+    value = _cached(_leaderboard_key(code), compute)
     return value or None
+
+
+def game_cache_forget(*, code: str) -> None:
+    """The game moved on (a committed transition): the next reads compute its state and board afresh."""
+    cache.delete_many([_state_key(code), _leaderboard_key(code)])
+
+
+def leaderboard_cache_put(*, code: str, leaderboard: dict[str, Any]) -> None:
+    """These standings were just broadcast: reads serve them from now on, not older ones."""
+    ttl = quiz_settings.cache_ttl
+    if ttl > 0:
+        cache.set(_leaderboard_key(code), leaderboard, ttl)
+
+
+def _state_key(code: str) -> str:
+    return f"quiz:state:{code}"
+
+
+def _leaderboard_key(code: str) -> str:
+    return f"quiz:leaderboard:{code}"
 
 
 def player_standing(*, player: Player) -> dict[str, Any]:
@@ -183,6 +233,7 @@ def player_standing(*, player: Player) -> dict[str, Any]:
         "score": player.score,
         "rank": player_rank(game_id=player.game_id, score=player.score),
         "players": player_count(game_id=player.game_id),
+        "rejoin_code": rejoin_code_for(player.token_hash),
         "answers": [
             {
                 "question_id": row["question_id"],

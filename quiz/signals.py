@@ -14,6 +14,12 @@
     :func:`quiz.receivers.wake_coalescer` (this process broadcasts them, at most
     once per ``LEADERBOARD_INTERVAL``).
 
+``game_changed``
+    sender: ``Game``. kwargs: ``game_ids`` (list of int). Sent after a
+    transition of the games committed (open, start, reveal, next, finish), by
+    :mod:`quiz.services.games`. Receiver: :func:`quiz.receivers.wake_autopilot`
+    (this process's autopilot looks at their next automatic step at once).
+
 Nothing else the game does is a signal: scores, announcements, leaderboards
 and host progress are written in the transaction that causes them
 (quiz.broadcasts, quiz.services.feeds) and published by ``realtime``'s relay.
@@ -23,3 +29,4 @@ from django.dispatch import Signal
 
 answer_received = Signal()
 feeds_changed = Signal()
+game_changed = Signal()

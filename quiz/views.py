@@ -14,19 +14,20 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_POST, require_safe
 
-from . import channels, selectors, services
+from . import channels, forms, selectors, services
 from .api import openapi
 from .api.views import api, staff_only
 from .exceptions import GameNotFound
-from .models import NICKNAME_MAX_LENGTH, Game, GameState
+from .models import NICKNAME_MAX_LENGTH, Game, GameState, QuestionSet
 
 
 def _game_or_404(code: str) -> Game:
@@ -62,6 +63,7 @@ def _config(request: HttpRequest, game: Game) -> dict[str, Any]:
         "api": {
             "state": reverse("quiz:game-state", args=[code]),
             "join": reverse("quiz:join", args=[code]),
+            "rejoin": reverse("quiz:rejoin", args=[code]),
             "answers": reverse("quiz:answers", args=[code]),
             "leaderboard": reverse("quiz:leaderboard", args=[code]),
             "me": reverse("quiz:me", args=[code]),
@@ -69,6 +71,13 @@ def _config(request: HttpRequest, game: Game) -> dict[str, Any]:
                 action: reverse("quiz:control", args=[code, action]) for action in services.GAME_TRANSITIONS
             },
             "host_game": reverse("quiz:host-game", args=[code]),
+            "play_again": reverse("quiz:play-again", args=[code]),
+        },
+        "pages": {
+            "play": reverse("quiz:play", args=["CODE"]),
+            "host": reverse("quiz:host", args=["CODE"]),
+            "screen": reverse("quiz:screen", args=["CODE"]),
+            "join": reverse("quiz:join", args=["CODE"]),
         },
     }
 
@@ -115,6 +124,74 @@ def host(request: HttpRequest, code: str) -> HttpResponse:
 
 @require_safe
 @staff_member_required
+def host_home(request: HttpRequest) -> HttpResponse:
+    """``/quiz/host/`` (staff): create a game from a question set, import a set, find a recent game."""
+    question_sets = selectors.question_sets_list()
+    chosen = request.GET.get("imported")
+    create = forms.GameCreateForm(question_sets=question_sets, initial={"question_set": chosen})
+    return _host_home(request, question_sets, create, forms.QuestionSetImportForm())
+
+
+def _host_home(
+    request: HttpRequest,
+    question_sets: list[QuestionSet],
+    create: forms.GameCreateForm,
+    upload: forms.QuestionSetImportForm,
+    status: int = 200,
+) -> HttpResponse:
+    return render(
+        request,
+        "quiz/host_home.html",
+        {
+            "create": create,
+            "upload": upload,
+            "question_sets": question_sets,
+            "games": selectors.games_recent(),
+        },
+        status=status,
+    )
+
+
+@require_POST
+@staff_member_required
+def host_game_create(request: HttpRequest) -> HttpResponse:
+    """The new-game form: the game is created with its lobby open; the host lands on its console."""
+    question_sets = selectors.question_sets_list()
+    form = forms.GameCreateForm(request.POST, question_sets=question_sets)
+    if not form.is_valid():
+        return _host_home(request, question_sets, form, forms.QuestionSetImportForm(), status=400)
+    data = form.cleaned_data
+    game = services.game_create(
+        host=request.user,
+        question_set=next(q for q in question_sets if q.pk == data["question_set"]),
+        title=data["title"],
+        auto_reveal=data["auto_reveal"],
+        auto_next=data["auto_next"],
+    )
+    services.game_open(game=game)
+    return redirect("quiz:host", code=game.code)
+
+
+@require_POST
+@staff_member_required
+def host_question_set_import(request: HttpRequest) -> HttpResponse:
+    """The import form: a question set from JSON (a file or pasted text), then back to the list."""
+    form = forms.QuestionSetImportForm(request.POST, request.FILES)
+    if form.is_valid():
+        try:
+            question_set = services.question_set_import(data=form.cleaned_data["data"])
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            return redirect(f"{reverse('quiz:host-home')}?imported={question_set.pk}")
+    question_sets = selectors.question_sets_list()
+    return _host_home(
+        request, question_sets, forms.GameCreateForm(question_sets=question_sets), form, status=400
+    )
+
+
+@require_safe
+@staff_member_required
 def screen(request: HttpRequest, code: str) -> HttpResponse:
     """``/quiz/<code>/screen/``: the big-screen leaderboard (staff)."""
     game = _game_or_404(code)
@@ -139,6 +216,9 @@ def _host_game(code: str) -> dict[str, Any] | None:
         "counts": selectors.answer_counts(question=current)
         if current is not None and game.state != GameState.LOBBY
         else None,
+        "auto_reveal": game.auto_reveal,
+        "auto_next": game.auto_next,
+        "next_game": game.next_game.code if game.next_game is not None else None,
         "questions": [
             {
                 "id": question.pk,

@@ -141,7 +141,7 @@ RELAY_MODES = ("inprocess", "external")
 
 @register(Tags.compatibility)
 def check_relay(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """The relay's settings (realtime.operations.relay): a known mode, a positive poll and batch."""
+    """The relay's settings (realtime.operations.relay): a known mode; positive delays and batch."""
     messages: list[CheckMessage] = []
     mode = realtime_settings.relay
     if mode not in RELAY_MODES:
@@ -152,7 +152,7 @@ def check_relay(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 id="realtime.E008",
             )
         )
-    for name, minimum in (("RELAY_POLL", 0.0), ("RELAY_BATCH", 0)):
+    for name, minimum in (("RELAY_POLL", 0.0), ("RELAY_BATCH", 0), ("RELAY_ADOPT_AFTER", 0.0)):
         try:
             value = float(getattr(realtime_settings, name.lower()))
         except (TypeError, ValueError):

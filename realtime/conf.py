@@ -70,6 +70,10 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_FAILURE_RATE": "100/m",
     # Frames queued for one connection before it is closed as too slow (DESIGN §5).
     "OUTBOUND_BUFFER_SIZE": 1000,
+    # Under daphne and uvicorn, write each event's pre-built frame straight to the
+    # connection's transport (realtime.delivery.direct); False: every frame
+    # through the server's ASGI send, as under any other server.
+    "DIRECT_WRITES": True,
     # Seconds a namespace or API key lookup is cached in each process.
     "NAMESPACE_CACHE_TTL": 5.0,
     "API_KEY_CACHE_TTL": 5.0,
@@ -100,6 +104,11 @@ DEFAULTS: dict[str, Any] = {
     # Seconds the last position of each subscription of a closed connection is kept,
     # so a client that re-subscribes with the same id gets what it missed.
     "HISTORY_RESUME_WINDOW": 120.0,
+    # With a channel layer that stays in its process (the in-memory default),
+    # only the writer's subscribers can receive a row's events: a relay leaves
+    # the rows of another relaying process alone for this many seconds (then
+    # their writer is taken for gone: a crash, a restart).
+    "RELAY_ADOPT_AFTER": 10.0,
 }
 
 
@@ -191,6 +200,10 @@ class RealtimeSettings:
         return int(self._get("OUTBOUND_BUFFER_SIZE"))
 
     @property
+    def direct_writes(self) -> bool:
+        return bool(self._get("DIRECT_WRITES"))
+
+    @property
     def namespace_cache_ttl(self) -> float:
         return float(self._get("NAMESPACE_CACHE_TTL"))
 
@@ -239,6 +252,10 @@ class RealtimeSettings:
     @property
     def history_resume_window(self) -> float:
         return float(self._get("HISTORY_RESUME_WINDOW"))
+
+    @property
+    def relay_adopt_after(self) -> float:
+        return float(self._get("RELAY_ADOPT_AFTER"))
 
 
 realtime_settings = RealtimeSettings()

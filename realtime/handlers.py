@@ -58,10 +58,10 @@ from django.utils.module_loading import import_string
 
 from realtime.auth import SERVER_IDENTITY, Identity, Operation, RequestInfo
 from realtime.conf import realtime_settings
+from realtime.core.headers import handler_headers
 from realtime.core.paths import ChannelPath
 from realtime.exceptions import HandlerError, HandlerRejected, HandlerTimeout, Unauthorized
 from realtime.ops.metrics import metrics
-from realtime.transport.handshake import handler_headers
 
 logger = logging.getLogger(__name__)
 

@@ -211,6 +211,7 @@ class PendingPublication(models.Model):
     A row commits with the caller's transaction, is published in ``id`` order per
     channel, and is deleted once the publish went through. ``key`` is the
     caller's identifier: a second write with a key still pending is ignored.
+    ``origin`` names the process that wrote it, if that process relays.
     """
 
     key = models.CharField(max_length=200, unique=True)
@@ -218,6 +219,10 @@ class PendingPublication(models.Model):
     # The events as they will be published: JSON objects, each carrying its identifier.
     events = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now)
+    # The writing process ("host:pid:token") if its relay runs, else "": where
+    # the channel layer stays in its process, only that process's subscribers
+    # can receive the events (realtime.operations.relay).
+    origin = models.CharField(max_length=100, default="", db_default="", blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -24,7 +24,7 @@ from typing import Any
 from . import servers as srv
 from .report import evaluate_goals, render
 
-SCENARIOS = ("memory", "connect", "burst", "steady", "redis")
+SCENARIOS = ("memory", "connect", "burst", "steady", "steady-5k", "redis", "redis-steady")
 DEFAULT_SERVERS = ("ours-daphne", "ours-uvicorn", "ref-daphne", "ceiling")
 
 
@@ -36,6 +36,7 @@ class Sizes:
     steady_rate: float = 10.0
     steady_duration: float = 10.0
     steady_drain: float = 5.0
+    steady_large_subscribers: int = 5000
     connect_connections: int = 1000
     memory_connections: int = 5000
     redis_subscribers: int = 1000
@@ -57,6 +58,7 @@ class Sizes:
             steady_subscribers=200,
             steady_duration=1.0,
             steady_drain=1.0,
+            steady_large_subscribers=500,
             connect_connections=200,
             memory_connections=500,
             redis_subscribers=200,
@@ -138,6 +140,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("steady-subscribers", "subscribers in the steady run"),
         ("steady-rate", "events per second in the steady run"),
         ("steady-duration", "seconds of steady publishing"),
+        ("steady-large-subscribers", "subscribers in the steady-5k run"),
         ("connect-connections", "connections opened for connects/s"),
         ("memory-connections", "idle connections for RSS per connection"),
         ("redis-subscribers", "subscribers in the 2-process Redis burst"),
@@ -303,19 +306,19 @@ class Bench:
                 profiler.stop()
                 self.log(f"  profile: {profiler.path}")
 
-    def steady(self, server: srv.Server) -> dict[str, Any]:
+    def steady(self, targets: list[srv.Server], subscribers: int, name: str) -> dict[str, Any]:
         s = self.sizes
         job = self.job(
             "steady",
-            [server],
-            channel=self.channel("steady"),
-            subscribers=s.steady_subscribers,
+            targets,
+            channel=self.channel(name),
+            subscribers=subscribers,
             rate=s.steady_rate,
             duration=s.steady_duration,
             drain=s.steady_drain,
         )
         if self.args.profile:
-            return self.profiled(job, [server], "steady")
+            return self.profiled(job, targets, name)
         return self.loadgen_run(job)
 
     def quiet(self) -> None:
@@ -338,7 +341,8 @@ class Bench:
     # -- the run ---------------------------------------------------------------
 
     def single_process(self, kind: srv.Kind) -> None:
-        wanted = [s for s in ("memory", "connect", "burst", "steady") if s in self.args.scenarios]
+        single = ("memory", "connect", "burst", "steady", "steady-5k")
+        wanted = [s for s in single if s in self.args.scenarios]
         if not wanted:
             return
         self.quiet()
@@ -358,7 +362,11 @@ class Bench:
                     kind.name, "burst", self.burst, [server], s.burst_subscribers, s.burst_events, "burst"
                 )
             if "steady" in wanted:
-                self.attempt(kind.name, "steady", self.steady, server)
+                self.attempt(kind.name, "steady", self.steady, [server], s.steady_subscribers, "steady")
+            if "steady-5k" in wanted:
+                self.attempt(
+                    kind.name, "steady-5k", self.steady, [server], s.steady_large_subscribers, "steady5k"
+                )
             if not server.alive():
                 self.record(
                     kind.name,
@@ -376,9 +384,14 @@ class Bench:
             for server in servers:
                 self.warmup([server])
             s = self.sizes
-            self.attempt(
-                kind.name, "redis", self.burst, servers, s.redis_subscribers, s.redis_events, "redis"
-            )
+            if "redis" in self.args.scenarios:
+                self.attempt(
+                    kind.name, "redis", self.burst, servers, s.redis_subscribers, s.redis_events, "redis"
+                )
+            if "redis-steady" in self.args.scenarios:
+                self.attempt(
+                    kind.name, "redis-steady", self.steady, servers, s.steady_subscribers, "redissteady"
+                )
         finally:
             for server in servers:
                 self.pool.stop(server)
@@ -394,7 +407,7 @@ class Bench:
             self.site = srv.OurSite.prepare(self.workdir, self.python)
         for kind in kinds:
             self.single_process(kind)
-        if "redis" in self.args.scenarios:
+        if {"redis", "redis-steady"} & set(self.args.scenarios):
             redis_kinds = [k for k in kinds if k.supports_redis]
             info = srv.redis_info(self.args.redis_url)
             if info is None:
@@ -414,7 +427,7 @@ class Bench:
 
         keys = []
         for i in range(max(1, self.args.repeat or self.sizes.repeat)):
-            for name in ("warmup", f"redis{i}"):
+            for name in ("warmup", f"redis{i}", "redissteady"):
                 path = self.channel(name).lstrip("/")
                 digest = hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:24]
                 keys.append(f"asgi:group:rt.default.{digest}")

@@ -14,6 +14,13 @@ CEILING = "ceiling"
 BURST_VS_REFERENCE = 10.0
 STEADY_P99_MS = 100.0
 IDLE_KIB_PER_CONNECTION = 30.0
+# The steady fan-out issue's goals, each a ratio against the ceiling measured in the same run.
+STEADY_CPU_VS_CEILING = 0.5  # steady deliveries per server CPU-second, at least
+STEADY_P99_VS_CEILING = 2.0  # steady p99, at most
+BURST_VS_CEILING = 0.7  # burst deliveries/s, at least
+CONNECTS_VS_CEILING = 0.7  # connects/s while opening the memory scenario's connections, at least
+MEMORY_VS_CEILING = 1.3  # idle RSS per connection, at most
+REDIS_STEADY_VS_ONE = 0.9  # 2 processes + Redis, steady deliveries per server CPU-second vs 1 process
 
 
 def _get(results: dict[str, Any], kind: str, scenario: str, key: str) -> Any:
@@ -88,6 +95,15 @@ def _rows(results: dict[str, Any], meta: dict[str, Any]) -> list[Row]:
             "  steady: other programs on the server core (%)",
             field("steady", "others_on_server_cores", 0, 100),
         ),
+        (f"steady {s['steady_large_subscribers']:,} subs: p50 ms", field("steady-5k", "p50_ms", 1)),
+        ("  steady-5k: p99 ms", field("steady-5k", "p99_ms", 1)),
+        ("  steady-5k: lost / duplicated", lost_dup("steady-5k")),
+        ("  steady-5k: server CPU busy (share of its core)", field("steady-5k", "server_cpu", 0, 100)),
+        ("  steady-5k: deliveries per server CPU-second", field("steady-5k", "deliveries_per_server_cpu_s")),
+        (
+            "  steady-5k: other programs on the server core (%)",
+            field("steady-5k", "others_on_server_cores", 0, 100),
+        ),
         (
             f"connects/s ({s['connect_connections']:,} conns, {s['concurrency']} in flight)",
             field("connect", "connects_per_s"),
@@ -101,6 +117,13 @@ def _rows(results: dict[str, Any], meta: dict[str, Any]) -> list[Row]:
         (f"2 processes + Redis deliveries/s ({redis})", field("redis", "deliveries_per_s")),
         ("  2 processes: lost / duplicated", lost_dup("redis")),
         ("  2 processes: server CPU busy (sum, % of one core)", field("redis", "server_cpu", 0, 100)),
+        ("2 processes + Redis, steady: p50 ms", field("redis-steady", "p50_ms", 1)),
+        ("  2 processes steady: p99 ms", field("redis-steady", "p99_ms", 1)),
+        ("  2 processes steady: lost / duplicated", lost_dup("redis-steady")),
+        (
+            "  2 processes steady: deliveries per server CPU-second",
+            field("redis-steady", "deliveries_per_server_cpu_s"),
+        ),
     ]
 
 
@@ -191,6 +214,8 @@ def _ratios(results: dict[str, Any], kinds: list[str]) -> list[str]:
         ("connect", "connects_per_s", "connects/s", False),
         ("memory", "kib_per_connection", "RSS/conn", True),
         ("steady", "p99_ms", "steady p99", True),
+        ("steady", "deliveries_per_server_cpu_s", "steady deliveries/CPU-s", False),
+        ("steady-5k", "deliveries_per_server_cpu_s", "steady-5k deliveries/CPU-s", False),
         ("redis", "deliveries_per_s", "2-proc+Redis deliveries/s", False),
     )
     for base, title in ((REFERENCE, "reference (tutorial/daphne)"), (CEILING, "ceiling (websockets)")):
@@ -284,4 +309,103 @@ def evaluate_goals(results: dict[str, Any], meta: dict[str, Any]) -> list[dict[s
                         f"lost {lost}, duplicated {dup}",
                     }
                 )
+        goals.extend(_ceiling_goals(results, kind))
     return goals
+
+
+def _ceiling_goals(results: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The steady fan-out goals of one of our servers, as ratios to the ceiling of the same run."""
+
+    def versus(
+        goal: str, scenario: str, key: str, bound: float, at_least: bool, base: str = CEILING
+    ) -> dict[str, Any] | None:
+        if scenario not in results.get(kind, {}):
+            return None
+        ours, theirs = _get(results, kind, scenario, key), _get(results, base, scenario, key)
+        ratio = _ratio(ours, theirs)
+        if ratio is None:
+            detail = _get(results, kind, scenario, "error") or "not measured (or no ceiling in this run)"
+            return {"server": kind, "goal": goal, "met": None, "detail": detail}
+        met = ratio >= bound if at_least else ratio <= bound
+        lost = _get(results, kind, scenario, "lost")
+        dup = _get(results, kind, scenario, "duplicates")
+        if lost or dup:
+            met = False
+        detail = f"{_num(ours, 1)} vs {_num(theirs, 1)} = {ratio:.2f}x"
+        if lost is not None:
+            detail += f"; lost {lost}, duplicated {dup}"
+        return {"server": kind, "goal": goal, "met": met, "detail": detail}
+
+    one_process = results.get(kind, {})
+    checks = [
+        versus(
+            f"steady deliveries per server CPU-s >= {STEADY_CPU_VS_CEILING:g}x ceiling",
+            "steady",
+            "deliveries_per_server_cpu_s",
+            STEADY_CPU_VS_CEILING,
+            True,
+        ),
+        versus(
+            f"steady p99 <= {STEADY_P99_VS_CEILING:g}x ceiling, nothing lost",
+            "steady",
+            "p99_ms",
+            STEADY_P99_VS_CEILING,
+            False,
+        ),
+        versus(
+            f"steady-5k deliveries per server CPU-s >= {STEADY_CPU_VS_CEILING:g}x ceiling",
+            "steady-5k",
+            "deliveries_per_server_cpu_s",
+            STEADY_CPU_VS_CEILING,
+            True,
+        ),
+        versus(
+            f"steady-5k p99 <= {STEADY_P99_VS_CEILING:g}x ceiling, nothing lost",
+            "steady-5k",
+            "p99_ms",
+            STEADY_P99_VS_CEILING,
+            False,
+        ),
+        versus(
+            f"burst deliveries/s >= {BURST_VS_CEILING:g}x ceiling",
+            "burst",
+            "deliveries_per_s",
+            BURST_VS_CEILING,
+            True,
+        ),
+        versus(
+            f"connects/s while opening the memory scenario's >= {CONNECTS_VS_CEILING:g}x ceiling",
+            "memory",
+            "connects_per_s",
+            CONNECTS_VS_CEILING,
+            True,
+        ),
+        versus(
+            f"idle RSS per connection <= {MEMORY_VS_CEILING:g}x ceiling",
+            "memory",
+            "kib_per_connection",
+            MEMORY_VS_CEILING,
+            False,
+        ),
+    ]
+    if "redis-steady" in one_process:
+        ours = _get(results, kind, "redis-steady", "deliveries_per_server_cpu_s")
+        single = _get(results, kind, "steady", "deliveries_per_server_cpu_s")
+        ratio = _ratio(ours, single)
+        lost = _get(results, kind, "redis-steady", "lost")
+        dup = _get(results, kind, "redis-steady", "duplicates")
+        checks.append(
+            {
+                "server": kind,
+                "goal": f"2 processes + Redis steady deliveries per server CPU-s >= {REDIS_STEADY_VS_ONE:g}x "
+                "1 process",
+                "met": None if ratio is None else (ratio >= REDIS_STEADY_VS_ONE and not lost and not dup),
+                "detail": _get(results, kind, "redis-steady", "error")
+                or (
+                    "not measured"
+                    if ratio is None
+                    else f"{ours:,.0f} vs {single:,.0f} = {ratio:.2f}x; lost {lost}, duplicated {dup}"
+                ),
+            }
+        )
+    return [check for check in checks if check is not None]

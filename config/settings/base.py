@@ -13,6 +13,8 @@ local-memory cache: ``python manage.py runserver`` works on a fresh machine.
 - ``LOG_FORMAT``: ``plain`` (default) or ``json``; ``LOG_LEVEL``.
 - ``QUIZ_WORKER``, ``REALTIME_RELAY``: ``inprocess`` or ``external``; by default
   ``external`` with ``REDIS_URL`` (run ``quiz_worker`` and ``realtime_relay``).
+- ``REALTIME_DIRECT_WRITES``: ``0`` sends every WebSocket frame through the
+  server's ASGI ``send`` even under daphne and uvicorn (default ``1``).
 """
 
 from __future__ import annotations
@@ -185,6 +187,8 @@ REALTIME: dict[str, object] = {
     "RELAY": os.environ.get("REALTIME_RELAY", "external" if REDIS_URL else "inprocess"),
     # Channel history lives where every process sees it.
     "HISTORY_REDIS_URL": REDIS_URL or None,
+    # "0": every frame through the server's ASGI send, even under daphne and uvicorn.
+    "DIRECT_WRITES": env_bool("REALTIME_DIRECT_WRITES", True),
 }
 
 QUIZ: dict[str, object] = {

@@ -49,6 +49,16 @@ class JoinedSerializer(serializers.Serializer[Any]):
     token = serializers.CharField(help_text="The player's secret: `Authorization: Bearer <token>`.")
     game = serializers.CharField(help_text="The join code.")
     channels = PlayerChannelsSerializer()
+    rejoin_code = serializers.CharField(
+        help_text="6 letters to show the player: with their nickname they rejoin on another device."
+    )
+
+
+class RejoinRequestSerializer(serializers.Serializer[Any]):
+    nickname = serializers.CharField(max_length=NICKNAME_MAX_LENGTH)
+    rejoin_code = serializers.CharField(
+        help_text="The code the player's page showed after joining; any case."
+    )
 
 
 class AnswerRequestSerializer(serializers.Serializer[Any]):
@@ -101,6 +111,11 @@ class GameStateSerializer(serializers.Serializer[Any]):
     counts = serializers.ListField(
         child=serializers.IntegerField(), required=False, help_text="Answers per choice, during the reveal."
     )
+    next_game = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="Once finished: the join code of the rematch the host started (`null`: none yet).",
+    )
     leaderboard_before = LeaderboardSerializer(
         required=False,
         help_text="While a question is open: the leaderboard as it stood when the question opened"
@@ -123,6 +138,7 @@ class StandingSerializer(serializers.Serializer[Any]):
     rank = serializers.IntegerField()
     players = serializers.IntegerField()
     answers = StandingAnswerSerializer(many=True)
+    rejoin_code = serializers.CharField(help_text="The player's current rejoin code.")
 
 
 class QuestionImportSerializer(serializers.Serializer[Any]):
@@ -146,12 +162,25 @@ class QuestionSetImportedSerializer(serializers.Serializer[Any]):
 class GameCreateSerializer(serializers.Serializer[Any]):
     question_set = serializers.IntegerField(help_text="The id of a question set.")
     title = serializers.CharField(required=False, help_text="The question set's title if absent.")
+    auto_reveal = serializers.BooleanField(
+        required=False, default=False, help_text="Reveal the answer as soon as the question's time is up."
+    )
+    auto_next = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        min_value=0.0,
+        max_value=600.0,
+        help_text="Seconds after each reveal before the next question (the podium after the last);"
+        " `null`: the host moves on.",
+    )
 
 
 class GameCreatedSerializer(serializers.Serializer[Any]):
     code = serializers.CharField(help_text="The join code.")
     state = serializers.ChoiceField(choices=GameState.choices)
     title = serializers.CharField()
+    auto_reveal = serializers.BooleanField()
+    auto_next = serializers.FloatField(allow_null=True)
 
 
 class GameControlledSerializer(serializers.Serializer[Any]):
@@ -181,6 +210,11 @@ class HostGameSerializer(serializers.Serializer[Any]):
     server_time = serializers.DateTimeField()
     counts = serializers.ListField(child=serializers.IntegerField(), allow_null=True)
     questions = HostQuestionSerializer(many=True)
+    auto_reveal = serializers.BooleanField(help_text="The answer is revealed when time is up.")
+    auto_next = serializers.FloatField(allow_null=True, help_text="Seconds from a reveal to the next step.")
+    next_game = serializers.CharField(
+        allow_null=True, help_text="The join code of the rematch, once started."
+    )
 
 
 # -- operations ----------------------------------------------------------------
@@ -245,6 +279,24 @@ JOIN = _operation(
         404: "`game_not_found`.",
         409: "`game_not_joinable` (not open, or over) or `nickname_taken`.",
         429: "`throttled`: too many joins right now, from everyone or from this address.",
+    },
+)
+
+REJOIN = _operation(
+    operation_id="game_rejoin",
+    summary="Rejoin a game as the player with this nickname, on another device",
+    description=(
+        "With the rejoin code the player's page showed. The player keeps their score and answers and gets"
+        " a new token (and code); the old token and code stop working. Rate-limited like joins, and after"
+        " 10 wrong codes in 10 minutes for a nickname its rejoins wait (429)."
+    ),
+    request=RejoinRequestSerializer,
+    success={200: OpenApiResponse(JoinedSerializer, description="Rejoined: keep the new token.")},
+    errors={
+        **BODY_ERRORS,
+        403: "`rejoin_refused`: no such nickname in the game, or not its code.",
+        404: "`game_not_found`.",
+        429: "`throttled`: too many joins right now, or too many wrong codes for the nickname.",
     },
 )
 
@@ -334,4 +386,16 @@ HOST_GAME = _operation(
     security=HOST,
     success={200: HostGameSerializer},
     errors={404: "`game_not_found`."},
+)
+
+PLAY_AGAIN = _operation(
+    operation_id="game_play_again",
+    summary="Play a finished game again with the same players",
+    description="A new game of the same question set and settings, its lobby open; the finished game's"
+    " channel announces it (`next_game`) so its players can join under the same nickname. Asking again"
+    " gives the same game.",
+    security=HOST,
+    request=None,
+    success={201: GameCreatedSerializer},
+    errors={404: "`game_not_found`.", 409: "`invalid_transition`: the game is not finished."},
 )

@@ -19,7 +19,8 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
-from realtime.transport.endpoints import csrf_failure, endpoint
+from realtime.auth.csrf import csrf_failure
+from realtime.transport.endpoints import endpoint
 from realtime.transport.parsers import RequestError, read_json
 
 from .. import channels, selectors, services
@@ -33,7 +34,7 @@ from ..exceptions import (
     QuizError,
     Unavailable,
 )
-from ..models import QuestionSet, nickname_clean
+from ..models import Game, Player, QuestionSet, nickname_clean, rejoin_code_for
 from . import openapi
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,10 @@ async def join(request: HttpRequest, code: str) -> HttpResponse:
         admit_join(request)
         nickname = nickname_clean(_field(read_json(request), "nickname"))
         player, token = await services.aplayer_join(code=code, nickname=nickname)
+    return _joined(code, player, token, status=201)
+
+
+def _joined(code: str, player: Player, token: str, status: int) -> JsonResponse:
     return JsonResponse(
         {
             "player_id": player.pk,
@@ -119,9 +124,25 @@ async def join(request: HttpRequest, code: str) -> HttpResponse:
             "token": token,
             "game": code,
             "channels": channels.channels_for_player(code, player.pk),
+            "rejoin_code": rejoin_code_for(player.token_hash),
         },
-        status=201,
+        status=status,
     )
+
+
+@api(post=openapi.REJOIN)
+async def rejoin(request: HttpRequest, code: str) -> HttpResponse:
+    """``POST /api/quiz/games/<code>/rejoin {"nickname", "rejoin_code"}`` → 200 with a new token."""
+    admit_join(request)  # a rejoin is a join: the same rates keep guessers slow
+    body = read_json(request)
+    nickname = nickname_clean(_field(body, "nickname"))
+    rejoin_code = _field(body, "rejoin_code")
+    if not isinstance(rejoin_code, str) or not rejoin_code.strip():
+        raise QuizError("rejoin_code: The code the player's page showed is required.")
+    player, token = await sync_to_async(services.player_rejoin)(
+        code=code, nickname=nickname, rejoin_code=rejoin_code
+    )
+    return _joined(code, player, token, status=200)
 
 
 @api(post=openapi.ANSWER)
@@ -210,10 +231,44 @@ async def game_create(request: HttpRequest) -> HttpResponse:
     if question_set is None:
         raise QuestionSetNotFound()
     title = _field(body, "title")
+    auto_reveal = _field(body, "auto_reveal") or False
+    if not isinstance(auto_reveal, bool):
+        raise QuizError("auto_reveal: true or false.")
+    auto_next = _field(body, "auto_next")
+    if auto_next is not None and (isinstance(auto_next, bool) or not isinstance(auto_next, int | float)):
+        raise QuizError("auto_next: A number of seconds, or null.")
     game = await sync_to_async(services.game_create)(
-        host=await request.auser(), question_set=question_set, title=str(title or "")
+        host=await request.auser(),
+        question_set=question_set,
+        title=str(title or ""),
+        auto_reveal=auto_reveal,
+        auto_next=None if auto_next is None else float(auto_next),
     )
-    return JsonResponse({"code": game.code, "state": game.state, "title": game.title}, status=201)
+    return _created(game)
+
+
+def _created(game: Game) -> JsonResponse:
+    return JsonResponse(
+        {
+            "code": game.code,
+            "state": game.state,
+            "title": game.title,
+            "auto_reveal": game.auto_reveal,
+            "auto_next": game.auto_next,
+        },
+        status=201,
+    )
+
+
+@api(post=openapi.PLAY_AGAIN)
+async def play_again(request: HttpRequest, code: str) -> HttpResponse:
+    """``POST /api/quiz/games/<code>/play-again`` (staff): the finished game's rematch, its lobby open."""
+    await staff_only(request)
+    game = await sync_to_async(selectors.game_get)(code=code)
+    if game is None:
+        raise GameNotFound()
+    rematch = await sync_to_async(services.game_play_again)(game=game, host=await request.auser())
+    return _created(rematch)
 
 
 @api(post=openapi.GAME_CONTROL)

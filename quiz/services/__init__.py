@@ -18,10 +18,13 @@ from .games import (
     game_finish,
     game_next,
     game_open,
+    game_play_again,
     game_reveal,
     game_start,
+    game_step,
+    games_step_due,
 )
-from .players import JOINABLE, JoinRequest, aplayer_join, player_join, players_join
+from .players import JOINABLE, JoinRequest, aplayer_join, player_join, player_rejoin, players_join
 from .question_sets import question_set_import
 from .scores import answers_score_pending
 
@@ -42,10 +45,14 @@ __all__ = [
     "game_finish",
     "game_next",
     "game_open",
+    "game_play_again",
     "game_reveal",
     "game_start",
+    "game_step",
+    "games_step_due",
     "player_for_token",
     "player_join",
+    "player_rejoin",
     "players_join",
     "question_set_import",
     "token_hash",

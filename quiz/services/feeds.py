@@ -12,6 +12,7 @@ for the next broadcast.
 from __future__ import annotations
 
 from collections.abc import Collection
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -73,6 +74,9 @@ def feed_broadcast(*, game_id: int) -> float | None:
                 top = selectors.leaderboard_top(game_id=game.pk, limit=quiz_settings.leaderboard_size)
                 final = game.state == GameState.FINISHED
                 payload = payloads.leaderboard(game, top, players, answered, final=final)
+                transaction.on_commit(
+                    partial(selectors.leaderboard_cache_put, code=game.code, leaderboard=payload)
+                )
             else:
                 payload = payloads.progress(game, players, answered)
             broadcasts.feed(game, feed.kind, feed.sent, payload)

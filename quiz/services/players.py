@@ -1,4 +1,4 @@
-"""Writes of players: joining a game, alone or many in one transaction.
+"""Writes of players: joining a game, alone or many in one transaction; rejoining on another device.
 
 A join changes the game's player count: its leaderboard and host progress
 feeds are marked stale in the same transaction (quiz.coalescer).
@@ -6,15 +6,25 @@ feeds are marked stale in the same transaction (quiz.coalescer).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.db import transaction
+from django.utils.crypto import constant_time_compare
 
 from ..batching import GroupCommit
-from ..exceptions import GameNotFound, GameNotJoinable, InvalidNickname, NicknameTaken
-from ..models import Game, GameState, Player, nickname_clean, token_hash
+from ..exceptions import (
+    GameNotFound,
+    GameNotJoinable,
+    InvalidNickname,
+    NicknameTaken,
+    RejoinRefused,
+    TooManyRejoins,
+)
+from ..models import Game, GameState, Player, nickname_clean, rejoin_code_for, token_hash
 from .feeds import feeds_mark_stale
 from .rows import insert_each_once
 
@@ -100,3 +110,47 @@ _joins: GroupCommit[JoinRequest, tuple[Player, str]] = GroupCommit(
 async def aplayer_join(*, code: str, nickname: str) -> tuple[Player, str]:
     """:func:`player_join` from async code: joins arriving together share one transaction."""
     return await _joins.submit(JoinRequest(code=code, nickname=nickname))
+
+
+# Wrong rejoin codes a nickname takes in REJOIN_WINDOW seconds before rejoins under it wait.
+REJOIN_MAX_FAILURES = 10
+REJOIN_WINDOW = 600
+
+
+def player_rejoin(*, code: str, nickname: str, rejoin_code: str) -> tuple[Player, str]:
+    """The player of game ``code`` named ``nickname`` comes back, on another device, with the
+    rejoin code their page showed (:func:`quiz.models.rejoin_code_for`).
+
+    Their score and answers stay theirs; they get a new token, so the old code and
+    the old token stop working (the old device's page is told it lost its place).
+    Nobody takes over a nickname without its code: a wrong code is refused the same
+    way as an unknown nickname, and after ``REJOIN_MAX_FAILURES`` wrong codes in
+    ``REJOIN_WINDOW`` seconds the nickname's rejoins wait for the window to end.
+
+    Returns:
+        The player (committed) and the new token.
+
+    Raises:
+        GameNotFound, InvalidNickname, RejoinRefused, TooManyRejoins.
+    """
+    nickname = nickname_clean(nickname)
+    typed = rejoin_code.strip().upper() if isinstance(rejoin_code, str) else ""
+    game = Game.objects.filter(code=code).only("pk").first()
+    if game is None:
+        raise GameNotFound()
+    failures_key = f"quiz:rejoin-failures:{game.pk}:{hashlib.sha256(nickname.encode()).hexdigest()}"
+    if (cache.get(failures_key) or 0) >= REJOIN_MAX_FAILURES:
+        raise TooManyRejoins(retry_after=REJOIN_WINDOW)
+    with transaction.atomic():
+        player = Player.objects.select_for_update().filter(game=game, nickname=nickname).first()
+        if player is None or not constant_time_compare(typed, rejoin_code_for(player.token_hash)):
+            cache.add(failures_key, 0, REJOIN_WINDOW)
+            try:
+                cache.incr(failures_key)
+            except ValueError:  # expired between the two calls
+                cache.set(failures_key, 1, REJOIN_WINDOW)
+            raise RejoinRefused()
+        token = secrets.token_urlsafe(24)
+        player.token_hash = token_hash(token)
+        player.save(update_fields=["token_hash"])
+    return player, token

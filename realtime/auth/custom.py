@@ -39,9 +39,9 @@ from django.utils.module_loading import import_string
 
 from realtime.auth import AuthRequest, BaseAuthorizer, Identity
 from realtime.conf import realtime_settings
+from realtime.core.headers import handler_headers
 from realtime.exceptions import Unauthorized
 from realtime.store.cache import TTLCache
-from realtime.transport.handshake import handler_headers
 
 logger = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from django.contrib import auth as django_auth
 from django.utils.module_loading import import_string
 
 from realtime.auth import AuthRequest, BaseAuthorizer, Identity, Operation
+from realtime.auth.csrf import csrf_failure
 from realtime.conf import realtime_settings
 from realtime.exceptions import Transport, Unauthorized
 from realtime.store.selectors import namespace_get
-from realtime.transport.endpoints import csrf_failure
 
 
 class UserAuthorizer(BaseAuthorizer):

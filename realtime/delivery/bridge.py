@@ -27,7 +27,7 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, TypeGuard
 
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
@@ -48,6 +48,11 @@ GROUP_REFRESH_INTERVAL = 30.0
 LAYER_BATCH_BYTES = 512 * 1024
 # The prefix of the process's layer channel (realtime.ops.health shares it, see there).
 CHANNEL_PREFIX = "realtime.delivery.hub."
+
+
+def leaves_process(layer: BaseChannelLayer | None) -> TypeGuard[BaseChannelLayer]:
+    """``layer`` carries messages between processes (channels_redis), not only within one."""
+    return layer is not None and not isinstance(layer, InMemoryChannelLayer)
 
 
 class EventMessage(TypedDict):
@@ -117,7 +122,7 @@ class LayerBridge:
 
     async def _bind(self) -> None:
         layer = get_channel_layer()
-        if layer is not None and not isinstance(layer, InMemoryChannelLayer):
+        if leaves_process(layer):
             self._channel = await layer.new_channel(  # type: ignore[call-arg]  # real layers take a prefix
                 CHANNEL_PREFIX
             )

@@ -3,7 +3,10 @@
 The hub maps subscription keys (``ns/a/b`` or ``ns/a/*``, see
 :mod:`realtime.core.paths`) to the local subscriptions holding them, and delivers an
 event by appending one pre-built frame per subscription to that connection's
-:class:`~realtime.delivery.outbox.Outbox`. It knows nothing of other processes: the
+:class:`~realtime.delivery.outbox.Outbox`. An outbox that writes to its transport
+directly (:attr:`~realtime.delivery.outbox.Outbox.wire`) gets the frame's bytes,
+built once per event and subscription id (:mod:`realtime.core.wsframe`) and shared
+by every such subscriber; any other gets the frame's text. It knows nothing of other processes: the
 :mod:`realtime.delivery.bridge` carries events between processes and hands each process's
 hub the events of the keys it holds.
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 
 from realtime.core import protocol
 from realtime.core.paths import ChannelPath
+from realtime.core.wsframe import text_frame
 from realtime.delivery.outbox import Outbox
 from realtime.lifecycle import lifecycle
 from realtime.ops.metrics import metrics
@@ -101,8 +105,21 @@ class Hub:
         self.last_delivered[key] = events[-1]
         for event in events:
             tail = event + protocol.DATA_FRAME_SUFFIX
+            payload: bytes | None = None
+            # One frame per subscription id: clients that number their
+            # subscriptions alike (most do) share one bytes object.
+            frames: dict[str, bytes] = {}
             for subscription in targets:
-                subscription.outbox.offer(subscription.prefix + tail)
+                outbox = subscription.outbox
+                if not outbox.wire:
+                    outbox.offer(subscription.prefix + tail)
+                    continue
+                frame = frames.get(subscription.prefix)
+                if frame is None:
+                    if payload is None:
+                        payload = tail.encode()
+                    frame = frames[subscription.prefix] = text_frame(subscription.prefix.encode() + payload)
+                outbox.offer(frame)
         metrics.delivered(key, len(targets) * len(events))
         return len(targets) * len(events)
 

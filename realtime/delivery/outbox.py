@@ -2,32 +2,45 @@
 
 Every frame a connection sends goes through its outbox, so acks, errors and
 ``data`` frames keep their order, and a close is sent only after the frames
-queued before it. Fan-out only appends to a deque and, once per loop pass,
+queued before it. Fan-out only appends to a list and, once per loop pass,
 schedules a flush of that connection: no layer message and no task per
 delivery, and no task at all for an idle connection. A subscriber that falls
 more than ``limit`` frames behind is closed instead of growing memory or
 slowing the others.
 
-The flush calls the server's ``send`` and steps the coroutine by hand: daphne's
-``send`` never suspends and uvicorn's only when the socket's write buffer is
-over its high-water mark, so the frame is written at once. Only a ``send`` that
-really suspends, or a socket that stopped draining, starts a task, which writes
-the rest in order and ends.
+Under daphne and uvicorn the flush writes the frames' bytes straight to the
+connection's transport (:mod:`realtime.delivery.direct`): everything queued in
+one write, the ``data`` frames as the hub built them, once per event. Under any
+other server, or with ``REALTIME["DIRECT_WRITES"]`` off, it calls the server's
+``send`` per frame and steps the coroutine by hand: daphne's ``send`` never
+suspends and uvicorn's only when the socket's write buffer is over its
+high-water mark, so the frame is written at once. Only a ``send`` that really
+suspends, or a socket that stopped draining, starts a task, which writes the
+rest in order and ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import logging
 import types
-from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, cast
 
 from realtime.core.protocol import CloseCode
+from realtime.core.wsframe import text_frame
+from realtime.delivery.direct import (
+    GONE,
+    WAIT,
+    DirectWriter,
+    PeerGone,
+    WriteFlow,
+    daphne_protocol,
+    direct_writer,
+    write_flow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +53,12 @@ except ImportError:  # pragma: no cover - served by another ASGI server
     pass
 else:
     PEER_GONE += (Disconnected,)
+try:  # uvicorn's websockets implementation: a drain on a socket that died
+    from websockets.exceptions import ConnectionClosed
+except ImportError:  # pragma: no cover - served by another ASGI server
+    pass
+else:
+    PEER_GONE += (ConnectionClosed,)
 
 SLOW_CONSUMER_REASON = "outbound buffer full: the client is not reading fast enough"
 
@@ -47,56 +66,9 @@ SLOW_CONSUMER_REASON = "outbound buffer full: the client is not reading fast eno
 AsgiSend = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 
-def _daphne_protocol(send: AsgiSend) -> Any:
-    """The autobahn protocol behind daphne's ``send`` (``partial(Server.handle_reply, protocol)``)."""
-    if isinstance(send, functools.partial) and getattr(send.func, "__name__", None) == "handle_reply":
-        protocol = send.args[0] if send.args else None
-        if callable(getattr(protocol, "sendCloseFrame", None)):
-            return protocol
-    return None
-
-
-class _WriteFlow:
-    """A Twisted push producer on daphne's transport: Twisted pauses it once the socket's
-    write buffer passes ``bufferSize`` (64 KiB) and resumes it when that has drained."""
-
-    __slots__ = ("paused", "_resumed")
-
-    def __init__(self) -> None:
-        self.paused = False
-        # Created only while a writer waits: most sockets never pause.
-        self._resumed: asyncio.Future[None] | None = None
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        resumed, self._resumed = self._resumed, None
-        if resumed is not None and not resumed.done():
-            resumed.set_result(None)
-
-    def stopProducing(self) -> None:
-        self.resumeProducing()
-
-    async def drained(self) -> None:
-        if self.paused:
-            if self._resumed is None:
-                self._resumed = asyncio.get_running_loop().create_future()
-            await self._resumed
-
-
-def _write_flow(send: AsgiSend) -> _WriteFlow | None:
-    """Backpressure under daphne, whose ``send`` never waits (Twisted buffers without bound)."""
-    protocol = _daphne_protocol(send)
-    transport = getattr(protocol, "transport", None)
-    if transport is None:
-        return None
-    flow = _WriteFlow()
-    # daphne leaves the HTTP channel registered as the producer after the upgrade.
-    transport.unregisterProducer()
-    transport.registerProducer(flow, True)
-    return flow
+# Bytes written to a transport in one go before the outbox looks at its
+# backpressure again (Twisted's bufferSize; asyncio's default high-water mark).
+WRITE_CHUNK = 64 * 1024
 
 
 def _step(coro: Coroutine[Any, Any, None]) -> _Suspended | None:
@@ -147,21 +119,38 @@ class Outbox:
         "closed",
         "task",
         "_flow",
+        "_direct",
+        "wire",
+        "_waiting",
         "_loop",
         "_scheduled",
         "_context",
     )
 
-    def __init__(self, send: AsgiSend, *, limit: int, on_overflow: Callable[[], None]) -> None:
+    def __init__(
+        self, send: AsgiSend, *, limit: int, on_overflow: Callable[[], None], direct: bool = True
+    ) -> None:
         self._send = send
-        self._frames: deque[str | Close] = deque()
+        # Text frames, or whole WebSocket frames as bytes once ``wire`` is set. A
+        # list, emptied with clear() once written: an idle connection keeps 56
+        # bytes, where a deque keeps a 600-byte block, and in steady fan-out (a
+        # frame or two per flush) a deque's block went to malloc and back on
+        # every event.
+        self._frames: list[str | bytes | Close] = []
         self._limit = limit
         self._on_overflow = on_overflow
         # Set once a close is queued or the peer is gone: nothing more is accepted.
         self.closed = False
         # The task writing frames while a send is suspended or the socket is paused.
         self.task: asyncio.Task[None] | None = None
-        self._flow: _WriteFlow | None = None
+        self._flow: WriteFlow | None = None
+        # Whether start() may look for a direct writer (False: always through send).
+        self._direct: DirectWriter | bool | None = direct
+        # Set by start() when frames go to the transport as bytes: the hub then
+        # offers pre-built frames (bytes) instead of text.
+        self.wire = False
+        # The writing task is waiting for the transport to drain (close_now may cancel it).
+        self._waiting = False
         # Set by start(): frames offered before the socket is accepted wait for it.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
@@ -169,15 +158,22 @@ class Outbox:
 
     def start(self) -> None:
         """The socket is accepted: write what is queued and what comes."""
-        self._flow = _write_flow(self._send)
+        self._flow = write_flow(self._send)
+        self._direct = direct_writer(self._send, self._flow) if self._direct else None
+        self.wire = self._direct is not None
         self._loop = asyncio.get_running_loop()
         # Flushes run in the connection's own context (its connection id for log
         # lines), not in that of the publisher whose offer() scheduled them.
         self._context = contextvars.copy_context()
         self._schedule()
 
-    def offer(self, frame: str) -> bool:
-        """Queue one text frame; never blocks.
+    @property
+    def server(self) -> str:
+        """Which direct writer the outbox uses (``"asgi"``: the server's ``send``)."""
+        return self._direct.server if isinstance(self._direct, DirectWriter) else "asgi"
+
+    def offer(self, frame: str | bytes) -> bool:
+        """Queue one frame: text, or a whole WebSocket frame's bytes when :attr:`wire` is set; never blocks.
 
         Returns ``False`` when the frame was not queued: the outbox is closed,
         or this frame overflowed it, which drops the backlog and calls
@@ -185,11 +181,12 @@ class Outbox:
         """
         if self.closed:
             return False
-        if len(self._frames) >= self._limit:
+        frames = self._frames
+        if len(frames) >= self._limit:
             self.close_now(CloseCode.SLOW_CONSUMER, SLOW_CONSUMER_REASON)
             self._on_overflow()
             return False
-        self._frames.append(frame)
+        frames.append(frame)
         if not self._scheduled:
             self._schedule()
         return True
@@ -205,10 +202,17 @@ class Outbox:
     def close_now(self, code: int, reason: str = "") -> None:
         """Drop the backlog and close at once (a subscriber too slow to keep)."""
         self.closed = True
-        self._frames.clear()
-        self._frames.append(Close(code, reason))
+        # The same list, emptied: a writing task holds it.
+        frames = self._frames
+        frames.clear()
+        frames.append(Close(code, reason))
         if self._flow is not None:
             self._flow.resumeProducing()  # the close goes out even to a socket that stopped reading
+        if self._waiting and self.task is not None:
+            # The writer waits for a socket that is not draining: the close does not.
+            self.task.cancel()
+            self.task = None
+            self._waiting = False
         self._schedule()
 
     def __len__(self) -> int:
@@ -231,27 +235,76 @@ class Outbox:
         self._scheduled = False
         if self.task is not None:
             return
-        frames = self._frames
-        flow = self._flow
         try:
-            while frames:
-                if flow is not None and flow.paused:
-                    # The socket is not draining: frames wait for it in a task, and
-                    # past the limit offer() closes the connection.
-                    self._write_in_task(None)
-                    return
-                suspended = self._write_one(frames.popleft())
-                if suspended is not None:
-                    self._write_in_task(suspended)
-                    return
+            if self._direct is None:
+                self._flush_send()
+            else:
+                self._flush_direct(cast(DirectWriter, self._direct))
         except Exception as error:
             self._failed(error)
 
+    def _flush_send(self) -> None:
+        frames = self._frames
+        flow = self._flow
+        while frames:
+            if (flow is not None and flow.paused) or self._close_needs_task():
+                # The socket is not draining: frames wait for it in a task, and
+                # past the limit offer() closes the connection.
+                self._write_in_task(None)
+                return
+            suspended = self._write_one(frames.pop(0))
+            if suspended is not None:
+                self._write_in_task(suspended)
+                return
+
+    def _flush_direct(self, writer: DirectWriter) -> None:
+        frames = self._frames
+        while frames:
+            if frames[0].__class__ is Close:
+                if self._close_needs_task():
+                    self._write_in_task(None)
+                    return
+                self._send_close(cast(Close, frames.pop(0)))
+                continue
+            state = writer.state()
+            if state == WAIT:
+                self._write_in_task(None)
+                return
+            if state == GONE:
+                raise PeerGone
+            writer.write(self._take_wire())
+
+    def _take_wire(self) -> bytes:
+        """The queued frames up to the next close as one run of bytes (at most about WRITE_CHUNK)."""
+        frames = self._frames
+        chunks: list[bytes] = []
+        size = 0
+        for frame in frames:
+            if frame.__class__ is Close or size >= WRITE_CHUNK:
+                break
+            # Acks, errors and keep-alives are offered as text by the connection.
+            chunk = cast(bytes, frame) if frame.__class__ is bytes else text_frame(cast(str, frame).encode())
+            chunks.append(chunk)
+            size += len(chunk)
+        del frames[: len(chunks)]
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _close_needs_task(self) -> bool:
+        """Whether the next frame is a close that only a task may send.
+
+        Servers other than daphne close through ``send``, which may wait for the
+        closing handshake under ``asyncio.timeout()``: that needs a current task,
+        and a flush runs as a plain callback.
+        """
+        frames = self._frames
+        return frames[0].__class__ is Close and daphne_protocol(self._send) is None
+
     def _write_in_task(self, suspended: _Suspended | None) -> None:
         assert self._loop is not None
-        self.task = self._loop.create_task(self._write(suspended), context=self._context)
+        write = self._write_send(suspended) if self._direct is None else self._write_direct(suspended)
+        self.task = self._loop.create_task(write, context=self._context)
 
-    async def _write(self, suspended: _Suspended | None) -> None:
+    async def _write_send(self, suspended: _Suspended | None) -> None:
         frames = self._frames
         flow = self._flow
         try:
@@ -261,28 +314,61 @@ class Outbox:
                 if flow is not None and flow.paused:
                     await flow.drained()
                     continue
-                suspended = self._write_one(frames.popleft())
+                suspended = self._write_one(frames.pop(0))
                 if suspended is not None:
                     await suspended.finish()
         except Exception as error:
             self._failed(error)
         finally:
-            # No await between the last frame and this: an offer() made while the
-            # task ran was written by it, and the next one schedules a flush.
+            self._task_done()
+
+    async def _write_direct(self, suspended: _Suspended | None) -> None:
+        frames = self._frames
+        writer = cast(DirectWriter, self._direct)
+        try:
+            if suspended is not None:
+                await suspended.finish()
+            while frames:
+                if frames[0].__class__ is Close:
+                    suspended = self._send_close(cast(Close, frames.pop(0)))
+                    if suspended is not None:
+                        await suspended.finish()
+                    continue
+                state = writer.state()
+                if state == WAIT:
+                    self._waiting = True
+                    try:
+                        await writer.writable()
+                    finally:
+                        self._waiting = False
+                    continue
+                if state == GONE:
+                    raise PeerGone
+                writer.write(self._take_wire())
+        except Exception as error:
+            self._failed(error)
+        finally:
+            self._task_done()
+
+    def _task_done(self) -> None:
+        # No await between the last frame and this: an offer() made while the
+        # task ran was written by it, and the next one schedules a flush. A task
+        # that close_now() cancelled is no longer the outbox's.
+        if self.task is asyncio.current_task():
             self.task = None
 
-    def _write_one(self, frame: str | Close) -> _Suspended | None:
-        """Write one queued frame; what is left to await if the server's send suspended."""
+    def _write_one(self, frame: str | bytes | Close) -> _Suspended | None:
+        """Write one queued frame through ``send``; what is left to await if it suspended."""
         if frame.__class__ is str:
             return _step(self._send({"type": "websocket.send", "text": frame}))
-        # The queue holds only str and Close; the exact-class test is the cheap one.
+        # The queue holds only text and Close here (bytes only once ``wire`` is set).
         return self._send_close(cast(Close, frame))
 
     def _send_close(self, frame: Close) -> _Suspended | None:
         # int(): daphne (autobahn) refuses a close code whose type is not exactly
         # int, and CloseCode is an IntEnum.
         code = int(frame.code)
-        protocol = _daphne_protocol(self._send)
+        protocol = daphne_protocol(self._send)
         if protocol is None:
             return _step(self._send({"type": "websocket.close", "code": code, "reason": frame.reason}))
         # daphne closes through autobahn's sendClose(), which refuses every code but

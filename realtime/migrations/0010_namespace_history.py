@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("realtime", "0007_pending_publication"),
+        ("realtime", "0008_pendingpublication_origin"),
     ]
 
     operations = [

@@ -20,6 +20,14 @@ Guarantees:
   lock), so relays running at once share the work without publishing a row
   twice or overtaking each other on a channel. SQLite serves one process.
 - **The key deduplicates.** A write whose key is still pending is ignored.
+- **Where the subscribers are.** With a channel layer that reaches every
+  process (channels_redis) any relay publishes any row. With one that stays in
+  its process (the in-memory default) only the writing process's subscribers
+  can receive a row's events. A process whose relay runs names itself on the
+  rows it writes (``origin``); any relay takes its own rows and unnamed ones (a
+  management command's, a shell's) at once, and another relaying process's
+  only after ``REALTIME["RELAY_ADOPT_AFTER"]`` seconds, when their writer is
+  gone (a crashed or restarted server).
 
 Identifiers: event ``i`` of a row is identified by its key (a row of one event)
 or ``"<key>#<i>"``. Each event carries it in its ``identifier`` field (a
@@ -56,17 +64,24 @@ import concurrent.futures
 import contextlib
 import contextvars
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from realtime.conf import realtime_settings
 from realtime.core.paths import parse_channel
+from realtime.delivery.bridge import leaves_process
 from realtime.exceptions import NoEvents, RealtimeError, TooManyEvents
 from realtime.models import PendingPublication
 from realtime.operations.publishing import dumps, publish_from_server
@@ -174,7 +189,29 @@ def _row(channel: str, events: Sequence[Mapping[str, Any]], key: str) -> Pending
             raise ValueError(f"an event of {key!r} already has an {IDENTIFIER_FIELD!r} field")
         stored.append({**event, IDENTIFIER_FIELD: identifier})
     dumps(stored)  # not serialisable: TypeError here, not in the relay
-    return PendingPublication(key=key, channel=channel, events=stored)
+    return PendingPublication(key=key, channel=channel, events=stored, origin=relay.origin)
+
+
+_origin: tuple[int, str] | None = None
+
+
+def process_origin() -> str:
+    """This process's name on the rows it writes: ``host:pid:token``, new after a fork."""
+    global _origin
+    pid = os.getpid()
+    if _origin is None or _origin[0] != pid:
+        _origin = (pid, f"{socket.gethostname()[:60]}:{pid}:{uuid.uuid4().hex[:8]}")
+    return _origin[1]
+
+
+def _adoption_cutoff() -> datetime | None:
+    """Rows of other relaying processes written before this are this relay's too; None: every row is.
+
+    See "Where the subscribers are" in the module docstring.
+    """
+    if leaves_process(get_channel_layer()):
+        return None
+    return timezone.now() - timedelta(seconds=realtime_settings.relay_adopt_after)
 
 
 # -- relaying ------------------------------------------------------------------
@@ -199,6 +236,11 @@ class Relay:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
+
+    @property
+    def origin(self) -> str:
+        """What this process writes in ``origin``: its name while its relay runs, else ``""``."""
+        return process_origin() if self._loop is not None else ""
 
     def wake(self) -> None:
         """Rows were committed: look now. Safe from any thread; a no-op where no relay runs."""
@@ -280,7 +322,7 @@ class Relay:
 
     async def _round_unlocked(self, limit: int) -> Round:
         """SQLite: one process, one relay: no locks, and no write lock held while the events go out."""
-        rows = await _database(lambda: list(PendingPublication.objects.order_by("id")[:limit]))
+        rows = await _database(lambda: _unlocked_rows(limit))
         if not rows:
             return Round()
         outcome = await self._publish(rows)
@@ -420,16 +462,31 @@ async def _database(call: Callable[[], T]) -> T:
     return await loop.create_task(sync_to_async(call, thread_sensitive=True)(), context=contextvars.Context())
 
 
+def _unlocked_rows(limit: int) -> list[PendingPublication]:
+    """SQLite: up to ``limit`` rows of this relay, oldest first."""
+    rows = PendingPublication.objects.order_by("id")
+    cutoff = _adoption_cutoff()
+    if cutoff is not None:
+        rows = rows.filter(Q(origin__in=("", process_origin())) | Q(created_at__lt=cutoff))
+    return list(rows[:limit])
+
+
 def _claim(limit: int) -> list[PendingPublication]:
     """PostgreSQL: lock up to ``limit`` rows, oldest first, of channels no other relay is serving."""
     table = PendingPublication._meta.db_table
     # The advisory lock is taken per channel as the rows are scanned: a channel
     # another relay holds is skipped whole, so its rows keep their order.
+    lock = "pg_try_advisory_xact_lock(%s, hashtext(channel))"
+    params: list[Any] = [LOCK_CLASS]
+    cutoff = _adoption_cutoff()
+    if cutoff is not None:
+        # CASE fixes the order of evaluation: no lock on a channel this relay will not serve.
+        lock = f"CASE WHEN origin IN ('', %s) OR created_at < %s THEN {lock} ELSE false END"
+        params = [process_origin(), cutoff, *params]
     return list(
         PendingPublication.objects.raw(
-            f"SELECT * FROM {table} WHERE pg_try_advisory_xact_lock(%s, hashtext(channel)) "
-            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-            [LOCK_CLASS, limit],
+            f"SELECT * FROM {table} WHERE {lock} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            [*params, limit],
         )
     )
 

@@ -85,6 +85,9 @@ class LiveBuffer:
     """Holds a recovering subscription's live frames until its replay has gone out."""
 
     __slots__ = ("frames",)
+    # Text frames, as the hub offers them to an outbox that does not write bytes itself:
+    # their offsets are read before they go on.
+    wire = False
 
     def __init__(self) -> None:
         self.frames: list[str] = []

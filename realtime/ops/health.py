@@ -6,11 +6,11 @@ import asyncio
 import logging
 
 from channels.db import database_sync_to_async
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from realtime.delivery.bridge import CHANNEL_PREFIX
+from realtime.delivery.bridge import CHANNEL_PREFIX, leaves_process
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,12 @@ def _database_ok() -> None:
 
 async def _layer_ok() -> None:
     layer = get_channel_layer()
-    if layer is None or isinstance(layer, InMemoryChannelLayer):
-        return
+    if not leaves_process(layer):
+        return  # nothing to reach: the in-memory layer (or none)
+    await _round_trip(layer)
+
+
+async def _round_trip(layer: BaseChannelLayer) -> None:
     # A round trip through the layer proves it can carry fan-out. The channel shares the bridge's
     # prefix (realtime.delivery.hub.): channels_redis reads all process-local channels of one prefix from
     # one Redis key, but every prefix through one receive lock, which the bridge's receive loop

@@ -238,6 +238,12 @@ class RealtimeMetrics(MetricSet):
             "realtime_connection_server_errors", "Connections refused: a server-side failure."
         )
         self.disconnects = c("realtime_connection_disconnects", "Authorized connections that ended.")
+        self.connect_writers = c(
+            "realtime_connection_writer",
+            "Authorized connections by how their frames are written: straight to the server's "
+            "transport (daphne, uvicorn-websockets, uvicorn-websockets-sansio) or through ASGI send (asgi).",
+            ("writer",),
+        )
         self.slow_consumers = c(
             "realtime_connection_slow_consumer",
             "Connections closed because their outbound buffer overflowed.",
@@ -306,9 +312,10 @@ class RealtimeMetrics(MetricSet):
             self.connect_client_errors.inc()
         self.totals["connect_errors", ""] += 1
 
-    def connected(self) -> float:
+    def connected(self, writer: str = "asgi") -> float:
         """A connection authorized; returns its start time for :meth:`disconnected`."""
         self.connect_success.inc()
+        self.connect_writers.labels(writer).inc()
         self.connections_active.inc()
         self.totals["connects", ""] += 1
         self.totals["connections", ""] += 1

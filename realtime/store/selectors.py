@@ -1,8 +1,7 @@
 """Reads on the hot path, cached per process for a few seconds.
 
 A namespace or API key is looked up for every operation; the database sees at
-most one query per name (or key) per TTL per process, even when a crowd of
-connections misses the cache at once (their lookups share one query). Saving or deleting a row
+most one query per name (or key) per TTL per process. Saving or deleting a row
 clears this process's entry at once (:mod:`realtime.receivers`); other
 processes see the change within the TTL. A change of ``REALTIME`` clears them
 all (:mod:`realtime.state`).
@@ -10,11 +9,8 @@ all (:mod:`realtime.state`).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar, cast
 
 from channels.db import database_sync_to_async
 from django.utils import timezone
@@ -56,39 +52,6 @@ class ApiKeyInfo:
         return self.expires_at is None or self.expires_at > timezone.now()
 
 
-V = TypeVar("V")
-Loader = Callable[[str], V]
-
-# Lookups under way, by (cache, key): callers that miss meanwhile await the same one.
-_loading: dict[tuple[int, str], asyncio.Task[Any]] = {}
-
-
-async def _cached(cache: TTLCache[V], key: str, load: Loader[V], ttl: float) -> V:
-    """``cache``'s entry for ``key``, loaded once (off the event loop) when it is missing."""
-    hit, value = cache.get(key)
-    if hit:
-        return cast(V, value)
-    loop = asyncio.get_running_loop()
-    flight = (id(cache), key)
-    task = _loading.get(flight)
-    if task is None or task.get_loop() is not loop:
-        task = _loading[flight] = loop.create_task(_load(cache, key, load, ttl))
-        task.add_done_callback(lambda done: _forget(flight, done))
-    # Shielded: a caller that gives up does not cancel the others' lookup.
-    return cast(V, await asyncio.shield(task))
-
-
-def _forget(flight: tuple[int, str], done: asyncio.Task[Any]) -> None:
-    if _loading.get(flight) is done:
-        del _loading[flight]
-
-
-async def _load(cache: TTLCache[V], key: str, load: Loader[V], ttl: float) -> V:
-    value = await database_sync_to_async(load)(key)
-    cache.set(key, value, ttl)
-    return value
-
-
 namespace_cache: TTLCache[NamespaceConfig | None] = register(TTLCache())
 api_key_cache: TTLCache[ApiKeyInfo | None] = register(TTLCache())
 
@@ -112,7 +75,9 @@ def _namespace_load(name: str) -> NamespaceConfig | None:
 
 async def namespace_get(*, name: str) -> NamespaceConfig | None:
     """The namespace called ``name``, or ``None``; unknown names are cached too."""
-    return await _cached(namespace_cache, name, _namespace_load, realtime_settings.namespace_cache_ttl)
+    return await namespace_cache.get_or_load(
+        name, lambda: database_sync_to_async(_namespace_load)(name), realtime_settings.namespace_cache_ttl
+    )
 
 
 def namespace_names() -> list[str]:
@@ -136,7 +101,9 @@ def _api_key_load(key_hash: str) -> ApiKeyInfo | None:
 async def api_key_get(*, raw_key: str) -> ApiKeyInfo | None:
     """The key matching ``raw_key`` (usable or not), or ``None``."""
     key_hash = hash_api_key(raw_key)
-    return await _cached(api_key_cache, key_hash, _api_key_load, realtime_settings.api_key_cache_ttl)
+    return await api_key_cache.get_or_load(
+        key_hash, lambda: database_sync_to_async(_api_key_load)(key_hash), realtime_settings.api_key_cache_ttl
+    )
 
 
 # -- IAM credentials (the IAM auth mode) ----------------------------------------------
@@ -184,5 +151,8 @@ async def iam_credential_get(*, access_key_id: str) -> IamCredentialInfo | None:
 
     Cached like API keys, for ``API_KEY_CACHE_TTL`` seconds; unknown ids too.
     """
-    ttl = realtime_settings.api_key_cache_ttl
-    return await _cached(iam_credential_cache, access_key_id, _iam_credential_load, ttl)
+    hit, info = iam_credential_cache.get(access_key_id)
+    if not hit:
+        info = await database_sync_to_async(_iam_credential_load)(access_key_id)
+        iam_credential_cache.set(access_key_id, info, realtime_settings.api_key_cache_ttl)
+    return info

@@ -54,9 +54,10 @@ from realtime.ops.logs import bind_connection
 from realtime.ops.metrics import metrics
 from realtime.transport.handshake import (
     SUBPROTOCOL,
+    RequestCookies,
+    RequestHeaders,
     connect_credentials,
     offered_subprotocols,
-    request_cookies,
     request_headers,
 )
 
@@ -92,17 +93,19 @@ class Connection:
         self.scope = scope
         self._send = send
         self.id = uuid.uuid4().hex
-        headers = request_headers(scope.get("headers", ()))
+        raw_headers = scope.get("headers", ())
         client = scope.get("client")
+        # Headers and cookies are read from the scope when asked for, not copied:
+        # thousands of connections idle for hours.
         self.request = RequestInfo(
             transport=Transport.WEBSOCKET,
-            headers=headers,
+            headers=RequestHeaders(raw_headers),
             source_ip=client[0] if client else None,
             scope=scope,
-            cookies=request_cookies(scope.get("headers", ())),
+            cookies=RequestCookies(raw_headers),
         )
         self.credentials = connect_credentials(
-            scope.get("subprotocols", ()), headers, scope.get("query_string", b"")
+            scope.get("subprotocols", ()), request_headers(raw_headers), scope.get("query_string", b"")
         )
         self.session = Session(max_subscriptions=realtime_settings.max_subscriptions_per_connection)
         self.subscriptions: dict[str, LocalSubscription] = {}
@@ -110,7 +113,12 @@ class Connection:
         # Set when the connection was refused: it is told so, then closed.
         self.rejection: RealtimeError | None = None
         self.connected_at: float | None = None
-        self.outbox = Outbox(send, limit=realtime_settings.outbound_buffer_size, on_overflow=self._overflowed)
+        self.outbox = Outbox(
+            send,
+            limit=realtime_settings.outbound_buffer_size,
+            on_overflow=self._overflowed,
+            direct=realtime_settings.direct_writes,
+        )
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -150,7 +158,7 @@ class Connection:
             asyncio.get_running_loop().call_later(REJECT_GRACE_SECONDS, self._reject)
             return
         hub.connect(self.outbox)
-        self.connected_at = metrics.connected()
+        self.connected_at = metrics.connected(self.outbox.server)
         if signals.client_connected.receivers:
             await signals.client_connected.asend(
                 signals.SENDER, connection_id=self.id, identity=self.identity

@@ -16,7 +16,7 @@ figures), and the JSON endpoints use none of its features. So each is an
   error renderer, so no view builds an error body;
 - the view is ``csrf_exempt``: Django's middleware would answer a failed check
   with its HTML 403 page. A view that trusts a session cookie calls
-  :func:`csrf_failure` itself and raises its own error (DRF's
+  :func:`realtime.auth.csrf.csrf_failure` itself and raises its own error (DRF's
   ``SessionAuthentication`` does the same);
 - the :class:`~realtime.transport.schema.Operation` given for a method is that
   method's OpenAPI description (:mod:`realtime.transport.schema`); ``None`` keeps the
@@ -29,8 +29,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseForbidden
-from django.middleware.csrf import CsrfViewMiddleware
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from realtime.transport.parsers import RequestError
@@ -76,25 +75,3 @@ def endpoint(*, on_error: ErrorRenderer, **operations: Operation | None) -> Call
         return csrf_exempt(respond)
 
     return decorate
-
-
-def _no_view(request: HttpRequest) -> HttpResponseBase:
-    """Stands for the view and the rest of the chain: the CSRF check calls neither."""
-    raise AssertionError("the CSRF check does not call the view")
-
-
-class _CsrfCheck(CsrfViewMiddleware):
-    reason: str | None = None
-
-    def _reject(self, request: HttpRequest, reason: str) -> HttpResponseForbidden:
-        # Keep the reason for the caller's own error; Django's would render its HTML page.
-        self.reason = reason
-        return HttpResponseForbidden()
-
-
-def csrf_failure(request: HttpRequest) -> str | None:
-    """Why Django's CSRF check refuses ``request`` (``None``: it passes; safe methods always do)."""
-    check = _CsrfCheck(_no_view)
-    check.process_request(request)
-    check.process_view(request, _no_view, (), {})
-    return check.reason

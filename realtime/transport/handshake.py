@@ -16,9 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import parse_qs
 
+from realtime.core.headers import HIDDEN_HEADERS
 from realtime.core.protocol import parse_authorization
 from realtime.exceptions import MalformedMessage
 
@@ -39,17 +40,6 @@ CREDENTIAL_HEADERS = frozenset(
         "content-type",
     }
 )
-# Never exposed to authorizers' request context or handlers (PROTOCOL §6.2).
-HIDDEN_HEADERS = frozenset({"cookie"})
-# Kept for authorizers (SigV4 may sign it) but never shown to handlers: it
-# carries the base64 authorization object (an API key, a JWT).
-CREDENTIAL_CARRIER_HEADERS = frozenset({"sec-websocket-protocol"})
-
-
-def handler_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The request headers handlers and custom authorizers may see."""
-    hidden = HIDDEN_HEADERS | CREDENTIAL_CARRIER_HEADERS
-    return {name: value for name, value in headers.items() if name not in hidden}
 
 
 def decode_authorization(encoded: str) -> dict[str, str] | None:
@@ -85,6 +75,52 @@ def request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str
         value = raw_value.decode("latin-1")
         headers[name] = f"{headers[name]},{value}" if name in headers else value
     return headers
+
+
+class RequestHeaders(Mapping[str, str]):
+    """:func:`request_headers` of an upgrade request, read from the ASGI scope's own list on
+    every access instead of kept as a copy: a connection lives for hours and mostly idles,
+    and its headers are read once per authorized operation at most."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw_headers: Sequence[tuple[bytes, bytes]]) -> None:
+        self._raw = raw_headers
+
+    def __getitem__(self, name: str) -> str:
+        return request_headers(self._raw)[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(request_headers(self._raw))
+
+    def __len__(self) -> int:
+        return len(request_headers(self._raw))
+
+    def items(self) -> ItemsView[str, str]:
+        # One decoding for the whole view, not one per key.
+        return request_headers(self._raw).items()
+
+    def __repr__(self) -> str:
+        return f"RequestHeaders({request_headers(self._raw)!r})"
+
+
+class RequestCookies(Mapping[str, str]):
+    """:func:`request_cookies` of an upgrade request, parsed on every access (only the USER
+    mode reads them)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw_headers: Sequence[tuple[bytes, bytes]]) -> None:
+        self._raw = raw_headers
+
+    def __getitem__(self, name: str) -> str:
+        return request_cookies(self._raw)[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(request_cookies(self._raw))
+
+    def __len__(self) -> int:
+        return len(request_cookies(self._raw))
 
 
 def offered_subprotocols(subprotocols: Iterable[str]) -> list[str]:

@@ -19,6 +19,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from realtime.auth import RequestInfo
+from realtime.core.headers import HIDDEN_HEADERS
 from realtime.core.protocol import parse_authorization
 from realtime.exceptions import (
     BadRequest,
@@ -29,7 +30,6 @@ from realtime.exceptions import (
 )
 from realtime.operations.publishing import publish
 from realtime.transport.endpoints import View, endpoint
-from realtime.transport.handshake import HIDDEN_HEADERS
 from realtime.transport.openapi import PUBLISH
 from realtime.transport.parsers import ParseError, RequestError, read_json
 

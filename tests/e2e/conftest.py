@@ -9,6 +9,10 @@ Fixtures (all reusable by any test under ``tests/e2e``):
 - ``start_tls_daphne``: a factory for more TLS daphnes with another settings module (and extra
   environment), e.g. ``start_tls_daphne("tests.e2e.settings_tokens", env={...})``; started once
   per distinct arguments, on the same database, stopped at the end of the session.
+- ``start_variant``: a factory for the same application served another way, by name
+  (:data:`VARIANTS`): daphne and uvicorn, each writing frames straight to its transport (the
+  default) or through ASGI ``send`` (``REALTIME_DIRECT_WRITES=0``); one process per name and
+  settings module, on the same database, stopped at the end of the session.
 
 Each server is started once per session, lazily, on a free port, with ``config.settings.base``
 (``DEBUG=0``, ``ALLOWED_HOSTS=*``). Both share one fresh SQLite database in a temporary directory:
@@ -42,6 +46,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -61,6 +66,23 @@ SHUTDOWN_TIMEOUT = 10.0
 MANAGE_TIMEOUT = 60.0
 # Binding a probed free port can race with another process: try a few ports.
 START_ATTEMPTS = 3
+# Every server's /metrics answers this bearer token (staff users need none).
+METRICS_TOKEN = "e2e-metrics-token"
+# How the application may be served: (server, extra environment). Frames go straight to the
+# server's transport unless REALTIME_DIRECT_WRITES=0 sends each through ASGI `send`.
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
+    "daphne": ("daphne", {}),
+    "daphne-asgi-send": ("daphne", {"REALTIME_DIRECT_WRITES": "0"}),
+    "uvicorn": ("uvicorn", {}),
+    "uvicorn-asgi-send": ("uvicorn", {"REALTIME_DIRECT_WRITES": "0"}),
+}
+# The writer each variant's connections report in realtime_connection_writer_total.
+VARIANT_WRITERS = {
+    "daphne": "daphne",
+    "daphne-asgi-send": "asgi",
+    "uvicorn": "uvicorn-websockets",
+    "uvicorn-asgi-send": "asgi",
+}
 
 
 def _python() -> str:
@@ -83,9 +105,24 @@ def _server_env(database_path: Path) -> dict[str, str]:
             "ALLOWED_HOSTS": "*",
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
+            "METRICS_TOKEN": METRICS_TOKEN,
         }
     )
     return env
+
+
+def database_of_its_own(env: Mapping[str, str], path: Path) -> str:
+    """A ``DATABASE_URL`` for a copy of the session's database (migrated, holding the API key).
+
+    On the in-memory channel layer each server relays and scores in its own
+    process; servers that share one database would take each other's answers
+    and pending frames, and deliver them to nobody. A test that needs every
+    event of a game gives its server a database of its own.
+    """
+    with sqlite3.connect(env["DATABASE_URL"].removeprefix("sqlite:///")) as source:
+        with sqlite3.connect(path) as copy:
+            source.backup(copy)
+    return f"sqlite:///{path}"
 
 
 def _manage(env: dict[str, str], *args: str) -> str:
@@ -225,8 +262,9 @@ def _start_daphne(
     env: dict[str, str],
     tls: tuple[Path, Path, Path] | None,
     api_key: Callable[[], str],
+    server_name: str = "daphne",
 ) -> DaphneServer:
-    """Start daphne; ``tls`` is ``(private key, certificate chain, CA)``.
+    """Start daphne (or uvicorn: ``server_name``); ``tls`` is ``(private key, certificate chain, CA)``.
 
     ``api_key()`` prepares the database and returns the key: it runs while daphne boots
     (the server touches the database only when a request arrives).
@@ -240,9 +278,14 @@ def _start_daphne(
             key_file, cert_file, _ = tls
             endpoint = f"ssl:{port}:interface=127.0.0.1:privateKey={key_file}:certKey={cert_file}"
         log_path = workdir / f"{name}-{attempt}.log"
+        argv = [_python(), "-m", "daphne", "-e", endpoint, ASGI_APPLICATION]
+        if server_name == "uvicorn":
+            assert tls is None, "uvicorn is served without TLS here"
+            argv = [_python(), "-m", "uvicorn", ASGI_APPLICATION, "--host", "127.0.0.1", "--port", str(port)]
+            argv += ["--lifespan", "off", "--log-level", "warning", "--no-access-log"]
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [_python(), "-m", "daphne", "-e", endpoint, ASGI_APPLICATION],
+                argv,
                 cwd=REPO_ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -588,13 +631,52 @@ def start_tls_daphne(
         return server
 
     yield start
-    died = {server.http_url: server.process.poll() for server in servers.values()}
-    for server in servers.values():
+    _stop_all(list(servers.values()))
+
+
+@pytest.fixture(scope="session")
+def start_variant(
+    e2e_workdir: Path, e2e_env: dict[str, str], e2e_api_key: str
+) -> Iterator[Callable[..., DaphneServer]]:
+    """A factory: ``start_variant(name, settings_module=None)`` returns a running plain server.
+
+    ``name`` is one of :data:`VARIANTS`. Each distinct ``(name, settings_module)`` starts one
+    process on the shared database, reused by later calls and stopped at the end of the
+    session. Tests that want the per-test checks wrap it with ``_checked``.
+    """
+    servers: dict[tuple[str, str | None], DaphneServer] = {}
+
+    def start(name: str, settings_module: str | None = None) -> DaphneServer:
+        server = servers.get((name, settings_module))
+        if server is None:
+            server_name, extra = VARIANTS[name]
+            env = {**e2e_env, **extra}
+            if settings_module is not None:
+                env["DJANGO_SETTINGS_MODULE"] = settings_module
+            server = servers[name, settings_module] = _start_daphne(
+                workdir=e2e_workdir,
+                name=f"{name}-{len(servers)}",
+                env=env,
+                tls=None,
+                api_key=lambda: e2e_api_key,
+                server_name=server_name,
+            )
+        server.assert_alive()
+        return server
+
+    yield start
+    _stop_all(list(servers.values()))
+
+
+def _stop_all(servers: list[DaphneServer]) -> None:
+    """Stop the servers a session factory started; fail if one had exited early."""
+    died = {server.http_url: server.process.poll() for server in servers}
+    for server in servers:
         server.stop()
-    for server in servers.values():
+    for server in servers:
         if died[server.http_url] is not None:
             pytest.fail(
-                f"daphne ({server.http_url}) exited early with code {died[server.http_url]}; "
+                f"{server.http_url} exited early with code {died[server.http_url]}; "
                 f"its log:\n{server.log_text()}",
                 pytrace=False,
             )

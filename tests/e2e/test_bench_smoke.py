@@ -33,7 +33,9 @@ def test_a_quick_benchmark_run_measures_everything_and_loses_nothing(tmp_path: P
         "--scenarios",
         "burst",
         "steady",
+        "steady-5k",
         "redis",
+        "redis-steady",
         "--json",
         str(report),
     ]
@@ -44,7 +46,7 @@ def test_a_quick_benchmark_run_measures_everything_and_loses_nothing(tmp_path: P
 
     results = json.loads(report.read_text())["results"]
     assert sorted(results) == ["ours-daphne", "ref-daphne"]
-    assert sorted(results["ours-daphne"]) == ["burst", "redis", "steady"]
+    assert sorted(results["ours-daphne"]) == ["burst", "redis", "redis-steady", "steady", "steady-5k"]
     for scenario, figures in results["ours-daphne"].items():
         assert (scenario, figures["delivered"], figures["lost"], figures["duplicates"]) == (
             scenario,

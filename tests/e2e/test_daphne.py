@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .conftest import DaphneServer
+from .conftest import METRICS_TOKEN, VARIANT_WRITERS, DaphneServer, _checked
 
 pytestmark = pytest.mark.e2e
 
@@ -55,10 +55,14 @@ EVENTS = [
 ]
 
 
-@pytest.fixture(params=["plain", "tls"])
-def server(request: pytest.FixtureRequest) -> DaphneServer:
-    """The same tests over ``ws://`` and ``wss://``."""
-    return request.getfixturevalue("daphne_server" if request.param == "plain" else "daphne_tls_server")
+@pytest.fixture(params=["plain", "tls", "daphne-asgi-send", "uvicorn", "uvicorn-asgi-send"])
+def server(request: pytest.FixtureRequest) -> Iterator[DaphneServer]:
+    """The same tests over ``ws://`` and ``wss://``, and served by uvicorn; frames written straight
+    to the server's transport (the default) and through ASGI ``send`` (``*-asgi-send``)."""
+    if request.param in ("plain", "tls"):
+        yield request.getfixturevalue("daphne_server" if request.param == "plain" else "daphne_tls_server")
+    else:
+        yield from _checked(request.getfixturevalue("start_variant")(request.param))
 
 
 # -- helpers ----------------------------------------------------------------------
@@ -403,3 +407,58 @@ def test_server_log_has_no_traceback(server: DaphneServer) -> None:
     """Whatever ran before, on either server, left no Traceback in its log."""
     server.assert_alive()
     server.assert_no_traceback()
+
+
+async def test_acks_keepalives_errors_and_data_keep_their_order(server: DaphneServer) -> None:
+    """Frames the connection answers with (acks, ``ka``, errors) and the events it receives go out
+    in the order they arose, whichever way the server writes them (PROTOCOL §3)."""
+    channel = f"/default/e2e/{server.scheme}/order"
+    async with open_socket(server) as ws:
+        await handshake(ws)
+        await subscribe(ws, "mine", channel)
+        # Pipelined: the server handles them in one go and queues every reply in order.
+        for message in (
+            {"type": "publish", "id": "p1", "channel": channel, "events": ['"one"']},
+            {"type": "connection_init"},
+            {"type": "subscribe", "id": "bad", "channel": "no-leading-slash"},
+            {"type": "publish", "id": "p2", "channel": channel, "events": ['"two"', '"three"']},
+        ):
+            await send(ws, message)
+        frames = [await recv(ws) for _ in range(8)]
+        assert frames[0] == data_frames("mine", ['"one"'])[0]
+        assert_successful(frames[1], 1, type="publish_success", id="p1")
+        assert frames[2:4] == [ACK, KA]
+        assert frames[4]["type"] == "subscribe_error" and frames[4]["id"] == "bad"
+        assert frames[5:7] == data_frames("mine", ['"two"', '"three"'])
+        assert_successful(frames[7], 2, type="publish_success", id="p2")
+        await assert_silent(ws)
+
+
+def _metrics(server: DaphneServer) -> str:
+    request = urllib.request.Request(
+        f"{server.http_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    context = server.ssl_context()
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    with urllib.request.build_opener(*handlers).open(request, timeout=TIMEOUT) as response:
+        return str(response.read().decode())
+
+
+async def test_frames_are_written_the_way_the_server_was_configured(
+    request: pytest.FixtureRequest, server: DaphneServer
+) -> None:
+    """daphne and uvicorn get frames straight to their transport unless told otherwise, so each
+    parametrization of this module tests the path it names."""
+    variant = {"plain": "daphne", "tls": "daphne"}.get(request.node.callspec.params["server"])
+    expected = VARIANT_WRITERS[variant or request.node.callspec.params["server"]]
+    async with open_socket(server) as ws:
+        await handshake(ws)
+    exposition = await asyncio.to_thread(_metrics, server)
+    writers = {
+        line.split('writer="')[1].split('"')[0]
+        for line in exposition.splitlines()
+        if line.startswith("realtime_connection_writer_total{") and not line.endswith(" 0.0")
+    }
+    assert writers == {expected}

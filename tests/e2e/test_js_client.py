@@ -148,6 +148,7 @@ def _expected(server: DaphneServer) -> dict[str, Any]:
             "state": "closed",
             "http_publish": {**_error("UnauthorizedException", UNAUTHORIZED), "status": 401},
         },
+        "short_cap": {"attempts": True, "delays_within_cap": True, "first_at_once": True},
     }
 
 
@@ -182,11 +183,19 @@ def _run_client(node: str, server: DaphneServer) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(NODE_TIMEOUT + 30)
-@pytest.mark.parametrize("server_fixture", ["daphne_server", "daphne_tls_server"])
+@pytest.mark.parametrize(
+    "server_fixture",
+    ["daphne_server", "daphne_tls_server", "daphne-asgi-send", "uvicorn", "uvicorn-asgi-send"],
+)
 def test_js_client_against_daphne(
     request: pytest.FixtureRequest, node_executable: str, server_fixture: str
 ) -> None:
-    server: DaphneServer = request.getfixturevalue(server_fixture)
+    """The browser client's conversation, on daphne (plain, TLS) and uvicorn, frames written straight
+    to the transport or through ASGI ``send`` (``*-asgi-send``)."""
+    if server_fixture.endswith("_server"):
+        server: DaphneServer = request.getfixturevalue(server_fixture)
+    else:
+        server = request.getfixturevalue("start_variant")(server_fixture)
 
     summary = _run_client(node_executable, server)
 
@@ -194,6 +203,8 @@ def test_js_client_against_daphne(
     for phase, key in RECEIVED:
         expected[phase][key] = _canonical(expected[phase][key])
     assert summary == expected
+    server.assert_alive()
+    server.assert_no_traceback()
 
 
 HISTORY_SCRIPT = Path(__file__).parent / "js" / "history_test.mjs"

@@ -13,8 +13,10 @@ them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
 import socket
 import statistics
 import time
@@ -33,7 +35,7 @@ from websockets.exceptions import ConnectionClosed
 
 from realtime.delivery.bridge import SWEEP_INTERVAL
 
-from .conftest import DaphneFactory, DaphneServer, RedisServer, _checked, _start_daphne
+from .conftest import VARIANTS, DaphneFactory, DaphneServer, RedisServer, _checked
 from .test_daphne import (
     KA,
     SUBPROTOCOL,
@@ -66,6 +68,8 @@ SMALL_OUTBOX_SETTINGS = "tests.e2e.settings_small_outbox"
 SMALL_OUTBOX_LIMIT = 50
 SLOW_CONSUMER_CLOSE = (1008, "outbound buffer full: the client is not reading fast enough")
 OVERFLOW_LOG_LINE = "closing a websocket whose outbound buffer overflowed"
+# How long a socket is watched after its close frame for bytes that must not come.
+SILENCE_AFTER_CLOSE = 0.5
 
 
 def new_run() -> str:
@@ -422,22 +426,11 @@ async def test_redis_outage_and_restart(
 # -- 3. subscribers that cannot keep up ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def small_outbox_session(
-    e2e_workdir: Path, e2e_env: dict[str, str], e2e_api_key: str
-) -> Iterator[DaphneServer]:
-    """One daphne (in-memory layer) whose connections buffer at most 50 frames."""
-    server = _start_daphne(
-        workdir=e2e_workdir,
-        name="small-outbox",
-        env={**e2e_env, "DJANGO_SETTINGS_MODULE": SMALL_OUTBOX_SETTINGS},
-        tls=None,
-        api_key=lambda: e2e_api_key,
-    )
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def small_outbox_session(request: pytest.FixtureRequest) -> DaphneServer:
+    """One server (in-memory layer) whose connections buffer at most 50 frames: daphne and
+    uvicorn, writing frames straight to the transport and through ASGI ``send``."""
+    return request.getfixturevalue("start_variant")(request.param, SMALL_OUTBOX_SETTINGS)
 
 
 @pytest.fixture
@@ -464,6 +457,9 @@ async def stalled_socket(server: DaphneServer) -> AsyncIterator[ClientConnection
         subprotocols=[SUBPROTOCOL, header_subprotocol(auth(server))],  # type: ignore[list-item]
         max_queue=1,
         max_size=None,
+        # Frames as large on the wire as in memory: uvicorn's own send would deflate the padded
+        # events a hundredfold, and the kernel would absorb the whole flood.
+        compression=None,
         ping_interval=None,
         proxy=None,
         open_timeout=TIMEOUT,
@@ -647,3 +643,131 @@ async def test_burst_beyond_the_outbound_buffer_closes_with_1008(small_outbox_se
         assert await recv_frames(modest, 1) == data_frames("only", ['"after"'])
         await asyncio.gather(assert_silent(modest), assert_silent(publisher))
     assert OVERFLOW_LOG_LINE in server.log_text(log_start)
+
+
+# -- the wire after a close: a raw socket sees every byte the server writes ------------------------
+
+
+class RawSocket:
+    """A WebSocket client on a bare socket that reads only when told to, and keeps every frame."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        # Whole frames as (opcode, payload), and the bytes of the next one not yet whole.
+        self.frames: list[tuple[int, bytes]] = []
+        self.rest = b""
+        self.handshaken = False
+
+    @classmethod
+    async def open(cls, server: DaphneServer) -> RawSocket:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # A tiny receive buffer: a client that stops reading stalls the server's socket soon.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (server.host, server.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        protocols = f"{SUBPROTOCOL}, {header_subprotocol(auth(server))}"
+        request = (
+            f"GET /event/realtime HTTP/1.1\r\nHost: {server.authority}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Protocol: {protocols}\r\n\r\n"
+        )
+        await loop.sock_sendall(sock, request.encode())
+        raw = cls(sock)
+        while not raw.handshaken:
+            assert await raw.read(TIMEOUT), "the server closed during the handshake"
+        return raw
+
+    async def read(self, within: float) -> bool:
+        """Read what arrives within ``within`` seconds; ``False`` at the end of the stream."""
+        async with asyncio.timeout(within):
+            try:
+                chunk = await asyncio.get_running_loop().sock_recv(self.sock, 1 << 20)
+            except ConnectionResetError:
+                # daphne drops a peer that does not answer its close within a second.
+                return False
+        self.rest += chunk
+        if not self.handshaken:
+            if b"\r\n\r\n" not in self.rest:
+                return bool(chunk)
+            head, self.rest = self.rest.split(b"\r\n\r\n", 1)
+            assert head.startswith(b"HTTP/1.1 101 "), head
+            self.handshaken = True
+        self._parse()
+        return bool(chunk)
+
+    def _parse(self) -> None:
+        data, at = self.rest, 0
+        while len(data) - at >= 2:
+            opcode, length, offset = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
+            assert data[at] & 0x80 and not data[at + 1] & 0x80, "server frames are final and unmasked"
+            if length == 126:
+                length, offset = int.from_bytes(data[at + 2 : at + 4], "big"), at + 4
+            elif length == 127:
+                length, offset = int.from_bytes(data[at + 2 : at + 10], "big"), at + 10
+            if len(data) < offset + length:
+                break
+            self.frames.append((opcode, data[offset : offset + length]))
+            at = offset + length
+        self.rest = data[at:]
+
+    def saw(self, opcode: int, part: bytes = b"") -> bool:
+        return any(op == opcode and part in payload for op, payload in self.frames)
+
+    async def send_text(self, text: str) -> None:
+        payload = text.encode()
+        assert len(payload) < 126
+        mask = os.urandom(4)
+        masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+        frame = bytes((0x81, 0x80 | len(payload))) + mask + masked
+        await asyncio.get_running_loop().sock_sendall(self.sock, frame)
+
+
+async def test_a_connection_closed_with_frames_queued_writes_nothing_after_its_close_frame(
+    small_outbox_server: DaphneServer,
+) -> None:
+    """The slow-consumer close drops what was queued: after the close frame the socket carries not
+    one more byte, though the publisher goes on publishing to its channel."""
+    server = small_outbox_server
+    channel = f"/default/after-close{new_run()}"
+    log_start = server.log_size()
+    raw = await RawSocket.open(server)
+    try:
+        await raw.send_text(json.dumps({"type": "connection_init"}))
+        await raw.send_text(json.dumps({"type": "subscribe", "id": "sub", "channel": channel}))
+        async with open_socket(server) as publisher:
+            await handshake(publisher)
+            # The subscribe is answered before the flood starts.
+            while not raw.saw(0x1, b"subscribe_success"):
+                assert await raw.read(TIMEOUT)
+
+            def overflowed() -> bool:
+                return OVERFLOW_LOG_LINE in server.log_text(log_start)
+
+            async with asyncio.timeout(30):
+                sent_at = await flood(publisher, channel, 1200, stop=overflowed)
+            assert overflowed(), f"never closed after {len(sent_at)} events"
+            # Events keep coming to the channel after the close.
+            await flood(publisher, channel, 5)
+
+            # Read until the close frame, then watch the socket: nothing more may arrive.
+            async with asyncio.timeout(TIMEOUT * 2):
+                while not raw.saw(0x8):
+                    assert await raw.read(TIMEOUT), "the stream ended without a close frame"
+            with contextlib.suppress(TimeoutError):
+                while await raw.read(SILENCE_AFTER_CLOSE):
+                    pass
+    finally:
+        raw.sock.close()
+
+    frames = raw.frames
+    assert raw.rest == b""
+    opcode, payload = frames[-1]
+    assert (opcode, int.from_bytes(payload[:2], "big"), payload[2:].decode()) == (0x8, *SLOW_CONSUMER_CLOSE)
+    before = [json.loads(payload) for opcode, payload in frames[:-1]]
+    assert all(opcode == 0x1 for opcode, _ in frames[:-1])
+    assert [frame["type"] for frame in before[:3]] == ["connection_ack", "ka", "subscribe_success"]
+    events = [frame["event"] for frame in before[3:] if frame != KA]
+    assert events == [padded_event(seq) for seq in range(len(events))]
+    assert len(events) < len(sent_at)

@@ -29,6 +29,7 @@ from .conftest import (
     DaphneServer,
     RedisServer,
     _start_daphne,
+    database_of_its_own,
 )
 from .test_daphne import TIMEOUT, assert_silent, handshake, open_socket, recv_frames, subscribe
 from .test_multiprocess import get, new_run
@@ -93,16 +94,14 @@ async def test_events_committed_by_a_server_killed_before_its_relay_ran_are_deli
     relay: str,
     tmp_path: Path,
 ) -> None:
-    # A database of its own: the session's servers relay in process and would
-    # take these rows (publishing them to nobody) before this test's relay ran.
+    # A database of its own: the session's servers would adopt these rows once
+    # they waited RELAY_ADOPT_AFTER, if this test's relay were slow.
     database = tmp_path / "relay.sqlite3"
-    with sqlite3.connect(e2e_env["DATABASE_URL"].removeprefix("sqlite:///")) as source:
-        with sqlite3.connect(database) as copy:
-            source.backup(copy)
+    database_url = database_of_its_own(e2e_env, database)
     site = {
         "DJANGO_SETTINGS_MODULE": RELAY_SETTINGS,
         "REDIS_URL": redis_server.url,
-        "DATABASE_URL": f"sqlite:///{database}",
+        "DATABASE_URL": database_url,
     }
     (listener,) = daphne_factory("relay-listener", REALTIME_RELAY="external", **site)
     writer = writers("relay-writer", REALTIME_RELAY="external", **site)

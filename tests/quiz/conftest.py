@@ -16,7 +16,7 @@ from django.core.cache import cache
 from django.test import Client, override_settings
 
 from config.asgi import application
-from quiz import coalescer, services, worker
+from quiz import autopilot, coalescer, services, worker
 from quiz.batching import db_call
 from quiz.models import Game
 from realtime.lifecycle import lifecycle
@@ -48,6 +48,7 @@ async def _quiz_settings():
     with override_settings(QUIZ=quiz):
         yield
         await worker.astop()
+        await autopilot.astop()
     cache.clear()
     reset_all()
 
@@ -80,7 +81,7 @@ def quiz_namespace() -> Namespace:
     # Transactional tests flush the migration's rows; put the namespace back.
     namespace, _ = Namespace.objects.update_or_create(
         name="quiz",
-        # As the migrations leave it (quiz 0002, 0004): its channels keep history (PROTOCOL §12).
+        # As the migrations leave it (quiz 0002, 0005): its channels keep history (PROTOCOL §12).
         defaults={
             "publish_auth_modes": ["CUSTOM", "USER"],
             "subscribe_auth_modes": ["CUSTOM", "USER"],

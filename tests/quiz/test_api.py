@@ -28,7 +28,7 @@ async def test_a_join_is_201_with_the_token_and_the_player_is_stored(game: Game)
     response = await join(AsyncClient(), game.code, " ada ")
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"player_id", "nickname", "token", "game", "channels"}
+    assert set(body) == {"player_id", "nickname", "token", "game", "channels", "rejoin_code"}
     player = await Player.objects.aget(pk=body["player_id"])
     assert (player.nickname, player.game_id) == ("ada", game.pk)
     assert player.token_hash == services.token_hash(body["token"]) and body["token"] not in player.token_hash
@@ -194,6 +194,7 @@ async def test_me_returns_the_players_own_standing(game: Game) -> None:
         "score": 0,
         "rank": 1,
         "players": 1,
+        "rejoin_code": ada["rejoin_code"],
         "answers": [],
     }
     assert (await AsyncClient().get(f"/api/quiz/games/{game.code}/me")).status_code == 401
@@ -239,3 +240,76 @@ async def test_the_state_answers_head_like_get_without_a_body(game: Game) -> Non
         "application/json",
         b"",
     )
+
+
+# -- rejoin -------------------------------------------------------------------------
+
+
+async def rejoin(code: str, nickname: str, rejoin_code: str) -> Any:
+    return await AsyncClient().post(
+        f"/api/quiz/games/{code}/rejoin",
+        {"nickname": nickname, "rejoin_code": rejoin_code},
+        content_type="application/json",
+    )
+
+
+async def test_nobody_takes_over_a_nickname_without_its_code(game: Game) -> None:
+    ada = (await join(AsyncClient(), game.code, "Ada")).json()
+    grace = (await join(AsyncClient(), game.code, "Grace")).json()
+    assert ada["rejoin_code"] != grace["rejoin_code"]
+    # Another player's code, a made-up one and an unknown nickname: refused alike.
+    for nickname, code in (("Ada", grace["rejoin_code"]), ("Ada", "ZZZZZZ"), ("Nobody", ada["rejoin_code"])):
+        refused = await rejoin(game.code, nickname, code)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "rejoin_refused")
+    # The code is for this game only.
+    other = await sync_to_async(
+        lambda: services.game_open(game=services.game_create(host=game.host, question_set=game.question_set))
+    )()
+    assert (await rejoin(other.code, "Ada", ada["rejoin_code"])).status_code == 403
+    assert (await rejoin("NOPE99", "Ada", ada["rejoin_code"])).status_code == 404
+    missing = await AsyncClient().post(
+        f"/api/quiz/games/{game.code}/rejoin", {"nickname": "Ada"}, content_type="application/json"
+    )
+    assert missing.json() == {
+        "error": {
+            "code": "bad_request",
+            "message": "rejoin_code: The code the player's page showed is required.",
+        }
+    }
+    # Ada is still Ada, on her first device.
+    player = await Player.objects.aget(pk=ada["player_id"])
+    assert player.token_hash == services.token_hash(ada["token"])
+
+
+async def test_a_rejoin_keeps_the_player_and_retires_the_old_token_and_code(game: Game) -> None:
+    ada = (await join(AsyncClient(), game.code, "Ada")).json()
+    back = await rejoin(game.code, " Ada ", f" {ada['rejoin_code'].lower()} ")
+    assert back.status_code == 200
+    body = back.json()
+    assert (body["player_id"], body["nickname"], body["channels"]) == (
+        ada["player_id"],
+        "Ada",
+        ada["channels"],
+    )
+    assert body["token"] != ada["token"] and body["rejoin_code"] != ada["rejoin_code"]
+    # The old code is spent: it cannot bring anyone back a second time.
+    assert (await rejoin(game.code, "Ada", ada["rejoin_code"])).status_code == 403
+    assert (await rejoin(game.code, "Ada", body["rejoin_code"])).status_code == 200
+
+
+async def test_wrong_codes_for_a_nickname_are_limited(game: Game) -> None:
+    from quiz.services.players import REJOIN_MAX_FAILURES, REJOIN_WINDOW
+
+    ada = (await join(AsyncClient(), game.code, "Ada")).json()
+    for _ in range(REJOIN_MAX_FAILURES):
+        assert (await rejoin(game.code, "Ada", "WRONG2")).status_code == 403
+    # Even the right code waits now: guessing cannot go on, and the answer says for how long.
+    limited = await rejoin(game.code, "Ada", ada["rejoin_code"])
+    assert (limited.status_code, limited["Retry-After"], limited.json()["error"]["code"]) == (
+        429,
+        str(REJOIN_WINDOW),
+        "throttled",
+    )
+    # Other nicknames are not held up.
+    grace = (await join(AsyncClient(), game.code, "Grace")).json()
+    assert (await rejoin(game.code, "Grace", grace["rejoin_code"])).status_code == 200

@@ -34,3 +34,16 @@ def test_join_rates_outside_the_grammar_are_e001_each() -> None:
             "QUIZ['JOIN_RATE_PER_CLIENT']: a rate is N/s, N/m or N/h (N/10s: per 10 seconds), not '5/d'.",
         ),
     ]
+
+
+@pytest.mark.parametrize("poll", [0, -1, "soon"])
+def test_an_autopilot_poll_that_is_not_a_positive_number_is_e002(poll: Any) -> None:
+    from quiz.checks import check_autopilot
+
+    assert check_autopilot in registry.registry.get_checks()
+    with override_settings(QUIZ={"AUTOPILOT_POLL": poll}):
+        assert [(m.id, m.msg) for m in check_autopilot()] == [
+            ("quiz.E002", "QUIZ['AUTOPILOT_POLL'] must be a positive number of seconds.")
+        ]
+    with override_settings(QUIZ={"AUTOPILOT_POLL": 0.5}):
+        assert check_autopilot() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from unittest import mock
 
@@ -12,7 +13,7 @@ from django.db import OperationalError
 from django.test import AsyncClient, override_settings
 
 from quiz import services
-from quiz.models import Game, Player, Question
+from quiz.models import Game, Player, Question, rejoin_code_for, token_hash
 from tests.openapi import assert_documented
 
 from .conftest import QUESTIONS
@@ -60,7 +61,7 @@ async def test_a_whole_game_over_http_is_what_the_document_describes(host: User)
     code = created.json()["code"]
     assert (created.status_code, created.json()) == (
         201,
-        {"code": code, "state": "draft", "title": "Test set"},
+        {"code": code, "state": "draft", "title": "Test set", "auto_reveal": False, "auto_next": None},
     )
     assert_documented(created, "POST", GAMES)
 
@@ -87,8 +88,10 @@ async def test_a_whole_game_over_http_is_what_the_document_describes(host: User)
                 "player": f"/quiz/{code}/players/{player_id}",
                 "answers": f"/quiz/{code}/answers",
             },
+            "rejoin_code": rejoin_code_for(token_hash(token)),
         },
     )
+    assert re.fullmatch(r"[A-HJ-NP-Z2-9]{6}", body["rejoin_code"])
     assert_documented(joined, "POST", f"{GAMES}/{{code}}/join")
 
     started = await post(host_client, f"{GAMES}/{code}/start")
@@ -140,9 +143,35 @@ async def test_a_whole_game_over_http_is_what_the_document_describes(host: User)
         "score": 0,
         "rank": 1,
         "players": 1,
+        "rejoin_code": body["rejoin_code"],
         "answers": [{"question_id": question.pk, "choice": 1, "scored": False, "correct": None, "points": 0}],
     }
     assert_documented(me, "GET", f"{GAMES}/{{code}}/me")
+
+    # Ada's phone is lost: on another device, her nickname and code bring her back with her answer.
+    wrong = await post(AsyncClient(), f"{GAMES}/{code}/rejoin", {"nickname": "ada", "rejoin_code": "AAAAAA"})
+    assert (wrong.status_code, wrong.json()) == (
+        403,
+        error("rejoin_refused", "This rejoin code does not match this nickname."),
+    )
+    assert_documented(wrong, "POST", f"{GAMES}/{{code}}/rejoin")
+    back = await post(
+        AsyncClient(),
+        f"{GAMES}/{code}/rejoin",
+        {"nickname": "ada", "rejoin_code": body["rejoin_code"].lower()},
+    )
+    new_token = back.json()["token"]
+    assert (back.status_code, back.json()) == (
+        200,
+        {**body, "token": new_token, "rejoin_code": rejoin_code_for(token_hash(new_token))},
+    )
+    assert new_token != token and back.json()["rejoin_code"] != body["rejoin_code"]
+    assert_documented(back, "POST", f"{GAMES}/{{code}}/rejoin")
+    old = await AsyncClient().get(f"{GAMES}/{code}/me", headers=bearer)
+    assert old.status_code == 401
+    bearer = {"authorization": f"Bearer {new_token}"}
+    again = await AsyncClient().get(f"{GAMES}/{code}/me", headers=bearer)
+    assert again.json()["answers"] == me.json()["answers"]
 
     board = await AsyncClient().get(f"{GAMES}/{code}/leaderboard")
     assert board.json() == {
@@ -163,6 +192,34 @@ async def test_a_whole_game_over_http_is_what_the_document_describes(host: User)
     assert catch_up.status_code == 200
     assert without_time(catch_up.json(), "server_time", "opened_at", "closes_at")["counts"] == [0, 1, 0]
     assert_documented(catch_up, "GET", "/quiz/{code}/host/game.json")
+
+    finished = await post(host_client, f"{GAMES}/{code}/finish")
+    assert finished.json()["state"] == "finished"
+    again = await post(host_client, f"{GAMES}/{code}/play-again")
+    rematch = again.json()["code"]
+    assert (again.status_code, again.json()) == (
+        201,
+        {"code": rematch, "state": "lobby", "title": "Test set", "auto_reveal": False, "auto_next": None},
+    )
+    assert_documented(again, "POST", f"{GAMES}/{{code}}/play-again")
+    over = await AsyncClient().get(f"{GAMES}/{code}")
+    assert without_time(over.json(), "server_time") == {
+        "type": "state",
+        "code": code,
+        "title": "Test set",
+        "state": "finished",
+        "next_game": rematch,
+    }
+    assert_documented(over, "GET", f"{GAMES}/{{code}}")
+    automatic = await post(
+        host_client, GAMES, {"question_set": set_id, "auto_reveal": True, "auto_next": 8, "title": "Auto"}
+    )
+    assert (automatic.status_code, automatic.json()["auto_reveal"], automatic.json()["auto_next"]) == (
+        201,
+        True,
+        8.0,
+    )
+    assert_documented(automatic, "POST", GAMES)
 
 
 BAD_NICKNAME = error("bad_request", "nickname: A nickname is 1 to 40 characters.")
@@ -310,6 +367,28 @@ async def test_the_hosts_mistakes_are_documented_errors(game: Game, host: User) 
     for response in (no_set, not_a_set):
         assert_documented(response, "POST", GAMES)
     assert_documented(bad_set, "POST", "/api/quiz/question-sets")
+
+    set_id = game.question_set_id
+    slow = await post(client, GAMES, {"question_set": set_id, "auto_next": 601})
+    vague = await post(client, GAMES, {"question_set": set_id, "auto_next": "soon"})
+    unsure = await post(client, GAMES, {"question_set": set_id, "auto_reveal": "yes"})
+    not_over = await post(client, f"{GAMES}/{game.code}/play-again")
+    assert (slow.status_code, slow.json()) == (
+        400,
+        error("bad_request", "Ensure this value is less than or equal to 600.0."),
+    )
+    assert (vague.status_code, vague.json()) == (
+        400,
+        error("bad_request", "auto_next: A number of seconds, or null."),
+    )
+    assert (unsure.status_code, unsure.json()) == (400, error("bad_request", "auto_reveal: true or false."))
+    assert (not_over.status_code, not_over.json()) == (
+        409,
+        error("invalid_transition", "Only a finished game can be played again."),
+    )
+    for response in (slow, vague, unsure):
+        assert_documented(response, "POST", GAMES)
+    assert_documented(not_over, "POST", f"{GAMES}/{{code}}/play-again")
 
 
 async def test_a_method_an_endpoint_does_not_have_is_the_documented_405(game: Game) -> None:

@@ -230,3 +230,99 @@ def test_the_game_json_is_404_for_an_unknown_code(staff_client: Client) -> None:
     response = staff_client.get("/quiz/NOPE99/host/game.json")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "game_not_found"
+
+
+def test_every_page_has_the_quizs_icon(client: Client, staff_client: Client, game: Game) -> None:
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("quiz/favicon.svg"), "the icon is a static file of the quiz"
+    link = '<link rel="icon" href="/static/quiz/favicon.svg" type="image/svg+xml">'
+    assert link in client.get("/quiz/").content.decode()
+    assert link in client.get(f"/quiz/{game.code}/").content.decode()
+    for page in ("host", "screen"):
+        assert link in staff_client.get(f"/quiz/{game.code}/{page}/").content.decode()
+
+
+# -- the host's home: new game, import ----------------------------------------------
+
+
+def test_the_host_home_is_for_staff(client: Client, player_client: Client) -> None:
+    for visitor in (client, player_client):
+        response = visitor.get("/quiz/host/")
+        assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+        assert visitor.post("/quiz/host/games", {}).status_code == 302
+        assert Game.objects.count() == 0
+
+
+def test_the_host_home_lists_sets_and_recent_games(staff_client: Client, game: Game) -> None:
+    services.player_join(code=game.code, nickname="Ada")
+    html = staff_client.get("/quiz/host/").content.decode()
+    assert f'<option value="{game.question_set_id}">Test set (2 questions)</option>' in html
+    assert f'<a href="/quiz/{game.code}/host/">Test set</a>' in html
+    assert "1 player<" in html
+
+
+def test_a_game_created_from_the_host_home_opens_its_lobby(staff_client: Client, game: Game) -> None:
+    response = staff_client.post(
+        "/quiz/host/games",
+        {"question_set": game.question_set_id, "title": "Friday", "auto_reveal": "on", "auto_next": "8"},
+    )
+    created = Game.objects.exclude(pk=game.pk).get()
+    assert response.status_code == 302 and response["Location"] == f"/quiz/{created.code}/host/"
+    assert (created.title, created.state, created.auto_reveal, created.auto_next) == (
+        "Friday",
+        "lobby",
+        True,
+        8.0,
+    )
+    manual = staff_client.post("/quiz/host/games", {"question_set": game.question_set_id})
+    assert manual.status_code == 302
+    last = Game.objects.order_by("-pk").first()
+    assert (last.title, last.auto_reveal, last.auto_next) == ("Test set", False, None)
+
+
+def test_a_bad_new_game_form_says_what_is_wrong(staff_client: Client, game: Game) -> None:
+    response = staff_client.post("/quiz/host/games", {"question_set": "999", "auto_next": "-3"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "Select a valid choice." in html
+    assert "Ensure this value is greater than or equal to 0.0." in html
+    assert Game.objects.count() == 1
+
+
+def test_a_question_set_is_imported_from_pasted_json_or_a_file(staff_client: Client, host) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from quiz.models import QuestionSet
+
+    data = {"title": "Pasted", "questions": [{"text": "Yes?", "choices": ["Yes", "No"], "correct": 0}]}
+    response = staff_client.post("/quiz/host/question-sets", {"text": json.dumps(data)})
+    pasted = QuestionSet.objects.get(title="Pasted")
+    assert response.status_code == 302 and response["Location"] == f"/quiz/host/?imported={pasted.pk}"
+    assert f'<option value="{pasted.pk}" selected>' in staff_client.get(response["Location"]).content.decode()
+    upload = SimpleUploadedFile("set.json", json.dumps({**data, "title": "Uploaded"}).encode())
+    assert staff_client.post("/quiz/host/question-sets", {"file": upload}).status_code == 302
+    assert QuestionSet.objects.get(title="Uploaded").questions.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "Choose a JSON file or paste the JSON."),
+        ("{nope", "This is not JSON: Expecting property name enclosed in double quotes"),
+        (
+            '{"title": "Bad", "questions": [{"text": "?", "choices": ["only one"], "correct": 0}]}',
+            "Question 1: A question has 2 to 6 choices.",
+        ),
+    ],
+    ids=["nothing", "not json", "a bad question"],
+)
+def test_a_bad_import_says_what_is_wrong_and_stores_nothing(
+    staff_client: Client, text: str, message: str
+) -> None:
+    from quiz.models import QuestionSet
+
+    response = staff_client.post("/quiz/host/question-sets", {"text": text})
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert QuestionSet.objects.count() == 0

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from quiz import selectors, services
 from quiz.models import Game, Player
 from quiz.ranking import RankBook
+from quiz.services.feeds import feed_broadcast
 from tests.openapi import assert_documented
 
 pytestmark = pytest.mark.django_db
@@ -67,3 +68,25 @@ def test_the_state_snapshot_carries_the_board_before_the_open_question_only(
 
     services.game_reveal(game=game)
     assert "leaderboard_before" not in client.get(url).json()
+
+
+def test_cached_reads_follow_a_transition_and_a_leaderboard_broadcast_at_once(
+    game: Game, django_capture_on_commit_callbacks
+) -> None:
+    ada, _ = services.player_join(code=game.code, nickname="ada")
+    with override_settings(QUIZ={"CACHE_TTL": 60, "LEADERBOARD_INTERVAL": 0}):
+        assert selectors.game_state_cached(code=game.code)["state"] == "lobby"
+        assert selectors.leaderboard_cached(code=game.code)["top"][0]["score"] == 0
+
+        with django_capture_on_commit_callbacks(execute=True):
+            game = services.game_start(game=game)
+        # A cached snapshot would say "lobby" for a minute more.
+        assert selectors.game_state_cached(code=game.code)["state"] == "question"
+
+        services.answer_submit(player=ada, question_id=game.current_question_id, choice=1)
+        _score()
+        with django_capture_on_commit_callbacks(execute=True):
+            feed_broadcast(game_id=game.pk)
+        scored = Player.objects.get(pk=ada.pk).score
+        assert scored > 0
+        assert selectors.leaderboard_cached(code=game.code)["top"][0]["score"] == scored

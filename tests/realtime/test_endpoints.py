@@ -10,7 +10,8 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncRequestFactory, Client, RequestFactory
 
-from realtime.transport.endpoints import MethodNotAllowed, csrf_failure, endpoint
+from realtime.auth.csrf import csrf_failure
+from realtime.transport.endpoints import MethodNotAllowed, endpoint
 from realtime.transport.parsers import RequestError
 from realtime.transport.schema import OPENAPI_ATTRIBUTE, operation
 

@@ -8,7 +8,14 @@ from urllib.parse import quote
 
 import pytest
 
-from realtime.transport.handshake import connect_credentials, decode_authorization, request_headers
+from realtime.transport.handshake import (
+    RequestCookies,
+    RequestHeaders,
+    connect_credentials,
+    decode_authorization,
+    request_cookies,
+    request_headers,
+)
 
 API_KEY = {"host": "example.com", "x-api-key": "da2-key"}
 # Values whose base64 needs the characters the two alphabets spell differently.
@@ -308,3 +315,27 @@ def test_subprotocols_passed_as_one_comma_separated_entry_are_split() -> None:
     raw = "aws-appsync-event-ws, header-eyJ4LWFwaS1rZXkiOiJrIn0"
     assert offered_subprotocols([raw]) == ["aws-appsync-event-ws", "header-eyJ4LWFwaS1rZXkiOiJrIn0"]
     assert connect_credentials([raw], {}, b"") == {"x-api-key": "k"}
+
+
+def test_request_headers_and_cookies_read_the_scope_s_list_as_the_copies_did():
+    raw = [
+        (b"host", b"example.com"),
+        (b"cookie", b"sessionid=abc; csrftoken=x"),
+        (b"x-custom", b"1"),
+        (b"x-custom", b"2"),
+    ]
+    headers, cookies = RequestHeaders(raw), RequestCookies(raw)
+    assert (
+        dict(headers)
+        == dict(headers.items())
+        == request_headers(raw)
+        == {"host": "example.com", "x-custom": "1,2"}
+    )
+    assert (headers["host"], headers.get("cookie"), "x-custom" in headers, len(headers)) == (
+        "example.com",
+        None,
+        True,
+        2,
+    )
+    assert dict(cookies) == request_cookies(raw) == {"sessionid": "abc", "csrftoken": "x"}
+    assert (cookies.get("sessionid"), cookies.get("missing")) == ("abc", None)

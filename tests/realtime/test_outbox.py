@@ -7,8 +7,12 @@ import functools
 
 import pytest
 
+from realtime.core import protocol
 from realtime.core.protocol import CloseCode
-from realtime.delivery.outbox import SLOW_CONSUMER_REASON, Outbox
+from realtime.core.wsframe import text_frame
+from realtime.delivery import outbox as outbox_module
+from realtime.delivery.direct import GONE, WAIT, WRITABLE, DirectWriter, direct_writer
+from realtime.delivery.outbox import SLOW_CONSUMER_REASON, WRITE_CHUNK, Outbox
 
 
 class FakeSend:
@@ -401,3 +405,191 @@ async def test_writes_run_in_the_connection_s_context_not_the_publisher_s():
     await asyncio.create_task(publisher())
     await finished(outbox)
     assert seen == ["subscriber"]
+
+
+# -- direct writes: whole frames as bytes to the server's transport ----------------------------------
+
+
+class FakeWire(DirectWriter):
+    """A transport the outbox writes bytes to; ``log`` is shared with the ``send`` that closes."""
+
+    server = "fake"
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+        self.current = WRITABLE
+        self.ready = asyncio.Event()
+
+    def state(self) -> int:
+        return self.current
+
+    def write(self, data: bytes) -> None:
+        assert self.current == WRITABLE, "written while the transport said it could not take it"
+        self.log.append(data)
+
+    async def writable(self) -> None:
+        await self.ready.wait()
+
+    def resume(self) -> None:
+        self.current = WRITABLE
+        self.ready.set()
+
+
+def frames_of(writes: list) -> list:
+    """The text of every frame in the bytes written, and closes as they are."""
+    frames = []
+    for item in writes:
+        if not isinstance(item, bytes):
+            frames.append(item)
+            continue
+        data = item
+        while data:
+            assert data[0] == 0x81 and data[1] < 126, "small final text frames only, in these tests"
+            frames.append(data[2 : 2 + data[1]].decode())
+            data = data[2 + data[1] :]
+    return frames
+
+
+@pytest.fixture
+def wired(monkeypatch):
+    """``wired(limit)`` → an outbox whose direct writer is a :class:`FakeWire`, and the shared log."""
+
+    def make_wired(limit: int = 10) -> tuple[Outbox, FakeWire, list, Overflows]:
+        log: list = []
+        wire = FakeWire(log)
+
+        async def send(message: dict) -> None:
+            log.append(message)
+
+        monkeypatch.setattr(outbox_module, "direct_writer", lambda send, flow: wire)
+        overflows = Overflows()
+        return Outbox(send, limit=limit, on_overflow=overflows), wire, log, overflows
+
+    return make_wired
+
+
+async def test_direct_frames_of_a_loop_pass_go_out_in_one_write_in_order_then_the_close(wired):
+    outbox, wire, log, overflows = wired()
+    outbox.start()
+    assert (outbox.wire, outbox.server) == (True, "fake")
+    outbox.offer(protocol.KEEPALIVE)
+    outbox.offer(text_frame(b'{"type":"data","id":"s","event":1}'))
+    outbox.offer('{"type":"error","errors":[]}')
+    outbox.offer(text_frame(b'{"type":"data","id":"s","event":2}'))
+    outbox.close(CloseCode.NORMAL, "bye")
+    await finished(outbox)
+    assert len([item for item in log if isinstance(item, bytes)]) == 1
+    assert frames_of(log) == [
+        protocol.KEEPALIVE,
+        '{"type":"data","id":"s","event":1}',
+        '{"type":"error","errors":[]}',
+        '{"type":"data","id":"s","event":2}',
+        close(1000, "bye"),
+    ]
+    assert overflows.calls == 0
+
+
+async def test_direct_frames_are_written_in_the_loop_pass_after_the_offer_without_a_task(wired):
+    outbox, wire, log, _ = wired()
+    outbox.start()
+    outbox.offer("a")
+    outbox.offer("b")
+    assert log == []  # offer() only queues
+    await asyncio.sleep(0)
+    assert (frames_of(log), outbox.task, outbox.idle) == (["a", "b"], None, True)
+    outbox.offer("c")
+    await asyncio.sleep(0)
+    assert (frames_of(log), len(log), outbox.task) == (["a", "b", "c"], 2, None)
+
+
+async def test_direct_frames_wait_while_the_transport_cannot_take_them_and_follow_in_order(wired):
+    outbox, wire, log, _ = wired()
+    wire.current = WAIT
+    outbox.start()
+    outbox.offer("a")
+    outbox.offer("b")
+    await settle()
+    assert (log, len(outbox)) == ([], 2)
+    assert outbox.task is not None
+    outbox.offer("c")
+    wire.resume()
+    await finished(outbox)
+    assert frames_of(log) == ["a", "b", "c"]
+
+
+async def test_direct_frames_are_written_in_bounded_runs_that_add_up_to_every_frame(wired):
+    outbox, wire, log, _ = wired(limit=1000)
+    outbox.start()
+    frames = [text_frame(b"x" * 100) for _ in range(1000)]
+    for frame in frames:
+        outbox.offer(frame)
+    await finished(outbox)
+    assert b"".join(log) == b"".join(frames)
+    assert len(log) > 1
+    assert all(len(chunk) < WRITE_CHUNK + 102 for chunk in log)
+
+
+async def test_a_transport_that_is_gone_drops_the_outbox_quietly_and_writes_nothing(wired, caplog):
+    outbox, wire, log, overflows = wired()
+    wire.current = GONE
+    outbox.start()
+    outbox.offer("a")
+    outbox.close(CloseCode.NORMAL)
+    await finished(outbox)
+    assert (log, outbox.closed, len(outbox), overflows.calls) == ([], True, 0, 0)
+    assert outbox.offer("b") is False
+    assert [r for r in caplog.records if r.name == "realtime.delivery.outbox" and r.levelno > 10] == []
+
+
+async def test_a_slow_consumer_waiting_for_its_transport_gets_1008_at_once_and_nothing_else(wired):
+    outbox, wire, log, overflows = wired(limit=2)
+    wire.current = WAIT
+    outbox.start()
+    assert [outbox.offer("a"), outbox.offer("b")] == [True, True]
+    await settle()
+    waiting = outbox.task
+    assert waiting is not None
+    assert outbox.offer("c") is False
+    await finished(outbox)
+    assert waiting.cancelled()
+    assert log == [close(1008, SLOW_CONSUMER_REASON)]
+    assert (overflows.calls, outbox.closed) == (1, True)
+    # The transport drains later: nothing more goes out after the close.
+    wire.resume()
+    await settle()
+    assert log == [close(1008, SLOW_CONSUMER_REASON)]
+
+
+async def test_without_direct_writes_the_outbox_never_looks_for_a_writer(monkeypatch):
+    monkeypatch.setattr(outbox_module, "direct_writer", lambda send, flow: pytest.fail("looked"))
+    send = FakeSend()
+    outbox = Outbox(send, limit=10, on_overflow=Overflows(), direct=False)
+    outbox.start()
+    outbox.offer("a")
+    await finished(outbox)
+    assert (outbox.wire, outbox.server, send.messages) == (False, "asgi", [text("a")])
+
+
+def test_only_daphne_and_uvicorn_get_a_direct_writer():
+    async def wrapped_send(message: dict) -> None:
+        pass
+
+    assert direct_writer(wrapped_send, None) is None
+    # daphne's shape, before its socket is open (or a fake without autobahn's state): send.
+    assert direct_writer(daphne_send(FakeAutobahnProtocol()), None) is None
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["asgi-send", "direct"])
+async def test_an_outbox_that_wrote_everything_holds_an_empty_queue(direct, wired):
+    if direct:
+        outbox, _, log, _ = wired()
+    else:
+        outbox, send, _ = make()
+    outbox.start()
+    outbox.offer("a")
+    outbox.offer("b")
+    await finished(outbox)
+    assert (outbox._frames, len(outbox), outbox.idle) == ([], 0, True)
+    outbox.offer("c")
+    await finished(outbox)
+    assert outbox._frames == []

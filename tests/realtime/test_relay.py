@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import override_settings
+from django.utils import timezone
 
 import realtime
 from realtime.exceptions import InvalidChannel, NoEvents, TooManyEvents
@@ -359,6 +361,65 @@ async def test_two_relays_at_once_publish_each_row_once_and_keep_each_channels_o
         assert [frame["event"] for frame in frames if frame["event"]["room"] == room] == [
             {"room": room, "n": n, "identifier": f"{room}{n}"} for n in range(20)
         ]
+
+
+# -- whose rows: the writing process's, where the layer stays in it ----------------------
+
+
+def written_by(key: str, origin: str, age: float = 0.0) -> None:
+    """A row that ``origin`` wrote ``age`` seconds ago."""
+    write(("/default/room", [{"n": 1}], key))
+    PendingPublication.objects.filter(key=key).update(
+        origin=origin, created_at=timezone.now() - timedelta(seconds=age)
+    )
+
+
+ELSEWHERE = "elsewhere:1:0"
+
+
+@pytest.fixture
+def process_local_layer() -> Iterator[None]:
+    layers = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    adopt = {**settings.REALTIME, "RELAY": "external", "RELAY_ADOPT_AFTER": 10}
+    with override_settings(CHANNEL_LAYERS=layers, REALTIME=adopt):
+        yield
+
+
+async def test_a_relay_takes_its_own_and_unnamed_rows_and_another_relays_once_they_waited(
+    default_namespace, process_local_layer
+):
+    await sync_to_async(written_by)("fresh", ELSEWHERE, age=1)
+    await sync_to_async(written_by)("stale", ELSEWHERE, age=11)
+    await sync_to_async(written_by)("mine", relay_module.process_origin())
+    await sync_to_async(written_by)("unnamed", "")
+
+    outcome = await Relay().drain()
+
+    # Only its writer's subscribers could receive "fresh": its writer's relay publishes it.
+    assert (outcome.published, outcome.dropped, outcome.failed) == (3, 0, False)
+    assert await apending() == [("fresh", "/default/room")]
+
+
+async def test_rows_name_their_writer_while_its_relay_runs(in_process, connect):
+    assert relay.origin == ""
+    await connect()  # the first connection starts the process's services, the relay among them
+    async with asyncio.timeout(2):
+        while relay.origin == "":  # noqa: ASYNC110 - the relay task sets it as it starts
+            await asyncio.sleep(0.01)
+    assert relay.origin == relay_module.process_origin()
+
+
+@pytest.mark.skipif(
+    settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer",
+    reason="a channel layer every process shares (the suite's Redis pass)",
+)
+async def test_with_a_shared_layer_any_relay_takes_any_row(default_namespace, external):
+    await sync_to_async(written_by)("fresh", ELSEWHERE)
+
+    outcome = await Relay().drain()
+
+    assert (outcome.published, outcome.failed) == (1, False)
+    assert await apending() == []
 
 
 # -- the command ---------------------------------------------------------------------------

@@ -24,9 +24,11 @@ OPERATIONS = {
     "/api/quiz/games": ["post"],
     "/api/quiz/games/{code}": ["get"],
     "/api/quiz/games/{code}/join": ["post"],
+    "/api/quiz/games/{code}/rejoin": ["post"],
     "/api/quiz/games/{code}/answers": ["post"],
     "/api/quiz/games/{code}/leaderboard": ["get"],
     "/api/quiz/games/{code}/me": ["get"],
+    "/api/quiz/games/{code}/play-again": ["post"],
     "/api/quiz/games/{code}/{action}": ["post"],
     "/quiz/{code}/host/game.json": ["get"],
 }

@@ -16,11 +16,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from quiz import coalescer
+from quiz.autopilot import Autopilot
 from quiz.worker import ScoringWorker
 
 
 class Command(BaseCommand):
-    help = "Score quiz answers (and broadcast the leaderboards they move) until stopped."
+    help = "Score quiz answers, broadcast the leaderboards they move, take automatic steps; until stopped."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="Score what is pending, then exit.")
@@ -43,8 +44,8 @@ class Command(BaseCommand):
 
         async def run() -> None:
             # The leaderboards of the games this process scores go out from here,
-            # and those a stopped process left stale.
-            await asyncio.gather(worker.run(), coalescer.coalescer.run(sweep=True))
+            # and those a stopped process left stale; so do the games' automatic steps.
+            await asyncio.gather(worker.run(), coalescer.coalescer.run(sweep=True), Autopilot().run())
 
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run())

@@ -9,6 +9,13 @@
 
   const LETTERS = "ABCDEF";
 
+  // The longest wait between two reconnection attempts while the page is looked at (realtime.js
+  // waits up to 5 s by default). A phone whose link dropped without the browser noticing (a
+  // proxy, a Wi-Fi hand-over) is back within a second of the network; the first retry goes at
+  // once anyway. The price, a crowd retrying every second during an outage, is attempts that
+  // fail fast, and the server's connect admission spreads the return.
+  const RETRY_CAP_MS = 1000;
+
   const $ = (id) => document.getElementById(id);
 
   /** The page's configuration, rendered by the view with json_script. */
@@ -38,6 +45,22 @@
   }
 
   const number = (n) => Number(n || 0).toLocaleString();
+
+  /** "1 player", "2 players": `word` is the singular, `many` the plural (an "s" added by default). */
+  function plural(n, word, many) {
+    return `${number(n)} ${Number(n) === 1 ? word : many || word + "s"}`;
+  }
+
+  /**
+   * Show a count in the element `id` and make its label agree: every element with
+   * data-count-of="<id>" shows its data-one for 1 and its data-other for anything else.
+   */
+  function setCount(id, n) {
+    $(id).textContent = number(n);
+    for (const label of document.querySelectorAll(`[data-count-of="${id}"]`)) {
+      label.textContent = Number(n) === 1 ? label.dataset.one : label.dataset.other;
+    }
+  }
 
   /** An ISO 8601 time from the server (Python's isoformat: microseconds) as epoch ms, or NaN. */
   function parseTime(text) {
@@ -189,11 +212,14 @@
 
   root.Quiz = {
     LETTERS,
+    RETRY_CAP_MS,
     $,
     config,
     el,
     ordinal,
     number,
+    plural,
+    setCount,
     parseTime,
     retryAfterMs,
     fetchJSON,

@@ -6,14 +6,21 @@
  * this one included, what changed. Each button is enabled only in the states where
  * its transition is allowed: open (draft), start (lobby), reveal (question),
  * next (reveal, with a question left), finish (anything but finished).
+ *
+ * While a question is open the leaderboard is hidden (a projected console would give the
+ * answer away as scores move) until the host asks to see it; the next question hides it again.
+ * Once finished, "Play again" POSTs api.play_again and takes the host to the new game's console;
+ * the players are invited on the game channel.
  */
 (function () {
   "use strict";
 
-  const Q = window.Quiz;
+  const root = window;
+  const Q = root.Quiz;
   const { $, el } = Q;
   const cfg = Q.config();
   let busy = false;
+  let scoresShownFor = null; // the open question whose scores the host asked to see
 
   $("join-url").textContent = cfg.join_url;
 
@@ -72,6 +79,42 @@
     button.addEventListener("click", () => act(button.dataset.action));
   }
 
+  $("board-toggle").addEventListener("click", () => {
+    const id = show.question && show.question.id;
+    scoresShownFor = scoresShownFor === id ? null : id;
+    render(show);
+  });
+
+  function pageOf(kind, code) {
+    return cfg.pages[kind].replace("CODE", encodeURIComponent(code));
+  }
+
+  $("play-again").addEventListener("click", async () => {
+    if (busy) return;
+    busy = true;
+    render(show);
+    message("");
+    const result = await Q.fetchJSON(cfg.api.play_again, {
+      method: "POST",
+      headers: { "content-type": "application/json", "X-CSRFToken": csrfToken() },
+      body: "{}",
+    });
+    busy = false;
+    if (result.ok && result.body && result.body.code) {
+      root.location.assign(pageOf("host", result.body.code));
+      return;
+    }
+    message(result.status === 403 ? "Not allowed: reload the page and sign in again." : Q.errorMessage(result), true);
+    render(show);
+  });
+
+  function autoText(s) {
+    const parts = [];
+    if (s.autoReveal) parts.push("answers are revealed when time is up");
+    if (s.autoNext !== null) parts.push(`the next question follows ${Q.plural(s.autoNext, "second")} after each reveal`);
+    return parts.length ? `Automatic: ${parts.join("; ")}.` : "";
+  }
+
   let shownDeadline = null;
   function render(s) {
     const badge = $("state");
@@ -83,7 +126,7 @@
     const nextButton = document.querySelector('[data-action="next"]');
     nextButton.title = s.state === "reveal" && !s.hasNext ? "That was the last question: finish the game." : "";
 
-    $("players").textContent = Q.number(s.players);
+    Q.setCount("players", s.players);
     const q = s.question;
     $("answered").textContent = q && s.answered !== null ? Q.number(s.answered) : "–";
     $("answered-label").textContent = q && s.players ? `of ${Q.number(s.players)} answered` : "answered";
@@ -100,8 +143,29 @@
       $("q-bar").style.width = "0%";
     }
 
-    Q.renderTop($("board-top"), s.top, null);
-    $("board-empty").hidden = s.top.length > 0;
+    const open = s.state === "question" && s.question;
+    const hidden = open && scoresShownFor !== s.question.id;
+    $("board-toggle").hidden = !open;
+    $("board-toggle").textContent = hidden ? "Show scores" : "Hide scores";
+    $("board-toggle").setAttribute("aria-expanded", String(!hidden));
+    $("board-hidden").hidden = !hidden;
+    $("board-top").hidden = hidden;
+    Q.renderTop($("board-top"), hidden ? [] : s.top, null);
+    $("board-empty").hidden = hidden || s.top.length > 0;
+
+    const auto = autoText(s);
+    const timeUp = s.state === "question" && s.deadline !== null && s.remainingMs() <= 0;
+    $("auto").hidden = (!auto && !timeUp) || s.state === "finished";
+    $("auto").textContent = timeUp
+      ? s.autoReveal
+        ? "Time is up: the answer is being revealed."
+        : "Time is up: press Reveal to show the answer."
+      : auto;
+    $("again").hidden = s.state !== "finished";
+    $("play-again").hidden = Boolean(s.nextGame);
+    $("play-again").disabled = busy;
+    $("next-game").hidden = !s.nextGame;
+    if (s.nextGame) $("next-game").href = pageOf("host", s.nextGame);
 
     renderQuestion(s);
     renderQuestions(s);
@@ -110,7 +174,7 @@
   function renderQuestion(s) {
     const q = s.question;
     if (!q || s.state === "lobby" || s.state === "draft") {
-      $("q-number").textContent = s.total ? `${s.total} questions ready` : "";
+      $("q-number").textContent = s.total ? `${Q.plural(s.total, "question")} ready` : "";
       $("q-text").textContent = s.state === "draft" ? "Open the lobby to let players join." : "No question yet.";
       $("q-choices").replaceChildren();
       return;

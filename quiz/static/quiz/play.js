@@ -1,9 +1,11 @@
 /*
  * play.js: the player page (/quiz/<code>/).
  *
- * Join:   POST api.join {nickname} → 201 {player_id, nickname, token, channels}. A 429 or 503
+ * Join:   POST api.join {nickname} → 201 {player_id, nickname, token, channels, rejoin_code}. A 429 or 503
  *         (the crowd is big) is retried with exponential backoff and full jitter, never before
  *         Retry-After. The token is kept in localStorage per game code: a reload resumes.
+ * Rejoin: the page shows the player's rejoin code; on another device (or with its storage lost) a
+ *         taken nickname offers POST api.rejoin {nickname, rejoin_code} → 200, as a join's reply.
  * Live:   a RealtimeClient authorized with the token (CUSTOM mode), subscribed to the game,
  *         the leaderboard and the player's own channel.
  * Catch-up is state, not history: after every (re)connect and on every load the page renders
@@ -11,11 +13,14 @@
  *         answers, score and rank), whatever it saw or missed before; no event is replayed.
  * Answer: publish {question_id, choice} to channels.answers over the WebSocket; if that
  *         cannot be done (no connection, no reply), POST api.answers with the token.
+ * Again:  when the host starts a rematch (a next_game event, or next_game in a finished game's
+ *         state), "Play again" joins it under the same nickname and opens its page.
  */
 (function () {
   "use strict";
 
-  const Q = window.Quiz;
+  const root = window;
+  const Q = root.Quiz;
   const { $, el } = Q;
   const cfg = Q.config();
   const STORAGE_KEY = "quiz:player:" + cfg.code;
@@ -107,6 +112,7 @@
   function showJoin(message) {
     showView("join");
     setJoinBusy(false);
+    $("rejoin-form").hidden = true;
     $("join-error").hidden = !message;
     $("join-error").textContent = message || "";
     const hint = $("join-hint");
@@ -150,6 +156,7 @@
         const code = result.body && result.body.error && result.body.error.code;
         if (code === "game_not_found") return showClosed("No such game", "Check the code and try again.");
         if (code === "game_not_joinable" && game.state === "finished") return showFinishedBeforeJoin();
+        if (code === "nickname_taken") return showRejoin(nickname);
         return showJoin(Q.errorMessage(result));
       }
       // Exponential backoff with full jitter, never sooner than Retry-After.
@@ -181,6 +188,7 @@
       nickname: body.nickname,
       token: body.token,
       channels: body.channels,
+      rejoin_code: body.rejoin_code,
       score: 0,
       rank: null,
       players: null,
@@ -190,6 +198,35 @@
     save();
     enterGame();
   }
+
+  // The nickname is taken: by this player on another device, perhaps.
+  function showRejoin(nickname) {
+    showJoin("That nickname is taken in this game.");
+    $("rejoin-nickname").textContent = nickname;
+    $("rejoin-form").hidden = false;
+    $("rejoin-form").dataset.nickname = nickname;
+    $("rejoin-error").hidden = true;
+    $("rejoin-code").focus();
+  }
+
+  $("rejoin-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const rejoinCode = $("rejoin-code").value.trim();
+    if (!rejoinCode) return;
+    $("rejoin-button").disabled = true;
+    const result = await Q.fetchJSON(cfg.api.rejoin, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ nickname: $("rejoin-form").dataset.nickname, rejoin_code: rejoinCode }),
+    });
+    $("rejoin-button").disabled = false;
+    if (result.status === 200 && result.body && result.body.token) {
+      $("rejoin-form").hidden = true;
+      return joined(result.body);
+    }
+    $("rejoin-error").hidden = false;
+    $("rejoin-error").textContent = Q.errorMessage(result);
+  });
 
   function showFinishedBeforeJoin() {
     showClosed("This game is over", "Thanks for watching! Ask the host for the next game's code.");
@@ -241,6 +278,7 @@
     client = new RealtimeClient({
       httpEndpoint: cfg.event_endpoint,
       auth: { authorization: me.token },
+      maxRetryDelayMs: Q.RETRY_CAP_MS,
       onStateChange: Q.connectionBadge($("conn"), (state, detail) => {
         if (state === "connected") catchUp();
         if (state === "closed" && detail.error) onRefused(detail.error);
@@ -292,15 +330,33 @@
     if (seq !== catchUpSeq || !me) return;
     if (state.status === 404) return showClosed("This game is gone", "The host removed it.");
     if (errorCode(standing) === "invalid_player_token") return leave(LOST);
-    if (!state.ok || !board.ok || !standing.ok) {
-      // A read failed (the network is still settling): try again soon rather than stay behind.
+    // The state and the leaderboard are cached apart on the server (for CACHE_TTL): one can be a
+    // moment older than the other, e.g. the board from before the reveal the state announces.
+    const disagree = state.ok && board.ok && state.body && board.body && !sameMoment(state.body, board.body);
+    if (!state.ok || !board.ok || !standing.ok || disagree) {
+      // A read failed (the network is still settling), or the two are out of step: try again soon
+      // rather than stay behind (by then the server's copies have been refreshed).
       const again = () => seq === catchUpSeq && client && client.state === "connected" && catchUp();
       setTimeout(again, RETRY_CATCH_UP_MS);
     }
     const mine = standing.ok && standing.body ? standing.body : null;
-    if (mine) learnAnswers(mine.answers);
+    if (mine) {
+      me.rejoin_code = mine.rejoin_code || me.rejoin_code;
+      learnAnswers(mine.answers);
+      renderMe();
+    }
     if (state.ok && state.body) applySnapshot(state.body, mine);
     if (board.ok && board.body && !boardSeen) onBoard(board.body, true);
+    // The player's own standing is read uncached: it wins over their row of a cached board. (While a
+    // question is open the board's row is the standing before it: holdStanding took care of that.)
+    if (mine && game.state !== "question") applyStanding(mine);
+  }
+
+  // A state snapshot and a leaderboard that describe the same moment of the show.
+  function sameMoment(snapshot, board) {
+    const questionId = snapshot.question ? snapshot.question.id : null;
+    if (snapshot.state === "finished") return board.state === "finished";
+    return board.state === snapshot.state && (questionId === null || board.question_id === questionId);
   }
 
   const errorCode = (result) => result && result.body && result.body.error && result.body.error.code;
@@ -321,6 +377,7 @@
     if (Q.progress(snapshot.state, index) < Q.progress(game.state, game.index)) return;
     if (snapshot.state === "finished") {
       if (mine) applyStanding(mine);
+      if (snapshot.next_game) invite(snapshot.next_game);
       return onFinished();
     }
     if (snapshot.state === "question" && question) {
@@ -406,6 +463,8 @@
       onReveal(event);
       // A reveal of a question this page never saw: fetch it, with the answer and the verdict.
       if (!game.question || game.question.id !== event.question_id) catchUp();
+    } else if (event.type === "next_game") {
+      invite(event.next_game);
     } else if (event.type === "state") {
       if (event.state === "finished") onFinished();
       else if (event.state === "lobby" && Q.progress(game.state, game.index) < Q.progress("lobby")) {
@@ -646,8 +705,9 @@
 
   function renderMe() {
     if (!me) return;
+    for (const node of document.querySelectorAll(".me-rejoin")) node.textContent = me.rejoin_code || "–";
     $("me-score").textContent = Q.number(me.score);
-    if (me.rank) {
+    if (me.rank && ranked()) {
       $("me-rank").textContent = Q.ordinal(me.rank);
       $("me-of").textContent = me.players ? `of ${Q.number(me.players)}` : "rank";
     } else {
@@ -657,11 +717,14 @@
     if (game.state === "finished") renderFinal();
   }
 
+  // A rank means something once a question has been revealed: in the lobby everyone is "1st".
+  const ranked = () => game.index > 0 || game.state === "reveal" || game.state === "finished";
+
   function onBoard(board, fromSnapshot) {
     if (!board || board.type !== "leaderboard") return;
     if (!fromSnapshot) boardSeen = true;
-    $("board-players").textContent = Q.number(board.players);
-    $("lobby-players").textContent = Q.number(board.players);
+    Q.setCount("board-players", board.players);
+    Q.setCount("lobby-players", board.players);
     // Scores move as answers are scored: keep them for the reveal, like the verdict.
     if (game.state === "question" && !board.final) {
       game.pendingBoard = board;
@@ -674,8 +737,8 @@
     const top = board.top || [];
     Q.renderTop($("board-top"), top, me && me.player_id);
     $("board-empty").hidden = top.some((row) => row.score > 0);
-    $("board-players").textContent = Q.number(board.players);
-    $("lobby-players").textContent = Q.number(board.players);
+    Q.setCount("board-players", board.players);
+    Q.setCount("lobby-players", board.players);
     const mine = me && top.find((row) => row.player_id === me.player_id);
     if (mine) {
       me.score = mine.score;
@@ -702,11 +765,49 @@
     const text = $("final-text");
     if (!me) return;
     if (me.rank) {
-      text.textContent = `You finished ${Q.ordinal(me.rank)}${me.players ? ` of ${Q.number(me.players)}` : ""} with ${Q.number(me.score)} points.`;
+      text.textContent = `You finished ${Q.ordinal(me.rank)}${me.players ? ` of ${Q.number(me.players)}` : ""} with ${Q.plural(me.score, "point")}.`;
     } else {
-      text.textContent = `You scored ${Q.number(me.score)} points. Thanks for playing!`;
+      text.textContent = `You scored ${Q.plural(me.score, "point")}. Thanks for playing!`;
     }
   }
+
+  // -- play again ------------------------------------------------------------------
+
+  let nextGame = null;
+  function invite(code) {
+    if (!code || !me) return;
+    nextGame = code;
+    $("invite").hidden = false;
+    $("play-again").textContent = `Play again as ${me.nickname}`;
+  }
+
+  const pageOf = (kind, code) => cfg.pages[kind].replace("CODE", encodeURIComponent(code));
+
+  $("play-again").addEventListener("click", async () => {
+    if (!nextGame || !me) return;
+    $("play-again").disabled = true;
+    $("invite-error").hidden = true;
+    const result = await Q.fetchJSON(pageOf("join", nextGame), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ nickname: me.nickname }),
+    });
+    if (result.status === 201 && result.body && result.body.token) {
+      const body = result.body;
+      const player = { ...body, score: 0, rank: null, players: null, answers: {}, results: {} };
+      try {
+        localStorage.setItem("quiz:player:" + nextGame, JSON.stringify(player));
+      } catch {
+        // No storage: the new page asks for the nickname again.
+      }
+      root.location.assign(pageOf("play", nextGame));
+      return;
+    }
+    if (errorCode(result) === "nickname_taken") return root.location.assign(pageOf("play", nextGame));
+    $("play-again").disabled = false;
+    $("invite-error").hidden = false;
+    $("invite-error").textContent = Q.errorMessage(result);
+  });
 
   // -- start -----------------------------------------------------------------------
 

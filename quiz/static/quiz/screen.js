@@ -38,7 +38,12 @@
   }
 
   function render(s) {
-    $("board-players").textContent = Q.number(s.players);
+    if (s.nextGame) {
+      // The host started a rematch: the big screen follows it to its lobby.
+      window.location.assign(cfg.pages.screen.replace("CODE", encodeURIComponent(s.nextGame)));
+      return;
+    }
+    Q.setCount("board-players", s.players);
     Q.renderTop($("board-top"), boardToShow(s), null);
 
     if (s.state === "finished") {
@@ -49,7 +54,7 @@
     if (!s.question || s.state === "lobby" || s.state === "draft") {
       clock.stop();
       view("lobby");
-      $("lobby-players").textContent = Q.number(s.players);
+      Q.setCount("lobby-players", s.players);
       const names = s.top.map((row) => el("span", {}, row.nickname));
       if (s.players > s.top.length) names.push(el("span", {}, `+${Q.number(s.players - s.top.length)} more`));
       $("lobby-names").replaceChildren(...names);
@@ -99,19 +104,39 @@
     );
   }
 
+  // The podium's steps: every player ranked 1st to 3rd, tied players on one step together
+  // (competition ranks: two tied 1st leave no 2nd step, the next is 3rd).
+  function podiumSteps(top) {
+    const steps = [];
+    for (const row of top) {
+      if (row.rank > 3) break;
+      const step = steps[steps.length - 1];
+      if (step && step.rank === row.rank) step.rows.push(row);
+      else steps.push({ rank: row.rank, rows: [row] });
+    }
+    return steps;
+  }
+
   function renderPodium(top) {
-    const places = [top[1], top[0], top[2]]; // 2nd, 1st, 3rd: the winner in the middle
+    const steps = podiumSteps(top);
+    const places = [steps[1], steps[0], steps[2]]; // 2nd, 1st, 3rd: the winner in the middle
     $("podium").replaceChildren(
       ...places
-        .map((row, i) => {
-          if (!row) return null;
+        .map((step, i) => {
+          if (!step) return null;
           const place = [2, 1, 3][i];
           return el(
             "div",
-            { className: `p${place}` },
-            el("div", { className: "place" }, Q.ordinal(row.rank)),
-            el("div", { className: "who" }, row.nickname),
-            el("div", { className: "pts" }, `${Q.number(row.score)} points`)
+            { className: `p${place}`, dataset: { rank: step.rank } },
+            el("div", { className: "place" }, Q.ordinal(step.rank)),
+            ...step.rows.map((row) =>
+              el(
+                "div",
+                { className: "winner" },
+                el("div", { className: "who" }, row.nickname),
+                el("div", { className: "pts" }, Q.plural(row.score, "point"))
+              )
+            )
           );
         })
         .filter(Boolean)

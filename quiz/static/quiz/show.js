@@ -34,6 +34,9 @@
       this.boardLoaded = false; // `top` came from the server (a snapshot or a live event)
       this.boardBefore = null; // leaderboard_before of the open question, with `standings`
       this.deadline = null; // performance.now() at which the question closes
+      this.autoReveal = false; // the game reveals by itself when time is up
+      this.autoNext = null; // seconds from a reveal to the next step, or null
+      this.nextGame = null; // the join code of the rematch, once the host started it
       this.client = null;
       this.liveBoard = false;
       this.refreshing = null;
@@ -43,6 +46,7 @@
       this.client = new RealtimeClient({
         httpEndpoint: this.cfg.event_endpoint,
         auth: {}, // the session cookie authorizes (USER mode)
+        maxRetryDelayMs: Q.RETRY_CAP_MS,
         onStateChange: Q.connectionBadge(this.badge, (state) => {
           if (state === "connected") this.refresh();
         }),
@@ -94,6 +98,9 @@
 
     _applyGame(data) {
       this.questions = data.questions || [];
+      this.autoReveal = Boolean(data.auto_reveal);
+      this.autoNext = data.auto_next === undefined ? null : data.auto_next;
+      this.nextGame = data.next_game || this.nextGame;
       // Never roll back what a live event already said.
       if (Q.progress(data.state, data.question_index) < Q.progress(this.state, this.index)) return;
       this.state = data.state;
@@ -132,6 +139,8 @@
       } else if (event.type === "state") {
         this.state = event.state;
         if (event.state !== "question") this.deadline = null;
+      } else if (event.type === "next_game") {
+        this.nextGame = event.next_game;
       } else {
         return;
       }

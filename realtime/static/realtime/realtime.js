@@ -10,6 +10,7 @@
  *     auth: { "x-api-key": KEY },              // headers, or an (async) function returning them
  *     onStateChange: (state, detail) => {},    // connecting | connected | reconnecting | closed
  *     onError: (error) => {},
+ *     maxRetryDelayMs: 5000,                   // optional: the backoff's cap while the page is visible
  *   });
  *   const sub = client.subscribe("/default/*", (event) => {}, (error) => {}); // sub.ready, sub.unsubscribe()
  *   // History (§12): the 4th argument hears whether a re-subscribe recovered what was missed.
@@ -176,6 +177,8 @@
       this.onStateChange = options.onStateChange || null;
       this.onError = options.onError || null;
       this.connectionTimeoutMs = options.connectionTimeoutMs || 0; // if set, overrides the server's
+      // A live show may retry sooner than the default (every drop costs a moment of the show).
+      this.maxRetryDelayMs = options.maxRetryDelayMs > 0 ? options.maxRetryDelayMs : BACKOFF_CAP_MS;
       this.state = "closed";
       this._ws = null;
       this._headers = {};
@@ -371,7 +374,7 @@
       this._connectedAt = 0;
       const attempt = ++this._attempt;
       const idle = isHidden() || isOffline();
-      const cap = Math.min(idle ? BACKOFF_IDLE_CAP_MS : BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (attempt - 2));
+      const cap = Math.min(idle ? BACKOFF_IDLE_CAP_MS : this.maxRetryDelayMs, BACKOFF_BASE_MS * 2 ** (attempt - 2));
       // Offline, an attempt would fail at once: wait for `online` (or the long cap, in case it never comes).
       const delayMs = attempt === 1 && !isOffline() ? 0 : Math.round(Math.random() * cap);
       this._setState("reconnecting", { attempt, delayMs, error });

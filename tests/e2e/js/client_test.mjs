@@ -289,6 +289,21 @@ async function main() {
     http_publish: await errorOf(bad.client.httpPublish(room, [1])),
   };
 
+  // -- a shorter cap: maxRetryDelayMs bounds every wait while the page is looked at -------
+  proxy.refuse = 1000;
+  const capped = makeClient(proxy.httpEndpoint, config.apiKey, { maxRetryDelayMs: 150 });
+  const cappedConnect = capped.client.connect().catch((error) => error);
+  const retrying = () => capped.log.states.filter((s) => s.state === "reconnecting");
+  await waitFor(() => retrying().length >= 6, "retries under a short cap");
+  capped.client.close();
+  await cappedConnect;
+  proxy.refuse = 0;
+  summary.short_cap = {
+    attempts: retrying().length >= 6,
+    delays_within_cap: retrying().every((s) => s.delayMs >= 0 && s.delayMs <= 150),
+    first_at_once: retrying()[0].delayMs === 0,
+  };
+
   proxy.close();
   return summary;
 }

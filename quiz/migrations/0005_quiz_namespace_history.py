@@ -17,5 +17,5 @@ def drop_history(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("quiz", "0003_feeds"), ("realtime", "0010_namespace_history")]
+    dependencies = [("quiz", "0004_game_autopilot"), ("realtime", "0010_namespace_history")]
     operations = [migrations.RunPython(keep_history, drop_history)]
