@@ -49,6 +49,7 @@
   const FATAL_TYPES = ["UnauthorizedException", "BadRequestException"];
   const FATAL_CODES = [400, 401, 403];
   const OPEN = 1; // WebSocket.OPEN, in browsers and in `ws`
+  const SEEN_OFFSETS = 1024; // §12: offsets remembered per subscription, to drop a repeated event
   const noop = () => {};
 
   /** An error carrying the protocol's `errors` array (§2.3, §3); `errorType` is the first one's. */
@@ -121,16 +122,21 @@
       this._arm();
     }
 
-    // §12: the data frame's offset; false for one already seen (never handed over twice).
+    // §12: the data frame's offset; false for one already seen (never handed over twice). Events
+    // of one channel published through two server processes may arrive out of order: the
+    // position is the highest offset seen, and a lower one that was not seen still goes out.
     _advance(offset) {
       if (typeof offset !== "number") return true;
+      const seen = this._seen || (this._seen = new Set());
+      if (seen.has(offset)) return false;
+      seen.add(offset);
+      if (seen.size > SEEN_OFFSETS) seen.delete(seen.values().next().value);
       if (!this.position) {
         // Live events may come before subscribe_success: remember the last one for it.
         this._early = Math.max(this._early || 0, offset);
-        return true;
+      } else if (offset > this.position.offset) {
+        this.position = { offset, epoch: this.position.epoch };
       }
-      if (offset <= this.position.offset) return false;
-      this.position = { offset, epoch: this.position.epoch };
       return true;
     }
 
@@ -141,6 +147,8 @@
       if (typeof msg.epoch !== "string") return;
       // Recovered: the replay follows and moves the position; otherwise start from the server's.
       if (msg.recovered === true && this.position) return;
+      // Another epoch numbers its events afresh.
+      if (this.position && this.position.epoch !== msg.epoch) this._seen = null;
       this.position = { offset: Math.max(msg.offset, early), epoch: msg.epoch };
     }
 
