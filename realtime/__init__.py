@@ -23,6 +23,9 @@ and closes or unsubscribes open connections in every process::
 
     realtime.disconnect(user=user, reason="Signed out everywhere")
     realtime.unsubscribe(channel="/quiz/AB12/game", connection=connection_id)
+
+In a namespace that keeps history (PROTOCOL §12), ``realtime.history(channel, since=..., limit=...)``
+(``ahistory`` in async code) reads what was published to a channel after an offset.
 """
 
 from __future__ import annotations
@@ -31,20 +34,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from realtime.operations.history_reading import HistoryPage
     from realtime.operations.publishing import PublishResult
     from realtime.presence.occupancy import Occupancy
 
 __all__ = [
-    "PublishResult",
     "adisconnect",
+    "ahistory",
     "aoccupancy",
     "apublish",
     "aunsubscribe",
     "disconnect",
+    "history",
+    "HistoryPage",
     "occupancy",
     "publish",
     "publish_many_on_commit",
     "publish_on_commit",
+    "PublishResult",
     "unsubscribe",
 ]
 
@@ -154,3 +161,22 @@ def __getattr__(name: str) -> Any:
 
         return PublishResult
     raise AttributeError(name)
+
+
+def history(channel: str, *, since: int | None = None, limit: int | None = None) -> HistoryPage:
+    """Publications of ``channel`` after offset ``since`` (the latest without), from sync code.
+
+    The channel's namespace must keep history (PROTOCOL §12); ``channel`` may be a wildcard.
+    """
+    from asgiref.sync import async_to_sync
+
+    from realtime.operations.history_reading import history_from_server
+
+    return async_to_sync(history_from_server)(channel, since=since, limit=limit)
+
+
+async def ahistory(channel: str, *, since: int | None = None, limit: int | None = None) -> HistoryPage:
+    """:func:`history` from async code."""
+    from realtime.operations.history_reading import history_from_server
+
+    return await history_from_server(channel, since=since, limit=limit)

@@ -72,6 +72,8 @@ class NamespaceForm(_NamespaceForm):
             "publish_rate_per_connection",
             "subscribe_rate_per_connection",
             "inbound_event_rate",
+            "history_size",
+            "history_ttl",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

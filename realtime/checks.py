@@ -241,3 +241,26 @@ def check_relay(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 )
             )
     return messages
+
+
+@register(Tags.compatibility)
+def check_history(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The history's settings (realtime.delivery.history): a positive limit and window, a Redis URL."""
+    messages: list[CheckMessage] = []
+    for name in ("HISTORY_RECOVER_LIMIT", "HISTORY_RESUME_WINDOW"):
+        try:
+            value = float(getattr(realtime_settings, name.lower()))
+        except (TypeError, ValueError):
+            value = 0.0
+        if value <= 0:
+            messages.append(Error(f"REALTIME['{name}'] must be a number above 0.", id="realtime.E022"))
+    url = realtime_settings.history_redis_url
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        messages.append(
+            Error(
+                f"REALTIME['HISTORY_REDIS_URL'] is {url!r}.",
+                hint="A redis://, rediss:// or unix:// URL, or None to keep history in each process.",
+                id="realtime.E023",
+            )
+        )
+    return messages

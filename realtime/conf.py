@@ -150,6 +150,14 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a WebSocket connection may stay open before the server closes it
     # (AppSync: 24 h; PROTOCOL §12); None: no limit.
     "MAX_CONNECTION_AGE": 24 * 3600.0,
+    # History of namespaces with history_size > 0 (PROTOCOL §12, "History"): a Redis URL
+    # keeps it in Redis Streams shared by every process; None keeps it in this process.
+    "HISTORY_REDIS_URL": None,
+    # Publications one subscribe may recover; beyond, recovered is false.
+    "HISTORY_RECOVER_LIMIT": 300,
+    # Seconds the last position of each subscription of a closed connection is kept,
+    # so a client that re-subscribes with the same id gets what it missed.
+    "HISTORY_RESUME_WINDOW": 120.0,
     # With a channel layer that stays in its process (the in-memory default),
     # only the writer's subscribers can receive a row's events: a relay leaves
     # the rows of another relaying process alone for this many seconds (then
@@ -318,6 +326,19 @@ class RealtimeSettings:
     @property
     def relay_batch(self) -> int:
         return int(self._get("RELAY_BATCH"))
+
+    @property
+    def history_redis_url(self) -> str | None:
+        url = self._get("HISTORY_REDIS_URL")
+        return str(url) if url else None
+
+    @property
+    def history_recover_limit(self) -> int:
+        return int(self._get("HISTORY_RECOVER_LIMIT"))
+
+    @property
+    def history_resume_window(self) -> float:
+        return float(self._get("HISTORY_RESUME_WINDOW"))
 
     @property
     def relay_adopt_after(self) -> float:

@@ -106,6 +106,14 @@ class Namespace(models.Model):
     publish_rate_per_connection = _rate_field("Publishes of one WebSocket connection")
     subscribe_rate_per_connection = _rate_field("Subscribes of one WebSocket connection")
     inbound_event_rate = _rate_field("Events published to the namespace by clients, by all processes")
+    history_size = models.PositiveIntegerField(
+        default=0,
+        help_text="Publications kept per channel (and per wildcard) for recovery after a reconnect; "
+        "0 keeps none (PROTOCOL §12).",
+    )
+    history_ttl = models.PositiveIntegerField(
+        default=300, help_text="Seconds a publication stays in the history."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

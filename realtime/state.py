@@ -19,6 +19,8 @@ Registered, and so reset:
   and its Redis client), ``auth_failure_limiter``;
 - ``realtime.transport.overload.overload``: the measured loop lag and queue
   delay (not the count of requests in flight, which each request leaves);
+- ``realtime.delivery.history.stores``: the in-process history and resume
+  positions, and the Redis clients of ``HISTORY_REDIS_URL`` (which may change);
 - ``quiz.auth``: players' tokens already looked up.
 
 Kept for the life of the process on purpose, never reset here:

@@ -189,6 +189,8 @@ REALTIME: dict[str, object] = {
     "OCCUPANCY": os.environ.get("REALTIME_OCCUPANCY", "on") != "off",
     # Every process counts the join, connect and publish rates in one place.
     "LIMITS_REDIS_URL": REDIS_URL or None,
+    # Channel history lives where every process sees it.
+    "HISTORY_REDIS_URL": REDIS_URL or None,
     # "0": every frame through the server's ASGI send, even under daphne and uvicorn.
     "DIRECT_WRITES": env_bool("REALTIME_DIRECT_WRITES", True),
 }

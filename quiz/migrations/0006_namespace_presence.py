@@ -14,5 +14,5 @@ def counts_only(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("quiz", "0005_player_join_key"), ("realtime", "0009_namespace_presence")]
+    dependencies = [("quiz", "0005_player_join_key"), ("realtime", "0010_namespace_presence")]
     operations = [migrations.RunPython(list_members, counts_only)]

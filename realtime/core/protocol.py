@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any, ClassVar, TypedDict, TypeVar
 
+from realtime.core.history import Position, parse_since
 from realtime.exceptions import (
     InvalidOperationId,
     MalformedMessage,
@@ -92,6 +93,8 @@ class Subscribe:
     id: str
     channel: str
     authorization: Mapping[str, str] | None = None
+    # Extension (PROTOCOL §12, "History"): replay what was published after this position.
+    since: Position | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +180,7 @@ def parse(text: str | bytes | None) -> ClientMessage:
             raise MalformedMessage("channel must be a string")
         authorization = parse_authorization(frame.get("authorization"))
         if op_type is ClientType.SUBSCRIBE:
-            return Subscribe(op_id, channel, authorization)
+            return Subscribe(op_id, channel, authorization, parse_since(frame.get("since")))
         events = frame.get("events")
         if not isinstance(events, list):
             raise MalformedMessage("events must be an array")
@@ -251,6 +254,13 @@ def connection_error(errors: list[WireError]) -> str:
 
 def success(kind: ServerType, op_id: str) -> str:
     return _dumps({"type": kind, "id": op_id})
+
+
+def subscribe_success(op_id: str, extension: Mapping[str, Any] | None = None) -> str:
+    """``subscribe_success``; a history channel's adds its position (PROTOCOL §12, "History")."""
+    if not extension:
+        return success(ServerType.SUBSCRIBE_SUCCESS, op_id)
+    return _dumps({"type": ServerType.SUBSCRIBE_SUCCESS, "id": op_id, **extension})
 
 
 class SuccessfulEntry(TypedDict):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, TypeGuard
 
@@ -86,6 +86,11 @@ class _Outgoing:
     keys: list[str]
     events: list[str]
     done: asyncio.Future[None]
+    # Events that differ per key (a history stream's offsets); the others get ``events``.
+    keyed: Mapping[str, list[str]] | None = None
+
+    def events_for(self, key: str) -> list[str]:
+        return self.events if self.keyed is None else self.keyed.get(key, self.events)
 
 
 class LayerBridge:
@@ -234,8 +239,13 @@ class LayerBridge:
 
     # -- fan-out -------------------------------------------------------------------
 
-    async def fan_out(self, channel: ChannelPath, events: list[str]) -> asyncio.Future[None] | None:
+    async def fan_out(
+        self, channel: ChannelPath, events: list[str], keyed: Mapping[str, list[str]] | None = None
+    ) -> asyncio.Future[None] | None:
         """Hand JSON-encoded events to every process, from any event loop.
+
+        ``keyed`` replaces ``events`` for the keys it names (each history stream
+        numbers the events its own way, :mod:`realtime.delivery.history`).
 
         Returns what :meth:`fan_out_nowait` returns, or ``None`` once the loop
         that owns the sockets has delivered them (sync code in a thread of its
@@ -248,18 +258,22 @@ class LayerBridge:
         if lifecycle.owned_elsewhere():
             owner = lifecycle.loop
             assert owner is not None
-            future = asyncio.run_coroutine_threadsafe(self._fan_out_and_wait(channel, events), owner)
+            future = asyncio.run_coroutine_threadsafe(self._fan_out_and_wait(channel, events, keyed), owner)
             await asyncio.wrap_future(future)
             return None
         await self.ready()
-        return self.fan_out_nowait(channel, events)
+        return self.fan_out_nowait(channel, events, keyed)
 
-    async def _fan_out_and_wait(self, channel: ChannelPath, events: list[str]) -> None:
-        sent = await self.fan_out(channel, events)
+    async def _fan_out_and_wait(
+        self, channel: ChannelPath, events: list[str], keyed: Mapping[str, list[str]] | None
+    ) -> None:
+        sent = await self.fan_out(channel, events, keyed)
         if sent is not None:
             await sent
 
-    def fan_out_nowait(self, channel: ChannelPath, events: list[str]) -> asyncio.Future[None] | None:
+    def fan_out_nowait(
+        self, channel: ChannelPath, events: list[str], keyed: Mapping[str, list[str]] | None = None
+    ) -> asyncio.Future[None] | None:
         """Take events for delivery, in call order; call on the owner loop, after :meth:`ready`.
 
         Returns ``None`` when every subscriber has them already (one process),
@@ -270,7 +284,7 @@ class LayerBridge:
         keys = channel.matching_keys()
         if self._layer is None:
             for key in keys:
-                self.hub.deliver(key, events)
+                self.hub.deliver(key, events if keyed is None else keyed.get(key, events))
             return None
         # Other processes first, then this one's subscribers, so a publish that
         # cannot reach the layer reaches nobody. Publishes made in the same loop
@@ -279,7 +293,7 @@ class LayerBridge:
         # each, and keep their order, since one sender sends batches in turn.
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        self._outgoing.append(_Outgoing(keys, events, done))
+        self._outgoing.append(_Outgoing(keys, events, done, keyed))
         if self._sender is None:
             self._sender = loop.create_task(self._send_outgoing(), context=background_context())
         return done
@@ -299,7 +313,7 @@ class LayerBridge:
                     continue
                 for item in batch:
                     for key in item.keys:
-                        self.hub.deliver(key, item.events)
+                        self.hub.deliver(key, item.events_for(key))
                     if not item.done.done():
                         item.done.set_result(None)
         finally:
@@ -324,7 +338,7 @@ class LayerBridge:
         per_key: dict[str, list[str]] = {}
         for item in batch:
             for key in item.keys:
-                per_key.setdefault(key, []).extend(item.events)
+                per_key.setdefault(key, []).extend(item.events_for(key))
         for key, events in per_key.items():
             message: EventMessage = {
                 "type": "realtime.event",

@@ -50,6 +50,9 @@ class Hub:
         """Forget every connection and subscription (their event loop is gone)."""
         self._index: dict[str, dict[LocalSubscription, None]] = {}
         self._connections: dict[Outbox, None] = {}
+        # The last event delivered per held key: a history stream's carries its offset,
+        # the position a closed connection's subscriptions resume from.
+        self.last_delivered: dict[str, str] = {}
 
     # -- connections ---------------------------------------------------------
 
@@ -85,6 +88,7 @@ class Hub:
             subs.pop(subscription, None)
             if not subs:
                 del self._index[subscription.key]
+                self.last_delivered.pop(subscription.key, None)
 
     def holds(self, key: str) -> bool:
         """Whether any local subscription holds ``key``."""
@@ -95,9 +99,10 @@ class Hub:
     def deliver(self, key: str, events: list[str]) -> int:
         """Append one frame per event to each local subscription of ``key``."""
         subs = self._index.get(key)
-        if not subs:
+        if not subs or not events:
             return 0
         targets = list(subs)
+        self.last_delivered[key] = events[-1]
         for event in events:
             tail = event + protocol.DATA_FRAME_SUFFIX
             payload: bytes | None = None

@@ -33,6 +33,7 @@ from realtime.core import protocol
 from realtime.core.paths import ChannelPath, parse_channel
 from realtime.core.rates import Gcra
 from realtime.delivery.bridge import bridge
+from realtime.delivery.history import history_append
 from realtime.exceptions import BadRequest, NamespaceNotFound, NoEvents, TooManyEvents, Transport
 from realtime.handlers import HandlerKind, IncomingEvent
 from realtime.ops.metrics import metrics
@@ -156,7 +157,14 @@ async def _publish(
     publication = Publication(channel=channel, request=request, result=result)
     if outgoing:
         metrics.broadcast(namespace.name, (encoded for encoded, _ in outgoing))
-        publication.sent = await bridge.fan_out(path, [encoded for encoded, _ in outgoing])
+        encoded_events = [encoded for encoded, _ in outgoing]
+        keyed = None
+        if namespace.history_size:
+            # Offsets first (PROTOCOL §12, "History"): once per publication, by this process.
+            keyed = await history_append(
+                path, encoded_events, size=namespace.history_size, ttl=namespace.history_ttl
+            )
+        publication.sent = await bridge.fan_out(path, encoded_events, keyed)
         publication.published = Published(namespace, path, identity, [event for _, event in outgoing])
     return publication
 

@@ -9,23 +9,33 @@ The connection checks the id and the per-connection limit before any of it
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 from realtime import handlers
 from realtime.auth import AuthRequest, Identity, Operation, RequestInfo, authorize
 from realtime.auth.limits import connection_take
 from realtime.conf import realtime_settings
+from realtime.core import protocol
+from realtime.core.history import Position, offset_of, recover, tail
 from realtime.core.paths import ChannelPath, presence_key
 from realtime.core.rates import Gcra
 from realtime.delivery.bridge import bridge
+from realtime.delivery.history import HistoryStore, history, resume_token
 from realtime.delivery.hub import LocalSubscription, hub
 from realtime.delivery.outbox import Outbox
 from realtime.exceptions import HandlerError, InvalidChannel, NamespaceNotFound
 from realtime.handlers import HandlerKind
+from realtime.lifecycle import lifecycle
+from realtime.ops.metrics import metrics
 from realtime.presence.service import occupancy
 from realtime.store.selectors import namespace_get
+
+logger = logging.getLogger(__name__)
 
 
 async def subscribe_authorize(
@@ -115,6 +125,7 @@ async def presence_member(
 
 def subscription_stop(subscription: LocalSubscription) -> None:
     """No more events for this subscription (its group is left lazily, see the bridge)."""
+    _resumable.pop(subscription, None)
     hub.remove(subscription)
     occupancy.stopped(subscription)
 
@@ -122,6 +133,189 @@ def subscription_stop(subscription: LocalSubscription) -> None:
 def connection_stop(outbox: Outbox, subscriptions: Iterable[LocalSubscription]) -> None:
     """A connection is gone: no more events for it or any of its subscriptions."""
     held = list(subscriptions)
+    # Where each history subscription was, kept before the hub forgets the connection.
+    subscriptions_closed(held)
     hub.disconnect(outbox, held)
     for subscription in held:
         occupancy.stopped(subscription)
+
+
+# -- history and recovery (PROTOCOL §12, "History") ------------------------------------
+
+
+class LiveBuffer:
+    """Holds a recovering subscription's live frames until its replay has gone out."""
+
+    __slots__ = ("frames",)
+    # Text frames, as the hub offers them to an outbox that does not write bytes itself:
+    # their offsets are read before they go on.
+    wire = False
+
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+
+    def offer(self, frame: str) -> None:
+        self.frames.append(frame)
+
+
+@dataclass(slots=True)
+class Started:
+    """A live subscription: what its ``subscribe_success`` adds, and what goes out before live events."""
+
+    subscription: LocalSubscription
+    extension: dict[str, object] | None = None
+    replay: Sequence[tuple[int, str]] = ()
+    outbox: Outbox | None = None
+    buffer: LiveBuffer | None = None
+
+    def acknowledge(self, subscription_id: str, outbox: Outbox) -> None:
+        """Send ``subscribe_success``, the replay, then the live events held meanwhile, each once.
+
+        Runs without awaiting: nothing can come between the replay and live delivery.
+        """
+        outbox.offer(protocol.subscribe_success(subscription_id, self.extension))
+        prefix = self.subscription.prefix
+        last = 0
+        for offset, event in self.replay:
+            outbox.offer(prefix + tail(event, offset) + protocol.DATA_FRAME_SUFFIX)
+            last = offset
+        if self.buffer is not None and self.outbox is not None:
+            self.subscription.outbox = self.outbox
+            for frame in self.buffer.frames:
+                held = offset_of(frame)
+                # Published before the subscribe: the replay had it (or the client did).
+                if held is None or held > last:
+                    outbox.offer(frame)
+            self.buffer = None
+
+
+# Live history subscriptions of this process: where each resumes from after its connection closes.
+_resumable: dict[LocalSubscription, tuple[str, Position]] = {}
+_remembering: set[asyncio.Task[None]] = set()
+lifecycle.on_new_loop("subscribing.resumable", _resumable.clear)
+
+
+def principal_of(identity: Identity) -> str:
+    """Who subscribed, stably across connections: the mode and what names the caller in it."""
+    context = identity.context or {}
+    subject = context.get("sub") if isinstance(context, Mapping) else None
+    if subject is None:
+        subject = json.dumps(context, sort_keys=True, default=str)
+    return f"{identity.mode}\n{identity.api_key_id}\n{identity.user_id}\n{subject}"
+
+
+async def subscription_start_with_history(
+    subscription: LocalSubscription,
+    *,
+    channel: ChannelPath,
+    subscription_id: str,
+    identity: Identity,
+    since: Position | None,
+    member: tuple[str, str] | None = None,
+) -> Started:
+    """:func:`subscription_start`, plus the replay of what the subscriber missed.
+
+    In a namespace without history this is :func:`subscription_start` and the
+    answer is today's (``since`` only adds ``recovered: false``). With history,
+    the subscriber resumes from ``since`` or, without one, from the position its
+    previous connection left under the same subscription id (an unmodified
+    Amplify client re-subscribing after a reconnect), if any. Live events that
+    arrive while the history is read are held and sent after the replay.
+
+    Raises:
+        ServiceUnavailable: the channel layer refused this process's membership.
+    """
+    namespace = await namespace_get(name=channel.namespace)
+    if namespace is None or not namespace.history_size:
+        await subscription_start(subscription, member)
+        return Started(subscription, None if since is None else {"recovered": False})
+    store = history()
+    token = resume_token(principal_of(identity), subscription_id, subscription.key)
+    explicit = since is not None
+    if since is None:
+        since = await _recall(store, token)
+    if since is None:
+        return await _start_fresh(subscription, store, token, member)
+
+    outbox = subscription.outbox
+    buffer = LiveBuffer()
+    # The hub only ever offers frames to it (LiveBuffer has Outbox.offer's signature).
+    subscription.outbox = cast(Outbox, buffer)
+    try:
+        await subscription_start(subscription, member)
+    except BaseException:
+        subscription.outbox = outbox
+        raise
+    limit = realtime_settings.history_recover_limit
+    try:
+        stream = await store.read(subscription.key, since.offset, limit + 1)
+    except Exception as exc:
+        logger.warning("realtime history could not be read for %s: %s", channel.path, exc)
+        return Started(subscription, {"recovered": False} if explicit else None, (), outbox, buffer)
+    recovery = recover(since, stream, limit)
+    metrics.recovered(channel.namespace, recovery.recovered, len(recovery.replay))
+    _resumable[subscription] = (token, recovery.position)
+    extension: dict[str, object] = {**recovery.position.as_dict(), "recovered": recovery.recovered}
+    return Started(subscription, extension, recovery.replay, outbox, buffer)
+
+
+async def _start_fresh(
+    subscription: LocalSubscription, store: HistoryStore, token: str, member: tuple[str, str] | None
+) -> Started:
+    """A history subscription with nothing to recover: its position, then live events.
+
+    The position is read before the subscription goes live, so every publication after it
+    is either delivered or, published before the layer took this process in, recoverable
+    from it later; one at or before it was published before the subscribe.
+    """
+    try:
+        stream = await store.read(subscription.key, None, 0)
+    except Exception as exc:
+        logger.warning("realtime history could not be read for %s: %s", subscription.key, exc)
+        await subscription_start(subscription, member)
+        return Started(subscription)
+    await subscription_start(subscription, member)
+    position = Position(stream.top, stream.epoch)
+    _resumable[subscription] = (token, position)
+    return Started(subscription, dict(position.as_dict()))
+
+
+async def _recall(store: HistoryStore, token: str) -> Position | None:
+    try:
+        return await store.recall(token)
+    except Exception as exc:
+        logger.warning("realtime history could not recall a resume position: %s", exc)
+        return None
+
+
+def subscriptions_closed(subscriptions: Iterable[LocalSubscription]) -> None:
+    """A connection closed: keep where each of its history subscriptions was, for a while.
+
+    Call before the hub forgets the connection: a subscription resumes after the
+    last event this process delivered for its key (or where it started).
+    """
+    kept = []
+    for subscription in subscriptions:
+        entry = _resumable.pop(subscription, None)
+        if entry is None:
+            continue
+        token, position = entry
+        last = hub.last_delivered.get(subscription.key)
+        offset = offset_of(last) if last is not None else None
+        if offset is not None and offset > position.offset:
+            position = Position(offset, position.epoch)
+        kept.append((token, position))
+    if not kept:
+        return
+    task = asyncio.get_running_loop().create_task(_remember(history(), kept))
+    _remembering.add(task)
+    task.add_done_callback(_remembering.discard)
+
+
+async def _remember(store: HistoryStore, kept: list[tuple[str, Position]]) -> None:
+    window = realtime_settings.history_resume_window
+    try:
+        for token, position in kept:
+            await store.remember(token, position, window)
+    except Exception as exc:
+        logger.warning("realtime history could not keep resume positions: %s", exc)

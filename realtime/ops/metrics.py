@@ -23,6 +23,8 @@ realtime_subscribe_success_total           counter    SubscribeSuccess
 realtime_subscribe_client_errors_total     counter    SubscribeClientError
 realtime_subscribe_server_errors_total     counter    SubscribeServerError
 realtime_unsubscribe_success_total         counter    UnsubscribeSuccess
+realtime_history_recoveries_total          counter    (subscribes that asked to recover: ``recovered``)
+realtime_history_replayed_total            counter    (publications replayed by recoveries)
 realtime_unsubscribe_errors_total          counter    UnsubscribeClientError
 realtime_publish_success_total             counter    PublishSuccess (+ HTTP, server code)
 realtime_publish_client_errors_total       counter    PublishClientError
@@ -275,6 +277,12 @@ class RealtimeMetrics(MetricSet):
         )
         self.subscribe_server_errors = c("realtime_subscribe_server_errors", "Subscribes that failed.", ns)
         self.unsubscribe_success = c("realtime_unsubscribe_success", "Subscriptions stopped.", ns)
+        self.history_recoveries = c(
+            "realtime_history_recoveries",
+            "Subscribes that recovered from a position.",
+            ("namespace", "recovered"),
+        )
+        self.history_replayed = c("realtime_history_replayed", "Publications replayed by recoveries.", ns)
         self.unsubscribe_errors = c("realtime_unsubscribe_errors", "Unsubscribes of an unknown id.", ns)
         pub = ("namespace", "transport")
         self.publish_success = c("realtime_publish_success", "Publish requests accepted.", pub)
@@ -365,6 +373,10 @@ class RealtimeMetrics(MetricSet):
         self.subscribe_success.labels(namespace).inc()
         self.subscriptions_active.labels(namespace).inc()
         self.totals["subscriptions", namespace] += 1
+
+    def recovered(self, namespace: str, recovered: bool, replayed: int) -> None:
+        self.history_recoveries.labels(namespace, "true" if recovered else "false").inc()
+        self.history_replayed.labels(namespace).inc(replayed)
 
     def subscribe_failed(self, channel: object, error: BaseException | None) -> None:
         namespace = known_namespace(namespace_of(channel))

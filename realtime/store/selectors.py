@@ -40,6 +40,9 @@ class NamespaceConfig:
     publish_rate_per_connection: str = ""
     subscribe_rate_per_connection: str = ""
     inbound_event_rate: str = ""
+    # Publications kept per subscription key, and for how many seconds; 0: no history.
+    history_size: int = 0
+    history_ttl: int = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,8 @@ def _namespace_load(name: str) -> NamespaceConfig | None:
         publish_rate_per_connection=row.publish_rate_per_connection,
         subscribe_rate_per_connection=row.subscribe_rate_per_connection,
         inbound_event_rate=row.inbound_event_rate,
+        history_size=row.history_size,
+        history_ttl=row.history_ttl,
     )
 
 

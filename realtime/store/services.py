@@ -51,8 +51,10 @@ def namespace_create(
     description: str = "",
     publish_auth_modes: list[str] | None = None,
     subscribe_auth_modes: list[str] | None = None,
+    history_size: int = 0,
+    history_ttl: int = 300,
 ) -> Namespace:
-    """Create a namespace after full model validation.
+    """Create a namespace after full model validation (``history_size`` 0: no history).
 
     Raises:
         ValidationError: a bad name, a taken name, or an unknown auth mode.
@@ -62,6 +64,8 @@ def namespace_create(
         description=description,
         publish_auth_modes=publish_auth_modes or [],
         subscribe_auth_modes=subscribe_auth_modes or [],
+        history_size=history_size,
+        history_ttl=history_ttl,
     )
     namespace.full_clean()
     namespace.save()

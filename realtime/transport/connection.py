@@ -49,7 +49,7 @@ from realtime.operations.subscribing import (
     connection_stop,
     presence_member,
     subscribe_authorize,
-    subscription_start,
+    subscription_start_with_history,
     subscription_stop,
 )
 from realtime.ops.logs import bind_connection
@@ -348,7 +348,14 @@ class Connection:
                 channel=channel, identity=identity, request=self.request, connection_id=self.id
             )
             subscription = LocalSubscription.create(self.outbox, frame.id, channel)
-            await subscription_start(subscription, member)
+            started = await subscription_start_with_history(
+                subscription,
+                channel=channel,
+                subscription_id=frame.id,
+                identity=identity,
+                since=frame.since,
+                member=member,
+            )
         except Exception as error:
             metrics.subscribe_failed(frame.channel, error)
             raise
@@ -358,7 +365,7 @@ class Connection:
         self.session.add(frame.id, channel)
         self.subscriptions[frame.id] = subscription
         metrics.subscribed(channel.namespace)
-        self.outbox.offer(protocol.success(ServerType.SUBSCRIBE_SUCCESS, frame.id))
+        started.acknowledge(frame.id, self.outbox)
         if signals.subscription_started.receivers:
             await signals.subscription_started.asend(
                 signals.SENDER,

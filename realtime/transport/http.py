@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import DatabaseError
@@ -77,6 +78,23 @@ def _as_realtime_error(exc: Exception) -> tuple[RealtimeError, int, dict[str, st
     return error, error.http_status, {}
 
 
+def cors(methods: str) -> Callable[[View], View]:
+    """Give every answer of a view the CORS headers, allowing ``methods`` (PROTOCOL §2.3)."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        async def respond(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            response = await view(request, *args, **kwargs)
+            for name, value in CORS_HEADERS.items():
+                response[name] = value
+            response["Access-Control-Allow-Methods"] = methods
+            return response
+
+        return respond
+
+    return decorate
+
+
 def request_info(request: HttpRequest) -> RequestInfo:
     """What authorizers and handlers may know of an HTTP request (headers lowercased, secrets hidden)."""
     headers = {
@@ -91,18 +109,7 @@ def request_info(request: HttpRequest) -> RequestInfo:
     )
 
 
-def _with_cors(view: View) -> View:
-    @functools.wraps(view)
-    async def respond(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = await view(request, *args, **kwargs)
-        for name, value in CORS_HEADERS.items():
-            response[name] = value
-        return response
-
-    return respond
-
-
-@_with_cors
+@cors("POST, OPTIONS")
 @endpoint(on_error=error_response, post=PUBLISH, options=None)
 async def event(request: HttpRequest) -> HttpResponse:
     """Publish 1-5 events to one channel; an ``OPTIONS`` preflight gets 204 and the CORS headers."""

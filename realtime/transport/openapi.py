@@ -12,7 +12,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
-from realtime.transport.schema import operation, retry_after, session_cookie
+from realtime.transport.schema import SecurityScheme, operation, retry_after, session_cookie
 
 
 class PublishRequestSerializer(serializers.Serializer[Any]):
@@ -77,6 +77,17 @@ ERRORS = {
     504: _error("`HandlerTimeout`: an `on_publish` handler ran out of time."),
 }
 
+PUBLISH_SECURITY: dict[str, SecurityScheme] = {
+    "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "API_KEY mode."},
+    "authorization": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "OIDC (a JWT), CUSTOM (the authorizer's token) or IAM (SigV4, with `x-amz-date`).",
+    },
+    "session": session_cookie,
+}
+
 PUBLISH = operation(
     operation_id="publish",
     tags=["realtime"],
@@ -86,16 +97,7 @@ PUBLISH = operation(
         "wildcards above it; events refused one by one (not JSON, too large, failed by a handler) are "
         "listed in `failed`, still with status 200. Any mode the namespace allows authorizes."
     ),
-    security={
-        "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "API_KEY mode."},
-        "authorization": {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": "OIDC (a JWT), CUSTOM (the authorizer's token) or IAM (SigV4, with `x-amz-date`).",
-        },
-        "session": session_cookie,
-    },
+    security=PUBLISH_SECURITY,
     request=PublishRequestSerializer,
     responses={
         200: OpenApiResponse(PublishResponseSerializer, description="Published; `failed` lists refusals."),
@@ -108,6 +110,49 @@ PUBLISH = operation(
             OpenApiParameter.HEADER,
             response=list(ERRORS),
             description="The error's `errorType` again (Amplify reads it here).",
+        ),
+        retry_after(429, 503),
+    ],
+)
+
+
+class HistoryEventSerializer(serializers.Serializer[Any]):
+    offset = serializers.IntegerField(min_value=1, help_text="Its position in the channel's stream.")
+    event = serializers.CharField(help_text="The event's JSON text, as a `data` frame carries it.")
+
+
+class HistoryPageSerializer(serializers.Serializer[Any]):
+    channel = serializers.CharField()
+    epoch = serializers.CharField(help_text="Names the stream; it changes when the history is lost.")
+    offset = serializers.IntegerField(min_value=0, help_text="The stream's last publication (0: none yet).")
+    complete = serializers.BooleanField(
+        help_text="Every publication after `since` is here (nothing trimmed, none beyond `limit`)."
+    )
+    events = HistoryEventSerializer(many=True, help_text="Oldest first.")
+
+
+HISTORY = operation(
+    operation_id="history",
+    tags=["realtime"],
+    summary="Read a channel's history",
+    description=(
+        "The publications of a channel (or a wildcard) of a namespace that keeps history, after the "
+        "offset `since` (without it, the latest), oldest first (PROTOCOL §12). Authorized like a "
+        "subscribe: the namespace's subscribe modes, then its `on_subscribe` handler."
+    ),
+    security=PUBLISH_SECURITY,
+    responses={
+        200: OpenApiResponse(HistoryPageSerializer, description="A page of the channel's history."),
+        **ERRORS,
+    },
+    parameters=[
+        OpenApiParameter("channel", str, OpenApiParameter.QUERY, required=True, description="`/chat/room`."),
+        OpenApiParameter("since", int, OpenApiParameter.QUERY, description="The last offset the reader has."),
+        OpenApiParameter(
+            "epoch", str, OpenApiParameter.QUERY, description="The epoch of `since` (another: it is lost)."
+        ),
+        OpenApiParameter(
+            "limit", int, OpenApiParameter.QUERY, description="1 to `HISTORY_RECOVER_LIMIT` (the default)."
         ),
         retry_after(429, 503),
     ],

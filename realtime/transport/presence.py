@@ -15,19 +15,9 @@ from realtime.core.protocol import parse_authorization
 from realtime.operations.subscribing import subscribe_authorize
 from realtime.presence.service import occupancy
 from realtime.transport.endpoints import endpoint
-from realtime.transport.http import error_response, request_info
+from realtime.transport.http import cors, error_response, request_info
 from realtime.transport.openapi import ERRORS, PUBLISH
 from realtime.transport.schema import operation
-
-CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, OPTIONS",
-    "Access-Control-Allow-Headers": (
-        "x-api-key, authorization, x-amz-date, x-amz-security-token, x-amz-user-agent"
-    ),
-    "Access-Control-Expose-Headers": "x-amzn-ErrorType, x-amzn-RequestId",
-    "Access-Control-Max-Age": "86400",
-}
 
 
 class OccupancySerializer(serializers.Serializer[object]):
@@ -50,19 +40,16 @@ OCCUPANCY = operation(
 )
 
 
+@cors("GET, OPTIONS")
 @endpoint(on_error=error_response, get=OCCUPANCY, options=None)
 async def presence(request: HttpRequest) -> HttpResponse:
     """The occupancy of one channel or wildcard."""
     if request.method == "OPTIONS":
-        response = HttpResponse(status=204)
-    else:
-        raw = request.GET.get("channel", "")
-        channel = parse_channel(raw, allow_wildcard=True)
-        info = request_info(request)
-        await subscribe_authorize(
-            channel=channel, raw_channel=raw, credentials=parse_authorization(info.headers), request=info
-        )
-        response = JsonResponse((await occupancy.read(channel)).as_dict())
-    for name, value in CORS_HEADERS.items():
-        response[name] = value
-    return response
+        return HttpResponse(status=204)
+    raw = request.GET.get("channel", "")
+    channel = parse_channel(raw, allow_wildcard=True)
+    info = request_info(request)
+    await subscribe_authorize(
+        channel=channel, raw_channel=raw, credentials=parse_authorization(info.headers), request=info
+    )
+    return JsonResponse((await occupancy.read(channel)).as_dict())

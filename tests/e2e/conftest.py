@@ -329,6 +329,17 @@ def e2e_env(e2e_workdir: Path) -> dict[str, str]:
     return _server_env(e2e_workdir / "db.sqlite3")
 
 
+def enable_history(env: dict[str, str], namespace: str, size: int) -> None:
+    """Make (or update) ``namespace`` with ``history_size`` publications kept (PROTOCOL §12)."""
+    _manage(
+        env,
+        "shell",
+        "-c",
+        "from realtime.models import Namespace; "
+        f"Namespace.objects.update_or_create(name={namespace!r}, defaults={{'history_size': {size}}})",
+    )
+
+
 @pytest.fixture(scope="session")
 def e2e_api_key(e2e_env: dict[str, str]) -> str:
     """Migrates the fresh database (once, for both servers) and creates one API key."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import REPO_ROOT, DaphneServer
+from .conftest import REPO_ROOT, DaphneServer, RedisServer, _start_daphne, enable_history
 
 pytestmark = [pytest.mark.e2e, pytest.mark.node]
 
@@ -45,11 +45,12 @@ DEEP_EVENT = {"deep": True}
 AFTER_REFUSALS = {"still": "open"}
 
 
-def node_env(server: DaphneServer) -> dict[str, str]:
+def node_env(server: DaphneServer, extra_env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of an Amplify script (amplify/common.mjs) against ``server``."""
     assert server.ca_file is not None, "Amplify needs the TLS server"
     return {
         **os.environ,
+        **(extra_env or {}),
         "RT_EVENT_URL": server.event_url,
         "RT_API_KEY": server.api_key,
         "NODE_EXTRA_CA_CERTS": str(server.ca_file),
@@ -58,8 +59,10 @@ def node_env(server: DaphneServer) -> dict[str, str]:
     }
 
 
-def run_node(node: str, script: str, server: DaphneServer) -> dict[str, Any]:
-    env = node_env(server)
+def run_node(
+    node: str, script: str, server: DaphneServer, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    env = node_env(server, extra_env)
     result = subprocess.run(
         [node, str(SCRIPTS / script)],
         cwd=REPO_ROOT,  # node_modules lives at the repository root
@@ -129,4 +132,54 @@ def test_amplify_wrong_key_connect_is_refused_at_once(
         "connect": {"ok": False, "error": {"name": "Error", "message": "UnauthorizedException"}},
         "refusedQuickly": True,
         "post": POST_UNAUTHORIZED,
+    }
+
+
+def test_amplify_gets_what_it_missed_after_its_own_reconnect(
+    node_executable: str,
+    redis_server: RedisServer,
+    tls_files: tuple[Path, Path, Path],
+    e2e_workdir: Path,
+    e2e_env: dict[str, str],
+    e2e_api_key: str,
+) -> None:
+    """Transparent recovery (PROTOCOL §12, "History") across two processes and Redis."""
+    enable_history(e2e_env, "chat", 500)
+
+    def start(name: str) -> DaphneServer:
+        return _start_daphne(
+            workdir=e2e_workdir,
+            name=name,
+            env={**e2e_env, "REDIS_URL": redis_server.url},
+            tls=tls_files,
+            api_key=lambda: e2e_api_key,
+        )
+
+    subscriber = start("history-subscriber")
+    try:
+        publisher = start("history-publisher")
+        try:
+            summary = run_node(
+                node_executable, "history_resume.mjs", subscriber, {"RT_PUBLISH_URL": publisher.event_url}
+            )
+            publisher.assert_no_traceback()
+        finally:
+            publisher.stop()
+        subscriber.assert_no_traceback()
+    finally:
+        subscriber.stop()
+
+    missed = [{"missed": i} for i in range(10)]
+    assert summary == {
+        "ready": {"ok": True, "value": True},
+        "received": [{"before": 1}, {"before": 2}, *missed, {"live": 1}],
+        "errors": [],
+        "sockets": 2,
+        # The wire carries offsets and the recovery flag; Amplify ignored both.
+        "frames": [
+            {"type": "subscribe_success", "offset": 12, "recovered": True},
+            *[{"type": "data", "offset": offset} for offset in range(3, 13)],
+            {"type": "data", "offset": 13},
+        ],
+        "closeAll": OK,
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import REPO_ROOT, DaphneServer
+from .conftest import REPO_ROOT, DaphneFactory, DaphneServer, RedisServer, enable_history
 
 pytestmark = [pytest.mark.e2e, pytest.mark.node]
 
@@ -204,3 +205,56 @@ def test_js_client_against_daphne(
     assert summary == expected
     server.assert_alive()
     server.assert_no_traceback()
+
+
+HISTORY_SCRIPT = Path(__file__).parent / "js" / "history_test.mjs"
+
+
+def test_realtime_js_recovers_missed_events_with_since(
+    node_executable: str,
+    redis_server: RedisServer,
+    daphne_factory: DaphneFactory,
+    e2e_env: dict[str, str],
+    e2e_api_key: str,
+) -> None:
+    """PROTOCOL §12: a replay within the bound; beyond it, and after a flush, recovered false."""
+    enable_history(e2e_env, "chat", 500)
+    (server,) = daphne_factory(
+        "history-js", REDIS_URL=redis_server.url, DJANGO_SETTINGS_MODULE="tests.e2e.settings_history"
+    )
+    config = {"httpEndpoint": server.event_url, "apiKey": server.api_key, "channel": "/chat/js-room"}
+    summary: dict[str, Any] = {}
+    with subprocess.Popen(
+        [node_executable, str(HISTORY_SCRIPT), json.dumps(config)],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"},
+    ) as process:
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        for line in process.stdout:
+            message = json.loads(line)
+            if message.get("request") == "flush":
+                # Redis loses everything, as after a restart without persistence.
+                with socket.create_connection(("127.0.0.1", redis_server.port), timeout=2) as conn:
+                    conn.sendall(b"FLUSHALL\r\n")
+                    assert conn.recv(64).startswith(b"+OK")
+                process.stdin.write("flushed\n")
+                process.stdin.flush()
+            else:
+                summary = message
+        stderr = process.stderr.read()
+        process.wait(timeout=NODE_TIMEOUT)
+    assert process.returncode == 0, f"{summary}\n{stderr}"
+
+    assert summary == {
+        "start": {"offset": 0, "epochIsHex": True},
+        "beforeOutage": {"received": [0, 1, 2], "position": {"offset": 3, "epoch": True}},
+        "recover": {"recovered": True, "received": list(range(24)), "offset": 24},
+        "limit": {"recovered": False, "replayed": 0, "offset": 174, "sameEpoch": True},
+        "flush": {"recovered": False, "replayed": 0, "offset": 2, "epochChanged": True},
+        "afterFlush": {"last": 176, "offset": 3},
+        "recoveries": [True, False, False],
+    }

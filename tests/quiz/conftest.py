@@ -81,7 +81,13 @@ def quiz_namespace() -> Namespace:
     # Transactional tests flush the migration's rows; put the namespace back.
     namespace, _ = Namespace.objects.update_or_create(
         name="quiz",
-        defaults={"publish_auth_modes": ["CUSTOM", "USER"], "subscribe_auth_modes": ["CUSTOM", "USER"]},
+        # As the migrations leave it (quiz 0002, 0005): its channels keep history (PROTOCOL §12).
+        defaults={
+            "publish_auth_modes": ["CUSTOM", "USER"],
+            "subscribe_auth_modes": ["CUSTOM", "USER"],
+            "history_size": 100,
+            "history_ttl": 900,
+        },
     )
     return namespace
 

@@ -47,9 +47,13 @@ async def test_a_whole_game_with_several_players(game: Game, host, ws_player) ->
     for info in joined:
         player = await ws_player(info["token"])
         for sub_id, channel in (("g", "game"), ("l", "leaderboard"), ("me", "player")):
-            assert await player.subscribe(sub_id, info["channels"][channel]) == {
+            reply = await player.subscribe(sub_id, info["channels"][channel])
+            # The game's channels keep history: the reply names the stream's position (PROTOCOL §12).
+            assert reply == {
                 "type": "subscribe_success",
                 "id": sub_id,
+                "offset": reply["offset"],
+                "epoch": reply["epoch"],
             }
         players.append(player)
 
@@ -203,7 +207,13 @@ async def test_the_host_channel_carries_live_answer_counts_to_staff_only(game: G
     refused = await socket.subscribe("h", f"/quiz/{game.code}/host")
     assert refused["type"] == "subscribe_error"
     staff = await ws_player(staff=host)
-    assert await staff.subscribe("h", f"/quiz/{game.code}/host") == {"type": "subscribe_success", "id": "h"}
+    reply = await staff.subscribe("h", f"/quiz/{game.code}/host")
+    assert reply == {
+        "type": "subscribe_success",
+        "id": "h",
+        "offset": reply["offset"],
+        "epoch": reply["epoch"],
+    }
 
     game = await sync_to_async(services.game_start)(game=game)
     response = await AsyncClient().post(
@@ -229,3 +239,53 @@ async def test_the_host_channel_carries_live_answer_counts_to_staff_only(game: G
     }
     # Nothing changes any more: nothing more is sent.
     await staff.assert_silent(0.5)
+
+
+async def test_a_phone_that_reconnects_gets_the_question_and_the_score_it_missed(
+    game: Game, host, ws_player
+) -> None:
+    """PROTOCOL §12: the player page re-subscribes with ``since`` after its network came back."""
+    host_client = AsyncClient()
+    await host_client.aforce_login(host)
+    code = game.code
+    ada = await join(AsyncClient(), code, "ada")
+    phone = await ws_player(ada["token"])
+    positions = {}
+    for sub_id, channel in (("g", "game"), ("me", "player")):
+        reply = await phone.subscribe(sub_id, ada["channels"][channel])
+        positions[sub_id] = {"offset": reply["offset"], "epoch": reply["epoch"]}
+    await phone.comm.disconnect()
+
+    # While the phone is away the question goes out, and its answer (sent before it lost the
+    # network) is scored.
+    watcher = await ws_player(staff=host)
+    await watcher.subscribe("g", ada["channels"]["game"])
+    await host_action(host_client, code, "start")
+    question = (await watcher.event_on("g", "question"))["question"]
+    response = await AsyncClient().post(
+        f"/api/quiz/games/{code}/answers",
+        {"question_id": question["id"], "choice": 1},
+        content_type="application/json",
+        headers={"authorization": f"Bearer {ada['token']}"},
+    )
+    assert response.status_code == 202, response.content
+
+    phone = await ws_player(ada["token"])
+    for sub_id, channel in (("g", "game"), ("me", "player")):
+        await phone.send(
+            {
+                "type": "subscribe",
+                "id": sub_id,
+                "channel": ada["channels"][channel],
+                "since": positions[sub_id],
+            }
+        )
+        reply = await phone.expect(
+            lambda f, sub_id=sub_id: f.get("id") == sub_id and f["type"] == "subscribe_success"
+        )
+        assert reply["recovered"] is True and reply["epoch"] == positions[sub_id]["epoch"]
+    # The question was published before the phone came back: only the replay can bring it.
+    assert (await phone.event_on("g", "question"))["question"] == question
+    score = await phone.event_on("me", "score")
+    assert score["question_id"] == question["id"] and score["correct"] is True and score["score"] > 0
+    await phone.assert_silent(0.3)

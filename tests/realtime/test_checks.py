@@ -173,3 +173,40 @@ def test_a_connect_rate_per_client_that_is_no_limit_is_e007(rate):
 
 def test_a_rate_with_a_burst_is_no_error():
     assert "realtime.E007" not in settings_errors(CONNECT_RATE="2000/s burst 400")
+
+
+def history_messages(**realtime: Any) -> list[str]:
+    from realtime.checks import check_history
+
+    with override_settings(REALTIME=realtime):
+        return ids(check_history())
+
+
+def test_the_history_check_is_registered():
+    from realtime.checks import check_history
+
+    assert check_history in registry.registry.get_checks()
+
+
+@pytest.mark.parametrize(
+    "realtime",
+    [
+        {},
+        {"HISTORY_REDIS_URL": "redis://127.0.0.1:6379/0", "HISTORY_RECOVER_LIMIT": 5},
+        {"HISTORY_RESUME_WINDOW": 0.5},
+    ],
+)
+def test_history_in_the_process_or_in_redis_is_fine(realtime):
+    assert history_messages(**realtime) == []
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"HISTORY_RECOVER_LIMIT": 0}, {"HISTORY_RECOVER_LIMIT": "many"}, {"HISTORY_RESUME_WINDOW": -1}],
+)
+def test_a_recover_limit_or_resume_window_that_is_not_positive_is_e022(setting):
+    assert history_messages(**setting) == ["realtime.E022"]
+
+
+def test_a_history_url_that_is_not_redis_is_e023():
+    assert history_messages(HISTORY_REDIS_URL="postgres://db/x") == ["realtime.E023"]

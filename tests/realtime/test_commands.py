@@ -175,6 +175,16 @@ def test_namespace_list_shows_modes_or_defaults(default_namespace):
     assert lines == sorted(lines, key=lambda line: line.split("\t")[0])
 
 
+def test_namespace_create_with_history_keeps_and_lists_it(default_namespace):
+    run("realtime_namespace", "create", "chat", "--history-size", "300", "--history-ttl", "60")
+
+    stdout, _ = run("realtime_namespace", "list")
+
+    namespace = Namespace.objects.get(name="chat")
+    assert (namespace.history_size, namespace.history_ttl) == (300, 60)
+    assert "chat\tpublish=(defaults)\tsubscribe=(defaults)\thistory=300/60s\t" in stdout.splitlines()
+
+
 def test_namespace_delete_removes_it(default_namespace):
     stdout, _ = run("realtime_namespace", "delete", "default")
 

@@ -31,6 +31,8 @@ def namespace_form(**overrides: object) -> dict[str, object]:
         "publish_handler": "",
         "subscribe_handler": "",
         "presence_max_members": 100,
+        "history_size": 0,
+        "history_ttl": 300,
     }
     form.update(overrides)
     return form
@@ -142,6 +144,14 @@ def test_the_namespace_admin_form_saves_auth_modes(admin_client):
     assert response.status_code == 302
     namespace = Namespace.objects.get(name="chat")
     assert (namespace.publish_auth_modes, namespace.subscribe_auth_modes) == (["API_KEY", "USER"], ["OIDC"])
+
+
+def test_the_namespace_admin_form_saves_history_settings(admin_client):
+    response = admin_client.post(NAMESPACE_ADD, namespace_form(name="chat", history_size=300, history_ttl=60))
+
+    assert response.status_code == 302
+    namespace = Namespace.objects.get(name="chat")
+    assert (namespace.history_size, namespace.history_ttl) == (300, 60)
 
 
 def test_no_checked_modes_are_saved_as_empty_lists_meaning_the_defaults(admin_client):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from django.test import override_settings
 from quiz import auth as quiz_auth
 from realtime import auth, state
 from realtime.auth.limits import auth_failure_limiter, rate_limiter
+from realtime.core.history import Position
 from realtime.core.rates import parse_limit
+from realtime.delivery import history
 from realtime.state import Resettable, register, registered, reset_all
 from realtime.store import selectors
 from realtime.transport.overload import overload
@@ -84,6 +87,11 @@ PIECES = {
     "rate_limiter": Piece(lambda: rate_limiter, _spend_rate, _rate_unspent),
     "overload": Piece(lambda: overload, _lag, lambda: overload.lag == overload.queue_delay == 0),
     "auth_failure_limiter": Piece(lambda: auth_failure_limiter, _fail_authorizations, _not_blocked),
+    "history_stores": Piece(
+        lambda: history.stores,
+        lambda: asyncio.run(history.stores.memory.remember("token", Position(1, "epoch"), 60)),
+        lambda: asyncio.run(history.stores.memory.recall("token")) is None,
+    ),
     "quiz_token_cache": Piece(
         lambda: quiz_auth.token_cache,
         lambda: quiz_auth.token_cache.set("token", None, 60),

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.django_db
 OPERATIONS = {
     "/event": ["post"],
     "/event/presence": ["get"],
+    "/event/history": ["get"],
     "/api/quiz/question-sets": ["post"],
     "/api/quiz/games": ["post"],
     "/api/quiz/games/{code}": ["get"],
@@ -89,6 +90,21 @@ def test_post_event_documents_its_bodies_and_every_error_with_its_headers() -> N
         status: {"content": ref("AppSyncErrors"), "headers": {"x-amzn-ErrorType": ERROR_TYPE}}
         for status in ("400", "401", "403", "405", "413", "415", "500", "504")
     }
+
+
+def test_get_event_history_documents_its_page_and_parameters() -> None:
+    operation = document()["paths"]["/event/history"]["get"]
+
+    assert operation["security"] == [{"apiKey": []}, {"authorization": []}, {"session": []}]
+    assert without_description(operation["responses"]["200"]) == {"content": ref("HistoryPage")}
+    errors = [r for status, r in operation["responses"].items() if int(status) >= 400]
+    assert errors and all(response["content"] == ref("AppSyncErrors") for response in errors)
+    assert [(p["name"], p.get("required", False)) for p in operation["parameters"] if p["in"] == "query"] == [
+        ("channel", True),
+        ("epoch", False),
+        ("limit", False),
+        ("since", False),
+    ]
 
 
 def test_the_join_documents_201_and_its_errors_with_retry_after_on_429_and_503() -> None:

@@ -31,6 +31,14 @@ class Command(BaseCommand):
         create.add_argument("--description", default="")
         create.add_argument("--publish-auth", type=_modes, default=[], metavar="MODE[,MODE]")
         create.add_argument("--subscribe-auth", type=_modes, default=[], metavar="MODE[,MODE]")
+        create.add_argument(
+            "--history-size",
+            type=int,
+            default=0,
+            metavar="N",
+            help="Publications kept per channel (0: none).",
+        )
+        create.add_argument("--history-ttl", type=int, default=300, metavar="SECONDS")
         sub.add_parser("list", help="List namespaces.")
         delete = sub.add_parser("delete", help="Delete a namespace.")
         delete.add_argument("name")
@@ -43,6 +51,8 @@ class Command(BaseCommand):
                     description=options["description"],
                     publish_auth_modes=options["publish_auth"],
                     subscribe_auth_modes=options["subscribe_auth"],
+                    history_size=options["history_size"],
+                    history_ttl=options["history_ttl"],
                 )
             except ValidationError as error:
                 raise CommandError("; ".join(error.messages)) from None
@@ -51,8 +61,13 @@ class Command(BaseCommand):
             for namespace in Namespace.objects.all():
                 publish = ",".join(namespace.publish_auth_modes) or "(defaults)"
                 subscribe = ",".join(namespace.subscribe_auth_modes) or "(defaults)"
+                history = (
+                    f"\thistory={namespace.history_size}/{namespace.history_ttl}s"
+                    if namespace.history_size
+                    else ""
+                )
                 self.stdout.write(
-                    f"{namespace.name}\tpublish={publish}\tsubscribe={subscribe}\t{namespace.description}"
+                    f"{namespace.name}\tpublish={publish}\tsubscribe={subscribe}{history}\t{namespace.description}"
                 )
         elif action == "delete":
             try:

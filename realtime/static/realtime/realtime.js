@@ -13,6 +13,8 @@
  *     maxRetryDelayMs: 5000,                   // optional: the backoff's cap while the page is visible
  *   });
  *   const sub = client.subscribe("/default/*", (event) => {}, (error) => {}); // sub.ready, sub.unsubscribe()
+ *   // History (§12): the 4th argument hears whether a re-subscribe recovered what was missed.
+ *   client.subscribe("/chat/room", onEvent, onError, { onRecovery: (recovered) => {} });
  *   const { successful, failed } = await client.publish("/default/room", [{ text: "hi" }]);
  *   await client.httpPublish("/default/room", ["hello"]);
  *   client.close();
@@ -20,6 +22,11 @@
  * A dropped connection is retried, the first time at once, then with jittered backoff of at most 5 s
  * while the page is visible (30 s when hidden or offline), and re-subscribes. In a browser, `offline`
  * drops the link at once; `online`, or the page becoming visible, retries without waiting.
+ *
+ * On a namespace with history (§12) each subscription follows its position (`sub.position`,
+ * {offset, epoch}) and re-subscribes with `since`: the server replays what was published while the
+ * link was down, before live events. `onRecovery(false)` means the gap could not be filled (too
+ * many missed, or the history was lost): reload the state the events describe.
  */
 (function (root) {
   "use strict";
@@ -42,6 +49,7 @@
   const FATAL_TYPES = ["UnauthorizedException", "BadRequestException"];
   const FATAL_CODES = [400, 401, 403];
   const OPEN = 1; // WebSocket.OPEN, in browsers and in `ws`
+  const SEEN_OFFSETS = 1024; // §12: offsets remembered per subscription, to drop a repeated event
   const noop = () => {};
 
   /** An error carrying the protocol's `errors` array (§2.3, §3); `errorType` is the first one's. */
@@ -102,14 +110,46 @@
   }
 
   class Subscription {
-    constructor(client, channel, onEvent, onError) {
+    constructor(client, channel, onEvent, onError, options) {
       this.id = uuid();
       this.channel = channel;
       this.active = false; // acknowledged on the current connection
+      this.position = null; // §12: {offset, epoch} of the last event, on a namespace with history
       this._client = client;
       this._onEvent = onEvent;
       this._onError = onError;
+      this._onRecovery = (options && options.onRecovery) || noop;
       this._arm();
+    }
+
+    // §12: the data frame's offset; false for one already seen (never handed over twice). Events
+    // of one channel published through two server processes may arrive out of order: the
+    // position is the highest offset seen, and a lower one that was not seen still goes out.
+    _advance(offset) {
+      if (typeof offset !== "number") return true;
+      const seen = this._seen || (this._seen = new Set());
+      if (seen.has(offset)) return false;
+      seen.add(offset);
+      if (seen.size > SEEN_OFFSETS) seen.delete(seen.values().next().value);
+      if (!this.position) {
+        // Live events may come before subscribe_success: remember the last one for it.
+        this._early = Math.max(this._early || 0, offset);
+      } else if (offset > this.position.offset) {
+        this.position = { offset, epoch: this.position.epoch };
+      }
+      return true;
+    }
+
+    // §12: a subscribe_success of a namespace with history names the stream's position.
+    _located(msg) {
+      const early = this._early || 0;
+      this._early = 0;
+      if (typeof msg.epoch !== "string") return;
+      // Recovered: the replay follows and moves the position; otherwise start from the server's.
+      if (msg.recovered === true && this.position) return;
+      // Another epoch numbers its events afresh.
+      if (this.position && this.position.epoch !== msg.epoch) this._seen = null;
+      this.position = { offset: Math.max(msg.offset, early), epoch: msg.epoch };
     }
 
     // `ready` follows the current subscribe attempt; a settled promise is replaced on re-subscribe.
@@ -173,8 +213,8 @@
     }
 
     /** Subscribe to a channel, wildcards allowed (§3.4, §4); connects if needed. */
-    subscribe(channel, onEvent, onError) {
-      const sub = new Subscription(this, channel, onEvent, onError);
+    subscribe(channel, onEvent, onError, options) {
+      const sub = new Subscription(this, channel, onEvent, onError, options);
       this._subs.set(sub.id, sub);
       if (this.state === "connected") this._sendSubscribe(sub);
       else if (this.state === "closed") this.connect().catch(noop);
@@ -264,9 +304,13 @@
         case "connection_error":
           return this._connectionError(ws, error());
         case "data": // §3.5: `event` is the JSON text of one event
-          return sub && this._call(sub._onEvent, parseEvent(msg.event), sub);
+          return sub && sub._advance(msg.offset) && this._call(sub._onEvent, parseEvent(msg.event), sub);
         case "subscribe_success":
-          return sub && sub._settle(null);
+          if (!sub) return;
+          sub._located(msg);
+          sub._settle(null);
+          if (typeof msg.recovered === "boolean") this._call(sub._onRecovery, msg.recovered, sub);
+          return;
         case "subscribe_error": // §3.4: only this subscription fails, and it is not retried
           if (!sub) return;
           this._subs.delete(sub.id);
@@ -414,7 +458,9 @@
     _sendSubscribe(sub) {
       sub.active = false;
       sub._arm();
-      this._send({ type: "subscribe", id: sub.id, channel: sub.channel, authorization: this._auth() });
+      const frame = { type: "subscribe", id: sub.id, channel: sub.channel, authorization: this._auth() };
+      if (sub.position) frame.since = sub.position; // §12: replay what was missed
+      this._send(frame);
     }
 
     _unsubscribe(sub) {

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("realtime", "0011_namespace_rates"),
+        ("realtime", "0009_namespace_rates"),
     ]
 
     operations = [

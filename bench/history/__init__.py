@@ -1,0 +1,1 @@
+"""Channel history benchmark: ``python -m bench.history`` (docs/BENCHMARKS.md)."""
