@@ -659,7 +659,7 @@ async def test_counts_ranks_time_up_and_a_tied_podium(
     await expect(ada.locator(".phase-lobby .big-number")).to_have_text("1 player")
     await expect(ada.locator(".board-head .small")).to_have_text("1 player")
     await expect(screen.locator("#view-lobby .count")).to_have_text("1 player in")
-    await expect(host.locator(".kpi").first).to_have_text("1 player")
+    await expect(host.locator(".kpi").first).to_have_text("1 player joined")
     await expect(ada.locator("#me-rank")).to_have_text("–")
     await expect(ada.locator("#me-of")).to_have_text("rank")
     grace = await join(pages, demo, "Grace")

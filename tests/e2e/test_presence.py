@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from .conftest import REPO_ROOT, DaphneFactory, DaphneServer, RedisServer, _manage, _start_daphne
-from .refusing.realtime_handlers import REFUSED_LINE
+from .refusing import REFUSED_LINE
 from .test_amplify import node_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.node]

@@ -6,9 +6,9 @@ import logging
 
 from realtime import handlers
 
-logger = logging.getLogger("realtime")
+from . import REFUSED_LINE
 
-REFUSED_LINE = "e2e on_connect refused a connection"
+logger = logging.getLogger("realtime")
 
 
 @handlers.on_connect
