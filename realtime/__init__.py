@@ -75,16 +75,16 @@ async def apublish(channel: str, events: list[Any]) -> PublishResult:
 def publish_on_commit(channel: str, events: Sequence[Mapping[str, Any]], *, key: str) -> None:
     """Publish ``events`` (JSON objects) to ``channel`` once the current transaction commits.
 
-    See :func:`realtime.operations.relay.publish_on_commit` for the contract.
+    See :func:`realtime.operations.on_commit.publish_on_commit` for the contract.
     """
-    from realtime.operations.relay import publish_on_commit as write
+    from realtime.operations.on_commit import publish_on_commit as write
 
     write(channel, events, key=key)
 
 
 def publish_many_on_commit(publications: Iterable[tuple[str, Sequence[Mapping[str, Any]], str]]) -> None:
     """:func:`publish_on_commit` for many ``(channel, events, key)`` at once, in one statement."""
-    from realtime.operations.relay import publish_many_on_commit as write
+    from realtime.operations.on_commit import publish_many_on_commit as write
 
     write(publications)
 

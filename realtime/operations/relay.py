@@ -1,11 +1,8 @@
-"""Publish after commit: :func:`publish_on_commit` writes events as rows, the relay publishes them.
+"""The relay: publishes the rows ``realtime.publish_on_commit`` wrote, then deletes them.
 
-Server code that changes data and announces the change calls
-``realtime.publish_on_commit(channel, events, key=...)`` inside its transaction.
-The events become a :class:`~realtime.models.PendingPublication` row of that
-transaction, so they exist exactly when the change does: a rollback leaves
-nothing to publish, and a crash after the commit loses nothing. The relay
-(:class:`Relay`) publishes each row through the server publish path
+:mod:`realtime.operations.on_commit` writes the events of a publication as a
+:class:`~realtime.models.PendingPublication` row of the caller's transaction.
+The relay (:class:`Relay`) publishes each row through the server publish path
 (:func:`realtime.operations.publishing.publish_from_server`) and deletes it once the
 publish went through.
 
@@ -67,7 +64,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -80,11 +77,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from realtime.conf import realtime_settings
-from realtime.core.paths import parse_channel
 from realtime.delivery.bridge import leaves_process
-from realtime.exceptions import NoEvents, RealtimeError, TooManyEvents
+from realtime.exceptions import RealtimeError
 from realtime.models import PendingPublication
-from realtime.operations.publishing import dumps, publish_from_server
+from realtime.operations.publishing import publish_from_server
 from realtime.ops.metrics import MetricSet
 
 logger = logging.getLogger(__name__)
@@ -92,13 +88,10 @@ T = TypeVar("T")
 
 # The lifecycle service's name (registered in realtime.apps).
 SERVICE = "relay"
-# The event field that carries an event's identifier.
-IDENTIFIER_FIELD = "identifier"
 # PostgreSQL: the NOTIFY channel writers signal and relays LISTEN to.
 NOTIFY_CHANNEL = "realtime_relay"
 # First argument of the relays' advisory locks (one per channel): "RELY".
 LOCK_CLASS = 0x52454C59
-KEY_MAX_LENGTH = PendingPublication._meta.get_field("key").max_length or 200
 RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 10.0
 # Seconds a cancelled relay waits for its round to end (and so its transaction).
@@ -119,77 +112,9 @@ class RelayMetrics(MetricSet):
 metrics = RelayMetrics()
 
 
-# -- writing -------------------------------------------------------------------
-
-
 def identifiers_for(key: str, count: int) -> list[str]:
     """The identifiers of a row's events: the key itself for one event, ``key#i`` for several."""
     return [key] if count == 1 else [f"{key}#{index}" for index in range(count)]
-
-
-def publish_on_commit(
-    channel: str, events: Sequence[Mapping[str, Any]], *, key: str, using: str = DEFAULT_DB_ALIAS
-) -> None:
-    """Publish ``events`` to ``channel`` once the current transaction commits (at least once).
-
-    Call it inside the ``transaction.atomic()`` block that makes the change the
-    events announce; outside one (autocommit) the events are written, and then
-    published, at once.
-
-    Args:
-        channel: a concrete channel path.
-        events: 1 to ``MAX_EVENTS_PER_PUBLISH`` JSON objects; each is published
-            with an ``identifier`` field added (see the module docstring).
-        key: the caller's identifier for this publication, unique, at most 200
-            characters, without ``#``; a write whose key is still pending is ignored.
-        using: the database alias whose transaction carries the row.
-
-    Raises:
-        InvalidChannel, NoEvents, TooManyEvents: as a publish would, but now.
-        ValueError: a bad key, or an event that already has an ``identifier``.
-        TypeError: an event that is not a JSON object, or not serialisable.
-    """
-    publish_many_on_commit([(channel, events, key)], using=using)
-
-
-def publish_many_on_commit(
-    publications: Iterable[tuple[str, Sequence[Mapping[str, Any]], str]], *, using: str = DEFAULT_DB_ALIAS
-) -> None:
-    """:func:`publish_on_commit` for many ``(channel, events, key)`` in one statement.
-
-    Rows of one channel are published in the order given.
-    """
-    rows = [_row(channel, events, key) for channel, events, key in publications]
-    if not rows:
-        return
-    PendingPublication.objects.using(using).bulk_create(rows, ignore_conflicts=True)
-    connection = connections[using]
-    if connection.vendor == "postgresql":
-        # Delivered to listening relays when (and only if) the transaction commits.
-        with connection.cursor() as cursor:
-            cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
-    transaction.on_commit(relay.wake, using=using)
-
-
-def _row(channel: str, events: Sequence[Mapping[str, Any]], key: str) -> PendingPublication:
-    if not isinstance(key, str) or not 0 < len(key) <= KEY_MAX_LENGTH or "#" in key:
-        raise ValueError(f"a publication key is 1 to {KEY_MAX_LENGTH} characters without '#': {key!r}")
-    parse_channel(channel, allow_wildcard=False)
-    events = list(events)
-    if not events:
-        raise NoEvents()
-    limit = realtime_settings.max_events_per_publish
-    if len(events) > limit:
-        raise TooManyEvents(limit)
-    stored = []
-    for identifier, event in zip(identifiers_for(key, len(events)), events, strict=True):
-        if not isinstance(event, Mapping):
-            raise TypeError(f"publish_on_commit publishes JSON objects, not {type(event).__name__}")
-        if IDENTIFIER_FIELD in event:
-            raise ValueError(f"an event of {key!r} already has an {IDENTIFIER_FIELD!r} field")
-        stored.append({**event, IDENTIFIER_FIELD: identifier})
-    dumps(stored)  # not serialisable: TypeError here, not in the relay
-    return PendingPublication(key=key, channel=channel, events=stored, origin=relay.origin)
 
 
 _origin: tuple[int, str] | None = None
