@@ -111,8 +111,17 @@ async def http(
     }
 
 
+@pytest.fixture(autouse=True)
+def calm() -> Iterator[None]:
+    """The process keeps up, whatever the machine running the suite is doing meanwhile:
+    the tests of rates and marks are not at the mercy of the overload measures."""
+    with mock.patch.object(overload, "admits", return_value=True):
+        with mock.patch.object(overload, "on_time", return_value=True):
+            yield
+
+
 @pytest.fixture
-def overloaded() -> Iterator[None]:
+def overloaded(calm: None) -> Iterator[None]:
     with mock.patch.object(overload, "admits", return_value=False):
         yield
 
@@ -187,6 +196,7 @@ async def test_an_admitted_join_reaches_the_app_marked_so_the_view_does_not_coun
     behind = Behind()
     with override_settings(QUIZ={"JOIN_RATE": "100/s", "JOIN_RATE_PER_CLIENT": "1/m"}):
         response = await http("/api/quiz/games/ABC123/join", {"nickname": "ada"}, app=behind.door)
+        assert response["status"] == 201, response
         await admit_join(SimpleNamespace(scope=behind.scopes[0]))  # the view: no second count
 
     assert response["status"] == 201
