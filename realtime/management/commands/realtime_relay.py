@@ -13,10 +13,11 @@ import contextlib
 import signal
 from typing import Any
 
-from django.conf import settings
+from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from realtime.conf import realtime_settings
+from realtime.delivery.bridge import leaves_process
 from realtime.operations.relay import relay
 
 
@@ -32,8 +33,7 @@ class Command(BaseCommand):
                 "REALTIME['RELAY'] is not 'external': the server processes relay themselves. "
                 "Set it to 'external' to run the relay beside them."
             )
-        backend = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default", {}).get("BACKEND", "")
-        if not backend or backend == "channels.layers.InMemoryChannelLayer":
+        if not leaves_process(get_channel_layer()):
             # Published here, the events would reach nobody, and their rows would be gone.
             raise CommandError("The channel layer does not leave this process: configure channels_redis.")
         if once:
