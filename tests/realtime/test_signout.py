@@ -59,16 +59,30 @@ def sign_in(open_socket: Any, default_namespace: Any) -> Any:
     async def sign_in_(user: User) -> Browser:
         client = Client()
         await sync_to_async(client.force_login)(user)
-        headers = [
-            (b"host", b"testserver"),
-            (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
-            (b"origin", b"http://testserver"),
-        ]
-        comm, _ = await open_socket(subprotocols=[SUBPROTOCOL], headers=headers)
-        await subscribed(comm, "s", ROOM)
-        return Browser(client, comm)
+        return await socket_of(open_socket, client)
 
     return sign_in_
+
+
+@pytest.fixture
+def sign_in_with_cookie(open_socket: Any) -> Any:
+    """A new socket for a browser already signed in, with its current cookie."""
+
+    async def reopen(browser: Browser) -> Browser:
+        return await socket_of(open_socket, browser.client)
+
+    return reopen
+
+
+async def socket_of(open_socket: Any, client: Client) -> Browser:
+    headers = [
+        (b"host", b"testserver"),
+        (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
+        (b"origin", b"http://testserver"),
+    ]
+    comm, _ = await open_socket(subprotocols=[SUBPROTOCOL], headers=headers)
+    await subscribed(comm, "s", ROOM)
+    return Browser(client, comm)
 
 
 @pytest.fixture
@@ -179,3 +193,35 @@ async def test_a_mode_narrows_a_user_criterion(sign_in, people, connect) -> None
     await assert_still_receive(key_socket, bobs)
     assert await realtime.adisconnect(user=bob.pk, mode="USER", reason="Bye") == 1
     await assert_signed_out(bobs.comm, "Bye")
+
+
+@override_settings(REALTIME=BOTH_MODES)
+async def test_djangos_own_password_change_closes_every_socket_of_the_old_sessions(
+    sign_in, sign_in_with_cookie, people, connect
+) -> None:
+    # The admin's password change calls update_session_auth_hash(), which keeps the browser
+    # signed in under a *new* session key (cycle_key): the key the socket was opened with is
+    # gone, so that socket closes too, and the page reconnects with its new cookie.
+    alice, bob = people
+    alice.is_staff = True
+    await alice.asave()
+    laptop, phone, bobs = await sign_in(alice), await sign_in(alice), await sign_in(bob)
+    key_socket = await connect()
+    old_key = laptop.session_key
+
+    response = await sync_to_async(laptop.client.post)(
+        "/admin/password_change/",
+        {
+            "old_password": "first-pass-123",
+            "new_password1": "Second-pass-456",
+            "new_password2": "Second-pass-456",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:500]
+    assert laptop.session_key != old_key
+    await assert_signed_out(laptop.comm)
+    await assert_signed_out(phone.comm)
+    await assert_still_receive(key_socket, bobs)
+    again = await sign_in_with_cookie(laptop)
+    await assert_still_receive(key_socket, bobs, again)
