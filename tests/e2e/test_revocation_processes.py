@@ -23,9 +23,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .conftest import DaphneFactory, DaphneServer, RedisServer, _manage
+from .conftest import REPO_ROOT, DaphneFactory, DaphneServer, RedisServer, _manage
+from .test_amplify import node_env
 from .test_amplify_tokens import OidcIssuer
-from .test_presence import post_event
+from .test_presence import AMPLIFY_WATCH, CONNECTED, LiveClient, post_event
+from .test_presence import SCRIPT as LIVE_CLIENT
 
 pytestmark = pytest.mark.e2e
 
@@ -403,3 +405,111 @@ async def wait_presence(watcher: Socket, predicate: Callable[[dict[str, Any]], b
         if time.monotonic() > deadline:
             pytest.fail(f"the watcher never saw it; it has {watcher.frames}")
         await asyncio.sleep(0.05)
+
+
+# -- what the unmodified Amplify client does with these closes (PROTOCOL §12) ----------------------
+
+
+@pytest.fixture
+async def amplify() -> AsyncIterator[Callable[..., Any]]:
+    started: list[LiveClient] = []
+
+    async def start(
+        node: str, server: DaphneServer, channel: str, lambda_token: str | None = None
+    ) -> LiveClient:
+        env = node_env(server, {"RT_LAMBDA_TOKEN": lambda_token} if lambda_token else None)
+        process = await asyncio.create_subprocess_exec(
+            node,
+            str(LIVE_CLIENT),
+            channel,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        client = LiveClient(process)
+        started.append(client)
+        return client
+
+    yield start
+    for client in started:
+        await client.stop()
+
+
+def states(client: LiveClient) -> list[str]:
+    return [line["state"] for line in client.lines if "state" in line]
+
+
+@pytest.mark.node
+async def test_amplify_gives_up_after_its_token_expired_and_the_other_amplify_client_stays(
+    node_executable: str,
+    daphne_factory: DaphneFactory,
+    e2e_env: dict[str, str],
+    servers_env: dict[str, str],
+    amplify: Callable[..., Any],
+) -> None:
+    _namespace_ready({**e2e_env, **servers_env})
+    first, second = daphne_factory("first", "second", tls=True, **servers_env)
+    channel = channel_of_test()
+    expiry = int(time.time()) + 8
+    expiring = await amplify(node_executable, first, channel, f"expires-at:{expiry}:amplify")
+    kept = await amplify(node_executable, second, channel)
+    await expiring.ready()
+    await kept.ready()
+
+    line = await expiring.wait_for(lambda line: line.get("state") == "ConnectionDisrupted", within=STEP + 8)
+    assert expiry - 0.05 <= line["at"] / 1000 <= expiry + CLOSE_BOUND, (expiry, expiring.lines)
+    event = {"after": "expiry"}
+    assert await asyncio.to_thread(post_event, second, channel, event) == 200
+    await kept.wait_for(lambda line: line.get("event") == event)
+    # Amplify 6.22.1 reconnects once, 5 s later, with the same token; its answer is past the
+    # expiry, the connect is refused (connection_error UnauthorizedException), the subscription's
+    # error callback hears it, and no other attempt follows. Unlike the API-key client after a
+    # revocation (test_presence), this lambda-mode client is left in ConnectionDisrupted, not
+    # Disconnected: what stops it is the same refused reconnect.
+    since = first.log_size()
+    await expiring.wait_for(lambda line: "error" in line, within=STEP)
+    await asyncio.sleep(AMPLIFY_WATCH / 2)
+    assert expiring.events() == [], expiring.lines
+    assert states(expiring) == [*CONNECTED, "ConnectionDisrupted", "Connecting", "ConnectionDisrupted"]
+    assert [line["error"] for line in expiring.lines if "error" in line] == [
+        {"errors": ["Connection failed: UnauthorizedException"]}
+    ]
+    assert first.log_text(since).count("WSCONNECTING") <= 1, "Amplify tried again after the refusal"
+    assert states(kept) == CONNECTED
+
+
+@pytest.mark.node
+async def test_amplify_reconnects_after_the_maximum_age_and_receives_again(
+    node_executable: str,
+    daphne_factory: DaphneFactory,
+    e2e_env: dict[str, str],
+    servers_env: dict[str, str],
+    amplify: Callable[..., Any],
+) -> None:
+    max_age = 8.0
+    _namespace_ready({**e2e_env, **servers_env})
+    (server,) = daphne_factory("aged", tls=True, **servers_env, RT_E2E_MAX_AGE=str(max_age))
+    channel = channel_of_test()
+    client = await amplify(node_executable, server, channel)
+    await client.ready()
+
+    disrupted = await client.wait_for(
+        lambda line: line.get("state") == "ConnectionDisrupted", within=STEP + max_age
+    )
+    # Amplify does not look at the close code (4000): a disruption, then a reconnect 5 s later,
+    # which the server accepts, and the subscription is sent again.
+    seen = client.lines.index(disrupted)
+    await client.wait_for(lambda line: line.get("state") == "Connected", after=seen)
+    await asyncio.sleep(1)
+    event = {"after": "maximum age"}
+    assert await asyncio.to_thread(post_event, server, channel, event) == 200
+    await client.wait_for(lambda line: line.get("event") == event)
+    assert states(client)[: len(CONNECTED) + 3] == [
+        *CONNECTED,
+        "ConnectionDisrupted",
+        "Connecting",
+        "Connected",
+    ]
+    assert not [line for line in client.lines if "error" in line], client.lines
