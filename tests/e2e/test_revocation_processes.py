@@ -29,7 +29,9 @@ from .test_amplify_tokens import OidcIssuer
 from .test_presence import AMPLIFY_WATCH, CONNECTED, LiveClient, post_event
 from .test_presence import SCRIPT as LIVE_CLIENT
 
-pytestmark = pytest.mark.e2e
+# Fixed waits (expiries, the maximum age, Amplify's 5 s retry) and manage.py processes on a
+# shared machine: more than the suite's 60 s per test.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 SETTINGS = "tests.e2e.settings_revocation"
 AUDIENCE = "revocation-e2e"
