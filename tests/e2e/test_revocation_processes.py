@@ -247,7 +247,7 @@ def channel_of_test() -> str:
     return f"/{NAMESPACE}/room-{uuid.uuid4().hex[:10]}"
 
 
-async def test_deactivating_a_user_and_changing_a_password_close_their_sockets_on_both_processes(
+async def test_deactivation_a_new_password_and_a_deleted_session_close_the_right_sockets_on_both_processes(
     redis_server: RedisServer,
     daphne_factory: DaphneFactory,
     e2e_env: dict[str, str],
@@ -288,6 +288,25 @@ async def test_deactivating_a_user_and_changing_a_password_close_their_sockets_o
         await assert_ended(socket, "Signed out", 4401, done)
     await assert_later_publish_reaches_only(
         second, channel, [*by_user["carol"], *by_user["key"]], [*by_user["alice"], *by_user["bob"]]
+    )
+
+    # One of carol's sessions deleted (signed out there): the socket opened with it closes, on
+    # the second process; her other session's socket, on the first, stays.
+    await asyncio.to_thread(
+        _manage,
+        env,
+        "shell",
+        "-c",
+        "from django.contrib.sessions.models import Session; "
+        f"Session.objects.filter(session_key={sessions['carol'][1]!r}).delete()",
+    )
+    done = time.time()
+    await assert_ended(by_user["carol"][1], "Signed out", 4401, done)
+    await assert_later_publish_reaches_only(
+        first,
+        channel,
+        [by_user["carol"][0], *by_user["key"]],
+        [*by_user["alice"], *by_user["bob"], by_user["carol"][1]],
     )
 
 
