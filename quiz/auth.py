@@ -12,6 +12,7 @@ from typing import Any
 from realtime.state import register
 from realtime.store.cache import TTLCache
 
+from .models import device_for
 from .selectors import player_for_token
 
 # A player's token never changes: this process remembers each answer for a while,
@@ -27,7 +28,12 @@ def player_authorizer(token: str, request_context: dict[str, Any]) -> dict[str, 
     if not hit:
         player = player_for_token(token=token)
         context = (
-            {"player_id": player.pk, "game": player.game.code, "nickname": player.nickname}
+            {
+                "player_id": player.pk,
+                "game": player.game.code,
+                "nickname": player.nickname,
+                "device": device_for(player.token_hash),
+            }
             if player
             else None
         )

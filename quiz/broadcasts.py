@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 # What a removed player's client hears before its socket closes.
 REMOVED = "Removed from the game by the host"
+# What the old device of a player who rejoined elsewhere hears before its socket closes.
+REJOINED = "Rejoined on another device"
 
 
 def game_state(game: Game) -> None:
@@ -97,15 +99,28 @@ def player_removed(player: Player) -> None:
     Their token was replaced in the same transaction; each process also forgets
     the tokens it cached (quiz.receivers), so the old one authorizes nothing.
     """
-    from django.db import transaction
+    _close_on_commit({"player_id": player.pk}, REMOVED)
 
-    player_id = player.pk
+
+def player_rejoined(player: Player, old_device: str) -> None:
+    """The player rejoined on another device: once that commits, the old device's sockets close
+    in every process (the sockets of the new token, whatever their timing, stay).
+
+    ``old_device``: :func:`quiz.models.device_for` of the token the rejoin retired.
+    """
+    _close_on_commit({"player_id": player.pk, "device": old_device}, REJOINED)
+
+
+def _close_on_commit(handler_context: dict[str, Any], reason: str) -> None:
+    # The one way the quiz closes players' sockets: realtime's server-side control, which
+    # reaches every process and makes each forget its cached tokens (quiz.receivers).
+    from django.db import transaction
 
     def close_sockets() -> None:
         try:
-            realtime.disconnect(identity={"handlerContext": {"player_id": player_id}}, reason=REMOVED)
+            realtime.disconnect(identity={"handlerContext": handler_context}, reason=reason)
         except Exception as exc:
             # Committed already: the token is dead, only open sockets stay until they next act.
-            logger.warning("could not close the sockets of removed player %s: %s", player_id, exc)
+            logger.warning("could not close the sockets of player %s: %s", handler_context["player_id"], exc)
 
     transaction.on_commit(close_sockets)

@@ -145,6 +145,16 @@ def rejoin_code_for(stored_token_hash: str) -> str:
     return "".join(REJOIN_ALPHABET[byte % len(REJOIN_ALPHABET)] for byte in digest[:REJOIN_CODE_LENGTH])
 
 
+def device_for(stored_token_hash: str) -> str:
+    """Which of a player's tokens a socket was opened with, in its handler context.
+
+    A rejoin gives the player a new token; the sockets of the old one (the old
+    device) are closed by this tag while the new device's stay. Derived like the
+    rejoin code, so it tells nothing about the token itself.
+    """
+    return salted_hmac("quiz.device", stored_token_hash, algorithm="sha256").hexdigest()[:16]
+
+
 class Player(models.Model):
     game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="players")
     nickname = models.CharField(max_length=NICKNAME_MAX_LENGTH)

@@ -21,7 +21,7 @@ Who is subscribed, across every server process (PROTOCOL §12)::
 
 and closes or unsubscribes open connections in every process::
 
-    realtime.disconnect(user=user, reason="Signed out everywhere")
+    realtime.disconnect(user=user, mode="USER", reason="Signed out everywhere")
     realtime.unsubscribe(channel="/quiz/AB12/game", connection=connection_id)
 
 In a namespace that keeps history (PROTOCOL §12), ``realtime.history(channel, since=..., limit=...)``
@@ -109,17 +109,26 @@ def disconnect(
     user: Any = None,
     api_key: Any = None,
     identity: Mapping[str, Any] | None = None,
+    session: str | None = None,
+    mode: str | None = None,
     reason: str = "",
 ) -> int:
     """Close every open connection matching all criteria given, in every process.
 
-    ``user`` and ``api_key`` take an instance or its primary key. Returns how many
-    connections of this process closed. See :mod:`realtime.presence.control`.
+    ``user`` and ``api_key`` take an instance or its primary key; ``session`` a Django
+    session key (the USER-mode sockets opened with it); ``mode`` an auth mode. Returns how
+    many connections of this process closed. See :mod:`realtime.presence.control`.
     """
     from asgiref.sync import async_to_sync
 
     return async_to_sync(adisconnect)(
-        connection=connection, user=user, api_key=api_key, identity=identity, reason=reason
+        connection=connection,
+        user=user,
+        api_key=api_key,
+        identity=identity,
+        session=session,
+        mode=mode,
+        reason=reason,
     )
 
 
@@ -129,13 +138,21 @@ async def adisconnect(
     user: Any = None,
     api_key: Any = None,
     identity: Mapping[str, Any] | None = None,
+    session: str | None = None,
+    mode: str | None = None,
     reason: str = "",
 ) -> int:
     """:func:`disconnect` from async code."""
     from realtime.presence import control
 
     return await control.adisconnect(
-        connection=connection, user=user, api_key=api_key, identity=identity, reason=reason
+        connection=connection,
+        user=user,
+        api_key=api_key,
+        identity=identity,
+        session=session,
+        mode=mode,
+        reason=reason,
     )
 
 

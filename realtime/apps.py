@@ -24,4 +24,5 @@ class RealtimeConfig(AppConfig):
         lifecycle.register("dashboard-sampler", sampler_run)
         lifecycle.register("occupancy", occupancy.run)
         lifecycle.register(SERVICE, relay.run, enabled=runs_in_process)
+        receivers.connect_session_receivers()
         autodiscover_modules(realtime_settings.handler_module)

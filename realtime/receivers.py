@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.signals import user_logged_out
 from django.core.signals import request_started, setting_changed
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+from django.utils import timezone
 
 from realtime.lifecycle import lifecycle
 from realtime.models import ApiKey, IamCredential, Namespace
@@ -38,17 +41,62 @@ def _api_key_deleted(*, instance: ApiKey, **kwargs: Any) -> None:
     _disconnect_on_commit(api_key=instance.pk, reason="API key deleted")
 
 
+# What signs a Django user out of their open USER-mode sockets (PROTOCOL §12, docs/AUTH.md):
+# - deactivation: every one of them;
+# - any other save that may change the session auth hash (a new password): each process
+#   asks the session store whether each of the user's sockets' sessions still signs them
+#   in, and closes those that do not (``verify_sessions``);
+# - ``logout()`` (``user_logged_out``) and a deleted session row (signing out everywhere
+#   by deleting the user's sessions, ``cycle_key``): the sockets opened with that session.
+# Fields a save may name without touching who the session signs in.
+_SESSION_NEUTRAL_FIELDS = frozenset({"last_login"})
+
+
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="realtime.user_deactivated")
-def _user_deactivated(*, instance: Any, **kwargs: Any) -> None:
+def _user_changed(*, instance: Any, created: bool = False, update_fields: Any = None, **kwargs: Any) -> None:
     if getattr(instance, "is_active", True) is False:
-        _disconnect_on_commit(user=instance.pk, reason="User deactivated")
+        _disconnect_on_commit(user=instance.pk, mode="USER", reason="User deactivated")
+        return
+    if created or (update_fields is not None and set(update_fields) <= _SESSION_NEUTRAL_FIELDS):
+        return  # a login stamps last_login: nothing any session depends on changed
+    _disconnect_on_commit(action="verify_sessions", user=instance.pk, reason="Signed out")
 
 
-def _disconnect_on_commit(**criteria: Any) -> None:
+@receiver(user_logged_out, dispatch_uid="realtime.user_logged_out")
+def _user_logged_out(*, request: Any = None, **kwargs: Any) -> None:
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if session_key:
+        _disconnect_on_commit(session=session_key, mode="USER", reason="Signed out")
+
+
+def session_deleted(*, instance: Any, **kwargs: Any) -> None:
+    """A database session row went (connected by :func:`connect_session_receivers`)."""
+    expire_date = getattr(instance, "expire_date", None)
+    if expire_date is not None and expire_date <= timezone.now():
+        return  # clearsessions sweeping expired rows: nothing signed in with them now
+    _disconnect_on_commit(session=instance.session_key, mode="USER", reason="Signed out")
+
+
+def connect_session_receivers() -> None:
+    """Watch the session model of a database-backed ``SESSION_ENGINE`` (``db``, ``cached_db``).
+
+    Only that model: a ``post_delete`` receiver for every model would cost every bulk
+    delete of the site its fast path. Other engines have no rows; ``user_logged_out``
+    and the verification after a user's save cover them.
+    """
+    try:
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+        model = store.get_model_class()
+    except Exception:  # not a database engine (cache, signed cookies), or no sessions app
+        return
+    post_delete.connect(session_deleted, sender=model, dispatch_uid="realtime.session_deleted")
+
+
+def _disconnect_on_commit(action: str = "disconnect", **criteria: Any) -> None:
     def run() -> None:
-        from realtime.presence.control import disconnect_now
+        from realtime.presence.control import adisconnect, averify_sessions, disconnect_now
 
-        disconnect_now(**criteria)
+        disconnect_now(averify_sessions if action == "verify_sessions" else adisconnect, **criteria)
 
     transaction.on_commit(run)
 

@@ -24,11 +24,13 @@ what happened. Keep them fast: they run on the server's event loop path
 
 ``access_revoked``
     sender: ``"realtime"``. In every process, when server-side control
-    (``realtime.disconnect`` / ``unsubscribe``, a revoked key, a deactivated user)
-    reaches it, before its connections close. kwargs: ``action``
-    (``"disconnect"`` or ``"unsubscribe"``) and ``criteria`` (the control message:
-    ``connection``, ``user``, ``api_key``, ``identity``, ``channel``, ``reason``,
-    as given). Apps clear what they cached about credentials here.
+    (``realtime.disconnect`` / ``unsubscribe``, a revoked key, a deactivated or
+    signed-out user) reaches it, before its connections close. kwargs: ``action``
+    (``"disconnect"``, ``"unsubscribe"`` or ``"verify_sessions"``, sent only when
+    some session no longer signs its user in) and ``criteria`` (the control message:
+    ``connection``, ``user``, ``api_key``, ``identity``, ``session`` (a digest),
+    ``mode``, ``channel``, ``reason``, as given). Apps clear what they cached about
+    credentials here.
 """
 
 from django.dispatch import Signal

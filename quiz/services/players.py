@@ -36,7 +36,7 @@ from ..exceptions import (
     RejoinRefused,
     TooManyRejoins,
 )
-from ..models import Game, GameState, Player, nickname_clean, rejoin_code_for, token_hash
+from ..models import Game, GameState, Player, device_for, nickname_clean, rejoin_code_for, token_hash
 from .feeds import feeds_mark_stale
 from .rows import insert_each_once
 
@@ -204,7 +204,9 @@ def player_rejoin(*, code: str, nickname: str, rejoin_code: str) -> tuple[Player
     rejoin code their page showed (:func:`quiz.models.rejoin_code_for`).
 
     Their score and answers stay theirs; they get a new token, so the old code and
-    the old token stop working (the old device's page is told it lost its place).
+    the old token stop working, and once this commits the old device's sockets close
+    in every process with :data:`quiz.broadcasts.REJOINED` (its page is told it lost
+    its place); the new device's stay.
     Nobody takes over a nickname without its code: a wrong code is refused the same
     way as an unknown nickname, and after ``REJOIN_MAX_FAILURES`` wrong codes in
     ``REJOIN_WINDOW`` seconds the nickname's rejoins wait for the window to end.
@@ -232,9 +234,11 @@ def player_rejoin(*, code: str, nickname: str, rejoin_code: str) -> tuple[Player
             except ValueError:  # expired between the two calls
                 cache.set(failures_key, 1, REJOIN_WINDOW)
             raise RejoinRefused()
+        old_device = device_for(player.token_hash)
         token = secrets.token_urlsafe(24)
         player.token_hash = token_hash(token)
         player.save(update_fields=["token_hash"])
+        broadcasts.player_rejoined(player, old_device)
     return player, token
 
 

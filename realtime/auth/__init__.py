@@ -81,6 +81,9 @@ class Identity:
     # When the credentials stop being valid (seconds since the epoch): a JWT's
     # exp, an API key's expiry. An open connection is closed then (PROTOCOL §12).
     expires_at: float | None = None
+    # The USER mode's Django session key: what server-side control matches a sign-out
+    # against (PROTOCOL §12). A credential: never shown to handlers, never printed.
+    session_key: str | None = field(default=None, repr=False, compare=False)
 
     def as_context(self) -> Mapping[str, Any] | None:
         return self.context

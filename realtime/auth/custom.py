@@ -15,7 +15,12 @@
 - ``handler_context`` (a JSON object, optional): handlers see it as
   ``ctx.identity["handlerContext"]``;
 - ``ttl_override`` (seconds, optional): how long this answer is reused instead
-  of ``CACHE_TTL``; ``0`` disables caching.
+  of ``CACHE_TTL``; ``0`` disables caching. As in AppSync, a cache lifetime only:
+  an open connection outlives it;
+- ``expires_at`` (seconds since the epoch, like a JWT's ``exp``) or ``expires_in``
+  (seconds from the answer), optional, not both: when the credentials end. A
+  connection opened with this answer is closed then (``Token expired``, PROTOCOL
+  §12), the answer is not reused past it, and an answer already past it refuses.
 
 Answers, denials included, are cached per token, operation, namespace and
 channel. Sync callables run in a worker thread (not the ORM's shared one) and
@@ -31,7 +36,10 @@ import hashlib
 import inspect
 import json
 import logging
+import math
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -40,7 +48,7 @@ from django.utils.module_loading import import_string
 from realtime.auth import AuthRequest, BaseAuthorizer, Identity
 from realtime.conf import realtime_settings
 from realtime.core.headers import handler_headers
-from realtime.exceptions import Unauthorized
+from realtime.exceptions import TokenExpired, Unauthorized
 from realtime.store.cache import TTLCache
 
 logger = logging.getLogger(__name__)
@@ -61,8 +69,39 @@ def _pick(result: Mapping[str, Any], snake: str, camel: str) -> Any:
     return result[snake] if snake in result else result.get(camel)
 
 
-def parse_result(result: Any, default_ttl: float) -> tuple[bool, dict[str, Any], float]:
-    """``(is_authorized, handler_context, ttl)`` from a callable's answer.
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A callable's answer, checked."""
+
+    is_authorized: bool
+    handler_context: dict[str, Any]
+    # Seconds the answer is reused.
+    ttl: float
+    # When the credentials end (seconds since the epoch), if the answer says.
+    expires_at: float | None = None
+
+
+def _seconds(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise MalformedResult(f"{name} must be a number of seconds, 0 or more")
+    return float(value)
+
+
+def parse_expiry(result: Mapping[str, Any], now: float) -> float | None:
+    """When the answer's credentials end: ``expires_at``, or ``now + expires_in``, or ``None``."""
+    expires_at = _pick(result, "expires_at", "expiresAt")
+    expires_in = _pick(result, "expires_in", "expiresIn")
+    if expires_at is not None and expires_in is not None:
+        raise MalformedResult("give expires_at or expires_in, not both")
+    if expires_at is not None:
+        return _seconds(expires_at, "expires_at")
+    if expires_in is not None:
+        return now + _seconds(expires_in, "expires_in")
+    return None
+
+
+def parse_result(result: Any, default_ttl: float, now: float | None = None) -> Answer:
+    """The checked answer of a callable (``now``: seconds since the epoch, for ``expires_in``).
 
     Raises:
         MalformedResult: the answer is not the documented shape.
@@ -85,11 +124,9 @@ def parse_result(result: Any, default_ttl: float) -> tuple[bool, dict[str, Any],
     if size > MAX_HANDLER_CONTEXT_BYTES:
         raise MalformedResult("handler_context is larger than 5 MB")
     ttl = _pick(result, "ttl_override", "ttlOverride")
-    if ttl is None:
-        ttl = default_ttl
-    elif isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl < 0:
-        raise MalformedResult("ttl_override must be a number of seconds, 0 or more")
-    return is_authorized, handler_context, float(ttl)
+    ttl = default_ttl if ttl is None else _seconds(ttl, "ttl_override")
+    expires_at = parse_expiry(result, time.time() if now is None else now)
+    return Answer(is_authorized, handler_context, float(ttl), expires_at)
 
 
 def request_context(auth: AuthRequest) -> dict[str, Any]:
@@ -159,7 +196,7 @@ class CustomAuthorizer(BaseAuthorizer):
         timeout = float(config["TIMEOUT"])
         try:
             result = await asyncio.wait_for(self._call(fn, token, request_context(auth)), timeout)
-            is_authorized, handler_context, ttl = parse_result(result, float(config["CACHE_TTL"]))
+            answer = parse_result(result, float(config["CACHE_TTL"]))
         except TimeoutError:
             logger.error("CUSTOM: authorizer %s did not answer %s within %ss", name, where, timeout)
             raise Unauthorized() from None
@@ -170,11 +207,23 @@ class CustomAuthorizer(BaseAuthorizer):
             logger.exception("CUSTOM: authorizer %s failed on %s", name, where)
             raise Unauthorized() from None
 
-        if not is_authorized:
+        ttl = answer.ttl
+        if not answer.is_authorized:
             self.result_cache.set(key, None, ttl)
             logger.debug("CUSTOM: authorizer %s denied %s", name, where)
             raise Unauthorized()
-        identity = Identity(mode=self.mode, context={"handlerContext": handler_context}, ttl=ttl)
+        if answer.expires_at is not None:
+            left = answer.expires_at - time.time()
+            if left <= 0:
+                logger.debug("CUSTOM: authorizer %s allowed %s with credentials already expired", name, where)
+                raise TokenExpired()
+            ttl = min(ttl, left)  # a cached answer never outlives the credentials
+        identity = Identity(
+            mode=self.mode,
+            context={"handlerContext": answer.handler_context},
+            ttl=ttl,
+            expires_at=answer.expires_at,
+        )
         self.result_cache.set(key, identity, ttl)
         return identity
 

@@ -16,6 +16,7 @@ allowed; empty lists allow any active signed-in user. Superusers always pass.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib import auth as django_auth
-from django.utils.module_loading import import_string
+from django.utils.crypto import constant_time_compare
 
 from realtime.auth import AuthRequest, BaseAuthorizer, Identity, Operation
 from realtime.auth.csrf import csrf_failure
@@ -57,15 +58,45 @@ class UserAuthorizer(BaseAuthorizer):
             "groups": await _group_names(user),
             "sourceIp": [request.source_ip] if request.source_ip else [],
         }
-        return Identity(mode=self.mode, context=context, user_id=user.pk)
+        return Identity(mode=self.mode, context=context, user_id=user.pk, session_key=session_key)
 
 
 async def _session_user(session_key: str) -> Any:
     """The user a session key belongs to, or ``None`` (Django's own session → user logic)."""
-    engine = import_string(settings.SESSION_ENGINE)
+    engine = import_module(settings.SESSION_ENGINE)
     holder = SimpleNamespace(session=engine.SessionStore(session_key))
     user = await django_auth.aget_user(holder)  # type: ignore[arg-type]  # it reads only request.session
     return user if user.is_authenticated else None
+
+
+async def session_signs_in(session_key: str, user_id: Any) -> bool:
+    """Whether ``session_key`` still signs in the active user ``user_id``, as Django's next
+    request with that cookie would decide (:func:`django.contrib.auth.aget_user`).
+
+    Unlike ``aget_user``, it changes nothing: a session whose auth hash no longer
+    matches (the password changed) is reported, not flushed; the request that
+    owns the session does that, as Django always has.
+    """
+    engine = import_module(settings.SESSION_ENGINE)
+    session = engine.SessionStore(session_key)
+    held_id = await session.aget(django_auth.SESSION_KEY)
+    backend_path = await session.aget(django_auth.BACKEND_SESSION_KEY)
+    if (
+        held_id is None
+        or str(held_id) != str(user_id)
+        or backend_path not in settings.AUTHENTICATION_BACKENDS
+    ):
+        return False  # signed out, deleted, expired, or another user's now
+    user = await django_auth.load_backend(backend_path).aget_user(held_id)
+    if user is None or not user.is_active:
+        return False
+    if not hasattr(user, "get_session_auth_hash"):
+        return True
+    held_hash = await session.aget(django_auth.HASH_SESSION_KEY)
+    if not held_hash:
+        return False
+    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+    return any(constant_time_compare(held_hash, expected) for expected in hashes)
 
 
 def _origin_allowed(headers: Mapping[str, str]) -> bool:

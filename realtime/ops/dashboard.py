@@ -21,7 +21,13 @@ Snapshot (one event), counters since the process started::
                 "http_requests": 7, "http_errors": 0},
      "namespaces": {"default": {"subscriptions": 3, "publishes": 9, "events": 9, "deliveries": 27,
                                 "publish_errors": 0, "subscribe_errors": 0, "dropped": 0,
-                                "failed": 0, "handler_errors": 0}}}
+                                "failed": 0, "handler_errors": 0}},
+     "occupancy": {"channels": [{"channel": "/default/room", "subscriptions": 5, "connections": 4}],
+                   "watchers": {"default": 1}}}
+
+Parts other layers add to each snapshot (``occupancy``, from :mod:`realtime.presence.service`)
+register with :func:`add_snapshot_part`, so this module imports nothing above it; a part that
+fails (its store away) is left out of that snapshot.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from django.contrib.admin.views.decorators import staff_member_required
@@ -114,6 +120,26 @@ def process_id() -> str:
     return f"{HOST}:{os.getpid()}"
 
 
+SnapshotPart = Callable[[], Awaitable[dict[str, Any]]]
+# name -> what adds it to each snapshot
+_parts: dict[str, SnapshotPart] = {}
+
+
+def add_snapshot_part(name: str, part: SnapshotPart) -> None:
+    """Add ``await part()`` to every snapshot, under ``name``."""
+    _parts[name] = part
+
+
+async def snapshot_parts() -> dict[str, Any]:
+    parts: dict[str, Any] = {}
+    for name, part in _parts.items():
+        try:
+            parts[name] = await part()
+        except Exception as exc:
+            logger.debug("dashboard snapshot without %s: %s", name, exc)
+    return parts
+
+
 def snapshot() -> dict[str, Any]:
     """This process's counters, as the page expects them (module docstring)."""
     overall: dict[str, int] = {}
@@ -136,7 +162,7 @@ def snapshot() -> dict[str, Any]:
 
 async def sample_once() -> None:
     """Publish one snapshot to :data:`DASHBOARD_CHANNEL` (to this and every other process)."""
-    text = json.dumps(snapshot(), separators=(",", ":"))
+    text = json.dumps({**snapshot(), **await snapshot_parts()}, separators=(",", ":"))
     sent = await bridge.fan_out(
         parse_channel(DASHBOARD_CHANNEL, allow_wildcard=False), [protocol.encode_event(text)]
     )

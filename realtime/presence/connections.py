@@ -1,4 +1,4 @@
-"""This process's open connections, by id, API key and user (for server-side control).
+"""This process's open connections, by id, API key, user and session (for server-side control).
 
 A connection registers once ``on_connect`` has admitted it and leaves when it
 closes; the index is what :mod:`realtime.presence.control` looks up to close or
@@ -9,6 +9,7 @@ Its state belongs to one event loop, like the hub's.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Protocol
 
 from realtime.auth import Identity
@@ -23,6 +24,12 @@ class Controlled(Protocol):
     identity: Identity | None
 
 
+def session_digest(session_key: str) -> str:
+    """What stands for a Django session key in control messages: they cross the channel
+    layer, and a session key is a credential."""
+    return hashlib.sha256(session_key.encode()).hexdigest()[:32]
+
+
 class ConnectionIndex:
     """The open connections of this process."""
 
@@ -33,6 +40,7 @@ class ConnectionIndex:
         self._by_id: dict[str, Controlled] = {}
         self._by_key: dict[int, dict[str, Controlled]] = {}
         self._by_user: dict[str, dict[str, Controlled]] = {}
+        self._by_session: dict[str, dict[str, Controlled]] = {}
 
     def add(self, connection: Controlled) -> None:
         self._by_id[connection.id] = connection
@@ -45,6 +53,8 @@ class ConnectionIndex:
             occupancy.local.added(api_key_key(identity.api_key_id), connection)
         if identity.user_id is not None:
             self._by_user.setdefault(str(identity.user_id), {})[connection.id] = connection
+        if identity.session_key is not None:
+            self._by_session.setdefault(session_digest(identity.session_key), {})[connection.id] = connection
 
     def remove(self, connection: Controlled) -> None:
         if self._by_id.pop(connection.id, None) is None:
@@ -56,6 +66,8 @@ class ConnectionIndex:
         if identity.api_key_id is not None:
             occupancy.local.removed(api_key_key(identity.api_key_id), connection)
         _discard(self._by_user, None if identity.user_id is None else str(identity.user_id), connection.id)
+        if identity.session_key is not None:
+            _discard(self._by_session, session_digest(identity.session_key), connection.id)
 
     def get(self, connection_id: str) -> Controlled | None:
         return self._by_id.get(connection_id)
@@ -68,6 +80,10 @@ class ConnectionIndex:
 
     def of_user(self, user_id: Any) -> list[Controlled]:
         return list(self._by_user.get(str(user_id), {}).values())
+
+    def of_session(self, digest: str) -> list[Controlled]:
+        """The connections opened with the session whose :func:`session_digest` this is."""
+        return list(self._by_session.get(digest, {}).values())
 
     def __len__(self) -> int:
         return len(self._by_id)

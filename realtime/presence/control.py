@@ -8,8 +8,11 @@ Django user, an OIDC ``sub``); the criteria given must all hold.
 
 A disconnected client hears an ``error`` frame naming the reason, then a close
 with ``4401`` (access ended) or ``4000`` (maximum age); an unsubscribed one a
-``subscribe_error`` per ended subscription. Revoking an API key and
-deactivating a user do this by themselves (:mod:`realtime.receivers`).
+``subscribe_error`` per ended subscription. Revoking an API key, deactivating a
+user and signing a user out (a session ended, the password changed) do this by
+themselves (:mod:`realtime.receivers`); for a password change every process
+checks its own sockets' sessions against the store (``verify_sessions``), so the
+user's sessions that stay valid keep their sockets.
 
 Deadlines: a connection whose credentials expire (a JWT's ``exp``, an API key's
 ``expires_at``) is closed then, and every connection once it is
@@ -29,6 +32,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from realtime import signals
 from realtime.auth import authorizer_cache
+from realtime.auth.user import session_signs_in
 from realtime.conf import realtime_settings
 from realtime.core.paths import parse_channel
 from realtime.core.protocol import CloseCode
@@ -37,7 +41,7 @@ from realtime.exceptions import AccessRevoked, ConnectionTooOld, RealtimeError, 
 from realtime.handlers import CloseCause
 from realtime.lifecycle import lifecycle
 from realtime.ops.metrics import metrics
-from realtime.presence.connections import Controlled, connections
+from realtime.presence.connections import Controlled, connections, session_digest
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +58,25 @@ class Endable(Controlled, Protocol):
     async def drop_channel(self, channel: str, error: RealtimeError) -> int: ...
 
 
-Action = Literal["disconnect", "unsubscribe"]
+Action = Literal["disconnect", "unsubscribe", "verify_sessions"]
+CRITERIA = ("connection", "user", "api_key", "identity", "session")
 
 
-def _matching(connection: str | None, user: Any, api_key: Any, identity: Any) -> list[Endable]:
-    """This process's connections that meet every criterion given."""
+def _matching(message: Mapping[str, Any]) -> list[Endable]:
+    """This process's connections that meet every criterion of a control message.
+
+    Criteria: ``connection`` (its id), ``user`` (the identity's user id: a Django
+    user's pk in the USER mode, a ``sub`` in OIDC), ``api_key`` (its pk),
+    ``identity`` (a part of the identity context), ``session`` (the digest of the
+    USER mode's session key), ``mode`` (the auth mode the connection was opened with).
+    """
+    connection, user, api_key = message.get("connection"), message.get("user"), message.get("api_key")
+    identity, session, mode = message.get("identity"), message.get("session"), message.get("mode")
     if connection is not None:
         found = connections.get(connection)
         candidates = [found] if found is not None else []
+    elif session is not None:
+        candidates = connections.of_session(session)
     elif api_key is not None:
         candidates = connections.with_api_key(int(api_key))
     elif user is not None:
@@ -76,6 +91,12 @@ def _matching(connection: str | None, user: Any, api_key: Any, identity: Any) ->
         if api_key is not None and (held is None or held.api_key_id != int(api_key)):
             continue
         if user is not None and (held is None or str(held.user_id) != str(user)):
+            continue
+        if mode is not None and (held is None or held.mode != mode):
+            continue
+        if session is not None and (
+            held is None or held.session_key is None or session_digest(held.session_key) != session
+        ):
             continue
         if identity is not None and (held is None or not _contains(held.as_context(), identity)):
             continue
@@ -94,14 +115,19 @@ def _contains(context: Any, wanted: Any) -> bool:
 
 async def apply(message: dict[str, Any]) -> int:
     """Apply one control message to this process's connections; how many it touched."""
-    found = _matching(
-        message.get("connection"), message.get("user"), message.get("api_key"), message.get("identity")
-    )
+    found = _matching(message)
     reason = message.get("reason") or None
+    action = message.get("action")
+    if action == "verify_sessions":
+        # Only the sockets whose session no longer signs their user in: the others of
+        # the same user (another browser, the session that changed the password) stay.
+        found = [c for c in found if not await _session_holds(c)]
+        if not found:
+            return 0
     if signals.access_revoked.receivers:
         # Apps forget what they cached about these credentials (a token -> player cache, say).
-        await signals.access_revoked.asend(signals.SENDER, action=message.get("action"), criteria=message)
-    if message.get("action") == "unsubscribe":
+        await signals.access_revoked.asend(signals.SENDER, action=action, criteria=message)
+    if action == "unsubscribe":
         channel = message["channel"]
         ended = 0
         for connection in found:
@@ -114,6 +140,18 @@ async def apply(message: dict[str, Any]) -> int:
         connection.end(AccessRevoked(reason), CloseCode.ACCESS_ENDED, CloseCause.REVOKED)
         metrics.ended_by_server(CloseCause.REVOKED)
     return len(found)
+
+
+async def _session_holds(connection: Endable) -> bool:
+    identity = connection.identity
+    if identity is None or identity.session_key is None:
+        return True  # not a session's socket: nothing to verify
+    try:
+        return await session_signs_in(identity.session_key, identity.user_id)
+    except Exception:
+        # The session store cannot tell now: a socket is not closed on a guess.
+        logger.warning("could not verify the session of connection %s", connection.id, exc_info=True)
+        return True
 
 
 def forget_cached_authorizations() -> None:
@@ -160,8 +198,8 @@ async def control(action: Action, **criteria: Any) -> int:
         ServiceUnavailable: the other processes could not be reached (this one applied it).
     """
     message: dict[str, Any] = {"action": action, **{k: v for k, v in criteria.items() if v is not None}}
-    if not {"connection", "user", "api_key", "identity"} & message.keys():
-        raise ValueError("name a connection, a user, an API key or an identity")
+    if not set(CRITERIA) & message.keys():
+        raise ValueError("name a connection, a user, an API key, a session or an identity")
     if "user" in message:
         message["user"] = str(message["user"])
 
@@ -179,15 +217,33 @@ async def adisconnect(
     user: Any = None,
     api_key: Any = None,
     identity: Mapping[str, Any] | None = None,
+    session: str | None = None,
+    mode: str | None = None,
     reason: str = "",
 ) -> int:
     """Close every matching connection, in every process (see the module docstring).
 
     ``identity`` matches connections whose identity context (what handlers see as
-    ``ctx.identity``) holds it: ``{"handlerContext": {"player_id": 7}}``.
+    ``ctx.identity``) holds it: ``{"handlerContext": {"player_id": 7}}``. ``session``
+    is a Django session key: the USER-mode connections opened with it (only its
+    digest leaves the process). ``mode`` narrows the others to one auth mode.
     """
-    criteria = {"connection": connection, "user": _key(user), "api_key": _key(api_key), "identity": identity}
+    criteria = {
+        "connection": connection,
+        "user": _key(user),
+        "api_key": _key(api_key),
+        "identity": identity,
+        "session": None if session is None else session_digest(session),
+        "mode": mode,
+    }
     return await control("disconnect", reason=reason, **criteria)
+
+
+async def averify_sessions(*, user: Any, reason: str = "Signed out") -> int:
+    """Close the USER-mode connections of ``user`` whose session no longer signs them in, in
+    every process: the password changed (the session auth hash), the session was deleted
+    or flushed, the user was deactivated. Each process asks the session store about its own."""
+    return await control("verify_sessions", user=_key(user), mode="USER", reason=reason)
 
 
 async def aunsubscribe(
@@ -198,8 +254,8 @@ async def aunsubscribe(
     return await control("unsubscribe", channel=path, connection=connection, user=_key(user), reason=reason)
 
 
-def disconnect_now(**criteria: Any) -> None:
-    """:func:`adisconnect` from sync code that must not fail (a receiver after a commit).
+def disconnect_now(action: Callable[..., Awaitable[int]] | None = None, **criteria: Any) -> None:
+    """:func:`adisconnect` (or ``action``) from sync code that must not fail (a receiver after a commit).
 
     A process without an event loop of its own (a management command, the admin
     under WSGI) still reaches the others through the layer.
@@ -207,7 +263,7 @@ def disconnect_now(**criteria: Any) -> None:
     from asgiref.sync import async_to_sync
 
     try:
-        async_to_sync(adisconnect)(**criteria)
+        async_to_sync(action or adisconnect)(**criteria)
     except Exception as exc:
         # The revocation itself is committed: operations are refused from now on
         # (the key and user caches were cleared); only the open sockets stay up.

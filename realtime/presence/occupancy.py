@@ -114,8 +114,10 @@ class LocalCounts:
         return {key: self.get(key) for key in changed}
 
     def everything(self) -> dict[str, Counts]:
-        self.changed = set()
-        return {key: self.get(key) for key in self._held}
+        """Every key held, and those that changed since the last write: a key whose last
+        subscription ended is no longer held, and its zero must still be written."""
+        keys, self.changed = self._held.keys() | self.changed, set()
+        return {key: self.get(key) for key in keys}
 
 
 class OccupancyStore:

@@ -18,6 +18,7 @@ watched channels of this process every quarter interval.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ from realtime.core import protocol
 from realtime.core.paths import PRESENCE, ChannelPath, parse_channel, presence_key
 from realtime.delivery.hub import Hub, LocalSubscription, hub
 from realtime.lifecycle import lifecycle
+from realtime.ops.dashboard import add_snapshot_part
 from realtime.ops.metrics import metrics
 from realtime.presence.occupancy import (
     Counts,
@@ -44,6 +46,8 @@ from realtime.store.selectors import namespace_get
 logger = logging.getLogger(__name__)
 
 _SUFFIX = "/" + PRESENCE
+# Channels each process reports to the live dashboard (its busiest).
+DASHBOARD_CHANNELS = 10
 
 
 class OccupancyService:
@@ -139,6 +143,26 @@ class OccupancyService:
             counts = (await self.totals([key]))[key]
         members, cap = await self.members(key)
         return _Sent(counts, members, cap, self.clock())
+
+    async def dashboard(self, limit: int | None = None) -> dict[str, Any]:
+        """This process's part of the live dashboard's snapshot (:mod:`realtime.ops.dashboard`):
+        its ``limit`` (:data:`DASHBOARD_CHANNELS`) busiest channels with their totals over every
+        process, and its presence watchers per namespace. Bounded whatever the number of
+        channels; the page keeps each channel's latest total and shows the busiest."""
+        keys = [key for key in self.local.keys() if not key.startswith("$")]
+        limit = DASHBOARD_CHANNELS if limit is None else limit
+        counts = self.local.get
+        busiest = heapq.nsmallest(limit, keys, key=lambda key: (-counts(key)[0], -counts(key)[1], key))
+        totals = await self.totals(busiest) if busiest else {}
+        channels = [
+            {"channel": channel_of(key), "subscriptions": subs, "connections": conns}
+            for key, (subs, conns) in sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))
+        ]
+        watchers: dict[str, int] = {}
+        for watch, count in self._watchers.items():
+            namespace = watch.split("/", 1)[0]
+            watchers[namespace] = watchers.get(namespace, 0) + count
+        return {"channels": channels, "watchers": watchers}
 
     # -- the stream ------------------------------------------------------------------
 
@@ -285,3 +309,4 @@ async def occupancy_get(channel: str) -> Occupancy:
 
 occupancy = OccupancyService(hub)
 lifecycle.on_new_loop("occupancy", occupancy.reset)
+add_snapshot_part("occupancy", occupancy.dashboard)

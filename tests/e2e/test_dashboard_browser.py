@@ -149,6 +149,18 @@ def test_the_dashboard_updates_live_with_connections_publishes_and_deliveries(pa
         assert _value(page, f"{row} [data-key='subscriptions']") == 1
         assert _value(page, f"{row} [data-key='dropped']") == 0
         assert _value(page, f"{row} [data-key='failed']") == 0
+        # Occupancy: the wildcard among the busiest channels (the dashboard's own channel left
+        # out), and a presence watcher counted for its namespace.
+        ws.send(json.dumps({"type": "subscribe", "id": "p1", "channel": "/$presence/default/*"}))
+        busiest = "tr[data-channel='/default/*']"
+        _wait_for(
+            page,
+            "(cell) => document.querySelector(cell)?.dataset.value === '1'",
+            f"{row} [data-key='watchers']",
+        )
+        assert _value(page, f"{busiest} [data-key='subscriptions']") == 1
+        assert _value(page, f"{busiest} [data-key='connections']") == 1
+        assert page.locator("#channels tr[data-channel='/realtime-ops/dashboard']").count() == 0
 
     # The rates made it into the charts (10 deliveries within a second or two), and the
     # subscriber's departure shows up as well.

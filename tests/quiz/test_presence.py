@@ -97,3 +97,46 @@ async def test_the_host_sees_who_is_online_on_the_game_presence_channel(game: Ga
         "nickname": "ada",
     }
     assert update["joined"] == [member] and update["left"] == []
+
+
+async def test_a_rejoin_closes_the_old_devices_socket_and_only_that_one(game: Game, ws_player) -> None:
+    from quiz import services
+    from quiz.broadcasts import REJOINED
+
+    ada = await join(AsyncClient(), game.code, "ada")
+    bob = await join(AsyncClient(), game.code, "bob")
+    old_device = await ws_player(ada["token"])
+    bob_socket = await ws_player(bob["token"])
+    for socket in (old_device, bob_socket):
+        assert (await socket.subscribe("g", f"/quiz/{game.code}/game"))["type"] == "subscribe_success"
+
+    response = await AsyncClient().post(
+        f"/api/quiz/games/{game.code}/rejoin",
+        {"nickname": "ada", "rejoin_code": ada["rejoin_code"]},
+        content_type="application/json",
+    )
+    assert response.status_code == 200, response.content
+    back = response.json()
+
+    # The same path as a removal (realtime.disconnect), with the rejoin's own reason.
+    closing = await old_device.expect(lambda frame: frame.get("type") == "error")
+    assert closing == {
+        "type": "error",
+        "errors": [{"errorType": "UnauthorizedException", "message": REJOINED}],
+    }
+    close = await old_device.comm.receive_output(1)
+    assert (close["type"], close["code"], close["reason"]) == ("websocket.close", 4401, REJOINED)
+    # The new device connects, and is not closed by the old device's ending; Bob plays on.
+    new_device = await ws_player(back["token"])
+    assert (await new_device.subscribe("g", f"/quiz/{game.code}/game"))["type"] == "subscribe_success"
+    await bob_socket.assert_silent(0.2)
+    await new_device.assert_silent(0.2)
+
+    game = await sync_to_async(services.game_start)(game=game)
+    refused, accepted = await answer(game, ada["token"]), await answer(game, back["token"])
+    assert (refused.status_code, accepted.status_code) == (401, 202), refused.content
+    # The old token opens no socket either.
+    again = await ws_player(ada["token"])
+    await again.send({"type": "connection_init"})
+    refusal = await again.expect(lambda frame: frame.get("type") == "connection_error")
+    assert refusal["errors"][0]["errorType"] == "UnauthorizedException"

@@ -4,6 +4,8 @@
 - ``snake:<user>``: allowed, snake_case keys.
 - ``nocache:<user>``: allowed with ``ttlOverride`` 0.
 - ``ttl:<seconds>``: allowed with that ``ttl_override``.
+- ``expires:<seconds>:<user>``: allowed, cached 300 s, the credentials ending in ``<seconds>``.
+- ``expired:<user>``: allowed, the credentials ended a minute ago (``expires_at``).
 - ``owner:<user>``: connect allowed; publish/subscribe only on ``/default/<user>...``.
 - ``deny``: refused (``isAuthorized`` false).
 - ``boom``: raises.
@@ -35,6 +37,16 @@ def _answer(token: str, request_context: dict[str, Any]) -> Any:
         return {"isAuthorized": True, "handlerContext": {"user": arg}, "ttlOverride": 0}
     if kind == "ttl":
         return {"is_authorized": True, "ttl_override": float(arg)}
+    if kind == "expires":
+        seconds, _, user = arg.partition(":")
+        return {
+            "isAuthorized": True,
+            "handlerContext": {"user": user},
+            "ttlOverride": 300,
+            "expiresIn": float(seconds),
+        }
+    if kind == "expired":
+        return {"is_authorized": True, "handler_context": {"user": arg}, "expires_at": time.time() - 60}
     if kind == "owner":
         channel = request_context["channel"] or ""
         allowed = request_context["operation"] == "CONNECT" or channel.startswith(f"/default/{arg}")

@@ -302,11 +302,43 @@ def test_parse_result_refuses_other_shapes(answer) -> None:
 
 
 def test_parse_result_prefers_snake_case_and_reads_camel_case() -> None:
-    assert custom.parse_result({"isAuthorized": False, "is_authorized": True, "ttlOverride": 7}, 300) == (
-        True,
-        {},
-        7.0,
-    )
+    assert custom.parse_result(
+        {"isAuthorized": False, "is_authorized": True, "ttlOverride": 7}, 300
+    ) == custom.Answer(True, {}, 7.0, None)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expires_at"),
+    [
+        ({"isAuthorized": True}, None),
+        ({"isAuthorized": True, "expiresAt": 1_700_000_060}, 1_700_000_060.0),
+        ({"isAuthorized": True, "expires_at": 1_700_000_060.5}, 1_700_000_060.5),
+        ({"isAuthorized": True, "expiresIn": 90}, 1_700_000_090.0),
+        ({"isAuthorized": True, "expires_in": 0}, 1_700_000_000.0),
+    ],
+)
+def test_parse_result_reads_when_the_credentials_end(answer, expires_at) -> None:
+    assert custom.parse_result(answer, 300, now=1_700_000_000).expires_at == expires_at
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"isAuthorized": True, "expiresAt": 10, "expiresIn": 10},
+        {"isAuthorized": True, "expiresIn": -1},
+        {"isAuthorized": True, "expiresAt": "tomorrow"},
+        {"isAuthorized": True, "expires_in": float("inf")},
+        {"isAuthorized": True, "expires_at": True},
+    ],
+)
+def test_parse_result_refuses_a_malformed_expiry(answer) -> None:
+    with pytest.raises(custom.MalformedResult):
+        custom.parse_result(answer, 300, now=1_700_000_000)
+
+
+async def test_an_answer_whose_credentials_already_ended_refuses(configure) -> None:
+    with pytest.raises(Unauthorized, match="Token expired"):
+        await authenticate("expired:alice", auth_request(Operation.CONNECT, None))
 
 
 async def test_without_a_handler_setting_every_token_is_refused(configure, caplog) -> None:
@@ -513,3 +545,29 @@ async def test_on_publish_sees_the_handler_context_as_identity(
     await assert_sent(subscriber, data("s1", '{"from":"carol","text":"yo"}'))
 
     assert seen == [{"handlerContext": {"user": "bob"}}, {"handlerContext": {"user": "carol"}}]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_closes_when_its_answers_credentials_end_and_no_other(
+    configure, default_namespace, connected
+) -> None:
+    expiring = await connected("expires:0.5:alice")
+    staying = await connected("allow:bob")
+    for comm in (expiring, staying):
+        await subscribed(comm, "s", "/default/room")
+
+    expired = {
+        "type": "error",
+        "errors": [{"errorType": "UnauthorizedException", "message": "Token expired"}],
+    }
+    await assert_sent(expiring, expired, timeout=3)
+    close = await assert_closed(expiring, 4401)
+    assert close["reason"] == "Token expired"
+    await publish(staying, "p", "/default/room", ['"after"'])
+    await assert_sent(staying, data("s", '"after"'))
+    await assert_published(staying, "p", [0])
+    await assert_silent(staying)
+    # Its answer was to be cached 300 s, but not past the credentials: the callable is asked again.
+    asked = len(calls)
+    identity = await authenticate("expires:0.5:alice", auth_request(Operation.CONNECT, None))
+    assert len(calls) == asked + 1 and identity.expires_at is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,7 +122,16 @@ async def test_a_staff_session_watches_the_channel_and_gets_snapshots(open_as, s
     frame = await comm.receive_json_from()
     assert frame["type"] == "data" and frame["id"] == "d"
     snapshot = json.loads(frame["event"])
-    assert set(snapshot) == {"v", "process", "t", "interval", "connections", "totals", "namespaces"}
+    assert set(snapshot) == {
+        "v",
+        "process",
+        "t",
+        "interval",
+        "connections",
+        "totals",
+        "namespaces",
+        "occupancy",
+    }
     assert snapshot["v"] == 1 and snapshot["connections"] == 1 and snapshot["interval"] == 0
     assert snapshot["process"] == dashboard.process_id()
     assert snapshot["totals"]["connects"] >= 1
@@ -241,3 +251,54 @@ async def test_the_sampler_backs_off_while_the_channel_layer_refuses_snapshots(m
     assert 3 <= len(calls) <= 6
     gaps = [later - earlier for earlier, later in zip(calls, calls[1:], strict=False)]
     assert gaps == sorted(gaps)
+
+
+async def test_snapshots_carry_the_busiest_channels_and_presence_watchers_bounded(
+    open_as, staff_cookie, connect, monkeypatch
+):
+    from realtime.presence import service
+
+    monkeypatch.setattr(service, "DASHBOARD_CHANNELS", 3)
+    run = uuid.uuid4().hex[:8]  # channels of this test only (Redis may hold others' counts)
+    watcher = await open_as(staff_cookie)
+    await subscribed(watcher, "d", DASHBOARD_CHANNEL)
+    first, second = await connect(), await connect()
+    # busy: 2 connections; wild: 2 subscriptions of 1 connection; then 3 channels of 1 each.
+    await subscribed(first, "a", f"/default/busy-{run}")
+    await subscribed(second, "a", f"/default/busy-{run}")
+    await subscribed(first, "w1", f"/default/wild-{run}/*")
+    await subscribed(second, "w1", f"/default/wild-{run}/*")
+    await subscribed(second, "w2", f"/default/wild-{run}/*")
+    for index in range(3):
+        await subscribed(first, f"q{index}", f"/default/quiet{index}-{run}")
+    await subscribed(second, "p", f"/$presence/default/busy-{run}")
+    await second.receive_json_from()  # the watcher's first occupancy event
+
+    await dashboard.sample_once()
+
+    snapshot = json.loads((await watcher.receive_json_from())["event"])
+    assert snapshot["occupancy"] == {
+        "channels": [
+            {"channel": f"/default/wild-{run}/*", "subscriptions": 3, "connections": 2},
+            {"channel": f"/default/busy-{run}", "subscriptions": 2, "connections": 2},
+            # Of the channels of one subscription (the three quiet ones, the dashboard's own), the
+            # limit keeps the first by name.
+            {"channel": f"/default/quiet0-{run}", "subscriptions": 1, "connections": 1},
+        ],
+        "watchers": {"default": 1},
+    }
+    await assert_silent(watcher)
+
+
+async def test_a_snapshot_leaves_out_a_part_that_fails(open_as, staff_cookie, monkeypatch):
+    async def failing() -> dict[str, Any]:
+        raise ServiceUnavailable()
+
+    monkeypatch.setitem(dashboard._parts, "occupancy", failing)
+    watcher = await open_as(staff_cookie)
+    await subscribed(watcher, "d", DASHBOARD_CHANNEL)
+
+    await dashboard.sample_once()
+
+    snapshot = json.loads((await watcher.receive_json_from())["event"])
+    assert "occupancy" not in snapshot and snapshot["connections"] == 1

@@ -295,3 +295,20 @@ async def test_without_the_namespace_opting_in_presence_channels_carry_counts_on
     watcher = await connect()
 
     assert await watching(watcher, "p", room) == occupancy_event("p", room, 0, 0)
+
+
+def test_a_full_rewrite_still_writes_the_zero_of_a_key_whose_last_subscription_ended() -> None:
+    # A process rewrites everything it holds every third of the process TTL; a key whose last
+    # subscription ended just before is held no more, and without its zero the other
+    # processes would count that subscription until this process dies.
+    from realtime.presence.occupancy import LocalCounts
+
+    local = LocalCounts()
+    holder, other = object(), object()
+    local.added("ns/gone", holder)
+    local.added("ns/kept", other)
+    assert local.take_changed() == {"ns/gone": (1, 1), "ns/kept": (1, 1)}
+    local.removed("ns/gone", holder)
+
+    assert local.everything() == {"ns/gone": (0, 0), "ns/kept": (1, 1)}
+    assert local.everything() == {"ns/kept": (1, 1)}

@@ -2,7 +2,8 @@
 //
 //   node live_client.mjs <channel>
 //
-// Connects to RT_EVENT_URL with RT_API_KEY (common.mjs), subscribes to <channel> and
+// Connects to RT_EVENT_URL with RT_API_KEY (common.mjs), or with RT_LAMBDA_TOKEN as the
+// `authToken` of the `lambda` auth mode (the server's CUSTOM mode) when that is set, subscribes to <channel> and
 // prints one JSON line per happening, each with `at` (ms since the epoch):
 //   {"ready": true}                      the subscription is acknowledged
 //   {"event": <payload>}                 a data event (parsed by Amplify)
@@ -15,6 +16,7 @@ import { Hub } from 'aws-amplify/utils';
 import { events } from 'aws-amplify/data';
 
 const CHANNEL = process.argv[2];
+const LAMBDA_TOKEN = process.env.RT_LAMBDA_TOKEN;
 const emit = (line) => process.stdout.write(`${JSON.stringify({ ...line, at: Date.now() })}\n`);
 watchdog(120000, () => ({ watchdog: true }));
 
@@ -24,7 +26,8 @@ Hub.listen('api', ({ payload }) => {
 
 async function main() {
   Amplify.configure(amplifyConfig());
-  const connected = await settle(events.connect(CHANNEL), 'connect');
+  const options = LAMBDA_TOKEN ? { authMode: 'lambda', authToken: LAMBDA_TOKEN } : undefined;
+  const connected = await settle(events.connect(CHANNEL, options), 'connect');
   if (!connected.ok) {
     emit({ connectError: connected.error });
     return;
