@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import wsclient
+from .infra import redis_counters, redis_delta
 from .servers import busy_share, cpu_seconds, cpu_times
 
 clock = time.perf_counter
@@ -454,6 +455,11 @@ async def run_fanout(
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
     server_pids = [int(pid) for pid in job.get("server_pids", ())]
+    # A proxy in front (nginx) is measured apart: its cost is the proxy's, not the server's.
+    proxy_pids = [int(pid) for pid in job.get("proxy_pids", ())]
+    redis_url = job.get("redis_counters_url")
+    redis_before = redis_counters(redis_url) if redis_url else None
+    proxy_cpu_started = _server_cpu(proxy_pids)
     started_unix = time.time()
     started = clock()
     cpu_started = time.process_time()
@@ -483,6 +489,7 @@ async def run_fanout(
     ended = tally.done_at if tally.done_at is not None else clock()
     cpu_used = time.process_time() - cpu_started
     server_cpu_used = _server_cpu(server_pids) - server_cpu_started
+    proxy_cpu_used = _server_cpu(proxy_pids) - proxy_cpu_started
     window = clock() - started
     core_busy = busy_share(cores_started, cpu_times())
     server_cores = [int(c) for c in job.get("server_cores") or ()]
@@ -510,6 +517,7 @@ async def run_fanout(
             # CPU-seconds the server process(es) used in the same window, per second.
             "server_cpu": server_cpu_used / window if window > 0 and server_pids else None,
             "deliveries_per_server_cpu_s": tally.unique / server_cpu_used if server_cpu_used > 0 else None,
+            "server_cpu_s": server_cpu_used,
             # Busy share of each CPU in the window, whoever used it: on the server
             # core, busy minus server_cpu is other programs competing with the server.
             "cpu_busy": {str(k): round(v, 3) for k, v in sorted(core_busy.items())},
@@ -522,6 +530,16 @@ async def run_fanout(
             "subscriber_errors": [e for c in opened.conns for e in c.errors][:5],
         }
     )
+    if proxy_pids:
+        result["proxy_cpu_s"] = proxy_cpu_used
+        result["proxy_cpu"] = proxy_cpu_used / window if window > 0 else None
+        result["deliveries_per_proxy_cpu_s"] = tally.unique / proxy_cpu_used if proxy_cpu_used > 0 else None
+    if redis_url and redis_before is not None:
+        # Every command the servers sent Redis for this fan-out (the grace period included,
+        # so late replies are counted): per publish, it is O(processes), not O(subscribers).
+        delta = redis_delta(redis_before, redis_counters(redis_url))
+        delta["calls_per_publish"] = delta["total_calls"] / events
+        result["redis"] = delta
     if steady:
         assert tally.latencies is not None
         result.update(latency_summary(tally.latencies))
@@ -546,7 +564,7 @@ async def run_connect(job: dict[str, Any], out: Callable[[dict[str, Any]], None]
         count,
         impl=job.get("client", "raw"),
         concurrency=int(job.get("concurrency", 64)),
-        channel=None,
+        channel=job.get("channel"),
         wait_s=float(job.get("op_timeout", 30)),
         deadline=deadline,
     )
@@ -567,15 +585,63 @@ async def run_connect(job: dict[str, Any], out: Callable[[dict[str, Any]], None]
         result["error"] = f"{len(opened.errors)} of {count} connections failed, e.g. {opened.errors[0]}"
     lat = latency_summary(opened.latencies)
     result.update({f"handshake_{k}": v for k, v in lat.items()})
+    tally = None
+    if job.get("channel"):
+        # Subscribed connections count what another process publishes while they are held.
+        tally = Tally(len(opened.conns), int(job.get("events", 0)), keep_latency=False)
+        for conn in opened.conns:
+            tally.attach(conn)
     if job.get("hold"):
         # Idle for a moment (acks and the post-ack keep-alive are flushed),
         # then let the orchestrator read the server's memory.
         await asyncio.sleep(float(job.get("settle", 1.0)))
         out({"hold": {"open": len(opened.conns)}})
         await loop.run_in_executor(None, sys.stdin.readline)
+    if tally is not None:
+        if tally.events and tally.subscribers:
+            try:
+                await asyncio.wait_for(tally.done.wait(), float(job.get("drain", 5.0)))
+            except TimeoutError:
+                pass
+        await asyncio.sleep(float(job.get("grace", 0.3)))
+        expected = tally.subscribers * tally.events
+        result.update(
+            {
+                "expected": expected,
+                "delivered": tally.unique,
+                "lost": expected - tally.unique,
+                "duplicates": tally.duplicates,
+                "out_of_range": tally.out_of_range,
+            }
+        )
     close_all(opened.conns)
     await asyncio.sleep(0.5)
     return result
+
+
+async def run_publish(job: dict[str, Any]) -> dict[str, Any]:
+    """Publish ``events`` events to ``channel`` at once and wait for every ``publish_success``
+    (the subscribers are held by other load-generator processes)."""
+    target = Target.from_job(job["targets"][0])
+    events = int(job["events"])
+    publisher = Publisher()
+    publisher.expected = events
+    await publisher.open(target, float(job.get("op_timeout", 30)))
+    started = clock()
+    for i in range(events):
+        await publisher.ws.send(publish_frame(f"p{i}", job["channel"], event_text(i)))
+    try:
+        await asyncio.wait_for(publisher.acked.wait(), float(job["timeout"]))
+    except TimeoutError:
+        pass
+    acked_s = clock() - started
+    await publisher.close()
+    return {
+        "events": events,
+        "publish_acks": publisher.successes,
+        "acked_s": acked_s,
+        "publish_errors": publisher.errors[:5],
+    }
 
 
 async def run_warmup(job: dict[str, Any]) -> dict[str, Any]:
@@ -594,6 +660,8 @@ async def run(job: dict[str, Any], out: Callable[[dict[str, Any]], None]) -> dic
         return await run_connect(job, out)
     if scenario == "warmup":
         return await run_warmup(job)
+    if scenario == "publish":
+        return await run_publish(job)
     raise ValueError(f"unknown scenario {scenario!r}")
 
 
