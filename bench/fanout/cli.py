@@ -53,7 +53,9 @@ class Sizes:
     warmup_subscribers: int = 20
     warmup_events: int = 20
     timeout: float = 240.0
-    scale_events: int = 1000
+    scale_subscribers: int = 5000
+    private_subscribers: int = 2000
+    private_events: int = 5
     joins_seconds: float = 10.0
     joins_loops: int = 64
     global_rate: str = "100/s burst 10"
@@ -82,7 +84,9 @@ class Sizes:
             warmup_subscribers=10,
             warmup_events=5,
             timeout=40.0,
-            scale_events=20,
+            scale_subscribers=200,
+            private_subscribers=100,
+            private_events=2,
             joins_seconds=2.0,
             joins_loops=16,
             global_rate="50/s burst 5",
@@ -175,7 +179,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("redis-subscribers", "subscribers in the 2-process Redis burst"),
         ("redis-events", "events in the 2-process Redis burst"),
         ("concurrency", "handshakes in flight while connecting"),
-        ("scale-events", "events in each scale-fanout burst (to burst-subscribers)"),
+        ("scale-subscribers", "subscribers of each scale-fanout burst (of burst-events)"),
         ("joins-seconds", "seconds of closed-loop joins per set-up (scale-joins)"),
         ("joins-loops", "closed loops of joins (scale-joins)"),
         ("global-seconds", "seconds of 3x the configured join rate (scale-global)"),

@@ -73,7 +73,14 @@ http {{
 def render_nginx_conf(directory: Path, port: int, upstream_ports: list[int], workers: int = 1) -> str:
     servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;" for p in upstream_ports)
     return NGINX_CONF.format(
-        dir=directory, port=port, servers=servers, workers=workers, connections=8192, nofile=16384
+        dir=directory,
+        port=port,
+        servers=servers,
+        workers=workers,
+        # Each proxied WebSocket holds two descriptors (client and upstream); the
+        # hard file limit here may be as low as 20,000.
+        connections=18000,
+        nofile=19000,
     )
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import resource
 import sys
 import time
@@ -52,6 +53,9 @@ clock = time.perf_counter
 SEQ_TOKEN = b'\\"s\\":'  # the escaped "s": of the event inside a data frame
 TIME_TOKEN = b'\\"t\\":'
 DATA_MARK = b'"data"'
+REFUSED = "LimitExceeded"  # a connection_error the server asks to retry with backoff
+# Publishes one connection may send at once (the server's PUBLISH_RATE_PER_CONNECTION burst).
+PUBLISH_BURST = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,7 @@ class Opened:
     errors: list[str]
     elapsed: float
     latencies: array
+    refusals: int = 0  # connects refused (429) and retried
 
 
 async def open_many(
@@ -194,6 +199,8 @@ async def open_many(
     wait_s: float,
     deadline: float,
     sub_id: str = "s1",
+    private: bool = False,
+    retry_refused: int = 0,
 ) -> Opened:
     """Open ``count`` connections (round-robin over targets): init → ack, then
     subscribe to ``channel`` (if given) → subscribe_success."""
@@ -202,32 +209,50 @@ async def open_many(
     errors: list[str] = []
     latencies = array("d")
     init = json.dumps({"type": "connection_init"})
-    subscribe = json.dumps({"type": "subscribe", "id": sub_id, "channel": channel}) if channel else ""
+
+    def subscribe_frame(i: int) -> str:
+        if not channel:
+            return ""
+        # Private channels: subscriber i alone on <channel>/<i> (a score to each player).
+        name = f"{channel}/{i}" if private else channel
+        return json.dumps({"type": "subscribe", "id": sub_id, "channel": name})
+
+    refusals = 0
 
     async def one(i: int) -> None:
-        async with semaphore:
-            if clock() > deadline:
-                errors.append("deadline passed before connecting")
-                return
-            started = clock()
-            conn: Conn | None = None
-            try:
-                conn = await open_conn(targets[i % len(targets)], impl, wait_s)
-                await conn.request(init, b"connection_ack", wait_s)
-                if subscribe:
-                    await conn.request(subscribe, b"subscribe_success", wait_s)
-            except Exception as exc:
-                errors.append(f"{type(exc).__name__}: {exc}"[:300])
-                if conn is not None:
-                    conn.close()
-                return
-            latencies.append(clock() - started)
-            conns[i] = conn
+        nonlocal refusals
+        for attempt in range(retry_refused + 1):
+            async with semaphore:
+                if clock() > deadline:
+                    errors.append("deadline passed before connecting")
+                    return
+                started = clock()
+                conn: Conn | None = None
+                try:
+                    conn = await open_conn(targets[i % len(targets)], impl, wait_s)
+                    await conn.request(init, b"connection_ack", wait_s)
+                    subscribe = subscribe_frame(i)
+                    if subscribe:
+                        await conn.request(subscribe, b"subscribe_success", wait_s)
+                except Exception as exc:
+                    if conn is not None:
+                        conn.close()
+                    if attempt < retry_refused and REFUSED in str(exc):
+                        refusals += 1
+                    else:
+                        errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                        return
+                else:
+                    latencies.append(clock() - started)
+                    conns[i] = conn
+                    return
+            # Refused by the server's connect admission: back off (full jitter) as clients do.
+            await asyncio.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))
 
     started = clock()
     await asyncio.gather(*(one(i) for i in range(count)))
     elapsed = clock() - started
-    return Opened([c for c in conns if c is not None], errors, elapsed, latencies)
+    return Opened([c for c in conns if c is not None], errors, elapsed, latencies, refusals)
 
 
 def close_all(conns: list[Conn]) -> None:
@@ -419,6 +444,7 @@ async def run_fanout(
     else:
         events = int(job["events"])
     tally = Tally(subscribers, events, keep_latency=steady)
+    private = bool(job.get("private")) and not steady
 
     opened = await open_many(
         targets,
@@ -428,14 +454,18 @@ async def run_fanout(
         channel=channel,
         wait_s=op_timeout,
         deadline=deadline,
+        private=private,
+        retry_refused=int(job.get("retry_refused", 0)),
     )
     result: dict[str, Any] = {
+        "private": private,
         "subscribers": subscribers,
         "subscribed": len(opened.conns),
         "events": events,
         "setup_s": opened.elapsed,
         "setup_errors": opened.errors[:5],
         "setup_error_count": len(opened.errors),
+        "setup_refusals_retried": opened.refusals,
     }
     if opened.errors:
         close_all(opened.conns)
@@ -447,6 +477,15 @@ async def run_fanout(
     publisher = Publisher()
     publisher.expected = events
     await publisher.open(targets[int(job.get("publisher", 0))], op_timeout)
+    # Private channels: one publish per subscriber and event, shared out over enough
+    # publishing connections that none exceeds its burst of PUBLISH_BURST.
+    extra: list[Publisher] = []
+    if private:
+        publishers = max(1, math.ceil(subscribers * events / PUBLISH_BURST))
+        extra = [Publisher() for _ in range(publishers - 1)]
+        for n, p in enumerate(extra, start=1):
+            await p.open(targets[n % len(targets)], op_timeout)
+    every_publisher = [publisher, *extra]
     # Let the subscribe acks and keep-alives settle before the clock starts.
     await asyncio.sleep(0.1)
     if job.get("hold_before_publish") and out is not None:
@@ -465,7 +504,17 @@ async def run_fanout(
     cpu_started = time.process_time()
     server_cpu_started = _server_cpu(server_pids)
     cores_started = cpu_times()
-    if not steady:
+    if private:
+        shares: list[list[str]] = [[] for _ in every_publisher]
+        for i in range(events):
+            for n in range(subscribers):
+                k = i * subscribers + n
+                shares[k % len(shares)].append(publish_frame(f"p{k}", f"{channel}/{n}", event_text(i)))
+        for p, share in zip(every_publisher, shares, strict=True):
+            p.expected = len(share)
+        await asyncio.gather(*(_send_all(p, share) for p, share in zip(every_publisher, shares, strict=True)))
+        drain_until = deadline
+    elif not steady:
         # Pipelined: every publish frame leaves at once, the server sees a burst.
         frames = [publish_frame(f"p{i}", channel, event_text(i)) for i in range(events)]
         for frame in frames:
@@ -510,7 +559,8 @@ async def run_fanout(
             "publish_s": publish_done - started,
             "started_unix": started_unix,
             "deliveries_per_s": tally.unique / elapsed if elapsed > 0 else None,
-            "publish_acks": publisher.successes,
+            "publish_acks": sum(p.successes for p in every_publisher),
+            "publishes": sum(p.expected for p in every_publisher) if private else events,
             # Share of one core the load generator used while it measured: near
             # 1.0 means the client, not the server, may be the bottleneck.
             "loadgen_cpu": cpu_used / window if window > 0 else None,
@@ -526,7 +576,7 @@ async def run_fanout(
                 if server_cores and window > 0
                 else None
             ),
-            "publish_errors": publisher.errors[:5],
+            "publish_errors": [e for p in every_publisher for e in p.errors][:5],
             "subscriber_errors": [e for c in opened.conns for e in c.errors][:5],
         }
     )
@@ -538,17 +588,23 @@ async def run_fanout(
         # Every command the servers sent Redis for this fan-out (the grace period included,
         # so late replies are counted): per publish, it is O(processes), not O(subscribers).
         delta = redis_delta(redis_before, redis_counters(redis_url))
-        delta["calls_per_publish"] = delta["total_calls"] / events
+        delta["calls_per_publish"] = delta["total_calls"] / result["publishes"]
         result["redis"] = delta
     if steady:
         assert tally.latencies is not None
         result.update(latency_summary(tally.latencies))
         result["rate"] = rate
         result["duration_s"] = events / rate
-    await publisher.close()
+    for p in every_publisher:
+        await p.close()
     close_all(opened.conns)
     await asyncio.sleep(0.2)
     return result
+
+
+async def _send_all(publisher: Publisher, frames: list[str]) -> None:
+    for frame in frames:
+        await publisher.ws.send(frame)
 
 
 async def run_connect(job: dict[str, Any], out: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -567,11 +623,13 @@ async def run_connect(job: dict[str, Any], out: Callable[[dict[str, Any]], None]
         channel=job.get("channel"),
         wait_s=float(job.get("op_timeout", 30)),
         deadline=deadline,
+        retry_refused=int(job.get("retry_refused", 0)),
     )
     result: dict[str, Any] = {
         "connections": count,
         "opened": len(opened.conns),
         "errors": len(opened.errors),
+        "refusals_retried": opened.refusals,
         "error_samples": opened.errors[:5],
         "elapsed_s": opened.elapsed,
         "connects_per_s": len(opened.conns) / opened.elapsed if opened.elapsed > 0 else None,

@@ -42,6 +42,9 @@ UNLIMITED_JOINS = {"QUIZ_JOIN_RATE": "1000000/s", "QUIZ_JOIN_RATE_PER_CLIENT": "
 # Every server process relays its own commits, as on the embedded default: all
 # of a join's work is in the processes measured (no `realtime_relay` apart).
 SCALED_ENV = {"REALTIME_RELAY": "inprocess"}
+# A connect refused by the server's admission control (429) is retried with backoff,
+# as Amplify's clients do; the retries are counted.
+RETRY_REFUSED = 8
 
 
 class ProxyTarget:
@@ -124,6 +127,7 @@ class Scale:
             bench.warmup([one])
             if "scale-fanout" in wanted:
                 bench.attempt(KIND_NAME, "fanout-1", self.fanout, [one], [one], None, "s1")
+                bench.attempt(KIND_NAME, "private-1", self.private, [one], [one], None, "p1")
             if "scale-joins" in wanted:
                 bench.attempt(KIND_NAME, "joins-1", self.joins, [one], one.target_url(), None)
         finally:
@@ -137,6 +141,7 @@ class Scale:
             bench.warmup([one])
             if "scale-fanout" in wanted:
                 bench.attempt(KIND_NAME, "fanout-1r", self.fanout, [one], [one], None, "s1r")
+                bench.attempt(KIND_NAME, "private-1r", self.private, [one], [one], None, "p1r")
             if "scale-joins" in wanted:
                 bench.attempt(KIND_NAME, "joins-1r", self.joins, [one], one.target_url(), None)
         finally:
@@ -160,8 +165,9 @@ class Scale:
                     two,
                     proxy,
                     "s2small",
-                    max(2, bench.sizes.burst_subscribers // 10),
+                    max(2, bench.sizes.scale_subscribers // 10),
                 )
+                bench.attempt(KIND_NAME, "private-2", self.private, [front], two, proxy, "p2")
             if "scale-joins" in wanted:
                 bench.attempt(KIND_NAME, "joins-2", self.joins, two, f"http://127.0.0.1:{proxy.port}", proxy)
         finally:
@@ -188,6 +194,7 @@ class Scale:
         proxy: Nginx | None,
         name: str,
         subscribers: int | None = None,
+        private: bool = False,
     ) -> dict[str, Any]:
         bench, s = self.bench, self.bench.sizes
         runs = []
@@ -196,10 +203,13 @@ class Scale:
                 "burst",
                 servers,
                 channel=bench.channel(f"{name}-{i}"),
-                subscribers=subscribers or s.burst_subscribers,
-                events=s.scale_events,
+                subscribers=subscribers or s.scale_subscribers,
+                # One publishing connection may send a burst of 100 (PUBLISH_RATE_PER_CONNECTION).
+                events=s.private_events if private else s.burst_events,
+                private=private,
             )
             job["targets"] = [t.target() for t in targets]
+            job["retry_refused"] = RETRY_REFUSED
             if proxy is not None:
                 job["proxy_pids"] = proxy.pids()
             if self.redis is not None and proxy is not None:
@@ -210,6 +220,12 @@ class Scale:
             best = dict(best)
             best["all_deliveries_per_server_cpu_s"] = [r.get("deliveries_per_server_cpu_s") for r in runs]
         return best
+
+    def private(
+        self, targets: list[Any], servers: list[srv.Server], proxy: Nginx | None, name: str
+    ) -> dict[str, Any]:
+        """A score to each player: every subscriber alone on its channel, one publish each."""
+        return self.fanout(targets, servers, proxy, name, self.bench.sizes.private_subscribers, True)
 
     def joins(self, servers: list[srv.Server], url: str, proxy: Nginx | None) -> dict[str, Any]:
         bench = self.bench
@@ -336,7 +352,13 @@ class Scale:
             job = bench.job("connect", servers, connections=count, hold=True, settle=s.settle)
             # The handshakes in flight are shared out: the servers' listen backlogs see
             # no more than one load generator would send them.
-            job.update({"timeout": s.timeout, "concurrency": max(4, s.concurrency // clients)})
+            job.update(
+                {
+                    "timeout": s.timeout,
+                    "concurrency": max(4, s.concurrency // clients),
+                    "retry_refused": RETRY_REFUSED,
+                }
+            )
             if channel:
                 job.update({"channel": channel, "events": events, "drain": 30.0})
             try:
@@ -375,6 +397,7 @@ class Scale:
                 "open": sum(opened),
                 "clients": clients,
                 "connect_errors": sum(int(r.get("errors", 0)) for r in done),
+                "connect_refusals_retried": sum(int(r.get("refusals_retried", 0)) for r in done),
                 "connect_error_samples": [e for r in done for e in r.get("error_samples", ())][:5],
                 "connects_per_s": sum(opened) / figures["open_s"] if figures.get("open_s") else None,
             }

@@ -23,6 +23,11 @@ FANOUT_ROWS = (
     ("fanout-1r", "1 process + Redis, no proxy"),
     ("fanout-2", "2 processes + Redis, nginx"),
 )
+PRIVATE_ROWS = (
+    ("private-1", "1 process, no proxy"),
+    ("private-1r", "1 process + Redis, no proxy"),
+    ("private-2", "2 processes + Redis, nginx"),
+)
 JOIN_ROWS = (
     ("joins-1", "1 process, no proxy"),
     ("joins-1r", "1 process + Redis, no proxy"),
@@ -64,7 +69,17 @@ def render_scale(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             f"{_n(r.get('deliveries_per_server_cpu_s'))} per server CPU-s, lost {r.get('lost')} "
             f"dup {r.get('duplicates')}{proxy}"
         )
-    for scenario in ("fanout-2", "fanout-2-small"):
+    for scenario, label in PRIVATE_ROWS:
+        r = scale.get(scenario)
+        if not isinstance(r, dict) or "delivered" not in r:
+            continue
+        lines.append(
+            f"  private channels {label}: {r['subscribers']} x {r['events']} "
+            f"({r.get('publishes')} publishes): {_n(r.get('deliveries_per_s'))}/s, "
+            f"{_n(r.get('deliveries_per_server_cpu_s'))} per server CPU-s, "
+            f"lost {r.get('lost')} dup {r.get('duplicates')}"
+        )
+    for scenario in ("fanout-2", "fanout-2-small", "private-2"):
         redis = _get(scale, scenario, "redis")
         if redis:
             top = ", ".join(f"{k} {v}" for k, v in list(redis["calls"].items())[:8])
