@@ -64,6 +64,7 @@ class Sizes:
     idle_calibration: int = 2000
     idle_events: int = 20
     idle_per_client: int = 5000
+    idle_hold_window: float = 10.0
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -95,6 +96,7 @@ class Sizes:
             idle_calibration=100,
             idle_events=2,
             idle_per_client=200,
+            idle_hold_window=0.5,
         )
 
 

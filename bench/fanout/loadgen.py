@@ -54,8 +54,9 @@ SEQ_TOKEN = b'\\"s\\":'  # the escaped "s": of the event inside a data frame
 TIME_TOKEN = b'\\"t\\":'
 DATA_MARK = b'"data"'
 REFUSED = "LimitExceeded"  # a connection_error the server asks to retry with backoff
-# Publishes one connection may send at once (the server's PUBLISH_RATE_PER_CONNECTION burst).
-PUBLISH_BURST = 100
+# Publishes one connection sends at once: half the server's PUBLISH_RATE_PER_CONNECTION burst
+# (100), so the limiter's edge never refuses one.
+PUBLISH_BURST = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +405,19 @@ class Publisher:
                 raise FrameError(reply[:300])
         self.reader = asyncio.get_running_loop().create_task(self._read())
 
+    async def open_retrying(self, target: Target, wait_s: float, retries: int) -> None:
+        """:meth:`open`, backing off after a connect the server refused (429), as clients do."""
+        for attempt in range(retries + 1):
+            try:
+                await self.open(target, wait_s)
+                return
+            except FrameError as error:
+                if attempt >= retries or REFUSED not in str(error):
+                    raise
+                if self.ws is not None:
+                    await self.ws.close()
+                await asyncio.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))
+
     async def _read(self) -> None:
         try:
             async for reply in self.ws:
@@ -445,6 +459,7 @@ async def run_fanout(
         events = int(job["events"])
     tally = Tally(subscribers, events, keep_latency=steady)
     private = bool(job.get("private")) and not steady
+    retry_refused = int(job.get("retry_refused", 0))
 
     opened = await open_many(
         targets,
@@ -476,7 +491,7 @@ async def run_fanout(
 
     publisher = Publisher()
     publisher.expected = events
-    await publisher.open(targets[int(job.get("publisher", 0))], op_timeout)
+    await publisher.open_retrying(targets[int(job.get("publisher", 0))], op_timeout, retry_refused)
     # Private channels: one publish per subscriber and event, shared out over enough
     # publishing connections that none exceeds its burst of PUBLISH_BURST.
     extra: list[Publisher] = []
@@ -484,7 +499,7 @@ async def run_fanout(
         publishers = max(1, math.ceil(subscribers * events / PUBLISH_BURST))
         extra = [Publisher() for _ in range(publishers - 1)]
         for n, p in enumerate(extra, start=1):
-            await p.open(targets[n % len(targets)], op_timeout)
+            await p.open_retrying(targets[n % len(targets)], op_timeout, retry_refused)
     every_publisher = [publisher, *extra]
     # Let the subscribe acks and keep-alives settle before the clock starts.
     await asyncio.sleep(0.1)
@@ -684,7 +699,7 @@ async def run_publish(job: dict[str, Any]) -> dict[str, Any]:
     events = int(job["events"])
     publisher = Publisher()
     publisher.expected = events
-    await publisher.open(target, float(job.get("op_timeout", 30)))
+    await publisher.open_retrying(target, float(job.get("op_timeout", 30)), int(job.get("retry_refused", 0)))
     started = clock()
     for i in range(events):
         await publisher.ws.send(publish_frame(f"p{i}", job["channel"], event_text(i)))

@@ -378,8 +378,9 @@ class Scale:
             figures["rss_kib"] = sum(srv.rss_kib(pid) for pid in pids)
             figures["rss_per_process_kib"] = [srv.rss_kib(pid) for pid in pids]
             cpu_before = _cpu(pids)
-            time.sleep(s.idle_window)
-            figures["idle_server_cpu"] = (_cpu(pids) - cpu_before) / s.idle_window
+            time.sleep(s.idle_hold_window)
+            # Share of one core the processes use while every connection idles.
+            figures["idle_server_cpu"] = (_cpu(pids) - cpu_before) / s.idle_hold_window
             if channel and events:
                 figures.update(self.publish_to_held(servers, channel, events, sum(opened)))
         except threading.BrokenBarrierError:
@@ -416,7 +417,7 @@ class Scale:
         redis_before = redis_counters(self.redis.url)
         cpu_before = _cpu(pids)
         started = time.monotonic()
-        job = bench.job("publish", servers[:1], channel=channel, events=events)
+        job = bench.job("publish", servers[:1], channel=channel, events=events, retry_refused=RETRY_REFUSED)
         published = bench.loadgen_run(job)
         # The fan-out goes on after the acks: wait for the servers to fall idle again.
         last = _cpu(pids)
