@@ -63,6 +63,7 @@ class Sizes:
     idle_connections: int = 20000
     idle_calibration: int = 2000
     idle_events: int = 20
+    idle_paced_events: int = 20
     idle_per_client: int = 5000
     idle_hold_window: float = 10.0
 
@@ -95,6 +96,7 @@ class Sizes:
             idle_connections=400,
             idle_calibration=100,
             idle_events=2,
+            idle_paced_events=2,
             idle_per_client=200,
             idle_hold_window=0.5,
         )

@@ -693,16 +693,23 @@ async def run_connect(job: dict[str, Any], out: Callable[[dict[str, Any]], None]
 
 
 async def run_publish(job: dict[str, Any]) -> dict[str, Any]:
-    """Publish ``events`` events to ``channel`` at once and wait for every ``publish_success``
-    (the subscribers are held by other load-generator processes)."""
+    """Publish ``events`` events to ``channel`` (sequence numbers from ``first``), at once or one
+    every ``interval`` seconds, and wait for every ``publish_success`` (the subscribers are held
+    by other load-generator processes)."""
     target = Target.from_job(job["targets"][0])
     events = int(job["events"])
+    first = int(job.get("first", 0))
+    interval = float(job.get("interval", 0.0))
     publisher = Publisher()
     publisher.expected = events
     await publisher.open_retrying(target, float(job.get("op_timeout", 30)), int(job.get("retry_refused", 0)))
     started = clock()
     for i in range(events):
-        await publisher.ws.send(publish_frame(f"p{i}", job["channel"], event_text(i)))
+        if interval > 0:
+            delay = started + i * interval - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await publisher.ws.send(publish_frame(f"p{first + i}", job["channel"], event_text(first + i)))
     try:
         await asyncio.wait_for(publisher.acked.wait(), float(job["timeout"]))
     except TimeoutError:

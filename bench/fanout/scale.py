@@ -45,6 +45,8 @@ SCALED_ENV = {"REALTIME_RELAY": "inprocess"}
 # A connect refused by the server's admission control (429) is retried with backoff,
 # as Amplify's clients do; the retries are counted.
 RETRY_REFUSED = 8
+# The leaderboard's pace (QUIZ["LEADERBOARD_INTERVAL"]): every event its own write.
+PACED_INTERVAL = 0.5
 
 
 class ProxyTarget:
@@ -305,7 +307,13 @@ class Scale:
             time.sleep(s.settle)
             base_full = sum(srv.rss_kib(pid) for pid in pids)
             kib_calibration = (after_calibration - base) / max(1, calibration["open"])
-            full = self.hold(two, s.idle_connections, channel=bench.channel("idle"), events=s.idle_events)
+            full = self.hold(
+                two,
+                s.idle_connections,
+                channel=bench.channel("idle"),
+                events=s.idle_events,
+                paced=s.idle_paced_events,
+            )
             measured_kib = full.pop("rss_kib")
             opened = full["open"]
             predicted = base_full + kib_calibration * opened
@@ -329,10 +337,17 @@ class Scale:
                 bench.pool.stop(server)
 
     def hold(
-        self, servers: list[srv.Server], connections: int, *, channel: str | None, events: int = 0
+        self,
+        servers: list[srv.Server],
+        connections: int,
+        *,
+        channel: str | None,
+        events: int = 0,
+        paced: int = 0,
     ) -> dict[str, Any]:
         """Open ``connections`` over ``servers`` from several load generators and hold them;
-        while held: RSS, idle CPU and (with a ``channel``) a fan-out of ``events`` to them all."""
+        while held: RSS, idle CPU and (with a ``channel``) a fan-out of ``events`` to them all
+        at once, then of ``paced`` more at the leaderboard's 2 a second (one write per event)."""
         bench, s = self.bench, self.bench.sizes
         per_client = s.idle_per_client
         clients = max(1, -(-connections // per_client))
@@ -360,7 +375,7 @@ class Scale:
                 }
             )
             if channel:
-                job.update({"channel": channel, "events": events, "drain": 30.0})
+                job.update({"channel": channel, "events": events + paced, "drain": 30.0})
             try:
                 results.append(bench.loadgen_run(job, on_hold=on_hold))
             except BaseException as exc:  # reported below; the others must not wait forever
@@ -382,7 +397,12 @@ class Scale:
             # Share of one core the processes use while every connection idles.
             figures["idle_server_cpu"] = (_cpu(pids) - cpu_before) / s.idle_hold_window
             if channel and events:
-                figures.update(self.publish_to_held(servers, channel, events, sum(opened)))
+                idle = figures["idle_server_cpu"]
+                figures.update(self.publish_to_held(servers, channel, 0, events, 0.0, sum(opened), idle))
+            if channel and paced:
+                figures["paced"] = self.publish_to_held(
+                    servers, channel, events, paced, PACED_INTERVAL, sum(opened), figures["idle_server_cpu"]
+                )
         except threading.BrokenBarrierError:
             pass
         finally:
@@ -409,7 +429,14 @@ class Scale:
         return figures
 
     def publish_to_held(
-        self, servers: list[srv.Server], channel: str, events: int, subscribers: int
+        self,
+        servers: list[srv.Server],
+        channel: str,
+        first: int,
+        events: int,
+        interval: float,
+        subscribers: int,
+        idle_cpu: float,
     ) -> dict[str, Any]:
         bench = self.bench
         pids = [server.pid for server in servers]
@@ -417,24 +444,37 @@ class Scale:
         redis_before = redis_counters(self.redis.url)
         cpu_before = _cpu(pids)
         started = time.monotonic()
-        job = bench.job("publish", servers[:1], channel=channel, events=events, retry_refused=RETRY_REFUSED)
+        job = bench.job(
+            "publish",
+            servers[:1],
+            channel=channel,
+            first=first,
+            events=events,
+            interval=interval,
+            retry_refused=RETRY_REFUSED,
+        )
         published = bench.loadgen_run(job)
-        # The fan-out goes on after the acks: wait for the servers to fall idle again.
+        # The fan-out goes on after the acks: wait for the servers to fall back to their idle CPU.
         last = _cpu(pids)
         while time.monotonic() - started < bench.sizes.timeout:
             time.sleep(0.5)
             now = _cpu(pids)
-            if now - last < 0.05 * 0.5 * len(pids) + 0.02:
+            if now - last < 0.5 * (1.5 * idle_cpu + 0.05):
                 break
             last = now
+        window = time.monotonic() - started
         cpu_used = _cpu(pids) - cpu_before
         delta = redis_delta(redis_before, redis_counters(self.redis.url))
         delta["calls_per_publish"] = delta["total_calls"] / events
         deliveries = subscribers * events
+        # What the connections cost doing nothing in the same window, measured just before.
+        net = cpu_used - idle_cpu * window
         return {
             "publish": published,
-            "fanout_window_s": time.monotonic() - started,
+            "interval_s": interval,
+            "fanout_window_s": window,
             "fanout_server_cpu_s": cpu_used,
             "deliveries_per_server_cpu_s": deliveries / cpu_used if cpu_used > 0 else None,
+            "deliveries_per_server_cpu_s_net_of_idle": deliveries / net if net > 0 else None,
             "redis": delta,
         }

@@ -123,6 +123,14 @@ def render_scale(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
                 f"lost {i.get('lost')} dup {i.get('duplicates')}; {_n(i.get('deliveries_per_server_cpu_s'))} "
                 f"per server CPU-s; Redis {_n(redis.get('calls_per_publish'), 1)} commands per publish"
             )
+        paced = i.get("paced")
+        if isinstance(paced, dict):
+            lines.append(
+                f"  then {paced['publish']['events']} events at 2/s: "
+                f"{_n(paced.get('deliveries_per_server_cpu_s'))} per server CPU-s "
+                f"({_n(paced.get('deliveries_per_server_cpu_s_net_of_idle'))} net of the idle CPU); "
+                f"Redis {_n((paced.get('redis') or {}).get('calls_per_publish'), 1)} commands per publish"
+            )
     return lines
 
 
