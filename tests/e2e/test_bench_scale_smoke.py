@@ -112,3 +112,5 @@ def test_a_quick_scale_run_delivers_exactly_once_behind_nginx(tmp_path: Path) ->
     idle = scale["idle-20k"]
     assert (idle["open"], idle["lost"], idle["duplicates"]) == (400, 0, 0)
     assert idle["kib_per_connection"] > 0
+    # 2 events at once, then 2 at the leaderboard's pace: 4 to each of the 400.
+    assert (idle["expected"], idle["paced"]["publish"]["publish_acks"]) == (1600, 2)
