@@ -23,8 +23,12 @@ from typing import Any
 
 from . import servers as srv
 from .report import evaluate_goals, render
+from .scale import SCALE_SCENARIOS, Scale
 
 SCENARIOS = ("memory", "connect", "burst", "steady", "steady-5k", "redis", "redis-steady")
+# Not in the default run (they start nginx and a Redis of their own, and take minutes):
+# asked for by name, e.g. --scenarios scale-fanout scale-joins scale-global idle-20k.
+ALL_SCENARIOS = SCENARIOS + SCALE_SCENARIOS
 DEFAULT_SERVERS = ("ours-daphne", "ours-uvicorn", "ref-daphne", "ceiling")
 
 
@@ -49,6 +53,19 @@ class Sizes:
     warmup_subscribers: int = 20
     warmup_events: int = 20
     timeout: float = 240.0
+    scale_subscribers: int = 5000
+    private_subscribers: int = 2000
+    private_events: int = 5
+    joins_seconds: float = 10.0
+    joins_loops: int = 64
+    global_rate: str = "100/s burst 10"
+    global_seconds: float = 10.0
+    idle_connections: int = 20000
+    idle_calibration: int = 2000
+    idle_events: int = 20
+    idle_paced_events: int = 20
+    idle_per_client: int = 5000
+    idle_hold_window: float = 10.0
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -69,6 +86,19 @@ class Sizes:
             warmup_subscribers=10,
             warmup_events=5,
             timeout=40.0,
+            scale_subscribers=200,
+            private_subscribers=100,
+            private_events=2,
+            joins_seconds=2.0,
+            joins_loops=16,
+            global_rate="50/s burst 5",
+            global_seconds=2.0,
+            idle_connections=400,
+            idle_calibration=100,
+            idle_events=2,
+            idle_paced_events=2,
+            idle_per_client=200,
+            idle_hold_window=0.5,
         )
 
 
@@ -84,10 +114,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios",
         nargs="+",
-        choices=SCENARIOS,
+        choices=ALL_SCENARIOS,
         default=list(SCENARIOS),
         metavar="SCENARIO",
-        help=f"any of {', '.join(SCENARIOS)} (default: all)",
+        help=f"any of {', '.join(ALL_SCENARIOS)} (default: {' '.join(SCENARIOS)}); the scale "
+        "scenarios run on the first of ours in --servers",
     )
     parser.add_argument(
         "--servers",
@@ -98,6 +129,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"any of {', '.join(sorted(srv.KINDS))} (default: {' '.join(DEFAULT_SERVERS)})",
     )
     parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON to PATH")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="our server's database (default: a temporary SQLite file); scale-joins and "
+        "scale-global want PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/realtime_bench",
+    )
     parser.add_argument(
         "--redis-url",
         default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
@@ -146,10 +183,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("redis-subscribers", "subscribers in the 2-process Redis burst"),
         ("redis-events", "events in the 2-process Redis burst"),
         ("concurrency", "handshakes in flight while connecting"),
+        ("scale-subscribers", "subscribers of each scale-fanout burst (of burst-events)"),
+        ("joins-seconds", "seconds of closed-loop joins per set-up (scale-joins)"),
+        ("joins-loops", "closed loops of joins (scale-joins)"),
+        ("global-seconds", "seconds of 3x the configured join rate (scale-global)"),
+        ("idle-connections", "connections held over 2 processes (idle-20k)"),
+        ("idle-per-client", "connections per load-generator process (idle-20k)"),
     ):
         sizes.add_argument(
-            f"--{name}", type=float if "rate" in name or "duration" in name else int, help=help_text
+            f"--{name}",
+            type=float if "rate" in name or "duration" in name or "seconds" in name else int,
+            help=help_text,
         )
+    sizes.add_argument(
+        "--global-rate", help='the configured QUIZ_JOIN_RATE (scale-global; default "100/s burst 10")'
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (server logs, database)"
     )
@@ -404,9 +452,14 @@ class Bench:
             Path(self.args.profile).mkdir(parents=True, exist_ok=True)
         if any(k.role == "ours" for k in kinds):
             self.log("preparing our server: migrate a fresh SQLite database, create an API key")
-            self.site = srv.OurSite.prepare(self.workdir, self.python)
+            self.site = srv.OurSite.prepare(self.workdir, self.python, self.args.database_url)
         for kind in kinds:
             self.single_process(kind)
+        scale = [s for s in SCALE_SCENARIOS if s in self.args.scenarios]
+        ours = [k for k in kinds if k.role == "ours"]
+        if scale and ours:
+            Scale(self, ours[0]).run(scale)
+            self.meta["scale_server"] = ours[0].name
         if {"redis", "redis-steady"} & set(self.args.scenarios):
             redis_kinds = [k for k in kinds if k.supports_redis]
             info = srv.redis_info(self.args.redis_url)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import resource
 import sys
 import time
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import wsclient
+from .infra import redis_counters, redis_delta
 from .servers import busy_share, cpu_seconds, cpu_times
 
 clock = time.perf_counter
@@ -51,6 +53,10 @@ clock = time.perf_counter
 SEQ_TOKEN = b'\\"s\\":'  # the escaped "s": of the event inside a data frame
 TIME_TOKEN = b'\\"t\\":'
 DATA_MARK = b'"data"'
+REFUSED = "LimitExceeded"  # a connection_error the server asks to retry with backoff
+# Publishes one connection sends at once: half the server's PUBLISH_RATE_PER_CONNECTION burst
+# (100), so the limiter's edge never refuses one.
+PUBLISH_BURST = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +187,7 @@ class Opened:
     errors: list[str]
     elapsed: float
     latencies: array
+    refusals: int = 0  # connects refused (429) and retried
 
 
 async def open_many(
@@ -193,6 +200,8 @@ async def open_many(
     wait_s: float,
     deadline: float,
     sub_id: str = "s1",
+    private: bool = False,
+    retry_refused: int = 0,
 ) -> Opened:
     """Open ``count`` connections (round-robin over targets): init → ack, then
     subscribe to ``channel`` (if given) → subscribe_success."""
@@ -201,32 +210,50 @@ async def open_many(
     errors: list[str] = []
     latencies = array("d")
     init = json.dumps({"type": "connection_init"})
-    subscribe = json.dumps({"type": "subscribe", "id": sub_id, "channel": channel}) if channel else ""
+
+    def subscribe_frame(i: int) -> str:
+        if not channel:
+            return ""
+        # Private channels: subscriber i alone on <channel>/<i> (a score to each player).
+        name = f"{channel}/{i}" if private else channel
+        return json.dumps({"type": "subscribe", "id": sub_id, "channel": name})
+
+    refusals = 0
 
     async def one(i: int) -> None:
-        async with semaphore:
-            if clock() > deadline:
-                errors.append("deadline passed before connecting")
-                return
-            started = clock()
-            conn: Conn | None = None
-            try:
-                conn = await open_conn(targets[i % len(targets)], impl, wait_s)
-                await conn.request(init, b"connection_ack", wait_s)
-                if subscribe:
-                    await conn.request(subscribe, b"subscribe_success", wait_s)
-            except Exception as exc:
-                errors.append(f"{type(exc).__name__}: {exc}"[:300])
-                if conn is not None:
-                    conn.close()
-                return
-            latencies.append(clock() - started)
-            conns[i] = conn
+        nonlocal refusals
+        for attempt in range(retry_refused + 1):
+            async with semaphore:
+                if clock() > deadline:
+                    errors.append("deadline passed before connecting")
+                    return
+                started = clock()
+                conn: Conn | None = None
+                try:
+                    conn = await open_conn(targets[i % len(targets)], impl, wait_s)
+                    await conn.request(init, b"connection_ack", wait_s)
+                    subscribe = subscribe_frame(i)
+                    if subscribe:
+                        await conn.request(subscribe, b"subscribe_success", wait_s)
+                except Exception as exc:
+                    if conn is not None:
+                        conn.close()
+                    if attempt < retry_refused and REFUSED in str(exc):
+                        refusals += 1
+                    else:
+                        errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                        return
+                else:
+                    latencies.append(clock() - started)
+                    conns[i] = conn
+                    return
+            # Refused by the server's connect admission: back off (full jitter) as clients do.
+            await asyncio.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))
 
     started = clock()
     await asyncio.gather(*(one(i) for i in range(count)))
     elapsed = clock() - started
-    return Opened([c for c in conns if c is not None], errors, elapsed, latencies)
+    return Opened([c for c in conns if c is not None], errors, elapsed, latencies, refusals)
 
 
 def close_all(conns: list[Conn]) -> None:
@@ -378,6 +405,19 @@ class Publisher:
                 raise FrameError(reply[:300])
         self.reader = asyncio.get_running_loop().create_task(self._read())
 
+    async def open_retrying(self, target: Target, wait_s: float, retries: int) -> None:
+        """:meth:`open`, backing off after a connect the server refused (429), as clients do."""
+        for attempt in range(retries + 1):
+            try:
+                await self.open(target, wait_s)
+                return
+            except FrameError as error:
+                if attempt >= retries or REFUSED not in str(error):
+                    raise
+                if self.ws is not None:
+                    await self.ws.close()
+                await asyncio.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))
+
     async def _read(self) -> None:
         try:
             async for reply in self.ws:
@@ -418,6 +458,8 @@ async def run_fanout(
     else:
         events = int(job["events"])
     tally = Tally(subscribers, events, keep_latency=steady)
+    private = bool(job.get("private")) and not steady
+    retry_refused = int(job.get("retry_refused", 0))
 
     opened = await open_many(
         targets,
@@ -427,14 +469,18 @@ async def run_fanout(
         channel=channel,
         wait_s=op_timeout,
         deadline=deadline,
+        private=private,
+        retry_refused=int(job.get("retry_refused", 0)),
     )
     result: dict[str, Any] = {
+        "private": private,
         "subscribers": subscribers,
         "subscribed": len(opened.conns),
         "events": events,
         "setup_s": opened.elapsed,
         "setup_errors": opened.errors[:5],
         "setup_error_count": len(opened.errors),
+        "setup_refusals_retried": opened.refusals,
     }
     if opened.errors:
         close_all(opened.conns)
@@ -445,7 +491,16 @@ async def run_fanout(
 
     publisher = Publisher()
     publisher.expected = events
-    await publisher.open(targets[int(job.get("publisher", 0))], op_timeout)
+    await publisher.open_retrying(targets[int(job.get("publisher", 0))], op_timeout, retry_refused)
+    # Private channels: one publish per subscriber and event, shared out over enough
+    # publishing connections that none exceeds its burst of PUBLISH_BURST.
+    extra: list[Publisher] = []
+    if private:
+        publishers = max(1, math.ceil(subscribers * events / PUBLISH_BURST))
+        extra = [Publisher() for _ in range(publishers - 1)]
+        for n, p in enumerate(extra, start=1):
+            await p.open_retrying(targets[n % len(targets)], op_timeout, retry_refused)
+    every_publisher = [publisher, *extra]
     # Let the subscribe acks and keep-alives settle before the clock starts.
     await asyncio.sleep(0.1)
     if job.get("hold_before_publish") and out is not None:
@@ -454,12 +509,27 @@ async def run_fanout(
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
     server_pids = [int(pid) for pid in job.get("server_pids", ())]
+    # A proxy in front (nginx) is measured apart: its cost is the proxy's, not the server's.
+    proxy_pids = [int(pid) for pid in job.get("proxy_pids", ())]
+    redis_url = job.get("redis_counters_url")
+    redis_before = redis_counters(redis_url) if redis_url else None
+    proxy_cpu_started = _server_cpu(proxy_pids)
     started_unix = time.time()
     started = clock()
     cpu_started = time.process_time()
     server_cpu_started = _server_cpu(server_pids)
     cores_started = cpu_times()
-    if not steady:
+    if private:
+        shares: list[list[str]] = [[] for _ in every_publisher]
+        for i in range(events):
+            for n in range(subscribers):
+                k = i * subscribers + n
+                shares[k % len(shares)].append(publish_frame(f"p{k}", f"{channel}/{n}", event_text(i)))
+        for p, share in zip(every_publisher, shares, strict=True):
+            p.expected = len(share)
+        await asyncio.gather(*(_send_all(p, share) for p, share in zip(every_publisher, shares, strict=True)))
+        drain_until = deadline
+    elif not steady:
         # Pipelined: every publish frame leaves at once, the server sees a burst.
         frames = [publish_frame(f"p{i}", channel, event_text(i)) for i in range(events)]
         for frame in frames:
@@ -483,6 +553,7 @@ async def run_fanout(
     ended = tally.done_at if tally.done_at is not None else clock()
     cpu_used = time.process_time() - cpu_started
     server_cpu_used = _server_cpu(server_pids) - server_cpu_started
+    proxy_cpu_used = _server_cpu(proxy_pids) - proxy_cpu_started
     window = clock() - started
     core_busy = busy_share(cores_started, cpu_times())
     server_cores = [int(c) for c in job.get("server_cores") or ()]
@@ -503,13 +574,15 @@ async def run_fanout(
             "publish_s": publish_done - started,
             "started_unix": started_unix,
             "deliveries_per_s": tally.unique / elapsed if elapsed > 0 else None,
-            "publish_acks": publisher.successes,
+            "publish_acks": sum(p.successes for p in every_publisher),
+            "publishes": sum(p.expected for p in every_publisher) if private else events,
             # Share of one core the load generator used while it measured: near
             # 1.0 means the client, not the server, may be the bottleneck.
             "loadgen_cpu": cpu_used / window if window > 0 else None,
             # CPU-seconds the server process(es) used in the same window, per second.
             "server_cpu": server_cpu_used / window if window > 0 and server_pids else None,
             "deliveries_per_server_cpu_s": tally.unique / server_cpu_used if server_cpu_used > 0 else None,
+            "server_cpu_s": server_cpu_used,
             # Busy share of each CPU in the window, whoever used it: on the server
             # core, busy minus server_cpu is other programs competing with the server.
             "cpu_busy": {str(k): round(v, 3) for k, v in sorted(core_busy.items())},
@@ -518,19 +591,35 @@ async def run_fanout(
                 if server_cores and window > 0
                 else None
             ),
-            "publish_errors": publisher.errors[:5],
+            "publish_errors": [e for p in every_publisher for e in p.errors][:5],
             "subscriber_errors": [e for c in opened.conns for e in c.errors][:5],
         }
     )
+    if proxy_pids:
+        result["proxy_cpu_s"] = proxy_cpu_used
+        result["proxy_cpu"] = proxy_cpu_used / window if window > 0 else None
+        result["deliveries_per_proxy_cpu_s"] = tally.unique / proxy_cpu_used if proxy_cpu_used > 0 else None
+    if redis_url and redis_before is not None:
+        # Every command the servers sent Redis for this fan-out (the grace period included,
+        # so late replies are counted): per publish, it is O(processes), not O(subscribers).
+        delta = redis_delta(redis_before, redis_counters(redis_url))
+        delta["calls_per_publish"] = delta["total_calls"] / result["publishes"]
+        result["redis"] = delta
     if steady:
         assert tally.latencies is not None
         result.update(latency_summary(tally.latencies))
         result["rate"] = rate
         result["duration_s"] = events / rate
-    await publisher.close()
+    for p in every_publisher:
+        await p.close()
     close_all(opened.conns)
     await asyncio.sleep(0.2)
     return result
+
+
+async def _send_all(publisher: Publisher, frames: list[str]) -> None:
+    for frame in frames:
+        await publisher.ws.send(frame)
 
 
 async def run_connect(job: dict[str, Any], out: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -546,14 +635,16 @@ async def run_connect(job: dict[str, Any], out: Callable[[dict[str, Any]], None]
         count,
         impl=job.get("client", "raw"),
         concurrency=int(job.get("concurrency", 64)),
-        channel=None,
+        channel=job.get("channel"),
         wait_s=float(job.get("op_timeout", 30)),
         deadline=deadline,
+        retry_refused=int(job.get("retry_refused", 0)),
     )
     result: dict[str, Any] = {
         "connections": count,
         "opened": len(opened.conns),
         "errors": len(opened.errors),
+        "refusals_retried": opened.refusals,
         "error_samples": opened.errors[:5],
         "elapsed_s": opened.elapsed,
         "connects_per_s": len(opened.conns) / opened.elapsed if opened.elapsed > 0 else None,
@@ -567,15 +658,70 @@ async def run_connect(job: dict[str, Any], out: Callable[[dict[str, Any]], None]
         result["error"] = f"{len(opened.errors)} of {count} connections failed, e.g. {opened.errors[0]}"
     lat = latency_summary(opened.latencies)
     result.update({f"handshake_{k}": v for k, v in lat.items()})
+    tally = None
+    if job.get("channel"):
+        # Subscribed connections count what another process publishes while they are held.
+        tally = Tally(len(opened.conns), int(job.get("events", 0)), keep_latency=False)
+        for conn in opened.conns:
+            tally.attach(conn)
     if job.get("hold"):
         # Idle for a moment (acks and the post-ack keep-alive are flushed),
         # then let the orchestrator read the server's memory.
         await asyncio.sleep(float(job.get("settle", 1.0)))
         out({"hold": {"open": len(opened.conns)}})
         await loop.run_in_executor(None, sys.stdin.readline)
+    if tally is not None:
+        if tally.events and tally.subscribers:
+            try:
+                await asyncio.wait_for(tally.done.wait(), float(job.get("drain", 5.0)))
+            except TimeoutError:
+                pass
+        await asyncio.sleep(float(job.get("grace", 0.3)))
+        expected = tally.subscribers * tally.events
+        result.update(
+            {
+                "expected": expected,
+                "delivered": tally.unique,
+                "lost": expected - tally.unique,
+                "duplicates": tally.duplicates,
+                "out_of_range": tally.out_of_range,
+            }
+        )
     close_all(opened.conns)
     await asyncio.sleep(0.5)
     return result
+
+
+async def run_publish(job: dict[str, Any]) -> dict[str, Any]:
+    """Publish ``events`` events to ``channel`` (sequence numbers from ``first``), at once or one
+    every ``interval`` seconds, and wait for every ``publish_success`` (the subscribers are held
+    by other load-generator processes)."""
+    target = Target.from_job(job["targets"][0])
+    events = int(job["events"])
+    first = int(job.get("first", 0))
+    interval = float(job.get("interval", 0.0))
+    publisher = Publisher()
+    publisher.expected = events
+    await publisher.open_retrying(target, float(job.get("op_timeout", 30)), int(job.get("retry_refused", 0)))
+    started = clock()
+    for i in range(events):
+        if interval > 0:
+            delay = started + i * interval - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await publisher.ws.send(publish_frame(f"p{first + i}", job["channel"], event_text(first + i)))
+    try:
+        await asyncio.wait_for(publisher.acked.wait(), float(job["timeout"]))
+    except TimeoutError:
+        pass
+    acked_s = clock() - started
+    await publisher.close()
+    return {
+        "events": events,
+        "publish_acks": publisher.successes,
+        "acked_s": acked_s,
+        "publish_errors": publisher.errors[:5],
+    }
 
 
 async def run_warmup(job: dict[str, Any]) -> dict[str, Any]:
@@ -594,6 +740,8 @@ async def run(job: dict[str, Any], out: Callable[[dict[str, Any]], None]) -> dic
         return await run_connect(job, out)
     if scenario == "warmup":
         return await run_warmup(job)
+    if scenario == "publish":
+        return await run_publish(job)
     raise ValueError(f"unknown scenario {scenario!r}")
 
 

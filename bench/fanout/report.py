@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .scale_report import render_scale, scale_goals
 from .servers import KINDS
 
 REFERENCE = "ref-daphne"
@@ -129,7 +130,7 @@ def _rows(results: dict[str, Any], meta: dict[str, Any]) -> list[Row]:
 
 def render(results: dict[str, Any], meta: dict[str, Any], goals: list[dict[str, Any]]) -> str:
     kinds = [k for k in KINDS if k in results]
-    if not kinds:
+    if not kinds and not results:
         return "no results"
     lines: list[str] = []
     machine = meta.get("machine", {})
@@ -164,26 +165,8 @@ def render(results: dict[str, Any], meta: dict[str, Any], goals: list[dict[str, 
             )
             + f", channels_redis {versions.get('channels_redis')}, redis-py {versions.get('redis')}"
         )
-    lines.append("")
-    rows = _rows(results, meta)
-    labels = [KINDS[k].label for k in kinds]
-    first = max(len(label) for label, _ in rows)
-    widths = [max(len(label), 12) for label in labels]
-    lines.append(
-        " " * first + "  " + "  ".join(label.rjust(w) for label, w in zip(labels, widths, strict=True))
-    )
-    for label, cell in rows:
-        cells = [cell(kind) for kind in kinds]
-        if all(c == "-" for c in cells):
-            continue
-        lines.append(
-            label.ljust(first) + "  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
-        )
-
-    ratio_lines = _ratios(results, kinds)
-    if ratio_lines:
-        lines.append("")
-        lines.extend(ratio_lines)
+    lines.extend(_table(results, meta, kinds) if kinds else [])
+    lines.extend(render_scale(results, meta))
     if goals:
         lines.append("")
         if meta.get("quick"):
@@ -204,6 +187,29 @@ def render(results: dict[str, Any], meta: dict[str, Any], goals: list[dict[str, 
         lines.append("errors:")
         lines.extend(e[:800] for e in errors)
     return "\n".join(lines)
+
+
+def _table(results: dict[str, Any], meta: dict[str, Any], kinds: list[str]) -> list[str]:
+    lines = [""]
+    rows = _rows(results, meta)
+    labels = [KINDS[k].label for k in kinds]
+    first = max(len(label) for label, _ in rows)
+    widths = [max(len(label), 12) for label in labels]
+    lines.append(
+        " " * first + "  " + "  ".join(label.rjust(w) for label, w in zip(labels, widths, strict=True))
+    )
+    for label, cell in rows:
+        cells = [cell(kind) for kind in kinds]
+        if all(c == "-" for c in cells):
+            continue
+        lines.append(
+            label.ljust(first) + "  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+        )
+    ratio_lines = _ratios(results, kinds)
+    if ratio_lines:
+        lines.append("")
+        lines.extend(ratio_lines)
+    return lines
 
 
 def _ratios(results: dict[str, Any], kinds: list[str]) -> list[str]:
@@ -234,7 +240,7 @@ def _ratios(results: dict[str, Any], kinds: list[str]) -> list[str]:
 
 def evaluate_goals(results: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, Any]]:
     """One entry per (our server, goal): met True/False, or None when not measured."""
-    goals: list[dict[str, Any]] = []
+    goals: list[dict[str, Any]] = scale_goals(results)
     ours = [k for k in KINDS if k in results and KINDS[k].role == "ours"]
     ref_burst = _get(results, REFERENCE, "burst", "deliveries_per_s")
     for kind in ours:

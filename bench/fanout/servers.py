@@ -156,8 +156,10 @@ class OurSite:
     api_key: str
 
     @classmethod
-    def prepare(cls, workdir: Path, python: str) -> OurSite:
-        database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    def prepare(cls, workdir: Path, python: str, database_url: str = "") -> OurSite:
+        # A temporary SQLite database unless told otherwise (several processes
+        # writing joins want PostgreSQL).
+        database_url = database_url or f"sqlite:///{workdir / 'bench.sqlite3'}"
         env = our_env(database_url)
         for args in (
             ["migrate", "--noinput", "-v", "0"],
@@ -312,6 +314,9 @@ class Server:
             "subprotocols": auth_subprotocols(self.api_key, host),
         }
 
+    def target_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -333,9 +338,17 @@ class ServerPool:
     servers: list[Server] = field(default_factory=list)
 
     def start(
-        self, kind: Kind, *, site: OurSite | None, redis_url: str = "", ready_timeout: float = 60.0
+        self,
+        kind: Kind,
+        *,
+        site: OurSite | None,
+        redis_url: str = "",
+        ready_timeout: float = 60.0,
+        env: dict[str, str] | None = None,
     ) -> Server:
-        return self.start_many(kind, 1, site=site, redis_url=redis_url, ready_timeout=ready_timeout)[0]
+        return self.start_many(kind, 1, site=site, redis_url=redis_url, ready_timeout=ready_timeout, env=env)[
+            0
+        ]
 
     def start_many(
         self,
@@ -345,27 +358,32 @@ class ServerPool:
         site: OurSite | None,
         redis_url: str = "",
         ready_timeout: float = 60.0,
+        env: dict[str, str] | None = None,
+        pin: bool = True,
     ) -> list[Server]:
-        """Start ``count`` processes of ``kind`` at once; return when all listen."""
+        """Start ``count`` processes of ``kind`` at once; return when all listen.
+
+        ``env`` adds to (or overrides) the kind's environment, e.g. the quiz's join rates.
+        """
         # Processes start on every core (imports are the slow part), and are
         # pinned to the server core(s) once they listen, before any measurement.
-        started = [self._spawn(kind, site, redis_url) for _ in range(count)]
+        started = [self._spawn(kind, site, redis_url, env or {}) for _ in range(count)]
         deadline = time.monotonic() + ready_timeout
         for server in started:
             self._wait_listening(server, deadline, ready_timeout)
-        if self.server_cores:
+        if self.server_cores and pin:
             for server in started:
                 pin_process(server.pid, self.server_cores)
         return started
 
-    def _spawn(self, kind: Kind, site: OurSite | None, redis_url: str) -> Server:
+    def _spawn(self, kind: Kind, site: OurSite | None, redis_url: str, env: dict[str, str]) -> Server:
         port = free_port()
         log_path = self.workdir / f"{kind.name}-{port}.log"
         log = open(log_path, "wb")
         proc = subprocess.Popen(
             kind.command(self.python, port),
             cwd=PROJECT_ROOT,
-            env=kind.env(site, redis_url),
+            env={**kind.env(site, redis_url), **env},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -435,12 +453,18 @@ class LoadGen:
         *,
         timeout: float,
         on_hold: Callable[[dict[str, Any]], None] | None = None,
+        module: str = "bench.fanout.loadgen",
+        env: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Run one job in a fresh load-generator process; returns its result dict."""
+        """Run one job in a fresh load-generator process; returns its result dict.
+
+        ``module`` speaks the load generator's JSON-lines protocol (``bench.fanout.joins``
+        does too, with Django set up from ``env``).
+        """
         proc = subprocess.Popen(
-            [self.python, "-m", "bench.fanout.loadgen"],
+            [self.python, "-m", module],
             cwd=PROJECT_ROOT,
-            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"},
+            env=env or {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

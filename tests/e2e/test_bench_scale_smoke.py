@@ -1,0 +1,116 @@
+"""The scale-out scenarios of ``python -m bench.fanout``, reduced: one process alone and two behind
+nginx with a Redis of the run's own, private channels, and idle connections held by several load
+generators. Every delivery arrives exactly once; the proxy's and Redis's costs are measured.
+
+Figures are not judged here (shared machines are noisy): docs/BENCHMARKS.md has the full runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.fanout.infra import redis_delta, render_nginx_conf
+
+from .conftest import REPO_ROOT, _python
+
+pytestmark = pytest.mark.e2e
+
+RUN_TIMEOUT = 150.0
+needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+
+
+@needs_nginx
+def test_the_rendered_nginx_configuration_is_valid_and_proxies_websockets(tmp_path: Path) -> None:
+    conf = render_nginx_conf(tmp_path, 18080, [18081, 18082])
+    (tmp_path / "nginx.conf").write_text(conf)
+    checked = subprocess.run(
+        [
+            "nginx",
+            "-t",
+            "-c",
+            str(tmp_path / "nginx.conf"),
+            "-p",
+            str(tmp_path),
+            "-e",
+            str(tmp_path / "e.log"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    for line in (
+        "server 127.0.0.1:18081 max_fails=0;",
+        "server 127.0.0.1:18082 max_fails=0;",
+        "listen 127.0.0.1:18080 backlog=4096;",
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection $connection_upgrade;",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_buffering off;",
+    ):
+        assert line in conf
+
+
+def test_redis_deltas_count_the_run_and_leave_out_the_reads_of_the_counters() -> None:
+    before = {
+        "calls": {"evalsha": 10, "info": 3},
+        "cpu_s": 1.0,
+        "net_input_bytes": 100,
+        "net_output_bytes": 50,
+    }
+    after = {
+        "calls": {"evalsha": 14, "zrange": 2, "info": 9, "get": 5},
+        "cpu_s": 1.25,
+        "net_input_bytes": 160,
+        "net_output_bytes": 90,
+    }
+    assert redis_delta(before, after) == {
+        "calls": {"get": 5, "evalsha": 4, "zrange": 2},
+        "total_calls": 11,
+        "cpu_s": 0.25,
+        "net_input_bytes": 60,
+        "net_output_bytes": 40,
+    }
+
+
+@needs_nginx
+@needs_redis
+@pytest.mark.timeout(RUN_TIMEOUT + 10)
+def test_a_quick_scale_run_delivers_exactly_once_behind_nginx(tmp_path: Path) -> None:
+    report = tmp_path / "scale.json"
+    command = [
+        *(_python(), "-m", "bench.fanout", "--quick", "--servers", "ours-daphne"),
+        *("--scenarios", "scale-fanout", "idle-20k", "--json", str(report)),
+    ]
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    scale = json.loads(report.read_text())["results"]["scale"]
+    fanouts = ["fanout-1", "fanout-1r", "fanout-2", "fanout-2-small", "private-1", "private-1r", "private-2"]
+    assert sorted(scale) == sorted([*fanouts, "idle-20k"])
+    for name in fanouts:
+        figures = scale[name]
+        assert (name, figures["delivered"], figures["lost"], figures["duplicates"]) == (
+            name,
+            figures["expected"],
+            0,
+            0,
+        )
+    # Behind the proxy its CPU is measured apart, and Redis counted every command of the burst.
+    assert scale["fanout-2"]["proxy_cpu_s"] is not None
+    assert scale["fanout-2"]["redis"]["calls_per_publish"] > 0
+    assert "redis" not in scale["fanout-1"]
+    idle = scale["idle-20k"]
+    assert (idle["open"], idle["lost"], idle["duplicates"]) == (400, 0, 0)
+    assert idle["kib_per_connection"] > 0
+    # 2 events at once, then 2 at the leaderboard's pace: 4 to each of the 400.
+    assert (idle["expected"], idle["paced"]["publish"]["publish_acks"]) == (1600, 2)
