@@ -166,6 +166,13 @@ class Gcra:
             self._tats[key] = tat
         return 0.0
 
+    def peek(self, checks: list[tuple[str, Limit]], now: float, cost: int = 1) -> float:
+        """What :meth:`take` would answer now, counting nothing: 0 if it would allow, else seconds to wait."""
+        wait = 0.0
+        for key, limit in checks:
+            wait = max(wait, gcra(self._tats.get(key), now, limit, cost)[1])
+        return wait
+
     def clear(self) -> None:
         self._tats.clear()
 
