@@ -121,7 +121,8 @@ async def test_a_staff_session_watches_the_channel_and_gets_snapshots(open_as, s
     frame = await comm.receive_json_from()
     assert frame["type"] == "data" and frame["id"] == "d"
     snapshot = json.loads(frame["event"])
-    assert set(snapshot) == {"v", "process", "t", "interval", "connections", "totals", "namespaces"}
+    keys = {"v", "process", "t", "interval", "connections", "totals", "namespaces", "refusals"}
+    assert set(snapshot) == keys
     assert snapshot["v"] == 1 and snapshot["connections"] == 1 and snapshot["interval"] == 0
     assert snapshot["process"] == dashboard.process_id()
     assert snapshot["totals"]["connects"] >= 1
@@ -241,3 +242,17 @@ async def test_the_sampler_backs_off_while_the_channel_layer_refuses_snapshots(m
     assert 3 <= len(calls) <= 6
     gaps = [later - earlier for earlier, later in zip(calls, calls[1:], strict=False)]
     assert gaps == sorted(gaps)
+
+
+def test_a_snapshot_counts_refusals_by_operation_and_reason_apart_from_namespaces(monkeypatch):
+    monkeypatch.setattr(metrics, "totals", type(metrics.totals)())
+    metrics.refused("quiz.join", "overload")
+    metrics.refused("quiz.join", "overload")
+    metrics.refused("quiz.join", "rate")
+    metrics.refused("publish", "rate")
+
+    snapshot = dashboard.snapshot()
+
+    assert snapshot["refusals"] == {"quiz.join": {"overload": 2, "rate": 1}, "publish": {"rate": 1}}
+    assert snapshot["namespaces"] == {}
+    assert "refused" not in snapshot["totals"]
