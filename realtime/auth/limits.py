@@ -57,7 +57,7 @@ for i, key in ipairs(KEYS) do
   if tat < now then tat = now end
   tats[i] = tat + interval
   local over = tats[i] - now - tolerance
-  if over > wait then wait = over end
+  if over > 0.000001 and over > wait then wait = over end  -- rounding forgiven, as core.rates.gcra
 end
 if wait > 0 then return tostring(wait) end
 for i, key in ipairs(KEYS) do
