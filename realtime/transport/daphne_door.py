@@ -73,8 +73,10 @@ def shed_in_daphne(door: FrontDoor) -> bool:
 MAX_FAST_REQUEST = 8192
 FAST_VERSION = b"HTTP/1.1"
 # Headers that change how the bytes that follow are read, or what happens
-# after the answer: such a request goes the usual way.
+# after the answer: such a request goes the usual way. ``Connection:
+# keep-alive`` (what browsers send) changes nothing in HTTP/1.1 and is let by.
 FALL_BACK_HEADERS = frozenset({b"transfer-encoding", b"connection", b"upgrade", b"expect"})
+KEEP_ALIVE = (b"connection", b"keep-alive")
 
 
 def parse_plain_request(data: bytes) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]] | None:
@@ -101,9 +103,11 @@ def parse_plain_request(data: bytes) -> tuple[bytes, bytes, list[tuple[bytes, by
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
         name = name.lower()
-        if not colon or not name or name != name.strip() or name in FALL_BACK_HEADERS:
-            return None
         value = value.strip()
+        if not colon or not name or name != name.strip():
+            return None
+        if name in FALL_BACK_HEADERS and (name, value.lower()) != KEEP_ALIVE:
+            return None
         if name == b"content-length":
             if length is not None or not value.isdigit():
                 return None
@@ -212,11 +216,26 @@ def shedding_channel_class(door: FrontDoor) -> type[Any]:
             gate, retry_after = refusal
             response_headers, body = refusal_response(gate, retry_after)
             lines = [b"HTTP/1.1 429 Too Many Requests", b"date: " + http_date()]
-            server = self.factory.server.server_name if self.factory is not None else None
-            if server:
-                lines.append(b"server: " + server.encode())
+            server = self.factory.server if self.factory is not None else None
+            if server is not None and server.server_name:
+                lines.append(b"server: " + server.server_name.encode())
             lines += [name + b": " + value for name, value in response_headers]
-            return b"\r\n".join(lines) + b"\r\n\r\n" + body
+            answer = b"\r\n".join(lines) + b"\r\n\r\n" + body
+            if server is not None and server.action_logger:
+                # daphne's access log line, as for any request it answers.
+                server.log_action(
+                    "http",
+                    "complete",
+                    {
+                        "path": target.decode("ascii", "replace"),
+                        "status": 429,
+                        "method": method.decode("ascii", "replace"),
+                        "client": "{}:{}".format(*self._peer),
+                        "time_taken": 0.0,
+                        "size": len(body),
+                    },
+                )
+            return answer
 
     return SheddingChannel
 

@@ -37,6 +37,7 @@ THROTTLED = (
     b'{"error":{"code":"throttled","message":"Too many joins right now; retry after the indicated delay."}}'
 )
 JOIN = "/api/quiz/games/ABC123/join"
+HEADERS = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]
 
 
 def post(
@@ -69,6 +70,10 @@ def post(
         (post(version=b"HTTP/1.0"), None),
         (post("/x", b"", b"Transfer-Encoding: chunked"), None),
         (post("/x", b"", b"Connection: close"), None),
+        (
+            post("/x", b"", b"Connection: Keep-Alive"),  # what browsers send: nothing changes
+            (b"POST", b"/x", [*HEADERS, (b"connection", b"Keep-Alive"), (b"content-length", b"0")]),
+        ),
         (post("/x", b"", b"Expect: 100-continue"), None),
         (post("/x", b"", b"Upgrade: websocket"), None),
         (post("/x", b"", b"Content-Length: 0"), None),  # twice
@@ -112,7 +117,7 @@ def connection(door: FrontDoor, client: str = "10.0.0.1") -> tuple[Any, StringTr
     """A shedding channel on a fake TCP connection from ``client``; its request factory records."""
     channel = shedding_channel_class(door)()
     channel.callLater = Clock().callLater
-    channel.factory = SimpleNamespace(server=SimpleNamespace(server_name="daphne"))
+    channel.factory = SimpleNamespace(server=SimpleNamespace(server_name="daphne", action_logger=None))
     requests = NoRequest()
     channel.requestFactory = requests
     transport = StringTransport(peerAddress=IPv4Address("TCP", client, 50000))
@@ -269,3 +274,25 @@ def test_a_request_twisted_parsed_is_refused_without_an_application_instance(ove
 def test_without_daphne_nothing_is_installed() -> None:
     with mock.patch.dict("sys.modules", {"daphne": None}):
         assert shed_in_daphne(FrontDoor(None, gates=[JOIN_GATE])) is False
+
+
+def test_a_refusal_from_the_bytes_gets_daphnes_access_log_line(overloaded) -> None:
+    channel, transport, _ = connection(FrontDoor(None, gates=[JOIN_GATE]), "10.0.0.9")
+    server = channel.factory.server
+    server.action_logger = True
+    server.log_action = mock.Mock()
+
+    channel.dataReceived(post())
+
+    server.log_action.assert_called_once_with(
+        "http",
+        "complete",
+        {
+            "path": JOIN,
+            "status": 429,
+            "method": "POST",
+            "client": "10.0.0.9:50000",
+            "time_taken": 0.0,
+            "size": len(THROTTLED),
+        },
+    )
