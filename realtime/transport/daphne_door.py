@@ -28,6 +28,13 @@ It only changes which request class daphne's HTTP factory uses (its module
 attribute ``daphne.server.HTTPFactory``, read when the server starts), so it
 works under the plain ``daphne config.asgi:application`` command line and is
 inert under any other server. WebSocket upgrades are not touched.
+
+The channel reads a few of Twisted's own attributes to know a connection is
+between requests (``HTTPChannel`` and ``LineReceiver`` state, and the
+``_GenericHTTPChannelProtocol`` wrapper daphne's factory builds): they are not
+public API, so ``tests/realtime/test_daphne_door.py`` drives a real channel and
+``tests/e2e/test_daphne_door.py`` a real daphne, and either fails if a Twisted
+upgrade moves them.
 """
 
 from __future__ import annotations
