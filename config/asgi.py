@@ -14,6 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from quiz.admission import JOIN_GATE  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+from realtime.transport.daphne_door import shed_in_daphne  # noqa: E402
 from realtime.transport.frontdoor import FrontDoor  # noqa: E402
 from realtime.transport.gates import connect_gate, event_gate  # noqa: E402
 
@@ -28,6 +29,10 @@ application = FrontDoor(
     ),
     gates=[JOIN_GATE, event_gate(), connect_gate()],
 )
+# Under daphne, what the front door can refuse at once is refused by Twisted
+# itself, before daphne builds an application instance for it: refusals cost a
+# fraction as much, so overload does not queue them (realtime.transport.daphne_door).
+shed_in_daphne(application)
 
 # Everything loaded so far lives as long as the process: keep it out of the
 # collector's way, and collect young objects less often. Full collections over

@@ -22,6 +22,7 @@ at once (429, ``Retry-After: 1``).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -35,9 +36,15 @@ from .exceptions import Throttled
 from .metrics import metrics
 
 
+@functools.cache
+def _throttled() -> Refusal:
+    # The same bytes every time: a storm is refused thousands of times a second.
+    return json_refusal({"error": {"code": Throttled.code, "message": Throttled.default_message}})
+
+
 def _refusal(retry_after: int) -> Refusal:
     metrics.join_throttled()
-    return json_refusal({"error": {"code": Throttled.code, "message": Throttled.default_message}})
+    return _throttled()
 
 
 JOIN_GATE = Gate(

@@ -101,10 +101,13 @@ DEFAULTS: dict[str, Any] = {
     # the event loop runs later than MAX_LOOP_LAG seconds
     # (realtime.transport.overload). Client addresses come
     # from TRUSTED_PROXY_HEADER ("X-Forwarded-For") only when the peer is in
-    # TRUSTED_PROXIES (CIDRs).
+    # TRUSTED_PROXIES (CIDRs). The limit starts at MAX_IN_FLIGHT: 64 keeps the
+    # queue a storm lets in before the limit adapts short (at 256 the first
+    # joins of a 10x storm waited 2-3 s, and goodput fell with them;
+    # docs/BENCHMARKS.md, "Crowd-proof entry").
     "FRONT_DOOR": {
         "MIN_IN_FLIGHT": 4,
-        "MAX_IN_FLIGHT": 256,
+        "MAX_IN_FLIGHT": 64,
         "MAX_LOOP_LAG": 0.2,
         "MAX_QUEUE_DELAY": 0.5,
         "TRUSTED_PROXY_HEADER": None,

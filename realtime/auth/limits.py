@@ -57,7 +57,7 @@ for i, key in ipairs(KEYS) do
   if tat < now then tat = now end
   tats[i] = tat + interval
   local over = tats[i] - now - tolerance
-  if over > wait then wait = over end
+  if over > 0.000001 and over > wait then wait = over end  -- rounding forgiven, as core.rates.gcra
 end
 if wait > 0 then return tostring(wait) end
 for i, key in ipairs(KEYS) do
@@ -106,6 +106,16 @@ class RateLimiter:
             if self.fallbacks == 1 or self.fallbacks % 1000 == 0:
                 logger.warning("rate limits fall back to this process (%d times): %r", self.fallbacks, error)
             return self.local.take(checks, time.monotonic(), cost)
+
+    def peek(self, checks: list[tuple[str, Limit]]) -> float:
+        """Without waiting: the seconds :meth:`take` would make the client wait now, 0 if allowed.
+
+        Counts nothing. Only this process's counts can be read without a round
+        trip: with ``LIMITS_REDIS_URL`` set it answers 0 and :meth:`take` decides.
+        """
+        if not checks or realtime_settings.limits_redis_url is not None:
+            return 0.0
+        return self.local.peek(checks, time.monotonic())
 
     def _script_for(self, url: str) -> Any:
         # A client belongs to the event loop it was made on (tests run one loop per test).

@@ -22,8 +22,13 @@ Snapshot (one event), counters since the process started::
      "namespaces": {"default": {"subscriptions": 3, "publishes": 9, "events": 9, "deliveries": 27,
                                 "publish_errors": 0, "subscribe_errors": 0, "dropped": 0,
                                 "failed": 0, "handler_errors": 0}},
+     "refusals": {"quiz.join": {"overload": 120, "rate": 4}, "publish": {"rate": 2}},
      "occupancy": {"channels": [{"channel": "/default/room", "subscriptions": 5, "connections": 4}],
                    "watchers": {"default": 1}}}
+
+``refusals`` is ``realtime_limit_refused_total`` by operation and reason (``rate``: a
+configured rate was spent; ``overload``: the front door shed the request), so the page
+shows which limit fires, and how often, while it fires.
 
 Parts other layers add to each snapshot (``occupancy``, from :mod:`realtime.presence.service`)
 register with :func:`add_snapshot_part`, so this module imports nothing above it; a part that
@@ -144,9 +149,13 @@ def snapshot() -> dict[str, Any]:
     """This process's counters, as the page expects them (module docstring)."""
     overall: dict[str, int] = {}
     namespaces: dict[str, dict[str, int]] = {}
-    for (stat, namespace), value in list(metrics.totals.items()):
-        if namespace:
-            namespaces.setdefault(namespace, {})[stat] = value
+    refusals: dict[str, dict[str, int]] = {}
+    for (stat, label), value in list(metrics.totals.items()):
+        if stat == "refused":  # labelled "operation:reason", not by namespace
+            operation, _, reason = label.rpartition(":")
+            refusals.setdefault(operation, {})[reason] = value
+        elif label:
+            namespaces.setdefault(label, {})[stat] = value
         elif stat != "connections":
             overall[stat] = value
     return {
@@ -157,6 +166,7 @@ def snapshot() -> dict[str, Any]:
         "connections": hub.connection_count,
         "totals": overall,
         "namespaces": namespaces,
+        "refusals": refusals,
     }
 
 

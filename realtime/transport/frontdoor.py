@@ -127,8 +127,35 @@ class FrontDoor:
         self.app = app
         self.gates = tuple(gates)
 
+    def gate_for(self, scope: Scope) -> Gate | None:
+        """The gate that covers this request, if any."""
+        return next((gate for gate in self.gates if gate.covers(scope)), None) if self.gates else None
+
+    def refusal_now(self, scope: Scope) -> tuple[Gate, int] | None:
+        """The refusal of an HTTP request that can be decided without waiting for anything.
+
+        For a server that asks before it builds the application's request
+        (:mod:`realtime.transport.daphne_door`): ``(gate, retry_after)`` when the
+        process is overloaded or a rate is spent in this process's counts, else
+        ``None`` and the request goes on to :meth:`__call__`, which decides
+        (and counts) as usual. It counts nothing against the rates, so it can
+        only refuse what :meth:`__call__` would refuse too; the refusal is
+        counted in ``realtime_limit_refused_total`` like any other.
+        """
+        gate = self.gate_for(scope)
+        if gate is None or gate.protocol != "http":
+            return None
+        if not overload.admits():
+            metrics.refused(gate.operation, "overload")
+            return gate, 1
+        wait = rate_limiter.peek(gate.checks(client_address(scope)))
+        if wait > 0:
+            metrics.refused(gate.operation, "rate")
+            return gate, max(1, math.ceil(wait))
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gate = next((gate for gate in self.gates if gate.covers(scope)), None) if self.gates else None
+        gate = self.gate_for(scope)
         if gate is None:
             await self.app(scope, receive, send)
             return
@@ -164,7 +191,8 @@ class FrontDoor:
         return None
 
 
-async def _refuse_http(gate: Gate, retry_after: int, send: Send) -> None:
+def refusal_response(gate: Gate, retry_after: int) -> tuple[Headers, bytes]:
+    """The 429 of an HTTP gate: its headers and body."""
     assert gate.refusal is not None, f"HTTP gate {gate.operation} has no refusal"
     refusal = gate.refusal(retry_after)
     headers: Headers = [
@@ -173,8 +201,13 @@ async def _refuse_http(gate: Gate, retry_after: int, send: Send) -> None:
         (b"retry-after", str(retry_after).encode()),
         *refusal.headers,
     ]
+    return headers, refusal.body
+
+
+async def _refuse_http(gate: Gate, retry_after: int, send: Send) -> None:
+    headers, body = refusal_response(gate, retry_after)
     await send({"type": "http.response.start", "status": 429, "headers": headers})
-    await send({"type": "http.response.body", "body": refusal.body})
+    await send({"type": "http.response.body", "body": body})
 
 
 CONNECT_REFUSED: RealtimeError = LimitExceeded("Too many connections right now; retry with backoff.")

@@ -14,6 +14,7 @@ body names the namespace; the front door sheds it when the process is behind.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from realtime.conf import realtime_settings
@@ -24,11 +25,17 @@ from realtime.transport.http import CORS_HEADERS
 EVENT_THROTTLED = RateExceeded("Too many requests right now; retry after the indicated delay.")
 
 
-def _event_refusal(retry_after: int) -> Refusal:
+@functools.cache
+def _event_refusal_bytes() -> Refusal:
+    # The same bytes every time: a storm is refused thousands of times a second.
     return json_refusal(
         {"errors": [EVENT_THROTTLED.to_error(Transport.HTTP)]},
         [("x-amzn-ErrorType", EVENT_THROTTLED.error_type), *CORS_HEADERS.items()],
     )
+
+
+def _event_refusal(retry_after: int) -> Refusal:
+    return _event_refusal_bytes()
 
 
 def event_gate(path: str = "/event") -> Gate:

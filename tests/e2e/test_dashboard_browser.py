@@ -3,7 +3,8 @@
 A staff user signs in through the admin, opens ``/realtime/dashboard/``, and watches it update
 over the realtime protocol itself (the shipped ``realtime.js``, the session cookie, the
 ``realtime-ops`` channel): its own connection appears, then a WebSocket subscriber and HTTP
-publishes made from outside show up in the numbers, the charts and the per-namespace table.
+publishes made from outside show up in the numbers, the charts and the per-namespace table, and
+joins refused by the front door in the refusals table (by operation and reason).
 
 The server runs ``DEBUG=0`` with the static files collected into a temporary ``STATIC_ROOT``,
 as a deployment would. Needs the ``playwright`` package and Debian's ``chromium``
@@ -16,6 +17,7 @@ import base64
 import json
 import os
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,7 +68,8 @@ def static_root(e2e_workdir: Path, e2e_env: dict[str, str]) -> Path:
 
 @pytest.fixture
 def server(daphne_factory: DaphneFactory, static_root: Path) -> DaphneServer:
-    (started,) = daphne_factory("dashboard", STATIC_ROOT=str(static_root))
+    # One join per client and hour: the second and third joins below are refused by rate.
+    (started,) = daphne_factory("dashboard", STATIC_ROOT=str(static_root), QUIZ_JOIN_RATE_PER_CLIENT="1/h")
     return started
 
 
@@ -171,3 +174,36 @@ def test_the_dashboard_updates_live_with_connections_publishes_and_deliveries(pa
     assert points >= 3
     assert page.locator("#chart-connections polyline").count() == 1
     assert _value(page, "#kpi-errors") == 0
+
+
+def _join(server: DaphneServer) -> int:
+    request = urllib.request.Request(
+        f"{server.http_url}/api/quiz/games/NOGAME/join",
+        data=b'{"nickname": "ada"}',
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_the_dashboard_shows_refusals_by_operation_and_reason(page, server):
+    _wait_for(page, "() => document.querySelector('#processes').dataset.value === '1'")
+    assert page.locator("#refusals tbody tr").count() == 0
+
+    # The client's one join of the hour reaches the view (no such game), the next two do not.
+    assert [_join(server) for _ in range(3)] == [404, 429, 429]
+
+    row = "#refusals tr[data-operation='quiz.join'][data-reason='rate']"
+    _wait_for(
+        page,
+        "([cell, total]) => Number(document.querySelector(cell)?.dataset.value) === total",
+        [f"{row} [data-key='count']", 2],
+    )
+    assert page.text_content(f"{row} th") == "quiz.join"
+    assert page.text_content(f"{row} [data-key='reason']") == "rate"
+    # Nothing was shed for overload, and no other operation was refused.
+    assert page.locator("#refusals tbody tr").count() == 1

@@ -131,6 +131,7 @@ async def test_a_staff_session_watches_the_channel_and_gets_snapshots(open_as, s
         "totals",
         "namespaces",
         "occupancy",
+        "refusals",
     }
     assert snapshot["v"] == 1 and snapshot["connections"] == 1 and snapshot["interval"] == 0
     assert snapshot["process"] == dashboard.process_id()
@@ -302,3 +303,17 @@ async def test_a_snapshot_leaves_out_a_part_that_fails(open_as, staff_cookie, mo
 
     snapshot = json.loads((await watcher.receive_json_from())["event"])
     assert "occupancy" not in snapshot and snapshot["connections"] == 1
+
+
+def test_a_snapshot_counts_refusals_by_operation_and_reason_apart_from_namespaces(monkeypatch):
+    monkeypatch.setattr(metrics, "totals", type(metrics.totals)())
+    metrics.refused("quiz.join", "overload")
+    metrics.refused("quiz.join", "overload")
+    metrics.refused("quiz.join", "rate")
+    metrics.refused("publish", "rate")
+
+    snapshot = dashboard.snapshot()
+
+    assert snapshot["refusals"] == {"quiz.join": {"overload": 2, "rate": 1}, "publish": {"rate": 1}}
+    assert snapshot["namespaces"] == {}
+    assert "refused" not in snapshot["totals"]

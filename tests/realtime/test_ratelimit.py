@@ -219,3 +219,11 @@ def test_gcra_counts_a_cost_of_several_events_and_never_allows_more_than_the_bur
     assert store.take(limit, 0.0, cost=3) == pytest.approx(0.1)
     assert store.take(limit, 0.0, cost=2) == 0.0
     assert store.take(limit, 100.0, cost=6) == pytest.approx(0.1)  # more than the burst, ever
+
+
+def test_gcra_allows_the_first_event_of_a_burst_of_one_whatever_the_clock_reads() -> None:
+    # (now + 3600) - now - 3600 is above 0 for about one clock reading in six.
+    limit = parse_limit("1/h")
+    nows = [12345.678 + n * 0.0137 for n in range(2000)]
+    assert [now for now in nows if gcra(None, now, limit)[1] > 0] == []
+    assert all(gcra(now + limit.interval, now, limit)[1] > 0 for now in nows)

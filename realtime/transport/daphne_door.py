@@ -1,0 +1,312 @@
+"""The front door inside daphne: refusals answered before an ASGI application exists (opt-in).
+
+:class:`~realtime.transport.frontdoor.FrontDoor` refuses before Django, but
+under daphne a refusal still costs what daphne spends on every request before
+the application sees it: Twisted parses the request (including its
+``Content-Type``, with the ``email`` package), daphne builds the scope, an
+``asyncio.Queue`` and a task for the application instance, and every ``send``
+hops back to Twisted through a coroutine. Past a few times what the process can
+admit, those refusals alone fill the event loop, and everything (refusals and
+admitted joins alike) waits behind them (docs/BENCHMARKS.md, "Crowd-proof entry").
+
+:func:`shed_in_daphne` makes daphne ask the front door as soon as Twisted has
+read a whole request: when :meth:`FrontDoor.refusal_now
+<realtime.transport.frontdoor.FrontDoor.refusal_now>` refuses it (the process is
+overloaded, or a rate is spent in this process's counts), Twisted writes the
+same 429 (same headers, same body, same ``Retry-After``) itself, and daphne never
+creates an application instance for it. Every other request goes on exactly as
+before, through the front door's ASGI layer, which still decides (and counts)
+the rates; it stays the portable layer for every other server.
+
+It is opt-in: the site calls it in its ASGI module, after building the front
+door (``config/asgi.py``)::
+
+    application = FrontDoor(...)
+    shed_in_daphne(application)
+
+It only changes which request class daphne's HTTP factory uses (its module
+attribute ``daphne.server.HTTPFactory``, read when the server starts), so it
+works under the plain ``daphne config.asgi:application`` command line and is
+inert under any other server. WebSocket upgrades are not touched.
+
+The channel reads a few of Twisted's own attributes to know a connection is
+between requests (``HTTPChannel`` and ``LineReceiver`` state, and the
+``_GenericHTTPChannelProtocol`` wrapper daphne's factory builds): they are not
+public API, so ``tests/realtime/test_daphne_door.py`` drives a real channel and
+``tests/e2e/test_daphne_door.py`` a real daphne, and either fails if a Twisted
+upgrade moves them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import unquote
+
+from realtime.transport.frontdoor import FrontDoor, refusal_response
+
+
+def shed_in_daphne(door: FrontDoor) -> bool:
+    """Have daphne's HTTP requests meet ``door``'s :meth:`~FrontDoor.refusal_now` first.
+
+    Returns whether daphne is installed (and so now sheds); the last door given wins.
+    """
+    try:
+        from daphne import server as daphne_server  # type: ignore[import-untyped]
+        from daphne.http_protocol import HTTPFactory  # type: ignore[import-untyped]
+        from twisted.web.http import _GenericHTTPChannelProtocol
+    except ImportError:  # another server: nothing to do
+        return False
+    request_class = shedding_request_class(door)
+    channel_class = shedding_channel_class(door)
+
+    class SheddingHTTPFactory(HTTPFactory):  # type: ignore[misc]
+        """daphne's HTTP factory, whose connections and requests can be refused by Twisted."""
+
+        def protocol(self) -> Any:
+            # What Twisted's own HTTPFactory.protocol builds, with our channel.
+            return _GenericHTTPChannelProtocol(channel_class())
+
+        def buildProtocol(self, addr: Any) -> Any:
+            protocol = super().buildProtocol(addr)
+            protocol.requestFactory = request_class
+            return protocol
+
+    daphne_server.HTTPFactory = SheddingHTTPFactory
+    return True
+
+
+# A request the channel answers without Twisted's parser: small, whole, plain.
+MAX_FAST_REQUEST = 8192
+FAST_VERSION = b"HTTP/1.1"
+# Headers that change how the bytes that follow are read, or what happens
+# after the answer: such a request goes the usual way. ``Connection:
+# keep-alive`` (what browsers send) changes nothing in HTTP/1.1 and is let by.
+FALL_BACK_HEADERS = frozenset({b"transfer-encoding", b"connection", b"upgrade", b"expect"})
+KEEP_ALIVE = (b"connection", b"keep-alive")
+
+
+def parse_plain_request(data: bytes) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]] | None:
+    """``(method, target, headers)`` of exactly one whole HTTP/1.1 request in ``data``, else ``None``.
+
+    Only the plainest case: one request, its body complete (``Content-Length``,
+    no more bytes after it), no header in :data:`FALL_BACK_HEADERS`. Anything else
+    (a request in several reads, pipelining, chunked bodies, ``Connection:
+    close``, HTTP/1.0, anything malformed) is ``None``: Twisted reads it as usual.
+    Header names are lower-cased, values stripped.
+    """
+    if len(data) > MAX_FAST_REQUEST:
+        return None
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    lines = data[:head_end].split(b"\r\n")
+    request_line = lines[0].split(b" ")
+    if len(request_line) != 3 or request_line[2] != FAST_VERSION:
+        return None
+    method, target, _ = request_line
+    headers: list[tuple[bytes, bytes]] = []
+    length = None
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        name = name.lower()
+        value = value.strip()
+        if not colon or not name or name != name.strip():
+            return None
+        if name in FALL_BACK_HEADERS and (name, value.lower()) != KEEP_ALIVE:
+            return None
+        if name == b"content-length":
+            if length is not None or not value.isdigit():
+                return None
+            length = int(value)
+        headers.append((name, value))
+    if len(data) - head_end - 4 != (length or 0):
+        return None
+    return method, target, headers
+
+
+def write_now(transport: Any, data: bytes) -> None:
+    """Write ``data`` to a plain TCP transport's socket at once when nothing is queued before it.
+
+    Twisted's ``write`` queues the bytes, asks the loop to watch the socket for
+    writability, and sends on a later turn of the loop: two more system calls
+    and a turn per refusal. A 429 of a few hundred bytes fits in any socket
+    buffer; whatever the socket does not take (or any error) goes the usual way.
+    """
+    sock = getattr(transport, "socket", None)
+    queued = getattr(transport, "dataBuffer", b"?") or getattr(transport, "_tempDataBuffer", [b"?"])
+    if sock is None or queued or getattr(transport, "TLS", False) or transport.disconnecting:
+        transport.write(data)
+        return
+    try:
+        sent = sock.send(data)
+    except OSError:
+        sent = 0  # EAGAIN, or a reset Twisted will see and report on its own turn
+    if sent < len(data):
+        transport.write(data[sent:])
+
+
+_date: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The ``Date`` header's value now (made once a second)."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        from twisted.web.http import datetimeToString
+
+        _date = (now, datetimeToString(now))  # type: ignore[no-untyped-call]
+    return _date[1]
+
+
+def shedding_channel_class(door: FrontDoor) -> type[Any]:
+    """Twisted's ``HTTPChannel``, answering the front door's immediate refusals from the raw bytes.
+
+    When a connection is between requests and one read holds exactly one whole
+    plain request (:func:`parse_plain_request`) that the front door refuses at
+    once, the 429 is written straight back: no Twisted request object, no
+    header parsing line by line, no daphne request, no ASGI application. That is
+    the refusal a storm makes by the thousand, on keep-alive connections.
+    """
+    from twisted.web import http
+
+    # Twisted's channel is only partly annotated: this subclass reads it as Any.
+    channel_base: Any = http.HTTPChannel
+
+    class SheddingChannel(channel_base):  # type: ignore[misc]
+        _peer: tuple[str, int] | None = None
+
+        def dataReceived(self, data: bytes) -> None:
+            if self._between_requests():
+                answer = self._refusal(data)
+                if answer is not None:
+                    self.resetTimeout()
+                    write_now(self.transport, answer)
+                    return
+            super().dataReceived(data)
+
+        def _between_requests(self) -> bool:
+            return bool(
+                self.persistent
+                and self.line_mode
+                and not self.requests
+                and not self._handlingRequest
+                and not self._buffer
+                and not self._dataBuffer
+                and not self._busyReceiving
+            )
+
+        def _refusal(self, data: bytes) -> bytes | None:
+            request = parse_plain_request(data)
+            if request is None:
+                return None
+            method, target, headers = request
+            if self._peer is None:
+                peer = self.transport.getPeer()
+                self._peer = (peer.host, peer.port) if hasattr(peer, "host") else ("", 0)
+            try:
+                path = unquote(target.partition(b"?")[0].decode("ascii"))
+            except UnicodeDecodeError:
+                return None
+            refusal = door.refusal_now(
+                {
+                    "type": "http",
+                    "method": method.decode("ascii", "replace"),
+                    "path": path,
+                    "client": self._peer,
+                    "headers": headers,
+                }
+            )
+            if refusal is None:
+                return None
+            gate, retry_after = refusal
+            response_headers, body = refusal_response(gate, retry_after)
+            lines = [b"HTTP/1.1 429 Too Many Requests", b"date: " + http_date()]
+            server = self.factory.server if self.factory is not None else None
+            if server is not None and server.server_name:
+                lines.append(b"server: " + server.server_name.encode())
+            lines += [name + b": " + value for name, value in response_headers]
+            answer = b"\r\n".join(lines) + b"\r\n\r\n" + body
+            if server is not None and server.action_logger:
+                # daphne's access log line, as for any request it answers.
+                server.log_action(
+                    "http",
+                    "complete",
+                    {
+                        "path": target.decode("ascii", "replace"),
+                        "status": 429,
+                        "method": method.decode("ascii", "replace"),
+                        "client": "{}:{}".format(*self._peer),
+                        "time_taken": 0.0,
+                        "size": len(body),
+                    },
+                )
+            return answer
+
+    return SheddingChannel
+
+
+def shedding_request_class(door: FrontDoor) -> type[Any]:
+    """daphne's ``WebRequest``, answering the front door's immediate refusals itself."""
+    from daphne.http_protocol import WebRequest
+    from twisted.web import http
+
+    request_write: Any = http.Request.write
+
+    class SheddingRequest(WebRequest):  # type: ignore[misc]
+        def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+            # Called by Twisted once the whole request (body included) is read,
+            # before it parses anything of it for daphne.
+            refusal = (
+                None
+                if self.requestHeaders.hasHeader(b"upgrade")
+                else door.refusal_now(self._scope(command, path))
+            )
+            if refusal is None:
+                super().requestReceived(command, path, version)
+                return
+            gate, retry_after = refusal
+            self.request_start = time.time()
+            self.method, self.uri, self.clientproto = command, path, version
+            self.path = path.partition(b"?")[0]
+            headers, body = refusal_response(gate, retry_after)
+            self.setResponseCode(429, b"Too Many Requests")
+            for name, value in headers:
+                self.responseHeaders.addRawHeader(name, value)
+            if self.server.server_name:
+                self.responseHeaders.setRawHeaders(b"server", [self.server.server_name.encode()])
+            request_write(self, body)
+            self.finish()
+            if self.server.action_logger:
+                self.server.log_action(
+                    "http",
+                    "complete",
+                    {
+                        "path": path.decode("ascii", "replace"),
+                        "status": 429,
+                        "method": command.decode("ascii", "replace"),
+                        "client": f"{self.client.host}:{self.client.port}"
+                        if hasattr(self.client, "host")
+                        else None,
+                        "time_taken": self.duration(),
+                        "size": self.sentLength,
+                    },
+                )
+
+        def _scope(self, command: bytes, path: bytes) -> dict[str, Any]:
+            """As much of the ASGI scope as the front door reads: type, method, path, client, headers."""
+            client = self.client
+            return {
+                "type": "http",
+                "method": command.decode("ascii", "replace"),
+                "path": unquote(path.partition(b"?")[0].decode("ascii", "replace")),
+                "client": (client.host, client.port) if hasattr(client, "host") else None,
+                "headers": [
+                    (name.lower(), value)
+                    for name, values in self.requestHeaders.getAllRawHeaders()
+                    for value in values
+                ],
+            }
+
+    return SheddingRequest

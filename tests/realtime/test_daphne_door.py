@@ -1,0 +1,298 @@
+"""The front door inside daphne (``realtime.transport.daphne_door``): what Twisted answers itself.
+
+A refusal the front door can decide at once is written by Twisted, byte for byte the ASGI front
+door's 429, without a daphne request (from the raw bytes of a plain request) or without an ASGI
+application instance (any other request). Everything else goes on exactly as daphne reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.test import override_settings
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from quiz.admission import JOIN_GATE
+from realtime.auth.limits import rate_limiter
+from realtime.ops.metrics import metrics
+from realtime.transport.daphne_door import (
+    parse_plain_request,
+    shed_in_daphne,
+    shedding_channel_class,
+    shedding_request_class,
+)
+from realtime.transport.frontdoor import FrontDoor
+from realtime.transport.gates import event_gate
+from realtime.transport.overload import overload
+
+THROTTLED = (
+    b'{"error":{"code":"throttled","message":"Too many joins right now; retry after the indicated delay."}}'
+)
+JOIN = "/api/quiz/games/ABC123/join"
+HEADERS = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]
+
+
+def post(
+    path: str = JOIN, body: bytes = b'{"nickname": "ada"}', *extra: bytes, version: bytes = b"HTTP/1.1"
+) -> bytes:
+    head = [b"POST " + path.encode() + b" " + version, b"Host: 127.0.0.1", b"Content-Type: application/json"]
+    head += [*extra, b"Content-Length: " + str(len(body)).encode()]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            post(),
+            (
+                b"POST",
+                JOIN.encode(),
+                [
+                    (b"host", b"127.0.0.1"),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"19"),
+                ],
+            ),
+        ),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", (b"GET", b"/healthz", [(b"host", b"x")])),
+        (post()[:-1], None),  # the body still on its way
+        (post().partition(b"\r\n\r\n")[0], None),  # the head still on its way
+        (post() + post(), None),  # pipelined: Twisted reads them in order
+        (post(version=b"HTTP/1.0"), None),
+        (post("/x", b"", b"Transfer-Encoding: chunked"), None),
+        (post("/x", b"", b"Connection: close"), None),
+        (
+            post("/x", b"", b"Connection: Keep-Alive"),  # what browsers send: nothing changes
+            (b"POST", b"/x", [*HEADERS, (b"connection", b"Keep-Alive"), (b"content-length", b"0")]),
+        ),
+        (post("/x", b"", b"Expect: 100-continue"), None),
+        (post("/x", b"", b"Upgrade: websocket"), None),
+        (post("/x", b"", b"Content-Length: 0"), None),  # twice
+        (post("/x", b"", b"Bad header"), None),
+        (post("/x", b"", b"Name : value"), None),
+        (b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n", None),
+        (b"POST  /x HTTP/1.1\r\n\r\n", None),
+        (post(body=b"x" * 9000), None),  # larger than any refusal worth the shortcut
+    ],
+)
+def test_only_one_whole_plain_request_is_read_from_the_raw_bytes(data: bytes, expected: Any) -> None:
+    assert parse_plain_request(data) == expected
+
+
+@pytest.fixture(autouse=True)
+def calm() -> Iterator[None]:
+    """The process keeps up, whatever the machine running the suite is doing meanwhile."""
+    with mock.patch.object(overload, "admits", return_value=True):
+        yield
+
+
+@pytest.fixture
+def overloaded(calm: None) -> Iterator[None]:
+    with mock.patch.object(overload, "admits", return_value=False):
+        yield
+
+
+class NoRequest:
+    """A request factory for channels that must not build a request; records those they do build."""
+
+    def __init__(self) -> None:
+        self.built: list[Any] = []
+
+    def __call__(self, channel: Any, queued: int = 0) -> Any:
+        request = mock.MagicMock(name="request")
+        self.built.append(request)
+        return request
+
+
+def connection(door: FrontDoor, client: str = "10.0.0.1") -> tuple[Any, StringTransport, NoRequest]:
+    """A shedding channel on a fake TCP connection from ``client``; its request factory records."""
+    channel = shedding_channel_class(door)()
+    channel.callLater = Clock().callLater
+    channel.factory = SimpleNamespace(server=SimpleNamespace(server_name="daphne", action_logger=None))
+    requests = NoRequest()
+    channel.requestFactory = requests
+    transport = StringTransport(peerAddress=IPv4Address("TCP", client, 50000))
+    channel.makeConnection(transport)
+    return channel, transport, requests
+
+
+def answer(transport: StringTransport) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """The status line, the headers (the ``date`` checked and left out) and the body written."""
+    head, _, body = transport.value().partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = dict(line.split(b": ", 1) for line in lines)
+    assert headers.pop(b"date").endswith(b" GMT")
+    transport.clear()
+    return status, headers, body
+
+
+def refused(operation: str, reason: str) -> int:
+    return metrics.totals["refused", f"{operation}:{reason}"]
+
+
+def test_an_overloaded_process_answers_a_join_from_its_bytes_and_builds_no_request(overloaded) -> None:
+    channel, transport, requests = connection(FrontDoor(None, gates=[JOIN_GATE]))
+    before = refused("quiz.join", "overload")
+
+    channel.dataReceived(post())
+    status, headers, body = answer(transport)
+    # The same connection, still between requests: the next refusal goes the same way.
+    channel.dataReceived(post())
+    again = answer(transport)
+
+    assert status == b"HTTP/1.1 429 Too Many Requests"
+    assert headers == {
+        b"server": b"daphne",
+        b"content-type": b"application/json",
+        b"content-length": str(len(THROTTLED)).encode(),
+        b"retry-after": b"1",
+    }
+    assert body == THROTTLED
+    assert again == (status, headers, body)
+    assert requests.built == []
+    assert not transport.disconnecting
+    assert refused("quiz.join", "overload") == before + 2
+
+
+@override_settings(QUIZ={"JOIN_RATE": "100/s", "JOIN_RATE_PER_CLIENT": "1/m"})
+def test_a_spent_rate_is_refused_with_its_retry_after_and_other_clients_are_not() -> None:
+    door = FrontDoor(None, gates=[JOIN_GATE])
+    client_limit = JOIN_GATE.checks("10.0.0.1")[0]
+    assert rate_limiter.local.take([client_limit], time.monotonic()) == 0  # the client's one join
+    spent, spent_transport, spent_requests = connection(door, "10.0.0.1")
+    other, other_transport, other_requests = connection(door, "10.0.0.2")
+    before = refused("quiz.join", "rate")
+
+    spent.dataReceived(post())
+    other.dataReceived(post())
+
+    status, headers, body = answer(spent_transport)
+    assert (status, body) == (b"HTTP/1.1 429 Too Many Requests", THROTTLED)
+    assert headers[b"retry-after"] == b"60"
+    assert spent_requests.built == []
+    # The other client's join goes on to daphne, untouched (Twisted built its request).
+    assert other_transport.value() == b""
+    assert len(other_requests.built) == 1
+    # A peek counts nothing: the admitted join is counted once, by the ASGI front door.
+    assert rate_limiter.local.peek(JOIN_GATE.checks("10.0.0.2")[:1], time.monotonic()) == 0
+    assert refused("quiz.join", "rate") == before + 1
+
+
+def test_post_event_is_refused_in_appsyncs_shape(overloaded) -> None:
+    channel, transport, requests = connection(FrontDoor(None, gates=[event_gate()]))
+    channel.dataReceived(post("/event", b'{"channel":"/default/x","events":["1"]}'))
+
+    status, headers, body = answer(transport)
+    assert status == b"HTTP/1.1 429 Too Many Requests"
+    assert (headers[b"retry-after"], headers[b"x-amzn-errortype"]) == (b"1", b"LimitExceededException")
+    assert headers[b"access-control-allow-origin"] == b"*"
+    assert json.loads(body) == {
+        "errors": [
+            {
+                "errorType": "LimitExceededException",
+                "message": "Too many requests right now; retry after the indicated delay.",
+            }
+        ]
+    }
+    assert requests.built == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        post("/healthz"),  # no gate covers it
+        b"GET " + JOIN.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # a method the gate leaves alone
+        post(version=b"HTTP/1.0"),  # not plain: Twisted reads it (and daphne's request may refuse it)
+        post()[:60],  # a request in several reads (this one its first line and part of a header)
+    ],
+)
+def test_everything_else_goes_to_twisted_untouched(overloaded, data: bytes) -> None:
+    channel, transport, requests = connection(FrontDoor(None, gates=[JOIN_GATE]))
+    channel.dataReceived(data)
+    assert transport.value() == b""
+    assert len(requests.built) == 1
+
+
+def test_mid_request_bytes_are_never_read_as_a_new_request(overloaded) -> None:
+    channel, transport, requests = connection(FrontDoor(None, gates=[JOIN_GATE]))
+    whole = post()
+    channel.dataReceived(whole[:30])
+    channel.dataReceived(whole[30:])  # the rest of the same request, a whole request by itself
+    assert transport.value() == b""
+    assert len(requests.built) == 1
+
+
+class FakeServer:
+    """What daphne's request needs of its server; an application instance must never be made."""
+
+    server_name = "daphne"
+    action_logger = None
+    proxy_forwarded_address_header = None
+    root_path = ""
+
+    def __init__(self) -> None:
+        self.create_application = mock.Mock(side_effect=AssertionError("an application instance was made"))
+        self.connections: dict[Any, Any] = {}
+
+    def protocol_connected(self, protocol: Any) -> None:
+        self.connections[protocol] = {}
+
+    def protocol_disconnected(self, protocol: Any) -> None:
+        self.connections[protocol]["disconnected"] = True
+
+
+def test_a_request_twisted_parsed_is_refused_without_an_application_instance(overloaded) -> None:
+    """A join that came in several reads: Twisted parses it, and daphne's request answers it."""
+    door = FrontDoor(None, gates=[JOIN_GATE])
+    channel, transport, _ = connection(door)
+    server = FakeServer()
+    channel.factory = SimpleNamespace(server=server, log=lambda request: None)
+    channel.requestFactory = shedding_request_class(door)
+    whole = post()
+
+    channel.dataReceived(whole[:30])
+    channel.dataReceived(whole[30:])
+
+    head, _, body = transport.value().partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = {name.lower(): value for name, value in (line.split(b": ", 1) for line in lines)}
+    assert status == b"HTTP/1.1 429 Too Many Requests"
+    assert (headers[b"retry-after"], headers[b"content-type"], body) == (b"1", b"application/json", THROTTLED)
+    server.create_application.assert_not_called()
+    assert not transport.disconnecting
+
+
+def test_without_daphne_nothing_is_installed() -> None:
+    with mock.patch.dict("sys.modules", {"daphne": None}):
+        assert shed_in_daphne(FrontDoor(None, gates=[JOIN_GATE])) is False
+
+
+def test_a_refusal_from_the_bytes_gets_daphnes_access_log_line(overloaded) -> None:
+    channel, transport, _ = connection(FrontDoor(None, gates=[JOIN_GATE]), "10.0.0.9")
+    server = channel.factory.server
+    server.action_logger = True
+    server.log_action = mock.Mock()
+
+    channel.dataReceived(post())
+
+    server.log_action.assert_called_once_with(
+        "http",
+        "complete",
+        {
+            "path": JOIN,
+            "status": 429,
+            "method": "POST",
+            "client": "10.0.0.9:50000",
+            "time_taken": 0.0,
+            "size": len(THROTTLED),
+        },
+    )
