@@ -294,6 +294,30 @@ def subscriptions_closed(subscriptions: Iterable[LocalSubscription]) -> None:
     Call before the hub forgets the connection: a subscription resumes after the
     last event this process delivered for its key (or where it started).
     """
+    kept = _positions(subscriptions)
+    if not kept:
+        return
+    task = asyncio.get_running_loop().create_task(_remember(history(), kept))
+    _remembering.add(task)
+    task.add_done_callback(_remembering.discard)
+
+
+async def connection_leaving(outbox: Outbox, subscriptions: Iterable[LocalSubscription]) -> None:
+    """A connection this process is about to close so its client reconnects elsewhere.
+
+    Its history subscriptions' positions are stored before this returns, and
+    the hub delivers nothing more to it: a client that reconnects to another
+    process the moment it hears the close resumes exactly after the last event
+    it was sent (a position kept when the close is noticed could come too late).
+    """
+    held = list(subscriptions)
+    kept = _positions(held)
+    hub.disconnect(outbox, held)
+    if kept:
+        await _remember(history(), kept)
+
+
+def _positions(subscriptions: Iterable[LocalSubscription]) -> list[tuple[str, Position]]:
     kept = []
     for subscription in subscriptions:
         entry = _resumable.pop(subscription, None)
@@ -305,11 +329,7 @@ def subscriptions_closed(subscriptions: Iterable[LocalSubscription]) -> None:
         if offset is not None and offset > position.offset:
             position = Position(offset, position.epoch)
         kept.append((token, position))
-    if not kept:
-        return
-    task = asyncio.get_running_loop().create_task(_remember(history(), kept))
-    _remembering.add(task)
-    task.add_done_callback(_remembering.discard)
+    return kept
 
 
 async def _remember(store: HistoryStore, kept: list[tuple[str, Position]]) -> None:

@@ -22,6 +22,8 @@ class Controlled(Protocol):
     id: str
     identity: Identity | None
 
+    async def go_away(self, *, within: float) -> None: ...
+
 
 class ConnectionIndex:
     """The open connections of this process."""
