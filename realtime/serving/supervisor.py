@@ -119,13 +119,15 @@ class Supervisor:
         self._stopping = True
         if self._rolling is not None:
             self._rolling.cancel()
+        # A child being started as this began is signalled by _start itself.
+        await asyncio.sleep(0)
         children = list(self.children.values())
         for child in children:
             child.retired = True
             _signal(child, signal.SIGTERM)
         waits = [asyncio.ensure_future(child.process.wait()) for child in children]
         if waits:
-            _, pending = await asyncio.wait(waits, timeout=self.stop_timeout)
+            await asyncio.wait(waits, timeout=self.stop_timeout)
             for child in children:
                 if child.process.returncode is None:
                     self.log(f"{child.spec.name} still running after {self.stop_timeout:.0f}s: SIGKILL")
@@ -134,6 +136,7 @@ class Supervisor:
         for child in children:
             if child.output is not None:
                 await child.output
+        await asyncio.gather(*list(self._watchers), return_exceptions=True)
         self.log("stopped")
         self._done.set()
 
@@ -178,6 +181,9 @@ class Supervisor:
         )
         child = Child(spec=spec, process=process, started=time.monotonic(), quick_exits=quick_exits)
         self.children[spec.name] = child
+        if self._stopping:
+            child.retired = True
+            _signal(child, signal.SIGTERM)
         child.output = asyncio.get_running_loop().create_task(self._copy_output(child))
         watcher = asyncio.get_running_loop().create_task(self._watch(child))
         self._watchers.add(watcher)
