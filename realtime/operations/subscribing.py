@@ -167,6 +167,9 @@ class Started:
     replay: Sequence[tuple[int, str]] = ()
     outbox: Outbox | None = None
     buffer: LiveBuffer | None = None
+    # The offset the subscriber already has (a recovery's ``since``): held live
+    # events at or before it are not sent again.
+    seen: int = 0
 
     def acknowledge(self, subscription_id: str, outbox: Outbox) -> None:
         """Send ``subscribe_success``, the replay, then the live events held meanwhile, each once.
@@ -175,7 +178,7 @@ class Started:
         """
         outbox.offer(protocol.subscribe_success(subscription_id, self.extension))
         prefix = self.subscription.prefix
-        last = 0
+        last = self.seen
         for offset, event in self.replay:
             outbox.offer(prefix + tail(event, offset) + protocol.DATA_FRAME_SUFFIX)
             last = offset
@@ -256,7 +259,10 @@ async def subscription_start_with_history(
     metrics.recovered(channel.namespace, recovery.recovered, len(recovery.replay))
     _resumable[subscription] = (token, recovery.position)
     extension: dict[str, object] = {**recovery.position.as_dict(), "recovered": recovery.recovered}
-    return Started(subscription, extension, recovery.replay, outbox, buffer)
+    # A live event can reach this process after the client saw it through another one
+    # (that process's layer loop ran ahead of this one's): held, it is dropped here.
+    seen = since.offset if recovery.recovered else 0
+    return Started(subscription, extension, recovery.replay, outbox, buffer, seen)
 
 
 async def _start_fresh(

@@ -93,3 +93,29 @@ async def test_an_operation_that_outlasts_the_drain_timeout_does_not_hold_the_cl
 
     await assert_closed(comm, GOING_AWAY)
     held["release"].set()
+
+
+def test_a_recovery_with_nothing_missed_drops_held_live_events_the_client_has_seen() -> None:
+    """A live event that reaches this process after the client saw it through another one."""
+    from realtime.core.history import tail
+    from realtime.core.paths import parse_channel
+    from realtime.delivery.hub import LocalSubscription
+    from realtime.operations.subscribing import LiveBuffer, Started
+
+    sent: list[str] = []
+
+    class Box:
+        def offer(self, frame: str) -> bool:
+            sent.append(frame)
+            return True
+
+    box: Any = Box()
+    subscription = LocalSubscription.create(box, "s1", parse_channel("/default/room", allow_wildcard=False))
+    buffer = LiveBuffer()
+    for offset in (4, 5, 6):
+        buffer.offer(subscription.prefix + tail(f'"e{offset}"', offset) + "}")
+    started = Started(subscription, {"recovered": True}, (), box, buffer, seen=5)
+
+    started.acknowledge("s1", box)
+
+    assert sent[1:] == [subscription.prefix + tail('"e6"', 6) + "}"]
