@@ -68,6 +68,8 @@ TIMEOUT = 10.0
 SUBPROTOCOL = "aws-appsync-event-ws"
 GOING_AWAY = (1001, "going away")
 JOIN_RATE_PER_CLIENT = "3/60s"
+# Publishes of each WebSocket of the drain test at most (its channel keeps 10,000).
+MAX_PUBLISHES = 500
 
 SETUP = """
 import json
@@ -166,7 +168,8 @@ def site(
     proxy: Nginx | None = None
     try:
         _manage(env, "migrate", "--no-input", "-v", "0")
-        enable_history(env, "chat", 500)
+        # Above what the drain test publishes, so its history holds every event.
+        enable_history(env, "chat", 10_000)
         setup = json.loads(_manage(env, "shell", "-v", "0", "-c", SETUP).strip().splitlines()[-1])
         log_path = workdir / "serve.log"
         with log_path.open("wb") as log:
@@ -486,7 +489,7 @@ def test_sigterm_drains_every_server_process_without_losing_a_join_or_a_publish(
             close: tuple[int, str] | None = None
             n = 0
             try:
-                while True:
+                while n < MAX_PUBLISHES:
                     event = f"{index}-{n}"
                     frame = {
                         "type": "publish",
@@ -509,6 +512,8 @@ def test_sigterm_drains_every_server_process_without_losing_a_join_or_a_publish(
                     ), reply
                     acked.append(event)
                     n += 1
+                while True:  # enough published: wait for the server's close
+                    await ws.recv()
             except ConnectionClosed as closed:
                 close = (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else None
         return {"acked": acked, "sent": sent, "close": close}
