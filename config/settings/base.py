@@ -11,6 +11,9 @@ local-memory cache: ``python manage.py runserver`` works on a fresh machine.
 - ``METRICS_TOKEN``: the bearer token Prometheus sends to ``/metrics``.
 - ``STATIC_ROOT``: where ``collectstatic`` puts the static files (default ``staticfiles/``).
 - ``LOG_FORMAT``: ``plain`` (default) or ``json``; ``LOG_LEVEL``.
+- ``TRUSTED_PROXIES``: the reverse proxies' addresses or networks (comma-separated
+  CIDRs, e.g. ``127.0.0.1``): the client's address is then read from their
+  ``X-Forwarded-For`` (and only from theirs).
 - ``QUIZ_WORKER``, ``REALTIME_RELAY``: ``inprocess`` or ``external``; by default
   ``external`` with ``REDIS_URL`` (run ``quiz_worker`` and ``realtime_relay``).
 - ``REALTIME_DIRECT_WRITES``: ``0`` sends every WebSocket frame through the
@@ -176,6 +179,7 @@ SPECTACULAR_SETTINGS: dict[str, object] = {
 }
 REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
 
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 REALTIME: dict[str, object] = {
     # API keys for scripts and the console, the session for staff pages, and
     # player tokens (quiz.auth, the CUSTOM mode) for the game's players.
@@ -193,6 +197,13 @@ REALTIME: dict[str, object] = {
     "HISTORY_REDIS_URL": REDIS_URL or None,
     # "0": every frame through the server's ASGI send, even under daphne and uvicorn.
     "DIRECT_WRITES": env_bool("REALTIME_DIRECT_WRITES", True),
+    # Behind a reverse proxy (deploy/nginx): the client's address comes from
+    # X-Forwarded-For, believed only from a peer in TRUSTED_PROXIES (CIDRs).
+    **(
+        {"FRONT_DOOR": {"TRUSTED_PROXY_HEADER": "X-Forwarded-For", "TRUSTED_PROXIES": TRUSTED_PROXIES}}
+        if TRUSTED_PROXIES
+        else {}
+    ),
 }
 
 QUIZ: dict[str, object] = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -22,6 +23,12 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 SUBPROTOCOL = "aws-appsync-event-ws"
 ACK_TIMEOUT = 30.0
+# RFC 6455 "going away": the server process drains (a restart); the player reconnects.
+GOING_AWAY = 1001
+# Reconnection attempts after a going-away close, and the pause between them.
+RECONNECT_ATTEMPTS = 10
+RECONNECT_PAUSE = 0.5
+SUBSCRIPTIONS = (("g", "game"), ("l", "leaderboard"), ("me", "player"))
 
 
 def header_subprotocol(authorization: dict[str, str]) -> str:
@@ -73,6 +80,12 @@ class SimPlayer:
     connected: bool = False
     connect_error: str | None = None
     closed_early: str | None = None
+    # Going-away closes the player reconnected after, and answers it sent again meanwhile.
+    reconnects: int = 0
+    answers_resent: int = 0
+    # Each subscription's position in its history stream (offset, epoch): a reconnect
+    # subscribes from there, so it misses nothing and hears nothing twice.
+    positions: dict[str, tuple[int, str]] = field(default_factory=dict)
     # What happened in the game.
     answers: dict[int, AnswerRecord] = field(default_factory=dict)
     scores: dict[int, list[ScoreRecord]] = field(default_factory=dict)
@@ -82,6 +95,10 @@ class SimPlayer:
     _pending: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict, repr=False)
     _reader: asyncio.Task[None] | None = field(default=None, repr=False)
     _closing: bool = False
+    _endpoint: tuple[str, str, float] = ("", "", 0.0)
+    _listener: Listener | None = field(default=None, repr=False)
+    # Set while the socket is open; cleared from a going-away close until the reconnect.
+    _open: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     # -- connection ----------------------------------------------------------
 
@@ -90,6 +107,19 @@ class SimPlayer:
 
         Sets :attr:`connected`, or :attr:`connect_error` with the reason.
         """
+        self._endpoint, self._listener = (ws_url, authority, limit), listener
+        error = await self._open_socket()
+        if error is not None:
+            self.connect_error = error
+            await self.close()
+            return
+        self.connected = True
+        self._open.set()
+
+    async def _open_socket(self) -> str | None:
+        """Connect and subscribe (from the positions held, if any); the reason it failed, or None."""
+        ws_url, authority, limit = self._endpoint
+        assert self._listener is not None
         subprotocol = header_subprotocol({"authorization": self.token, "host": authority})
         local = (self.source_ip, 0) if self.source_ip else None
         try:
@@ -111,24 +141,59 @@ class SimPlayer:
                         break
                     if frame.get("type") != "ka":
                         raise ConnectionError(f"expected connection_ack, got {frame}")
-                self._reader = asyncio.create_task(self._read(listener))
+                self._reader = asyncio.create_task(self._read(self.ws, self._listener))
                 waits = []
-                for sub_id, name in (("g", "game"), ("l", "leaderboard"), ("me", "player")):
+                for sub_id, name in SUBSCRIPTIONS:
                     waits.append(self._expect(sub_id))
-                    await self.ws.send(
-                        json.dumps({"type": "subscribe", "id": sub_id, "channel": self.channels[name]})
-                    )
+                    subscribe: dict[str, Any] = {
+                        "type": "subscribe",
+                        "id": sub_id,
+                        "channel": self.channels[name],
+                    }
+                    if sub_id in self.positions:
+                        offset, epoch = self.positions[sub_id]
+                        subscribe["since"] = {"offset": offset, "epoch": epoch}
+                    await self.ws.send(json.dumps(subscribe))
                 replies = await asyncio.gather(*waits)
         except (OSError, TimeoutError, ConnectionError, WebSocketException, ValueError, KeyError) as error:
-            self.connect_error = f"{type(error).__name__}: {error}"
-            await self.close()
-            return
+            return f"{type(error).__name__}: {error}"
         bad = [reply for reply in replies if reply.get("type") != "subscribe_success"]
         if bad:
-            self.connect_error = f"subscribe refused: {bad[0]}"
-            await self.close()
-            return
-        self.connected = True
+            return f"subscribe refused: {bad[0]}"
+        for sub_id, reply in zip((sub_id for sub_id, _ in SUBSCRIPTIONS), replies, strict=True):
+            if reply.get("recovered") is False and sub_id in self.positions:
+                return f"{sub_id}: history not recovered after a reconnect"
+            if isinstance(reply.get("offset"), int) and isinstance(reply.get("epoch"), str):
+                self._moved(sub_id, reply["offset"], reply["epoch"])
+        return None
+
+    async def _reconnect(self) -> None:
+        """After a going-away close: connect again (to whichever process accepts) and resume."""
+        for attempt in range(RECONNECT_ATTEMPTS):
+            if self._closing:
+                return
+            error = await self._open_socket()
+            if error is None:
+                self.reconnects += 1
+                self._open.set()
+                return
+            if self.ws is not None:
+                with contextlib.suppress(OSError, WebSocketException):
+                    await self.ws.close()
+            if attempt == RECONNECT_ATTEMPTS - 1:
+                self.closed_early = f"could not reconnect after a going-away close: {error}"
+                self._open.set()  # nothing more will come: answers waiting for it give up
+                return
+            await asyncio.sleep(RECONNECT_PAUSE)
+
+    def _moved(self, sub_id: str, offset: int, epoch: str | None = None) -> None:
+        held = self.positions.get(sub_id)
+        if epoch is None:
+            if held is None:
+                return
+            epoch = held[1]
+        if held is None or held[1] != epoch or offset > held[0]:
+            self.positions[sub_id] = (offset, epoch)
 
     def _expect(self, op_id: str) -> asyncio.Future[dict[str, Any]]:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -137,6 +202,7 @@ class SimPlayer:
 
     async def close(self) -> None:
         self._closing = True
+        self._open.set()
         if self.ws is not None:
             try:
                 await self.ws.close()
@@ -148,14 +214,16 @@ class SimPlayer:
             except (TimeoutError, asyncio.CancelledError):
                 self._reader.cancel()
 
-    async def _read(self, listener: Listener) -> None:
-        assert self.ws is not None
+    async def _read(self, ws: ClientConnection, listener: Listener) -> None:
+        going_away = False
         try:
-            async for message in self.ws:
+            async for message in ws:
                 at = perf_counter()
                 frame = json.loads(message)
                 kind = frame.get("type")
                 if kind == "data":
+                    if isinstance(frame.get("offset"), int):
+                        self._moved(frame.get("id"), frame["offset"])
                     self._data(listener, frame.get("id"), frame.get("event"), at)
                 elif kind == "ka":
                     continue
@@ -166,15 +234,24 @@ class SimPlayer:
                     else:
                         self.unexpected.append(str(message)[:300])
         except ConnectionClosed as closed:
-            if not self._closing:
+            going_away = closed.rcvd is not None and closed.rcvd.code == GOING_AWAY
+            if not self._closing and not going_away:
                 self.closed_early = f"{closed.rcvd.code if closed.rcvd else 'no close frame'}: {closed}"
         finally:
-            if not self._closing and self.closed_early is None:
+            # A clean close ends the iteration without an exception: its code tells.
+            going_away = going_away or ws.close_code == GOING_AWAY
+            if not self._closing and not going_away and self.closed_early is None:
                 self.closed_early = "the server closed the socket"
+            if going_away and not self._closing:
+                # Operations without an answer never ran (the server answers what it
+                # started before it goes away): they are sent again once reconnected.
+                self._open.clear()
             for future in self._pending.values():
                 if not future.done():
-                    future.set_result({"type": "closed"})
+                    future.set_result({"type": "closed", "going_away": going_away})
             self._pending.clear()
+        if going_away and not self._closing:
+            self._reader = asyncio.create_task(self._reconnect())
 
     def _data(self, listener: Listener, sub_id: Any, raw: Any, at: float) -> None:
         if not isinstance(raw, str):
@@ -202,10 +279,12 @@ class SimPlayer:
     # -- answers -------------------------------------------------------------
 
     async def answer_ws(self, record: AnswerRecord, *, limit: float) -> None:
-        """Publish the answer on the answers channel; accepted on a clean ``publish_success``."""
-        assert self.ws is not None
+        """Publish the answer on the answers channel; accepted on a clean ``publish_success``.
+
+        A publish the server left unanswered when it went away never ran: it is
+        sent again once the player has reconnected.
+        """
         op_id = f"a{record.question_id}"
-        reply = self._expect(op_id)
         frame = {
             "type": "publish",
             "id": op_id,
@@ -214,10 +293,27 @@ class SimPlayer:
         }
         record.sent_at = perf_counter()
         try:
-            await self.ws.send(json.dumps(frame))
             async with asyncio.timeout(limit):
-                result = await reply
-        except (TimeoutError, ConnectionClosed) as error:
+                while True:
+                    await self._open.wait()
+                    if self.ws is None or self.closed_early is not None:
+                        record.error = f"ws: the socket closed ({self.closed_early})"
+                        return
+                    reply = self._expect(op_id)
+                    try:
+                        await self.ws.send(json.dumps(frame))
+                        result = await reply
+                    except ConnectionClosed as closed:
+                        self._pending.pop(op_id, None)
+                        going_away = closed.rcvd is not None and closed.rcvd.code == GOING_AWAY
+                        result = {"type": "closed", "going_away": going_away}
+                    if result.get("type") == "closed" and result.get("going_away"):
+                        self.answers_resent += 1
+                        # The reader may not have seen the close yet: let it mark the socket gone.
+                        await asyncio.sleep(RECONNECT_PAUSE)
+                        continue
+                    break
+        except TimeoutError as error:
             self._pending.pop(op_id, None)
             record.error = f"ws: {type(error).__name__}"
             return

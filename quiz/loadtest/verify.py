@@ -105,6 +105,11 @@ def verify_game(run: GameRun, report: Report, *, fresh_game: bool, p99_goal: flo
         len(connected) == len(admitted),
         "; ".join(sorted({p.connect_error or "" for p in admitted if not p.connected}))[:300],
     )
+    report.figure(
+        "websockets reconnected after a going-away close (1001)",
+        f"{sum(p.reconnects for p in connected)} "
+        f"(WebSocket answers sent again after one: {sum(p.answers_resent for p in connected)})",
+    )
     early = [p for p in connected if p.closed_early]
     report.check(
         "no socket closed by the server",

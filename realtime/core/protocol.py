@@ -39,6 +39,9 @@ _MAX_ECHOED_ID = 256
 class CloseCode(IntEnum):
     # AWS closes with 1000 even after a connection_error (PROTOCOL §3.1).
     NORMAL = 1000
+    # RFC 6455 "going away": this server process is draining (a restart or a
+    # shutdown); the client reconnects, through the proxy, to another process.
+    GOING_AWAY = 1001
     # RFC 6455 "policy violation": used for a subscriber that cannot keep up.
     SLOW_CONSUMER = 1008
     # RFC 6455 "try again later": the server is shutting down or overloaded.

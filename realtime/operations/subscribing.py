@@ -167,6 +167,9 @@ class Started:
     replay: Sequence[tuple[int, str]] = ()
     outbox: Outbox | None = None
     buffer: LiveBuffer | None = None
+    # The offset the subscriber already has (a recovery's ``since``): held live
+    # events at or before it are not sent again.
+    seen: int = 0
 
     def acknowledge(self, subscription_id: str, outbox: Outbox) -> None:
         """Send ``subscribe_success``, the replay, then the live events held meanwhile, each once.
@@ -175,7 +178,7 @@ class Started:
         """
         outbox.offer(protocol.subscribe_success(subscription_id, self.extension))
         prefix = self.subscription.prefix
-        last = 0
+        last = self.seen
         for offset, event in self.replay:
             outbox.offer(prefix + tail(event, offset) + protocol.DATA_FRAME_SUFFIX)
             last = offset
@@ -256,7 +259,10 @@ async def subscription_start_with_history(
     metrics.recovered(channel.namespace, recovery.recovered, len(recovery.replay))
     _resumable[subscription] = (token, recovery.position)
     extension: dict[str, object] = {**recovery.position.as_dict(), "recovered": recovery.recovered}
-    return Started(subscription, extension, recovery.replay, outbox, buffer)
+    # A live event can reach this process after the client saw it through another one
+    # (that process's layer loop ran ahead of this one's): held, it is dropped here.
+    seen = since.offset if recovery.recovered else 0
+    return Started(subscription, extension, recovery.replay, outbox, buffer, seen)
 
 
 async def _start_fresh(
@@ -294,6 +300,30 @@ def subscriptions_closed(subscriptions: Iterable[LocalSubscription]) -> None:
     Call before the hub forgets the connection: a subscription resumes after the
     last event this process delivered for its key (or where it started).
     """
+    kept = _positions(subscriptions)
+    if not kept:
+        return
+    task = asyncio.get_running_loop().create_task(_remember(history(), kept))
+    _remembering.add(task)
+    task.add_done_callback(_remembering.discard)
+
+
+async def connection_leaving(outbox: Outbox, subscriptions: Iterable[LocalSubscription]) -> None:
+    """A connection this process is about to close so its client reconnects elsewhere.
+
+    Its history subscriptions' positions are stored before this returns, and
+    the hub delivers nothing more to it: a client that reconnects to another
+    process the moment it hears the close resumes exactly after the last event
+    it was sent (a position kept when the close is noticed could come too late).
+    """
+    held = list(subscriptions)
+    kept = _positions(held)
+    hub.disconnect(outbox, held)
+    if kept:
+        await _remember(history(), kept)
+
+
+def _positions(subscriptions: Iterable[LocalSubscription]) -> list[tuple[str, Position]]:
     kept = []
     for subscription in subscriptions:
         entry = _resumable.pop(subscription, None)
@@ -305,11 +335,7 @@ def subscriptions_closed(subscriptions: Iterable[LocalSubscription]) -> None:
         if offset is not None and offset > position.offset:
             position = Position(offset, position.epoch)
         kept.append((token, position))
-    if not kept:
-        return
-    task = asyncio.get_running_loop().create_task(_remember(history(), kept))
-    _remembering.add(task)
-    task.add_done_callback(_remembering.discard)
+    return kept
 
 
 async def _remember(store: HistoryStore, kept: list[tuple[str, Position]]) -> None:

@@ -23,6 +23,8 @@ class Controlled(Protocol):
     id: str
     identity: Identity | None
 
+    async def go_away(self, *, within: float) -> None: ...
+
 
 def session_digest(session_key: str) -> str:
     """What stands for a Django session key in control messages: they cross the channel

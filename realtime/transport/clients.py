@@ -35,6 +35,16 @@ def _trusted(address: str, networks: Sequence[Network]) -> bool:
 
 def client_address(scope: Mapping[str, Any]) -> str:
     """The client's address for rate limits (``""`` when the server gave none)."""
+    return _per_subscriber(client_ip(scope))
+
+
+def client_ip(scope: Mapping[str, Any]) -> str:
+    """The client's own address (``""`` when the server gave none).
+
+    What authorizers and handlers see as ``sourceIp`` and what the
+    failed-authorization limiter counts: behind a trusted proxy, the proxy's
+    address would make every client one.
+    """
     client = scope.get("client")
     peer = str(client[0]) if client else ""
     settings = realtime_settings.front_door
@@ -47,9 +57,8 @@ def client_address(scope: Mapping[str, Any]) -> str:
             hops = [hop.strip() for value in values for hop in value.decode("latin-1").split(",")]
             for hop in reversed(hops):
                 if hop and not _trusted(hop, networks):
-                    peer = hop
-                    break
-    return _per_subscriber(peer)
+                    return str(hop)
+    return peer
 
 
 def _per_subscriber(address: str) -> str:

@@ -17,6 +17,7 @@ so acknowledgements, errors and ``data`` frames keep their order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -46,6 +47,7 @@ from realtime.exceptions import (
 from realtime.lifecycle import lifecycle
 from realtime.operations.publishing import Publication, publish
 from realtime.operations.subscribing import (
+    connection_leaving,
     connection_stop,
     presence_member,
     subscribe_authorize,
@@ -56,7 +58,8 @@ from realtime.ops.logs import bind_connection
 from realtime.ops.metrics import metrics
 from realtime.presence.connections import connections
 from realtime.presence.control import deadlines
-from realtime.transport.clients import client_address
+from realtime.transport.clients import client_address, client_ip
+from realtime.transport.drain import drain
 from realtime.transport.frontdoor import ADMITTED
 from realtime.transport.gates import CONNECT
 from realtime.transport.handshake import (
@@ -73,6 +76,7 @@ logger = logging.getLogger(__name__)
 # A rejected connection waits this long for the client's first frame (AWS answers
 # connection_init with connection_error, PROTOCOL §3.1) before it is told anyway.
 REJECT_GRACE_SECONDS = 2.0
+GOING_AWAY_REASON = "going away"
 
 # Publishes waiting for the channel layer before they are answered (kept referenced).
 _answering: set[asyncio.Task[None]] = set()
@@ -102,6 +106,10 @@ class Connection:
         "data",
         "close_cause",
         "ended",
+        # The drain (realtime.transport.drain): operations under way, and whether it is leaving.
+        "in_flight",
+        "leaving",
+        "quiet",
     )
 
     def __init__(self, scope: Mapping[str, Any], send: AsgiSend) -> None:
@@ -109,13 +117,12 @@ class Connection:
         self._send = send
         self.id = uuid.uuid4().hex
         raw_headers = scope.get("headers", ())
-        client = scope.get("client")
         # Headers and cookies are read from the scope when asked for, not copied:
         # thousands of connections idle for hours.
         self.request = RequestInfo(
             transport=Transport.WEBSOCKET,
             headers=RequestHeaders(raw_headers),
-            source_ip=client[0] if client else None,
+            source_ip=client_ip(scope) or None,
             scope=scope,
             cookies=RequestCookies(raw_headers),
         )
@@ -139,6 +146,13 @@ class Connection:
         self.ended = False
         # This connection's publish and subscribe counts, per namespace (realtime.auth.limits).
         self.rates = Gcra(max_keys=64)
+        # Frames being handled and publishes awaiting their answer: a draining
+        # process closes the socket only once each has been answered.
+        self.in_flight = 0
+        # Set when the process drains: frames read afterwards are not handled.
+        self.leaving = False
+        # Made by go_away only (idle connections carry none): set once nothing is in flight.
+        self.quiet: asyncio.Event | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -186,6 +200,9 @@ class Connection:
         connections.add(self)
         deadlines.watch(self)
         self.connected_at = metrics.connected(self.outbox.server)
+        if drain.active:
+            # Accepted just before the process stopped listening: sent elsewhere like the rest.
+            drain.send_away(self)
         # A server that stops serving the socket (process shutdown) cancels the task
         # that reads it, and websocket.disconnect never comes: close it then.
         task = asyncio.current_task()
@@ -296,7 +313,39 @@ class Connection:
     # -- frames --------------------------------------------------------------
 
     async def handle(self, text: str | None) -> None:
-        """Handle one client frame (``None`` for a binary one); never raises."""
+        """Handle one client frame (``None`` for a binary one); never raises.
+
+        Once the connection is leaving (its process drains) a frame is not
+        handled at all: every operation the client sent either was answered
+        before the going-away close, or never ran and may be sent again.
+        """
+        if self.leaving:
+            return
+        self.in_flight += 1
+        try:
+            await self._handle(text)
+        finally:
+            self._done_one()
+
+    async def go_away(self, *, within: float) -> None:
+        """Close with 1001 "going away" once the operations under way are answered.
+
+        Waits at most ``within`` seconds for them; the positions of its history
+        subscriptions are stored first, so the client resumes on another process
+        right after the last event this one sent.
+        """
+        if self.leaving or self.outbox.closed:
+            return
+        self.leaving = True
+        if self.in_flight:
+            self.quiet = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within):
+                    await self.quiet.wait()
+        await connection_leaving(self.outbox, self.subscriptions.values())
+        self.close(CloseCode.GOING_AWAY, handlers.CloseCause.SHUTDOWN, GOING_AWAY_REASON)
+
+    async def _handle(self, text: str | None) -> None:
         if self.outbox.closed:
             return
         if self.rejection is not None:
@@ -401,8 +450,18 @@ class Connection:
         # meanwhile, so pipelined publishes share a layer round trip. Their order
         # is the bridge's (it took them in frame order); the answer follows.
         task = asyncio.get_running_loop().create_task(self._answer_publish(frame, publication))
+        self.in_flight += 1
         _answering.add(task)
-        task.add_done_callback(_answering.discard)
+        task.add_done_callback(self._answered)
+
+    def _answered(self, task: asyncio.Task[None]) -> None:
+        _answering.discard(task)
+        self._done_one()
+
+    def _done_one(self) -> None:
+        self.in_flight -= 1
+        if not self.in_flight and self.quiet is not None:
+            self.quiet.set()
 
     async def _answer_publish(self, frame: protocol.Publish, publication: Publication) -> None:
         try:

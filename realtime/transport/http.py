@@ -29,6 +29,7 @@ from realtime.exceptions import (
     Transport,
 )
 from realtime.operations.publishing import publish
+from realtime.transport.clients import client_ip
 from realtime.transport.endpoints import View, endpoint
 from realtime.transport.openapi import PUBLISH
 from realtime.transport.parsers import ParseError, RequestError, read_json
@@ -95,6 +96,14 @@ def cors(methods: str) -> Callable[[View], View]:
     return decorate
 
 
+def _source_ip(request: HttpRequest) -> str | None:
+    # Under ASGI the scope names the peer; behind a trusted proxy, the client it forwarded.
+    scope = getattr(request, "scope", None)
+    if scope is None:
+        return request.META.get("REMOTE_ADDR")
+    return client_ip(scope) or None
+
+
 def request_info(request: HttpRequest) -> RequestInfo:
     """What authorizers and handlers may know of an HTTP request (headers lowercased, secrets hidden)."""
     headers = {
@@ -103,7 +112,7 @@ def request_info(request: HttpRequest) -> RequestInfo:
     return RequestInfo(
         transport=Transport.HTTP,
         headers=headers,
-        source_ip=request.META.get("REMOTE_ADDR"),
+        source_ip=_source_ip(request),
         cookies=request.COOKIES,
         http_request=request,
     )

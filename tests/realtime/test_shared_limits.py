@@ -15,7 +15,7 @@ from django.test import override_settings
 
 from realtime.auth.limits import RateLimiter
 from realtime.core.rates import parse_limit
-from realtime.transport.clients import client_address
+from realtime.transport.clients import client_address, client_ip
 from realtime.transport.overload import Overload
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +48,26 @@ def scope(peer: str, forwarded: str | None = None) -> dict[str, object]:
 def test_the_client_address_believes_only_trusted_proxies(front_door, peer, forwarded, expected) -> None:
     with override_settings(REALTIME={"FRONT_DOOR": front_door}):
         assert client_address(scope(peer, forwarded)) == expected
+
+
+@pytest.mark.parametrize(
+    ("front_door", "peer", "forwarded", "expected"),
+    [
+        # The client's own address (sourceIp, failed authorizations): IPv6 whole, not per /64.
+        ({}, "2001:db8:1:2:3:4:5:6", None, "2001:db8:1:2:3:4:5:6"),
+        (PROXIES, "10.0.0.5", "2001:db8::9", "2001:db8::9"),
+        # A forged header from a peer that is not our proxy: the peer.
+        (PROXIES, "203.0.113.9", "198.51.100.1", "203.0.113.9"),
+        # No peer at all (a server that gives none): nothing.
+        (PROXIES, "", "198.51.100.1", ""),
+    ],
+)
+def test_the_client_ip_is_the_address_behind_trusted_proxies_unmasked(
+    front_door, peer, forwarded, expected
+) -> None:
+    with override_settings(REALTIME={"FRONT_DOOR": front_door}):
+        request_scope = scope(peer, forwarded) if peer else {"client": None, "headers": []}
+        assert client_ip(request_scope) == expected
 
 
 BOUNDS = {"MIN_IN_FLIGHT": 4, "MAX_IN_FLIGHT": 100, "MAX_LOOP_LAG": 0.2, "MAX_QUEUE_DELAY": 0.5}

@@ -1,0 +1,1 @@
+"""A game of quiz_loadtest through nginx while one of the server processes is replaced."""
