@@ -13,7 +13,6 @@ import base64
 import os
 from typing import Any
 
-import daphne.server
 import pytest
 from autobahn.websocket.protocol import WebSocketServerProtocol
 from twisted.internet.error import ConnectionDone
@@ -22,7 +21,6 @@ from twisted.python.failure import Failure
 
 from realtime.core.wsframe import text_frame
 from realtime.transport import slim_daphne
-from realtime.transport.server_tuning import tune_websocket_servers
 from realtime.transport.slim_daphne import NOTHING_QUEUED, Inbox, SlimWebSocketFactory
 
 
@@ -207,9 +205,3 @@ async def test_a_cancelled_read_loses_nothing() -> None:
         await waiting
     inbox.put_nowait({"n": 1})
     assert await inbox.get() == {"n": 1}
-
-
-def test_tuning_installs_the_factory_daphne_builds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(daphne.server, "WebSocketFactory", daphne.server.WebSocketFactory)
-    assert tune_websocket_servers()[0] == "daphne"
-    assert daphne.server.WebSocketFactory is SlimWebSocketFactory
