@@ -63,11 +63,13 @@ async def test_uvicorns_handler_is_checked_once_per_function_and_still_gets_the_
 
     monkeypatch.setattr(slim_uvicorn, "_library_check", library_check)
     monkeypatch.setattr(slim_uvicorn, "_takes_path", {})
-    websocket = SimpleNamespace(name="ws", path="/event/realtime")
+    websocket = SimpleNamespace(name="ws", path="/event/realtime", request_headers={"host": "x"})
     with pytest.warns(DeprecationWarning):
         first = slim_uvicorn.remove_path_argument(Handlers().with_path)
     second = slim_uvicorn.remove_path_argument(Handlers().with_path)
     assert await first(websocket) == await second(websocket) == "ws at /event/realtime"
+    # The handshake is over when the handler runs: its headers are let go.
+    assert websocket.request_headers is websocket.response_headers is slim_uvicorn.NO_HEADERS
 
     for handler in (Handlers().without_path, Handlers().without_path):
         assert slim_uvicorn.remove_path_argument(handler) is handler
