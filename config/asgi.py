@@ -11,12 +11,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from quiz.admission import JOIN_GATE  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.transport.daphne_door import shed_in_daphne  # noqa: E402
 from realtime.transport.frontdoor import FrontDoor  # noqa: E402
 from realtime.transport.gates import connect_gate, event_gate  # noqa: E402
+from realtime.transport.server_tuning import tune_websocket_servers  # noqa: E402
+
+# Lighter WebSocket connections under daphne and uvicorn (SERVER_TUNING=0 turns it off):
+# they must be in place before the server starts, which this import precedes.
+if settings.SERVER_TUNING:
+    tune_websocket_servers()
 
 # Joins, POST /event and WebSocket connects are admitted (or refused with 429)
 # before Django builds a request for them (realtime.transport.frontdoor).

@@ -18,6 +18,9 @@ local-memory cache: ``python manage.py runserver`` works on a fresh machine.
   ``external`` with ``REDIS_URL`` (run ``quiz_worker`` and ``realtime_relay``).
 - ``REALTIME_DIRECT_WRITES``: ``0`` sends every WebSocket frame through the
   server's ASGI ``send`` even under daphne and uvicorn (default ``1``).
+- ``SERVER_TUNING``: ``0`` serves WebSockets with daphne's and uvicorn's own
+  protocol classes instead of the lighter ones of ``realtime.transport.server_tuning``
+  (default ``1``).
 """
 
 from __future__ import annotations
@@ -205,6 +208,9 @@ REALTIME: dict[str, object] = {
         else {}
     ),
 }
+
+# config/asgi.py installs realtime.transport.server_tuning when this is on.
+SERVER_TUNING = env_bool("SERVER_TUNING", True)
 
 QUIZ: dict[str, object] = {
     # Join admission control (DESIGN §8); the environment may tune it per deployment.

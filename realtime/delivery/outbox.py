@@ -3,8 +3,9 @@
 Every frame a connection sends goes through its outbox, so acks, errors and
 ``data`` frames keep their order, and a close is sent only after the frames
 queued before it. Fan-out only appends to a list and, once per loop pass,
-schedules a flush of that connection: no layer message and no task per
-delivery, and no task at all for an idle connection. A subscriber that falls
+schedules a flush of that connection (the flushes of a pass run from one loop
+callback): no layer message and no task per delivery, and no task at all for an
+idle connection. A subscriber that falls
 more than ``limit`` frames behind is closed instead of growing memory or
 slowing the others.
 
@@ -41,6 +42,7 @@ from realtime.delivery.direct import (
     direct_writer,
     write_flow,
 )
+from realtime.delivery.flushes import FlushQueue, flush_queue
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +127,7 @@ class Outbox:
         "_loop",
         "_scheduled",
         "_context",
+        "_flushes",
     )
 
     def __init__(
@@ -155,6 +158,7 @@ class Outbox:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
         self._context: contextvars.Context | None = None
+        self._flushes: FlushQueue | None = None
 
     def start(self) -> None:
         """The socket is accepted: write what is queued and what comes."""
@@ -165,6 +169,7 @@ class Outbox:
         # Flushes run in the connection's own context (its connection id for log
         # lines), not in that of the publisher whose offer() scheduled them.
         self._context = contextvars.copy_context()
+        self._flushes = flush_queue(self._loop)
         self._schedule()
 
     @property
@@ -225,11 +230,12 @@ class Outbox:
 
     def _schedule(self) -> None:
         # One flush per loop pass however many frames a burst offers; none while
-        # a task is writing (it takes the new frames in order).
-        if self._loop is None or self._scheduled or self.task is not None or not self._frames:
+        # a task is writing (it takes the new frames in order). The flushes of all
+        # outboxes of a pass run from one loop callback (realtime.delivery.flushes).
+        if self._flushes is None or self._scheduled or self.task is not None or not self._frames:
             return
         self._scheduled = True
-        self._loop.call_soon(self._flush, context=self._context)
+        self._flushes.add(self._flush, cast(contextvars.Context, self._context))
 
     def _flush(self) -> None:
         self._scheduled = False

@@ -11,7 +11,8 @@ Fixtures (all reusable by any test under ``tests/e2e``):
   per distinct arguments, on the same database, stopped at the end of the session.
 - ``start_variant``: a factory for the same application served another way, by name
   (:data:`VARIANTS`): daphne and uvicorn, each writing frames straight to its transport (the
-  default) or through ASGI ``send`` (``REALTIME_DIRECT_WRITES=0``); one process per name and
+  default) or through ASGI ``send`` (``REALTIME_DIRECT_WRITES=0``), and daphne with its own
+  WebSocket protocol (``SERVER_TUNING=0``); one process per name and
   settings module, on the same database, stopped at the end of the session.
 
 Each server is started once per session, lazily, on a free port, with ``config.settings.base``
@@ -73,6 +74,8 @@ METRICS_TOKEN = "e2e-metrics-token"
 VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "daphne": ("daphne", {}),
     "daphne-asgi-send": ("daphne", {"REALTIME_DIRECT_WRITES": "0"}),
+    # daphne's own WebSocket protocol, without realtime.transport.server_tuning.
+    "daphne-stock": ("daphne", {"SERVER_TUNING": "0"}),
     "uvicorn": ("uvicorn", {}),
     "uvicorn-asgi-send": ("uvicorn", {"REALTIME_DIRECT_WRITES": "0"}),
 }
@@ -80,6 +83,7 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
 VARIANT_WRITERS = {
     "daphne": "daphne",
     "daphne-asgi-send": "asgi",
+    "daphne-stock": "daphne",
     "uvicorn": "uvicorn-websockets",
     "uvicorn-asgi-send": "asgi",
 }

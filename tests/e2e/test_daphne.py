@@ -55,10 +55,12 @@ EVENTS = [
 ]
 
 
-@pytest.fixture(params=["plain", "tls", "daphne-asgi-send", "uvicorn", "uvicorn-asgi-send"])
+@pytest.fixture(params=["plain", "tls", "daphne-asgi-send", "daphne-stock", "uvicorn", "uvicorn-asgi-send"])
 def server(request: pytest.FixtureRequest) -> Iterator[DaphneServer]:
     """The same tests over ``ws://`` and ``wss://``, and served by uvicorn; frames written straight
-    to the server's transport (the default) and through ASGI ``send`` (``*-asgi-send``)."""
+    to the server's transport (the default) and through ASGI ``send`` (``*-asgi-send``); daphne
+    with the lighter protocol of realtime.transport.server_tuning (the default) and its own
+    (``daphne-stock``)."""
     if request.param in ("plain", "tls"):
         yield request.getfixturevalue("daphne_server" if request.param == "plain" else "daphne_tls_server")
     else:
