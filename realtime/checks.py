@@ -18,6 +18,7 @@ from realtime.core.redis_urls import SENTINEL_SCHEME, SentinelTarget, parse_redi
 from realtime.store.redis import CacheConnectionPool
 
 CACHE_POOL = "realtime.store.redis.CacheConnectionPool"
+REDIS_LAYER = "realtime.delivery.layers.RedisChannelLayer"
 
 
 @register(Tags.compatibility)
@@ -296,8 +297,22 @@ def check_redis(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         "LIMITS_REDIS_URL", realtime_settings.limits_redis_url, "None to count in each process", "E024"
     )
     layer = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default", {})
-    if str(layer.get("BACKEND", "")).startswith("channels_redis."):
-        for host in (layer.get("CONFIG") or {}).get("hosts") or []:
+    backend = str(layer.get("BACKEND", ""))
+    if backend.startswith(("channels_redis.", "realtime.delivery.layers.")):
+        hosts = (layer.get("CONFIG") or {}).get("hosts") or []
+        if backend != REDIS_LAYER and any(
+            isinstance(host, Mapping) and "master_name" in host for host in hosts
+        ):
+            messages.append(
+                Warning(
+                    f"CHANNEL_LAYERS['default'] reaches Redis through Sentinel with {backend}, whose "
+                    "connections stay on a master after a manual failover demoted it: what they "
+                    "write until Sentinel reconfigures it (seconds) is lost.",
+                    hint=f"Use {REDIS_LAYER} (the same layer; its pools follow the master).",
+                    id="realtime.W005",
+                )
+            )
+        for host in hosts:
             problem = _layer_host_problem(host)
             if problem:
                 messages.append(

@@ -131,7 +131,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "realtime.delivery.layers.RedisChannelLayer",
             "CONFIG": {
                 # A redis+sentinel:// URL becomes channels_redis's sentinels/master_name entry.
                 "hosts": [channel_layer_host(REDIS_URL)],

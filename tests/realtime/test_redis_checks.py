@@ -20,8 +20,8 @@ URL_FORMS = (
 )
 
 
-def layer(*hosts: Any) -> dict[str, Any]:
-    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": list(hosts)}}}
+def layer(*hosts: Any, backend: str = "realtime.delivery.layers.RedisChannelLayer") -> dict[str, Any]:
+    return {"default": {"BACKEND": backend, "CONFIG": {"hosts": list(hosts)}}}
 
 
 def messages(**overrides: Any) -> list[tuple[str, str, str | None]]:
@@ -156,6 +156,22 @@ def test_a_redis_cache_that_cannot_reach_its_sentinels_is_e026(cache: dict[str, 
     ]
 
 
+def test_channels_redis_own_layer_behind_sentinel_is_w005() -> None:
+    backend = "channels_redis.core.RedisChannelLayer"
+
+    assert messages(CHANNEL_LAYERS=layer(channel_layer_host(SENTINEL_URL), backend=backend)) == [
+        (
+            "realtime.W005",
+            "CHANNEL_LAYERS['default'] reaches Redis through Sentinel with "
+            "channels_redis.core.RedisChannelLayer, whose connections stay on a master after a manual "
+            "failover demoted it: what they write until "
+            "Sentinel reconfigures it (seconds) is lost.",
+            "Use realtime.delivery.layers.RedisChannelLayer (the same layer; its pools follow the master).",
+        )
+    ]
+    assert messages(CHANNEL_LAYERS=layer("redis://127.0.0.1:6379/0", backend=backend)) == []
+
+
 def test_other_cache_backends_and_layers_are_not_read() -> None:
     assert (
         messages(
@@ -186,6 +202,7 @@ def test_the_sites_settings_send_every_redis_through_the_sentinels_of_redis_url(
     )
     layers, caches, limits, history = json.loads(shown.stdout)
 
+    assert layers["default"]["BACKEND"] == "realtime.delivery.layers.RedisChannelLayer"
     assert layers["default"]["CONFIG"]["hosts"] == [json.loads(json.dumps(channel_layer_host(SENTINEL_URL)))]
     assert caches == {"default": {"BACKEND": REDIS_CACHE, "LOCATION": [SENTINEL_URL], "OPTIONS": CACHE_POOL}}
     assert limits == history == SENTINEL_URL

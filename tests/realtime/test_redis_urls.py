@@ -166,7 +166,9 @@ async def test_an_async_client_for_a_sentinel_url_asks_the_sentinels_for_the_mas
     client = async_client("redis+sentinel://:pw@s1:1,s2:2/main/5")
     try:
         pool = client.connection_pool
-        assert type(pool) is aiosentinel.SentinelConnectionPool
+        assert type(pool).__name__ == "FollowingSentinelConnectionPool"
+        assert isinstance(pool, aiosentinel.SentinelConnectionPool)
+        assert not isinstance(pool, aioredis.BlockingConnectionPool)
         assert (pool.service_name, pool.is_master) == ("main", True)
         assert pool.connection_kwargs["db"] == 5
         assert pool.connection_kwargs["password"] == "pw"
@@ -208,7 +210,8 @@ def test_the_cache_pool_reads_both_kinds_of_url() -> None:
 
     assert type(plain) is redis.ConnectionPool
     assert plain.connection_kwargs["socket_timeout"] == 3
-    assert type(sentinel) is redis.sentinel.SentinelConnectionPool
+    assert type(sentinel).__name__ == "FollowingSentinelConnectionPool"
+    assert isinstance(sentinel, redis.sentinel.SentinelConnectionPool)
     assert sentinel.service_name == "main"
     assert sentinel.connection_kwargs["db"] == 4
     assert sentinel.connection_kwargs["socket_timeout"] == 3
@@ -223,5 +226,112 @@ def test_djangos_redis_cache_takes_a_sentinel_url_in_a_list() -> None:
     )
     pool = cache._cache._get_connection_pool(write=True)
 
-    assert type(pool) is redis.sentinel.SentinelConnectionPool
+    assert isinstance(pool, redis.sentinel.SentinelConnectionPool)
     assert [s.connection_pool.connection_kwargs["port"] for s in pool.sentinel_manager.sentinels] == [1, 2]
+
+
+# -- following the master while connections stay open ---------------------------------------------
+
+
+class FakeSentinels:
+    """Names ``master`` when asked, and counts the questions."""
+
+    def __init__(self, master: tuple[str, int]) -> None:
+        self.master = master
+        self.asked = 0
+
+    async def discover_master(self, name: str) -> tuple[str, int]:
+        self.asked += 1
+        return self.master
+
+
+def connection_to(pool: Any, address: tuple[str, int]) -> Any:
+    """A connection taken from ``pool`` as if connected to ``address`` (nothing connects)."""
+    connection = pool.get_available_connection()
+    connection.host, connection.port = address
+    closed: list[bool] = []
+
+    async def disconnect(*args: Any, **kwargs: Any) -> None:
+        closed.append(True)
+
+    connection.disconnect = disconnect
+    connection.closed = closed
+    return connection
+
+
+async def test_the_pool_asks_where_the_master_is_at_most_every_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from realtime.store import redis as store_redis
+
+    now = [100.0]
+    monkeypatch.setattr(store_redis.time, "monotonic", lambda: now[0])
+    pool = store_redis.async_sentinel_pool("main", [("s1", 1)], None)
+    sentinels = pool.sentinel_manager = FakeSentinels(("old", 1))
+
+    await pool._follow_master()
+    await pool._follow_master()
+    now[0] += store_redis.MASTER_CHECK_INTERVAL - 0.01
+    await pool._follow_master()
+    assert (sentinels.asked, pool.master_address) == (1, ("old", 1))
+    now[0] += 0.01
+    await pool._follow_master()
+    assert sentinels.asked == 2
+
+
+async def test_connections_to_a_demoted_master_are_closed_once_the_pool_hears_of_it() -> None:
+    from realtime.store import redis as store_redis
+
+    pool = store_redis.async_sentinel_pool("main", [("s1", 1)], None, blocking=True, max_connections=4)
+    sentinels = pool.sentinel_manager = FakeSentinels(("old", 1))
+    await pool._follow_master()
+    idle, busy = connection_to(pool, ("old", 1)), connection_to(pool, ("old", 1))
+    await pool.release(idle)
+    assert idle.closed == []
+
+    sentinels.master = ("new", 2)
+    pool._checked_at = -float("inf")
+    await pool._follow_master()
+    # The idle one was closed by redis-py (its disconnect is the real one: check it is not connected).
+    assert idle._reader is None
+    # The one in use (a blocking read, say) is closed when it comes back.
+    await pool.release(busy)
+    assert busy.closed == [True]
+    current = connection_to(pool, ("new", 2))
+    await pool.release(current)
+    assert current.closed == []
+
+
+async def test_a_failover_under_way_does_not_fail_the_check() -> None:
+    from redis.asyncio.sentinel import MasterNotFoundError
+
+    from realtime.store import redis as store_redis
+
+    class NoMaster:
+        async def discover_master(self, name: str) -> tuple[str, int]:
+            raise MasterNotFoundError("No master found for 'main'")
+
+    pool = store_redis.async_sentinel_pool("main", [("s1", 1)], None)
+    pool.sentinel_manager = NoMaster()
+    await pool._follow_master()
+    assert pool.master_address is None
+
+
+def test_the_layer_gives_sentinel_hosts_pools_that_follow_the_master() -> None:
+    from realtime.delivery.layers import RedisChannelLayer
+
+    layer = RedisChannelLayer(
+        hosts=[channel_layer_host("redis+sentinel://:pw@s1:1,s2:2/main/3"), "redis://h:6379/1"]
+    )
+    sentinel_pool, plain_pool = layer.create_pool(0), layer.create_pool(1)
+
+    assert type(sentinel_pool).__name__ == "FollowingSentinelConnectionPool"
+    assert (sentinel_pool.service_name, sentinel_pool.connection_kwargs["db"]) == ("main", 3)
+    assert sentinel_pool.connection_kwargs["password"] == "pw"
+    assert sentinel_pool.connection_kwargs["socket_connect_timeout"] == CONNECT_TIMEOUT
+    assert _sentinels(sentinel_pool.sentinel_manager) == [
+        ("s1", 1, SENTINEL_SOCKETS),
+        ("s2", 2, SENTINEL_SOCKETS),
+    ]
+    assert type(plain_pool) is aioredis.ConnectionPool
+    assert plain_pool.connection_kwargs["db"] == 1
