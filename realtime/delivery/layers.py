@@ -11,11 +11,14 @@ writing to the demoted master; this layer's pools ask again every second
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer as ChannelsRedisLayer  # type: ignore[import-untyped]
 
 from realtime.store.redis import async_sentinel_pool
+
+logger = logging.getLogger(__name__)
 
 
 class RedisChannelLayer(ChannelsRedisLayer):  # type: ignore[misc]  # channels_redis is untyped
@@ -27,3 +30,15 @@ class RedisChannelLayer(ChannelsRedisLayer):  # type: ignore[misc]  # channels_r
         sentinels = [tuple(address) for address in host.pop("sentinels")]
         sentinel_kwargs = host.pop("sentinel_kwargs", None)
         return async_sentinel_pool(master_name, sentinels, sentinel_kwargs, **host)
+
+    async def _clean_receive_backup(self, index: int, channel: str) -> None:
+        # channels_redis runs this as a task nobody awaits, right after a receive: when Redis
+        # goes away just then, asyncio logged "Task exception was never retrieved" with a
+        # traceback. The message stays in the receive backup, which channels_redis restores on
+        # the next receive: it arrives twice (docs/DEPLOYMENT.md, "Redis Sentinel").
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        try:
+            await super()._clean_receive_backup(index, channel)
+        except (ConnectionError, TimeoutError) as exc:
+            logger.warning("channel layer could not clear a received message from its backup: %s", exc)

@@ -335,3 +335,20 @@ def test_the_layer_gives_sentinel_hosts_pools_that_follow_the_master() -> None:
     ]
     assert type(plain_pool) is aioredis.ConnectionPool
     assert plain_pool.connection_kwargs["db"] == 1
+
+
+async def test_a_receive_backup_that_cannot_be_cleared_is_a_warning_not_an_unretrieved_task_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from realtime.delivery.layers import RedisChannelLayer
+
+    # Port 1 refuses: the connection breaks as a crashed master's does.
+    layer = RedisChannelLayer(hosts=["redis://127.0.0.1:1/0"])
+    await layer._clean_receive_backup(0, "realtime.delivery.hub.")
+
+    [record] = [r for r in caplog.records if r.name == "realtime.delivery.layers"]
+    assert record.levelname == "WARNING"
+    assert record.getMessage().startswith(
+        "channel layer could not clear a received message from its backup: "
+    )
+    await layer.close_pools()
