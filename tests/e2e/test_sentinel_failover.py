@@ -79,9 +79,10 @@ RECOVERY_BOUND = 15.0
 # shared 2-core machine.
 REPLICATION_WINDOW = 0.1
 # In a manual failover the old master answers until each process's pools ask a Sentinel again
-# (realtime.store.redis.MASTER_CHECK_INTERVAL after the Sentinels agree, at most); the test sees
-# a publish's answer later than the write, by a round trip on a loaded machine: this much later.
-SCHEDULING_SLACK = 0.5
+# (realtime.store.redis.MASTER_CHECK_INTERVAL after the Sentinels agree, plus the time until the
+# process's next command, which its event loop may run late on a loaded machine); the test sees
+# the answer of a publish after the write. 0.5 s was exceeded by 60 ms once on this machine.
+SCHEDULING_SLACK = 1.0
 
 
 @dataclass
