@@ -156,6 +156,30 @@ class SentinelGroup:
         """``SENTINEL FAILOVER``: a replica is promoted while the master still runs (maintenance)."""
         assert self.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
 
+    def connections_to(self, node: Node) -> list[str]:
+        """Addresses of the clients ``node`` serves, but for Sentinels, replicas and this call."""
+        client = node.client()
+        own = client.client_id()
+        return [
+            c["addr"]
+            for c in client.client_list(_type="normal")
+            if int(c["id"]) != own and not c["name"].startswith("sentinel-")
+        ]
+
+    def wait_until_left(self, node: Node, timeout: float) -> None:
+        """Returns once no client is connected to ``node``, which must still be a master then.
+
+        After a manual failover the old master answers as a master until Sentinel demotes it
+        (which closes every client's connection): clients that left it before did so themselves.
+        """
+        deadline = time.monotonic() + timeout
+        while self.connections_to(node):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"clients still on the old master after {timeout}s")
+            time.sleep(0.02)
+        role = node.client().execute_command("ROLE")[0]
+        assert role == "master", f"Sentinel demoted the old master ({role}) before the clients left it"
+
     def wait_for_new_master(self, timeout: float) -> Node:
         """The replica every Sentinel names as the master now, once they do (within ``timeout``)."""
         old = ("127.0.0.1", self.master.port)
