@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,11 @@ from django.utils.module_loading import import_string
 
 from realtime.conf import DEFAULTS, realtime_settings
 from realtime.core.rates import parse_limit
+from realtime.core.redis_urls import SENTINEL_SCHEME, SentinelTarget, parse_redis_url
+from realtime.store.redis import CacheConnectionPool
+
+CACHE_POOL = "realtime.store.redis.CacheConnectionPool"
+REDIS_LAYER = "realtime.delivery.layers.RedisChannelLayer"
 
 
 @register(Tags.compatibility)
@@ -255,12 +261,140 @@ def check_history(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         if value <= 0:
             messages.append(Error(f"REALTIME['{name}'] must be a number above 0.", id="realtime.E022"))
     url = realtime_settings.history_redis_url
-    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-        messages.append(
-            Error(
-                f"REALTIME['HISTORY_REDIS_URL'] is {url!r}.",
-                hint="A redis://, rediss:// or unix:// URL, or None to keep history in each process.",
-                id="realtime.E023",
-            )
-        )
+    messages += _redis_url_errors("HISTORY_REDIS_URL", url, "None to keep history in each process", "E023")
     return messages
+
+
+_REDIS_URL_FORMS = (
+    "redis://host:port/db, rediss://…, unix:///path, or "
+    "redis+sentinel://host:port,host:port/<master name>/db (docs/DEPLOYMENT.md, 'Redis Sentinel')"
+)
+
+
+def _redis_url_errors(name: str, url: str | None, otherwise: str, check_id: str) -> list[CheckMessage]:
+    if url is None:
+        return []
+    try:
+        parse_redis_url(url)
+    except ValueError as error:
+        return [
+            Error(
+                f"REALTIME['{name}']: {error}.",
+                hint=f"{_REDIS_URL_FORMS}; or {otherwise}.",
+                id=f"realtime.{check_id}",
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
+def check_redis(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every Redis the site names: the shared limits, the channel layer's hosts, the cache.
+
+    Each is one server or a master behind Sentinel (:mod:`realtime.core.redis_urls`).
+    """
+    messages = _redis_url_errors(
+        "LIMITS_REDIS_URL", realtime_settings.limits_redis_url, "None to count in each process", "E024"
+    )
+    layer = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default", {})
+    backend = str(layer.get("BACKEND", ""))
+    if backend.startswith(("channels_redis.", "realtime.delivery.layers.")):
+        hosts = (layer.get("CONFIG") or {}).get("hosts") or []
+        if backend != REDIS_LAYER and any(
+            isinstance(host, Mapping) and "master_name" in host for host in hosts
+        ):
+            messages.append(
+                Warning(
+                    f"CHANNEL_LAYERS['default'] reaches Redis through Sentinel with {backend}, whose "
+                    "connections stay on a master after a manual failover demoted it: what they "
+                    "write until Sentinel reconfigures it (seconds) is lost.",
+                    hint=f"Use {REDIS_LAYER} (the same layer; its pools follow the master).",
+                    id="realtime.W005",
+                )
+            )
+        for host in hosts:
+            problem = _layer_host_problem(host)
+            if problem:
+                messages.append(
+                    Error(
+                        f"CHANNEL_LAYERS['default']['CONFIG']['hosts']: {problem}.",
+                        hint="Write each host as realtime.core.redis_urls.channel_layer_host(url) gives it.",
+                        id="realtime.E025",
+                    )
+                )
+    for alias, cache in (getattr(settings, "CACHES", None) or {}).items():
+        problem = _cache_problem(cache)
+        if problem:
+            messages.append(
+                Error(
+                    f"CACHES[{alias!r}]: {problem}.",
+                    hint='LOCATION as a list of URLs, and OPTIONS {"pool_class": '
+                    '"realtime.store.redis.CacheConnectionPool"} for a Sentinel URL.',
+                    id="realtime.E026",
+                )
+            )
+    return messages
+
+
+def _layer_host_problem(host: Any) -> str | None:
+    if isinstance(host, str):
+        try:
+            target = parse_redis_url(host)
+        except ValueError as error:
+            return str(error)
+        if isinstance(target, SentinelTarget):
+            return (
+                f"{_redacted(host)}: channels_redis does not read redis+sentinel:// URLs; "
+                "it needs sentinels and master_name"
+            )
+        return None
+    if isinstance(host, Mapping) and "sentinels" in host:
+        sentinels = host["sentinels"]
+        if not isinstance(sentinels, list | tuple) or not sentinels:
+            return f"{_redacted(host)}: sentinels must be a non-empty list of (host, port)"
+        for address in sentinels:
+            if not (
+                isinstance(address, list | tuple)
+                and len(address) == 2
+                and isinstance(address[0], str)
+                and address[0]
+                and isinstance(address[1], int)
+                and 0 < address[1] < 65536
+            ):
+                return f"{_redacted(host)}: the Sentinel address {address!r} is not (host, port)"
+        if not isinstance(host.get("master_name"), str) or not host["master_name"]:
+            return f"{_redacted(host)}: a Sentinel host needs master_name, the name the Sentinels monitor"
+    return None
+
+
+def _cache_problem(cache: Mapping[str, Any]) -> str | None:
+    if cache.get("BACKEND") != "django.core.cache.backends.redis.RedisCache":
+        return None
+    location = cache.get("LOCATION")
+    if isinstance(location, str):
+        if location.lower().startswith(SENTINEL_SCHEME) and re.search("[;,]", location):
+            return "LOCATION is a string, which Django splits at commas: give a Sentinel URL in a list"
+        urls = re.split("[;,]", location)  # as Django's RedisCache reads it
+    else:
+        urls = [str(url) for url in location or []]
+    for url in urls:
+        try:
+            target = parse_redis_url(url)
+        except ValueError as error:
+            return str(error)
+        if isinstance(target, SentinelTarget):
+            pool = (cache.get("OPTIONS") or {}).get("pool_class")
+            if pool not in (CACHE_POOL, CacheConnectionPool):
+                return f"a redis+sentinel:// LOCATION needs the pool_class {CACHE_POOL}"
+    return None
+
+
+def _redacted(host: Any) -> str:
+    """A host entry without its password, for a message that may be logged."""
+    if isinstance(host, Mapping):
+        return repr({key: "…" if "password" in key else value for key, value in host.items()})
+    text = str(host)
+    scheme, separator, rest = text.partition("://")
+    if separator and "@" in rest.split("/", 1)[0]:
+        return repr(f"{scheme}://…@{rest.split('@', 1)[1]}")
+    return repr(text)

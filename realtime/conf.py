@@ -89,7 +89,9 @@ DEFAULTS: dict[str, Any] = {
     # Where the shared rate limits count (realtime.auth.limits.rate_limiter):
     # a Redis URL makes every process count against the same budgets (one
     # round trip per decision); None counts in each process. Seconds Redis may
-    # take before a decision falls back to this process's counts.
+    # take before a decision falls back to this process's counts. Each Redis URL
+    # here may name a master behind Sentinel (redis+sentinel://…,
+    # realtime.core.redis_urls; realtime.E023/E024 check them).
     "LIMITS_REDIS_URL": None,
     "LIMITS_REDIS_TIMEOUT": 1.0,
     # The front door (realtime.transport.frontdoor): admission before Django for

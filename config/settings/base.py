@@ -4,8 +4,11 @@ With nothing set, the site runs on SQLite, the in-memory channel layer and the
 local-memory cache: ``python manage.py runserver`` works on a fresh machine.
 
 - ``DATABASE_URL``: e.g. ``postgres://user@127.0.0.1:5432/realtime``.
-- ``REDIS_URL``: e.g. ``redis://127.0.0.1:6379/0``; switches the channel layer
-  and the cache to Redis, for several server processes.
+- ``REDIS_URL``: e.g. ``redis://127.0.0.1:6379/0``; switches the channel layer,
+  the cache, the shared rate limits and the history to Redis, for several server
+  processes. A master behind Redis Sentinel:
+  ``redis+sentinel://host:26379,host:26380,host:26381/<master name>/0``
+  (``realtime.core.redis_urls``; docs/DEPLOYMENT.md, "Redis Sentinel").
 - ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HOSTS`` (comma-separated),
   ``CSRF_TRUSTED_ORIGINS`` (comma-separated).
 - ``METRICS_TOKEN``: the bearer token Prometheus sends to ``/metrics``.
@@ -29,6 +32,8 @@ import os
 from pathlib import Path
 
 import dj_database_url
+
+from realtime.core.redis_urls import channel_layer_host
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -132,16 +137,25 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "realtime.delivery.layers.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # A redis+sentinel:// URL becomes channels_redis's sentinels/master_name entry.
+                "hosts": [channel_layer_host(REDIS_URL)],
                 # The hub reads one layer channel per process for all its
                 # subscribers: a burst must not overflow it.
                 "capacity": 10_000,
             },
         }
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # A list: Django splits a string at commas, which separate a Sentinel URL's Sentinels.
+            "LOCATION": [REDIS_URL],
+            # Reads redis+sentinel:// URLs too (follows the master through a failover).
+            "OPTIONS": {"pool_class": "realtime.store.redis.CacheConnectionPool"},
+        }
+    }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -61,8 +61,21 @@ def _as_quiz_error(exc: Exception) -> QuizError:
         # The database is down or overloaded: tell clients to come back, never a 500.
         logger.warning("database unavailable: %s", exc)
         return Unavailable(retry_after=2)
+    if _redis_unreachable(exc):
+        # The cache's Redis is down or failing over (docs/DEPLOYMENT.md, "Redis Sentinel").
+        logger.warning("redis unavailable: %s", exc)
+        return Unavailable(retry_after=1)
     logger.exception("unexpected error in the quiz API")
     return Unavailable()
+
+
+def _redis_unreachable(exc: Exception) -> bool:
+    try:
+        from redis.exceptions import ConnectionError, TimeoutError
+    except ImportError:  # a site without Redis
+        return False
+    # A Sentinel naming no master yet (a failover under way) is a ConnectionError too.
+    return isinstance(exc, ConnectionError | TimeoutError)
 
 
 # Every view of the quiz API: its errors leave through error_response.

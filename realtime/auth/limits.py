@@ -28,6 +28,7 @@ from realtime.core.rates import FailureLimiter, Gcra, Limit, SettingLimiter, par
 from realtime.exceptions import RateExceeded
 from realtime.ops.metrics import metrics
 from realtime.state import register
+from realtime.store.redis import async_client
 from realtime.store.selectors import NamespaceConfig
 
 if TYPE_CHECKING:
@@ -121,13 +122,11 @@ class RateLimiter:
         # A client belongs to the event loop it was made on (tests run one loop per test).
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop or self._client_url != url:
-            from redis.asyncio import BlockingConnectionPool, Redis
-
             # A few connections shared by every decision: a crowd arriving at
             # once must not open a connection each (their handshakes would
             # outlast the timeout, and every decision would fall back).
-            pool = BlockingConnectionPool.from_url(url, max_connections=POOL_SIZE)
-            self._client = Redis(connection_pool=pool)
+            # A Sentinel URL follows the master through a failover.
+            self._client = async_client(url, max_connections=POOL_SIZE)
             self._client_loop, self._client_url = loop, url
             self._script = self._client.register_script(GCRA_SCRIPT)
         return self._script

@@ -44,6 +44,10 @@ SWEEP_INTERVAL = 10.0
 # restarted without persistence forgets it (a lost connection also triggers an
 # immediate rejoin, see _receive_loop).
 GROUP_REFRESH_INTERVAL = 30.0
+# The longest wait between two attempts of the receive loop to reach a lost layer: other
+# processes' events wait in Redis meanwhile, so it bounds how late they arrive once Redis is
+# back (a Sentinel failover takes a few seconds; one attempt per process every 2 s costs nothing).
+RECEIVE_BACKOFF_CAP = 2.0
 # Events of one layer message at most (a single publish may exceed it alone).
 LAYER_BATCH_BYTES = 512 * 1024
 # The prefix of the process's layer channel (realtime.ops.health shares it, see there).
@@ -366,7 +370,7 @@ class LayerBridge:
                 logger.warning("realtime bridge lost the channel layer (%s); retrying in %.1fs", exc, backoff)
                 rejoin = True
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, RECEIVE_BACKOFF_CAP)
                 continue
             backoff = 0.1
             if message.get("origin") == self._channel:

@@ -45,6 +45,7 @@ from realtime.core.paths import ChannelPath
 from realtime.exceptions import ServiceUnavailable
 from realtime.lifecycle import lifecycle
 from realtime.state import register
+from realtime.store.redis import async_client
 
 logger = logging.getLogger(__name__)
 
@@ -246,9 +247,8 @@ class RedisHistory:
     """
 
     def __init__(self, url: str) -> None:
-        import redis.asyncio as aioredis  # optional at import: the embedded default needs no Redis
-
-        self._redis: Any = aioredis.Redis.from_url(url)
+        # One server, or the master behind Sentinel (a failover needs no restart).
+        self._redis: Any = async_client(url)
         self._append = self._redis.register_script(_APPEND)
         self._read = self._redis.register_script(_READ)
         self._pending: list[_Call] = []

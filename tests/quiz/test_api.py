@@ -86,6 +86,26 @@ async def test_a_join_during_a_database_outage_is_503_with_retry_after(game: Gam
     assert await Player.objects.acount() == 0
 
 
+async def test_a_redis_failover_under_a_cached_read_is_503_with_retry_after(
+    game: Game, caplog: pytest.LogCaptureFixture
+) -> None:
+    from redis.asyncio.sentinel import MasterNotFoundError
+
+    failing = mock.Mock(side_effect=MasterNotFoundError("No master found for 'main'"))
+    with override_settings(QUIZ={**QUIZ, "CACHE_TTL": 2}), mock.patch("quiz.selectors.cache.get", failing):
+        response = await AsyncClient().get(f"/api/quiz/games/{game.code}")
+
+    assert (response.status_code, response["Retry-After"]) == (503, "1")
+    assert response.json() == {
+        "error": {"code": "unavailable", "message": "The service is temporarily unavailable; retry shortly."}
+    }
+    assert failing.called
+    # An outage, not a bug: a warning without a traceback.
+    assert [
+        (r.levelname, r.getMessage(), r.exc_info) for r in caplog.records if r.name == "quiz.api.views"
+    ] == [("WARNING", "redis unavailable: No master found for 'main'", None)]
+
+
 async def test_a_finished_game_is_not_joinable(game: Game) -> None:
     await sync_to_async(services.game_finish)(game=game)
     response = await join(AsyncClient(), game.code, "late")
