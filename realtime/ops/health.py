@@ -53,7 +53,8 @@ async def readyz(request: HttpRequest) -> JsonResponse:
             await asyncio.wait_for(check(), READY_TIMEOUT)
             checks[name] = "ok"
         except Exception as exc:
-            logger.warning("readiness check %s failed: %s", name, exc)
+            # repr: a timeout's text is empty, and "failed: " alone did not say it was one.
+            logger.warning("readiness check %s failed: %r", name, exc)
             checks[name] = "unavailable"
     ready = all(value == "ok" for value in checks.values())
     return JsonResponse(

@@ -97,9 +97,10 @@ def _async_pool_classes() -> tuple[type[Any], type[Any]]:
 
         _checked_at = -math.inf
 
-        async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+        async def get_connection(self, *args: Any, **options: Any) -> Any:
             await self._follow_master()
-            return await super().get_connection(command_name, *keys, **options)
+            # Passed on only as given: redis-py 5.3 deprecates every argument, and warned on each call.
+            return await super().get_connection(*args, **options)
 
         async def release(self, connection: Any) -> None:
             if self.master_address is not None and (connection.host, connection.port) != self.master_address:
