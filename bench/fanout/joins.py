@@ -26,17 +26,7 @@ import sys
 import time
 from typing import Any
 
-from .servers import cpu_seconds
-
-
-def _cpu(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            total += cpu_seconds(pid)
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
+from .servers import cpu_seconds_of
 
 
 async def _drive(job: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +45,7 @@ async def _drive(job: dict[str, Any]) -> dict[str, Any]:
         await host.login(username, password)
         set_id = await host.import_questions(question_set(1, time_limit=30.0, rng=random.Random(0)))
         code = await host.create_game(set_id, f"bench {job['mode']} {run_id}")
-        server_before, proxy_before = _cpu(server_pids), _cpu(proxy_pids)
+        server_before, proxy_before = cpu_seconds_of(server_pids), cpu_seconds_of(proxy_pids)
         started = time.perf_counter()
         if job["mode"] == "capacity":
             offered = await storm.capacity(target, code, run_id, float(job["seconds"]), int(job["loops"]))
@@ -70,8 +60,8 @@ async def _drive(job: dict[str, Any]) -> dict[str, Any]:
                 client_timeout=float(job.get("client_timeout", 5.0)),
             )
         window = time.perf_counter() - started
-        server_cpu = _cpu(server_pids) - server_before
-        proxy_cpu = _cpu(proxy_pids) - proxy_before
+        server_cpu = cpu_seconds_of(server_pids) - server_before
+        proxy_cpu = cpu_seconds_of(proxy_pids) - proxy_before
     finally:
         await host.close()
         await target.close()

@@ -46,7 +46,7 @@ from typing import Any
 
 from . import wsclient
 from .infra import redis_counters, redis_delta
-from .servers import busy_share, cpu_seconds, cpu_times
+from .servers import busy_share, cpu_seconds_of, cpu_times
 
 clock = time.perf_counter
 
@@ -309,16 +309,6 @@ def _sent_at(payload: bytes) -> float:
     return float(json.loads(json.loads(payload)["event"])["t"])
 
 
-def _server_cpu(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            total += cpu_seconds(pid)
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
-
 class Tally:
     """Per-subscriber delivery accounting shared by ``burst`` and ``steady``."""
 
@@ -513,11 +503,11 @@ async def run_fanout(
     proxy_pids = [int(pid) for pid in job.get("proxy_pids", ())]
     redis_url = job.get("redis_counters_url")
     redis_before = redis_counters(redis_url) if redis_url else None
-    proxy_cpu_started = _server_cpu(proxy_pids)
+    proxy_cpu_started = cpu_seconds_of(proxy_pids)
     started_unix = time.time()
     started = clock()
     cpu_started = time.process_time()
-    server_cpu_started = _server_cpu(server_pids)
+    server_cpu_started = cpu_seconds_of(server_pids)
     cores_started = cpu_times()
     if private:
         shares: list[list[str]] = [[] for _ in every_publisher]
@@ -552,8 +542,8 @@ async def run_fanout(
         pass
     ended = tally.done_at if tally.done_at is not None else clock()
     cpu_used = time.process_time() - cpu_started
-    server_cpu_used = _server_cpu(server_pids) - server_cpu_started
-    proxy_cpu_used = _server_cpu(proxy_pids) - proxy_cpu_started
+    server_cpu_used = cpu_seconds_of(server_pids) - server_cpu_started
+    proxy_cpu_used = cpu_seconds_of(proxy_pids) - proxy_cpu_started
     window = clock() - started
     core_busy = busy_share(cores_started, cpu_times())
     server_cores = [int(c) for c in job.get("server_cores") or ()]
@@ -629,7 +619,7 @@ async def run_connect(job: dict[str, Any], out: Callable[[dict[str, Any]], None]
     deadline = clock() + float(job["timeout"])
     server_pids = [int(pid) for pid in job.get("server_pids", ())]
     cpu_started = time.process_time()
-    server_cpu_started = _server_cpu(server_pids)
+    server_cpu_started = cpu_seconds_of(server_pids)
     opened = await open_many(
         targets,
         count,
@@ -649,7 +639,7 @@ async def run_connect(job: dict[str, Any], out: Callable[[dict[str, Any]], None]
         "elapsed_s": opened.elapsed,
         "connects_per_s": len(opened.conns) / opened.elapsed if opened.elapsed > 0 else None,
         "loadgen_cpu": (time.process_time() - cpu_started) / opened.elapsed if opened.elapsed > 0 else None,
-        "server_cpu": (_server_cpu(server_pids) - server_cpu_started) / opened.elapsed
+        "server_cpu": (cpu_seconds_of(server_pids) - server_cpu_started) / opened.elapsed
         if opened.elapsed > 0 and server_pids
         else None,
         "concurrency": int(job.get("concurrency", 64)),

@@ -57,6 +57,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_seconds_of(pids: list[int]) -> float:
+    """The CPU seconds of these processes together; one that has exited counts nothing."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def cpu_times() -> dict[int, tuple[float, float]]:
     """Per-CPU (busy, total) seconds since boot, from /proc/stat."""
     times: dict[int, tuple[float, float]] = {}
