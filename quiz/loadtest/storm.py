@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import multiprocessing
 import random
 import time
 import uuid
@@ -28,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import Any
 
 from .http import Backoff, Connection, ConnectionFailed, Response, source_addresses, with_backoff
 from .report import Report, ms, percentile, rate
@@ -54,6 +56,7 @@ class Offered:
     # The generator's own event loop: how late a 10 ms timer ran, sampled all along.
     # A response the server sent at once still waits that long to be read.
     loop_lag: list[float] = field(default_factory=list)
+    connections: int = 0  # opened by the load generator
     timeouts: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     retry_after_missing: int = 0
@@ -94,10 +97,10 @@ class Target:
 
     With ``keepalive`` requests reuse keep-alive connections, one request at a
     time each (as a phone, or a proxy's upstream connection, reuses its
-    connection): one per address to begin with, and a new one (from the next
-    address) whenever every open one is busy, so no request waits behind
-    another client's answer (as many phones would not). Without, every
-    request opens its own.
+    connection): one per address, opened by :meth:`warm` before a storm, and a
+    new one (from the next address) whenever every open one is busy, so no
+    request waits behind another client's answer (as many phones would not).
+    Without, every request opens its own.
     """
 
     def __init__(self, urls: list[str], addresses: int, *, keepalive: bool = False) -> None:
@@ -110,7 +113,7 @@ class Target:
         self.addresses = source_addresses(addresses)
         self.keepalive = keepalive
         self._next = 0
-        self._free: asyncio.Queue[Connection] | None = None
+        self._free: list[Connection] | None = None
         self.opened = 0
 
     def connection(self) -> Connection:
@@ -119,6 +122,21 @@ class Target:
         host, port = self.servers[self._next % len(self.servers)]
         local_ip = self.addresses[self._next % len(self.addresses)]
         return Connection(host, port, local_ip=local_ip, authority=f"{host}:{port}")
+
+    def _pool(self) -> list[Connection]:
+        if self._free is None:
+            self._free = [self.connection() for _ in self.addresses]
+            self.opened += len(self._free)
+        return self._free
+
+    async def warm(self, at_once: int = 50) -> None:
+        """Connect every pooled keep-alive connection now, ``at_once`` at a time: a storm's
+        first requests must not each open one (a connection storm of the generator's making)."""
+        if not self.keepalive:
+            return
+        pool = self._pool()
+        for start in range(0, len(pool), at_once):
+            await asyncio.gather(*(connection.open() for connection in pool[start : start + at_once]))
 
     async def request(
         self, path: str, headers: dict[str, str], body: bytes, on_sent: Callable[[], None] | None = None
@@ -133,16 +151,12 @@ class Target:
                 return await connection.request("POST", path, headers=headers, body=body, on_sent=on_sent)
             finally:
                 await connection.close()
-        if self._free is None:
-            self._free = asyncio.Queue()
-            for _ in self.addresses:
-                self._free.put_nowait(self.connection())
-            self.opened += len(self.addresses)
-        if self._free.empty():
+        pool = self._pool()
+        if pool:
+            connection = pool.pop()
+        else:
             connection = self.connection()
             self.opened += 1
-        else:
-            connection = self._free.get_nowait()
         healthy = False
         try:
             response = await connection.request("POST", path, headers=headers, body=body, on_sent=on_sent)
@@ -151,11 +165,11 @@ class Target:
         finally:
             if not healthy:  # cut mid-request (a timeout): never reuse it
                 await connection.close()
-            self._free.put_nowait(connection)
+            pool.append(connection)
 
     async def close(self) -> None:
-        while self._free is not None and not self._free.empty():
-            await self._free.get_nowait().close()
+        while self._free:
+            await self._free.pop().close()
 
 
 async def _join_once(
@@ -268,8 +282,17 @@ async def storm(
     capacity_rate: float,
     seconds: float,
     client_timeout: float,
+    begin: float | None = None,
+    part: int = 0,
+    parts: int = 1,
 ) -> Offered:
-    """Offer ``factor × capacity_rate`` joins/s for ``seconds`` (open loop, no retries)."""
+    """Offer ``factor × capacity_rate`` joins/s for ``seconds`` (open loop, no retries).
+
+    With ``parts`` > 1 this sends only the requests ``n`` with ``n % parts == part``
+    of the schedule that starts at ``begin`` (``perf_counter``, the same clock in
+    every process of the machine): one of several processes sharing the storm
+    (:func:`storm_in_processes`).
+    """
     result = Offered(f"{factor:g}×", factor=factor, target_rate=factor * capacity_rate)
     total = max(1, int(result.target_rate * seconds))
     tasks: list[asyncio.Task[None]] = []
@@ -288,19 +311,143 @@ async def storm(
         # From when the request was meant to go: a generator running late adds to it.
         result.add(nickname, response, timing.answered - intended, timing)
 
+    await target.warm()
     sampler = asyncio.create_task(_sample_lag(result.loop_lag))
-    begin = perf_counter() + 0.05
-    for n in range(total):
+    opened = target.opened
+    if begin is None:
+        begin = perf_counter() + 0.05
+    for n in range(part, total, parts):
         intended = begin + n / result.target_rate
         delay = intended - perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(n, intended)))
     offered_for = perf_counter() - begin
-    result.offered_rate = rate(total, offered_for)
+    result.offered_rate = rate(len(tasks), offered_for)
     await asyncio.gather(*tasks)
     sampler.cancel()
+    result.connections = target.opened - opened
     result.seconds = offered_for
+    return result
+
+
+async def storm_in_processes(
+    target: Target,
+    processes: int,
+    code: str,
+    run_id: str,
+    *,
+    factor: float,
+    capacity_rate: float,
+    seconds: float,
+    client_timeout: float,
+) -> Offered:
+    """:func:`storm`, its schedule dealt over ``processes`` load-generator processes.
+
+    One asyncio process offering thousands of requests a second falls behind
+    its own schedule on a busy machine (its loop runs late, and every request
+    it starts late and every answer it reads late is counted against the
+    server). Each process here sends every ``processes``-th request of one
+    schedule, from its own share of the target's addresses, on fresh
+    connections of its own; their results are merged. Processes are started
+    (spawned: nothing of this one's loop or connections is inherited) and ready
+    before the schedule begins.
+    """
+    if processes <= 1:
+        return await storm(
+            target,
+            code,
+            run_id,
+            factor=factor,
+            capacity_rate=capacity_rate,
+            seconds=seconds,
+            client_timeout=client_timeout,
+        )
+    context = multiprocessing.get_context("spawn")
+    pipes, workers = [], []
+    for part in range(processes):
+        ours, theirs = context.Pipe()
+        spec = (target.servers, target.addresses[part::processes], target.keepalive)
+        job = (spec, code, run_id, factor, capacity_rate, seconds, client_timeout, part, processes)
+        worker = context.Process(target=_storm_part, args=(theirs, job), daemon=True)
+        worker.start()
+        pipes.append(ours)
+        workers.append(worker)
+    loop = asyncio.get_running_loop()
+    try:
+        for pipe in pipes:  # each says it is ready
+            await loop.run_in_executor(None, pipe.recv)
+        begin = perf_counter() + 0.1
+        for pipe in pipes:
+            pipe.send(begin)
+        results = [await loop.run_in_executor(None, pipe.recv) for pipe in pipes]
+    finally:
+        for worker in workers:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.kill()
+    return merged(results)
+
+
+def _storm_part(pipe: Any, job: tuple[Any, ...]) -> None:
+    """A load-generator process's share of a storm (see :func:`storm_in_processes`)."""
+    (
+        (servers, addresses, keepalive),
+        code,
+        run_id,
+        factor,
+        capacity_rate,
+        seconds,
+        client_timeout,
+        part,
+        parts,
+    ) = job
+    target = Target([f"http://{host}:{port}" for host, port in servers], 1, keepalive=keepalive)
+    target.addresses = addresses
+
+    async def run() -> Offered:
+        await target.warm()
+        pipe.send("ready")
+        begin = await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        try:
+            return await storm(
+                target,
+                code,
+                run_id,
+                factor=factor,
+                capacity_rate=capacity_rate,
+                seconds=seconds,
+                client_timeout=client_timeout,
+                begin=begin,
+                part=part,
+                parts=parts,
+            )
+        finally:
+            await target.close()
+
+    pipe.send(asyncio.run(run()))
+
+
+def merged(parts: Sequence[Offered]) -> Offered:
+    """One storm's result from its processes' parts."""
+    first = parts[0]
+    result = Offered(first.name, factor=first.factor, target_rate=first.target_rate)
+    for part in parts:
+        result.statuses.update(part.statuses)
+        result.errors.update(part.errors)
+        result.timeouts += part.timeouts
+        result.connections += part.connections
+        result.retry_after_missing += part.retry_after_missing
+        result.admitted.update(part.admitted)
+        result.late += part.late
+        result.connecting += part.connecting
+        result.loop_lag += part.loop_lag
+        for status, values in part.latencies.items():
+            result.latencies.setdefault(status, []).extend(values)
+        for status, values in part.answering.items():
+            result.answering.setdefault(status, []).extend(values)
+    result.seconds = max(part.seconds for part in parts)
+    result.offered_rate = sum(part.offered_rate * part.seconds for part in parts) / result.seconds
     return result
 
 
@@ -416,7 +563,7 @@ def report_storms(
         report.figure(
             f"storm {result.name}: where a request's time went (p50 / p99)",
             f"generator late {_p50_p99(result.late)} (its loop's lag {_p50_p99(result.loop_lag)}); "
-            f"connecting {_p50_p99(result.connecting)}; "
+            f"connecting {_p50_p99(result.connecting)} ({result.connections} connections opened); "
             f"server's 429 (written → answered) {_p50_p99(result.answering.get(429, []))}; "
             f"201 {_p50_p99(result.answering.get(201, []))}",
         )

@@ -10,8 +10,11 @@ the same run (:mod:`quiz.loadtest.storm`):
    each below the front door's ``MAX_IN_FLIGHT``, so the in-flight limit never
    throttles the reference: the best level's admitted joins/s with no overload;
 3. storms: for each ``--factors`` F, F × capacity joins/s for ``--storm-seconds``,
-   open loop, fresh connections from ``--addresses`` loopback addresses, no
-   retries, a ``--timeout`` client timeout;
+   open loop from ``--processes`` load-generator processes (one falls behind its
+   own schedule on a busy machine), ``--addresses`` loopback addresses, no
+   retries, a ``--timeout`` client timeout; each request's latency counts from
+   when the schedule meant to send it, and is split into the generator's own
+   lateness, connecting and the server's answer;
 4. crowd: ``--crowd`` players at once, backoff with jitter honouring
    ``Retry-After``, each with its own ``Idempotency-Key``;
 5. with two or more ``--url`` (processes sharing Redis): ``--global-factor`` ×
@@ -57,6 +60,12 @@ class Command(BaseCommand):
             "--capacity-concurrency",
             default="4,8,16,32",
             help="Closed loops of each capacity level, each below REALTIME FRONT_DOOR MAX_IN_FLIGHT.",
+        )
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=2,
+            help="Load-generator processes sharing each open-loop storm's schedule.",
         )
         parser.add_argument("--nice", type=int, default=0, help="Add this to the command's own niceness.")
         parser.add_argument("--storm-seconds", type=float, default=5.0)
@@ -153,8 +162,9 @@ class Command(BaseCommand):
                 self.stderr.write(f"storm: {factor:g} × {capacity_rate:.0f} joins/s ...")
                 await asyncio.sleep(2.0)  # the previous phase's backlog drains first
                 results["storms"].append(
-                    await storm.storm(
+                    await storm.storm_in_processes(
                         one,
+                        options["processes"],
                         await game(f"{factor:g}×"),
                         run_id,
                         factor=factor,
@@ -181,8 +191,9 @@ class Command(BaseCommand):
                     f"global rate: {options['global_factor']:g} × {configured:g}/s on {urls} ..."
                 )
                 await asyncio.sleep(2.0)
-                results["global"] = await storm.storm(
+                results["global"] = await storm.storm_in_processes(
                     every,
+                    options["processes"],
                     await game("global"),
                     run_id,
                     factor=options["global_factor"],
