@@ -67,6 +67,11 @@ class Connection:
         local = (self.local_ip, 0) if self.local_ip else None
         self._reader, self._writer = await asyncio.open_connection(self.host, self.port, local_addr=local)
 
+    async def open(self) -> None:
+        """Connect now, if not connected (a request otherwise connects on its own)."""
+        if self._writer is None:
+            await self._open()
+
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
         if writer is not None:

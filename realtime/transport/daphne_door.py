@@ -24,10 +24,17 @@ door (``config/asgi.py``)::
     application = FrontDoor(...)
     shed_in_daphne(application)
 
+WebSocket connects are refused the same way: an upgrade request the front door
+refuses at once (the event loop is late, or a connect rate is spent in this
+process's counts) is answered in the front door's shape (the upgrade accepted,
+``connection_error`` with ``LimitExceededError``, close 1000) by a small Twisted
+protocol the connection is handed to (:mod:`realtime.transport.refused_websocket`),
+before autobahn or daphne builds anything for it.
+
 It only changes which request class daphne's HTTP factory uses (its module
 attribute ``daphne.server.HTTPFactory``, read when the server starts), so it
 works under the plain ``daphne config.asgi:application`` command line and is
-inert under any other server. WebSocket upgrades are not touched.
+inert under any other server.
 
 The channel reads a few of Twisted's own attributes to know a connection is
 between requests (``HTTPChannel`` and ``LineReceiver`` state, and the
@@ -44,6 +51,12 @@ from typing import Any
 from urllib.parse import unquote
 
 from realtime.transport.frontdoor import FrontDoor, refusal_response
+from realtime.transport.refused_websocket import (
+    accept_key,
+    chosen_subprotocol,
+    refused_websocket_class,
+    switching_protocols,
+)
 
 
 def shed_in_daphne(door: FrontDoor) -> bool:
@@ -247,22 +260,27 @@ def shedding_channel_class(door: FrontDoor) -> type[Any]:
     return SheddingChannel
 
 
-def shedding_request_class(door: FrontDoor) -> type[Any]:
-    """daphne's ``WebRequest``, answering the front door's immediate refusals itself."""
+def shedding_request_class(door: FrontDoor, clock: Any = None) -> type[Any]:
+    """daphne's ``WebRequest``, answering the front door's immediate refusals itself.
+
+    ``clock``: what a refused WebSocket's timers run on (Twisted's reactor by default).
+    """
     from daphne.http_protocol import WebRequest
+    from twisted.protocols.policies import ProtocolWrapper
     from twisted.web import http
 
     request_write: Any = http.Request.write
+    refused_websocket = refused_websocket_class()
 
     class SheddingRequest(WebRequest):  # type: ignore[misc]
         def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
             # Called by Twisted once the whole request (body included) is read,
             # before it parses anything of it for daphne.
-            refusal = (
-                None
-                if self.requestHeaders.hasHeader(b"upgrade")
-                else door.refusal_now(self._scope(command, path))
-            )
+            if self.requestHeaders.hasHeader(b"upgrade"):
+                if not self._refused_upgrade(command, path):
+                    super().requestReceived(command, path, version)
+                return
+            refusal = door.refusal_now(self._scope(command, path))
             if refusal is None:
                 super().requestReceived(command, path, version)
                 return
@@ -294,11 +312,48 @@ def shedding_request_class(door: FrontDoor) -> type[Any]:
                     },
                 )
 
-        def _scope(self, command: bytes, path: bytes) -> dict[str, Any]:
+        def _refused_upgrade(self, command: bytes, path: bytes) -> bool:
+            """Refuse a WebSocket upgrade the front door refuses at once, as it would; whether it did.
+
+            Only a well-formed RFC 6455 handshake is answered here; anything
+            else goes on to daphne and autobahn, which decide and explain.
+            """
+            headers = self.requestHeaders
+            upgrade = (headers.getRawHeaders(b"upgrade") or [b""])[0]
+            key = (headers.getRawHeaders(b"sec-websocket-key") or [b""])[0].strip()
+            version = (headers.getRawHeaders(b"sec-websocket-version") or [b""])[0].strip()
+            if command != b"GET" or upgrade.lower() != b"websocket" or version != b"13":
+                return False
+            accept = accept_key(key)
+            if accept is None or door.refusal_now(self._scope(command, path, "websocket")) is None:
+                return False
+            server_name = self.server.server_name if self.server is not None else None
+            subprotocol = chosen_subprotocol(headers.getRawHeaders(b"sec-websocket-protocol") or [])
+            if clock is None:
+                from twisted.internet import reactor
+
+                timers: Any = reactor
+            else:
+                timers = clock
+            protocol = refused_websocket(switching_protocols(accept, subprotocol, server_name), timers)
+            # Hand the connection over, as daphne does for a WebSocket it accepts.
+            request: Any = self  # Twisted's Request leaves its transport unannotated
+            transport = request.transport
+            request.transport = None
+            if isinstance(transport, ProtocolWrapper):  # TLS
+                transport.wrappedProtocol = protocol
+            else:
+                transport.protocol = protocol
+            protocol.makeConnection(transport)
+            self.server.protocol_disconnected(self)
+            self.channel._networkProducer.resumeProducing()
+            return True
+
+        def _scope(self, command: bytes, path: bytes, kind: str = "http") -> dict[str, Any]:
             """As much of the ASGI scope as the front door reads: type, method, path, client, headers."""
             client = self.client
             return {
-                "type": "http",
+                "type": kind,
                 "method": command.decode("ascii", "replace"),
                 "path": unquote(path.partition(b"?")[0].decode("ascii", "replace")),
                 "client": (client.host, client.port) if hasattr(client, "host") else None,

@@ -132,20 +132,21 @@ class FrontDoor:
         return next((gate for gate in self.gates if gate.covers(scope)), None) if self.gates else None
 
     def refusal_now(self, scope: Scope) -> tuple[Gate, int] | None:
-        """The refusal of an HTTP request that can be decided without waiting for anything.
+        """The refusal of a request or connect that can be decided without waiting for anything.
 
         For a server that asks before it builds the application's request
         (:mod:`realtime.transport.daphne_door`): ``(gate, retry_after)`` when the
-        process is overloaded or a rate is spent in this process's counts, else
-        ``None`` and the request goes on to :meth:`__call__`, which decides
+        process is overloaded (for a WebSocket connect: its loop runs late, as
+        :meth:`__call__` decides) or a rate is spent in this process's counts,
+        else ``None`` and the request goes on to :meth:`__call__`, which decides
         (and counts) as usual. It counts nothing against the rates, so it can
         only refuse what :meth:`__call__` would refuse too; the refusal is
         counted in ``realtime_limit_refused_total`` like any other.
         """
         gate = self.gate_for(scope)
-        if gate is None or gate.protocol != "http":
+        if gate is None:
             return None
-        if not overload.admits():
+        if not (overload.admits() if gate.protocol == "http" else overload.on_time()):
             metrics.refused(gate.operation, "overload")
             return gate, 1
         wait = rate_limiter.peek(gate.checks(client_address(scope)))

@@ -5,6 +5,10 @@ from the raw bytes when the request came whole on a keep-alive connection, from 
 request when it came in pieces; both are the ASGI front door's 429, and the connection goes on
 serving. The two are told apart by the one thing that differs on the wire: the raw-bytes answer
 writes its header names in lower case, Twisted's request in its own capitalisation.
+
+A WebSocket connect over its rate is refused by Twisted too, in the front door's shape (the
+upgrade accepted, ``connection_error``, close 1000): daphne's access log, which logs every
+connect an application instance handles, never hears of it.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ import time
 import urllib.request
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedOK
 
 from .conftest import METRICS_TOKEN, DaphneFactory, DaphneServer
+from .test_daphne import SUBPROTOCOL, auth, header_subprotocol
 
 pytestmark = pytest.mark.e2e
 
@@ -52,13 +59,13 @@ def read_response(conn: socket.socket) -> tuple[bytes, list[tuple[bytes, bytes]]
     return status, headers, body
 
 
-def refused_total(server: DaphneServer) -> float:
+def refused_total(server: DaphneServer, operation: str = "quiz.join") -> float:
     request = urllib.request.Request(
         f"{server.http_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         text = response.read().decode()
-    line = 'realtime_limit_refused_total{operation="quiz.join",reason="rate"} '
+    line = f'realtime_limit_refused_total{{operation="{operation}",reason="rate"}} '
     return sum(float(row.removeprefix(line)) for row in text.splitlines() if row.startswith(line))
 
 
@@ -96,3 +103,56 @@ def test_joins_over_the_rate_are_refused_by_twisted_and_the_connection_goes_on(d
     assert b"Retry-After" in [name for name, _ in pieces[1]]
     assert health[0] == b"HTTP/1.1 200 OK"
     assert refused_total(server) == 2
+
+
+ACK = {"type": "connection_ack", "connectionTimeoutMs": 300000, "payload": {"connectionTimeoutMs": 300000}}
+LIMITED = {
+    "type": "connection_error",
+    "errors": [
+        {
+            "errorType": "LimitExceededError",
+            "errorCode": 429,
+            "message": "Too many connections right now; retry with backoff.",
+        }
+    ],
+}
+
+
+async def first_frame(server: DaphneServer) -> tuple[str | None, dict[str, object], int | None]:
+    """Connect as Amplify does, send ``connection_init``: the subprotocol, the first frame and,
+    unless it was an ack, the close code that follows it."""
+    async with connect(
+        server.ws_url,
+        subprotocols=[SUBPROTOCOL, header_subprotocol(auth(server))],  # type: ignore[list-item]
+        proxy=None,
+        open_timeout=10,
+        ping_interval=None,
+    ) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        first = json.loads(await ws.recv())
+        if first == ACK:
+            return ws.subprotocol, first, None
+        with pytest.raises(ConnectionClosedOK):
+            await ws.recv()  # nothing follows the error but the close
+        return ws.subprotocol, first, ws.close_code
+
+
+async def test_a_connect_over_its_rate_is_refused_by_twisted_in_the_front_doors_shape(
+    daphne_factory: DaphneFactory,
+) -> None:
+    (server,) = daphne_factory(
+        "door-ws", DJANGO_SETTINGS_MODULE="tests.e2e.settings_door", PYTHONUNBUFFERED="1"
+    )
+    # The client's one connect of the hour: through the ASGI front door to the connection.
+    assert await first_frame(server) == (SUBPROTOCOL, ACK, None)
+    admitted_log = server.log_text()
+    since = server.log_size()
+
+    refused = await first_frame(server)
+
+    assert refused == (SUBPROTOCOL, LIMITED, 1000)
+    # daphne's access log has the admitted connect, and nothing of the refused one: no
+    # application instance (nor autobahn protocol) was made for it.
+    assert "WSCONNECTING /event/realtime" in admitted_log
+    assert "WSCONNECT" not in server.log_text(since)
+    assert refused_total(server, "connect") == 1

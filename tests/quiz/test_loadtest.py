@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from quiz.loadtest.http import Backoff, source_addresses
+from quiz.loadtest import storm
+from quiz.loadtest.http import Backoff, Response, source_addresses
 from quiz.loadtest.report import Report, percentile
 from realtime.core.rates import parse_rate
 
@@ -190,7 +191,82 @@ def test_the_command_fails_when_it_cannot_log_in_as_the_host(loadtest_server: Se
     assert "admin login as 'nobody' failed" in result.stderr
 
 
+def _storm(server: Server, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", "quiz_storm", f"--url={server.url}", *args],
+        cwd=REPO_ROOT,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_quiz_storm_measures_capacity_per_level_and_splits_a_storm_over_processes(
+    loadtest_server: Server,
+) -> None:
+    result = _storm(
+        loadtest_server,
+        "--factors=2",
+        "--capacity-concurrency=2,4",
+        "--capacity-seconds=0.5",
+        "--storm-seconds=0.5",
+        "--processes=2",
+        "--addresses=20",
+        "--crowd=0",
+        "--no-goals",
+        timeout=100,
+    )
+    output = result.stdout
+    assert result.returncode == 0, f"{output}\n{result.stderr}"
+    lines = output.splitlines()
+    levels = [line.split()[1:3] for line in lines if line.strip().startswith("capacity:")]
+    assert levels == [["2", "loops"], ["4", "loops"]], output
+    assert sum("(the reference)" in line for line in lines) == 1, output
+    assert any(line.strip().startswith("storm 2×: where a request's time went") for line in lines), output
+    for check in (
+        "PASS  storm 2×: every request answered in time, only 201 and 429",
+        "PASS  storm 2×: every 429 has Retry-After",
+        "PASS  storm 2×: the database holds exactly the players that got a 201",
+    ):
+        assert check in output, output
+
+
+@pytest.mark.e2e
+def test_quiz_storm_refuses_a_capacity_level_the_in_flight_limit_would_throttle(
+    loadtest_server: Server,
+) -> None:
+    result = _storm(loadtest_server, "--capacity-concurrency=8,64", timeout=60)
+    assert result.returncode == 1
+    assert "--capacity-concurrency: between 1 and MAX_IN_FLIGHT - 1 (63)" in result.stderr
+
+
 # -- the pure parts -------------------------------------------------------------
+
+
+def test_a_storms_parts_merge_into_one_result() -> None:
+    one = storm.Offered("2×", factor=2, target_rate=100, offered_rate=50, seconds=4.0, timeouts=1)
+    one.add("a", Response(201, {}, [], b'{"player_id": 7}'), 0.2)
+    one.late += [0.01]
+    two = storm.Offered("2×", factor=2, target_rate=100, offered_rate=40, seconds=5.0)
+    two.add("b", Response(429, {"retry-after": "1"}, [], b"{}"), 0.1)
+    two.add("c", Response(429, {"retry-after": "1"}, [], b"{}"), 0.3)
+    two.late += [0.02, 0.03]
+    two.connections = 3
+
+    merged = storm.merged([one, two])
+
+    assert (merged.name, merged.factor, merged.target_rate) == ("2×", 2, 100)
+    assert merged.statuses == {201: 1, 429: 2}
+    assert merged.latencies == {201: [0.2], 429: [0.1, 0.3]}
+    assert merged.admitted == {"a": 7}
+    assert (merged.timeouts, merged.connections, merged.retry_after_missing) == (1, 3, 0)
+    assert sorted(merged.late) == [0.01, 0.02, 0.03]
+    # Rates over the longest part: 50/s × 4 s + 40/s × 5 s = 400 requests in 5 s.
+    assert (merged.seconds, merged.offered_rate) == (5.0, 80.0)
 
 
 @pytest.mark.parametrize(

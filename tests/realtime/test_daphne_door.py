@@ -15,6 +15,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from daphne.http_protocol import WebRequest as WebRequestBase
 from django.test import override_settings
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -29,8 +30,8 @@ from realtime.transport.daphne_door import (
     shedding_channel_class,
     shedding_request_class,
 )
-from realtime.transport.frontdoor import FrontDoor
-from realtime.transport.gates import event_gate
+from realtime.transport.frontdoor import REJECT_GRACE_SECONDS, FrontDoor
+from realtime.transport.gates import connect_gate, event_gate
 from realtime.transport.overload import overload
 
 THROTTLED = (
@@ -296,3 +297,138 @@ def test_a_refusal_from_the_bytes_gets_daphnes_access_log_line(overloaded) -> No
             "size": len(THROTTLED),
         },
     )
+
+
+# -- WebSocket connects ------------------------------------------------------------------------------
+
+# RFC 6455 §1.3's own example key and answer.
+KEY, ACCEPT = b"dGhlIHNhbXBsZSBub25jZQ==", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+CONNECTION_ERROR = (
+    b'{"type":"connection_error","errors":[{"errorType":"LimitExceededError","errorCode":429,'
+    b'"message":"Too many connections right now; retry with backoff."}]}'
+)
+# The front door's refusal: connection_error as one text frame (126: a 16-bit length), then close 1000.
+REFUSAL_FRAMES = (
+    b"\x81\x7e" + len(CONNECTION_ERROR).to_bytes(2, "big") + CONNECTION_ERROR + b"\x88\x02\x03\xe8"
+)
+# A client's masked connection_init and close frames (their content is not read).
+CONNECTION_INIT = b"\x81\xa6\x00\x00\x00\x00" + b'{"type":"connection_init","x":"xxxxx"}'
+CLIENT_CLOSE = b"\x88\x82\x00\x00\x00\x00\x03\xe8"
+
+
+def upgrade(path: str = "/event/realtime", *extra: bytes, key: bytes = KEY) -> bytes:
+    head = [
+        b"GET " + path.encode() + b" HTTP/1.1",
+        b"Host: 127.0.0.1",
+        b"Upgrade: websocket",
+        b"Connection: Upgrade",
+        b"Sec-WebSocket-Key: " + key,
+        b"Sec-WebSocket-Version: 13",
+        *extra,
+    ]
+    return b"\r\n".join(head) + b"\r\n\r\n"
+
+
+@pytest.fixture
+def late_loop() -> Iterator[None]:
+    with mock.patch.object(overload, "on_time", return_value=False):
+        yield
+
+
+def websocket_connection(client: str = "10.0.0.1") -> tuple[Any, StringTransport, FakeServer, Clock]:
+    """A shedding channel whose requests are daphne's (shedding) ones, on a fake connection."""
+    door = FrontDoor(None, gates=[connect_gate()])
+    channel, transport, _ = connection(door, client)
+    server = FakeServer()
+    server.ws_factory = mock.Mock(name="ws_factory")
+    server.ws_factory.buildProtocol.side_effect = AssertionError("daphne built a WebSocket protocol")
+    channel.factory = SimpleNamespace(server=server, log=lambda request: None)
+    clock = Clock()
+    channel.requestFactory = shedding_request_class(door, clock)
+    return channel, transport, server, clock
+
+
+def test_a_connect_while_the_loop_is_late_is_refused_in_the_front_doors_shape_by_twisted(late_loop) -> None:
+    channel, transport, server, clock = websocket_connection()
+    before = refused("connect", "overload")
+
+    channel.dataReceived(
+        upgrade("/event/realtime", b"Sec-WebSocket-Protocol: aws-appsync-event-ws, header-e30")
+    )
+
+    assert transport.value() == (
+        b"HTTP/1.1 101 Switching Protocols\r\nServer: daphne\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Protocol: aws-appsync-event-ws\r\nSec-WebSocket-Accept: " + ACCEPT + b"\r\n\r\n"
+    )
+    transport.clear()
+    # The client's connection_init is answered with the refusal, then its close ends the connection.
+    transport.protocol.dataReceived(CONNECTION_INIT)
+    assert transport.value() == REFUSAL_FRAMES
+    assert not transport.disconnecting
+    transport.protocol.dataReceived(CLIENT_CLOSE)
+    assert transport.disconnecting
+    assert clock.getDelayedCalls() == []
+    # No autobahn protocol, no application instance; daphne forgot the request.
+    server.ws_factory.buildProtocol.assert_not_called()
+    server.create_application.assert_not_called()
+    assert [state.get("disconnected") for state in server.connections.values()] == [True]
+    assert refused("connect", "overload") == before + 1
+
+
+def test_a_refused_connect_that_sends_nothing_is_refused_after_the_grace_then_dropped(late_loop) -> None:
+    channel, transport, _, clock = websocket_connection()
+    channel.dataReceived(upgrade())
+    head = transport.value()
+    transport.clear()
+
+    assert b"Sec-WebSocket-Protocol" not in head  # none offered, none chosen
+    clock.advance(REJECT_GRACE_SECONDS)
+    assert transport.value() == REFUSAL_FRAMES
+    assert not transport.disconnecting
+    clock.advance(2.0)
+    assert transport.disconnecting
+
+
+@override_settings(REALTIME={"CONNECT_RATE_PER_CLIENT": "1/m"})
+def test_a_connect_over_its_clients_rate_is_refused_and_other_clients_go_on_to_daphne() -> None:
+    client_limit = connect_gate().checks("10.0.0.1")[0]
+    assert rate_limiter.local.take([client_limit], time.monotonic()) == 0  # the client's one connect
+    spent, spent_transport, _, _ = websocket_connection("10.0.0.1")
+    other, other_transport, other_server, _ = websocket_connection("10.0.0.2")
+    before = refused("connect", "rate")
+
+    with mock.patch.object(WebRequestBase, "process") as process:
+        spent.dataReceived(upgrade())
+        other.dataReceived(upgrade())
+
+    assert spent_transport.value().startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    # The other connect is daphne's to handle (its request processed as usual), nothing written.
+    assert other_transport.value() == b""
+    process.assert_called_once_with()
+    assert refused("connect", "rate") == before + 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        upgrade(key=b"not a key"),
+        upgrade().replace(b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 8"),
+        upgrade().replace(b"GET ", b"POST "),
+        upgrade("/elsewhere"),  # no gate: the front door has nothing to say
+    ],
+)
+def test_what_is_not_a_refusable_handshake_goes_on_to_daphne(late_loop, data: bytes) -> None:
+    channel, transport, _, _ = websocket_connection()
+    with mock.patch.object(WebRequestBase, "process") as process:
+        channel.dataReceived(data)
+    assert transport.value() == b""
+    process.assert_called_once_with()
+
+
+def test_a_connect_while_the_loop_keeps_up_goes_on_to_daphne() -> None:
+    channel, transport, _, _ = websocket_connection()
+    with mock.patch.object(overload, "on_time", return_value=True):
+        with mock.patch.object(WebRequestBase, "process") as process:
+            channel.dataReceived(upgrade())
+    assert transport.value() == b""
+    process.assert_called_once_with()

@@ -6,10 +6,15 @@ Phases, against a running server (loopback only), figures as ratios measured in
 the same run (:mod:`quiz.loadtest.storm`):
 
 1. ``GET /healthz`` one at a time: the latency of a request that waits for nothing;
-2. capacity: closed loops of joins, the admitted joins/s with no overload;
+2. capacity: closed loops of joins at a few concurrencies (``--capacity-concurrency``),
+   each below the front door's ``MAX_IN_FLIGHT``, so the in-flight limit never
+   throttles the reference: the best level's admitted joins/s with no overload;
 3. storms: for each ``--factors`` F, F × capacity joins/s for ``--storm-seconds``,
-   open loop, fresh connections from ``--addresses`` loopback addresses, no
-   retries, a ``--timeout`` client timeout;
+   open loop from ``--processes`` load-generator processes (one falls behind its
+   own schedule on a busy machine), ``--addresses`` loopback addresses, no
+   retries, a ``--timeout`` client timeout; each request's latency counts from
+   when the schedule meant to send it, and is split into the generator's own
+   lateness, connecting and the server's answer;
 4. crowd: ``--crowd`` players at once, backoff with jitter honouring
    ``Retry-After``, each with its own ``Idempotency-Key``;
 5. with two or more ``--url`` (processes sharing Redis): ``--global-factor`` ×
@@ -24,6 +29,7 @@ and exits 1 if a check failed (``--no-goals``: the performance goals never fail 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import secrets
 import sys
@@ -37,6 +43,7 @@ from quiz.loadtest.game import question_set
 from quiz.loadtest.host import HostClient
 from quiz.loadtest.report import Report, rate
 from quiz.models import Player
+from realtime.conf import realtime_settings
 from realtime.core.rates import parse_limit
 
 from .quiz_loadtest import _run, host_login
@@ -48,8 +55,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", action="append", help="A server (repeat for several processes).")
         parser.add_argument("--factors", default="2,5,10", help="Overload factors of the measured capacity.")
-        parser.add_argument("--capacity-seconds", type=float, default=5.0)
-        parser.add_argument("--capacity-loops", type=int, default=64, help="Closed loops measuring capacity.")
+        parser.add_argument("--capacity-seconds", type=float, default=3.0, help="Seconds per level.")
+        parser.add_argument(
+            "--capacity-concurrency",
+            default="4,8,16,32",
+            help="Closed loops of each capacity level, each below REALTIME FRONT_DOOR MAX_IN_FLIGHT.",
+        )
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=2,
+            help="Load-generator processes sharing each open-loop storm's schedule.",
+        )
+        parser.add_argument("--nice", type=int, default=0, help="Add this to the command's own niceness.")
         parser.add_argument("--storm-seconds", type=float, default=5.0)
         parser.add_argument("--timeout", type=float, default=5.0, help="Client timeout of each request (s).")
         parser.add_argument("--addresses", type=int, default=500, help="Loopback client addresses.")
@@ -76,6 +94,19 @@ class Command(BaseCommand):
             factors = [float(factor) for factor in options["factors"].split(",") if factor.strip()]
         except ValueError:
             raise CommandError("--factors: numbers separated by commas, e.g. 2,5,10.") from None
+        try:
+            concurrencies = [int(n) for n in options["capacity_concurrency"].split(",") if n.strip()]
+        except ValueError:
+            raise CommandError("--capacity-concurrency: whole numbers separated by commas.") from None
+        most = int(realtime_settings.front_door["MAX_IN_FLIGHT"])
+        if not concurrencies or max(concurrencies) >= most or min(concurrencies) < 1:
+            raise CommandError(
+                f"--capacity-concurrency: between 1 and MAX_IN_FLIGHT - 1 ({most - 1}): more loops "
+                "than the front door lets in at once would measure its limit, not the server."
+            )
+        options["capacity_concurrency"] = concurrencies
+        if options["nice"]:
+            os.nice(options["nice"])
         username, password = host_login(options)
         run_id = secrets.token_hex(3)
         report = Report()
@@ -112,9 +143,16 @@ class Command(BaseCommand):
 
             self.stderr.write("healthz, unloaded ...")
             results["healthz"] = await storm.healthz_unloaded(urls[0])
-            self.stderr.write(f"capacity: {options['capacity_seconds']:g} s of closed-loop joins ...")
-            results["capacity"] = await storm.capacity(
-                one, await game("capacity"), run_id, options["capacity_seconds"], options["capacity_loops"]
+            self.stderr.write(
+                f"capacity: {options['capacity_seconds']:g} s of closed-loop joins at each of "
+                f"{options['capacity_concurrency']} loops ..."
+            )
+            results["capacity"] = await storm.best_capacity(
+                one,
+                await game("capacity"),
+                run_id,
+                options["capacity_seconds"],
+                options["capacity_concurrency"],
             )
             capacity_rate = rate(results["capacity"].statuses[201], results["capacity"].seconds)
             if capacity_rate <= 0:
@@ -124,8 +162,9 @@ class Command(BaseCommand):
                 self.stderr.write(f"storm: {factor:g} × {capacity_rate:.0f} joins/s ...")
                 await asyncio.sleep(2.0)  # the previous phase's backlog drains first
                 results["storms"].append(
-                    await storm.storm(
+                    await storm.storm_in_processes(
                         one,
+                        options["processes"],
                         await game(f"{factor:g}×"),
                         run_id,
                         factor=factor,
@@ -152,8 +191,9 @@ class Command(BaseCommand):
                     f"global rate: {options['global_factor']:g} × {configured:g}/s on {urls} ..."
                 )
                 await asyncio.sleep(2.0)
-                results["global"] = await storm.storm(
+                results["global"] = await storm.storm_in_processes(
                     every,
+                    options["processes"],
                     await game("global"),
                     run_id,
                     factor=options["global_factor"],
