@@ -41,50 +41,13 @@ from autobahn.websocket.protocol import WebSocketServerProtocol as _AutobahnServ
 from daphne import server as daphne_server  # type: ignore[import-untyped]  # no type information
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol  # type: ignore[import-untyped]
 
+from realtime.transport.light_sync import Inbox
+
+__all__ = ["NOTHING_QUEUED", "Inbox", "SlimWebSocketFactory", "install"]
+
 # Stands for autobahn's send queue until a chopped or synchronous write needs one:
 # empty and immutable, so autobahn's `len(...)` checks and our writer's truth test read it as empty.
 NOTHING_QUEUED: tuple[()] = ()
-
-
-class Inbox:
-    """The application's ``receive`` for one connection: what ``asyncio.Queue`` gives daphne
-    (messages in order; ``get`` returns at once, without yielding, while messages wait), in one list.
-    """
-
-    __slots__ = ("_messages", "_next", "_waiter")
-
-    def __init__(self) -> None:
-        self._messages: list[dict[str, Any]] = []
-        self._next = 0
-        self._waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, message: dict[str, Any]) -> None:
-        self._messages.append(message)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def get(self) -> dict[str, Any]:
-        while self._next == len(self._messages):
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiter = waiter
-            try:
-                await waiter
-            finally:
-                if self._waiter is waiter:
-                    self._waiter = None
-        message = self._messages[self._next]
-        self._next += 1
-        if self._next == len(self._messages):
-            # Read to the end: start over, keeping the list's storage.
-            self._messages.clear()
-            self._next = 0
-        return message
-
-    def qsize(self) -> int:
-        return len(self._messages) - self._next
 
 
 class _Opened:
