@@ -7,6 +7,8 @@ import warnings
 from types import SimpleNamespace
 from typing import Any
 
+import autobahn.twisted.websocket
+import autobahn.websocket.protocol
 import daphne.server
 import pytest
 
@@ -26,6 +28,9 @@ def untouched(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """Whatever the test installs is put back afterwards."""
     monkeypatch.setattr(daphne.server, "WebSocketFactory", daphne.server.WebSocketFactory)
     monkeypatch.setattr(legacy_server, "remove_path_argument", legacy_server.remove_path_argument)
+    for module in (autobahn.websocket.protocol, autobahn.twisted.websocket):
+        monkeypatch.setattr(module, "hltype", module.hltype)
+        monkeypatch.setattr(module, "hlval", module.hlval)
     return monkeypatch
 
 
