@@ -263,14 +263,23 @@ KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
         Kind("ours-daphne", "ours/daphne", "ours", True, True, _daphne("config.asgi:application")),
-        Kind("ours-uvicorn", "ours/uvicorn", "ours", True, True, _uvicorn("config.asgi:application")),
+        # uvicorn as realtime_serve runs it: the websockets-sansio protocol (SERVE_UVICORN_WS).
         Kind(
-            "ours-uvicorn-sansio",
-            "ours/uvicorn-sansio",
+            "ours-uvicorn",
+            "ours/uvicorn",
             "ours",
             True,
             True,
             _uvicorn("config.asgi:application", "--ws", "websockets-sansio"),
+        ),
+        # uvicorn's own default, the websockets library's legacy protocol.
+        Kind(
+            "ours-uvicorn-legacy",
+            "ours/uvicorn-legacy",
+            "ours",
+            True,
+            True,
+            _uvicorn("config.asgi:application", "--ws", "websockets"),
         ),
         Kind(
             "ref-daphne",

@@ -7,7 +7,9 @@ A site turns it on from its ASGI module::
 
 - daphne: :mod:`realtime.transport.slim_daphne` (a lighter protocol per connection);
 - uvicorn with its default ``websockets`` protocol: :mod:`realtime.transport.slim_uvicorn`
-  (no signature inspection per connection).
+  (no signature inspection per connection);
+- uvicorn with its ``websockets-sansio`` protocol (``realtime_serve``'s):
+  :mod:`realtime.transport.slim_uvicorn_sansio` (less kept per connection, write backpressure).
 
 Only a server that has already loaded its WebSocket module is tuned: the
 ``daphne`` and ``uvicorn`` command lines (and daphne's ``runserver``) load it
@@ -23,6 +25,7 @@ import sys
 # The module each server has loaded by the time it imports the application.
 _DAPHNE = "daphne.server"
 _UVICORN_WEBSOCKETS = "uvicorn.protocols.websockets.websockets_impl"
+_UVICORN_SANSIO = "uvicorn.protocols.websockets.websockets_sansio_impl"
 
 
 def tune_websocket_servers() -> list[str]:
@@ -38,4 +41,9 @@ def tune_websocket_servers() -> list[str]:
 
         slim_uvicorn.install()
         tuned.append("uvicorn-websockets")
+    if _UVICORN_SANSIO in sys.modules:
+        from realtime.transport import slim_uvicorn_sansio
+
+        slim_uvicorn_sansio.install()
+        tuned.append("uvicorn-websockets-sansio")
     return tuned

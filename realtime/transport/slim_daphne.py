@@ -20,6 +20,11 @@ nothing once the socket is open:
   :meth:`SlimWebSocketProtocol.onOpen`.
 - autobahn's queue for chopped and synchronous writes, which daphne never makes,
   is created only if one is made.
+- autobahn builds the arguments of its debug lines whether or not the line is
+  emitted: the names of its own methods and values coloured with ``click.style``,
+  six times per connect and once per frame received (about 6 % of a connect
+  storm's CPU under cProfile). :func:`install` has them formatted only if a line is
+  (:class:`LogText`).
 
 Opt-in: :func:`install` (called from the site's ``config/asgi.py``) makes daphne's
 server build its WebSocket factory from :class:`SlimWebSocketFactory`. It has to
@@ -37,54 +42,20 @@ import types
 from collections import deque
 from typing import Any
 
+import autobahn.twisted.websocket as _autobahn_twisted
+import autobahn.websocket.protocol as _autobahn_protocol
+from autobahn import util as _autobahn_util
 from autobahn.websocket.protocol import WebSocketServerProtocol as _AutobahnServerProtocol
 from daphne import server as daphne_server  # type: ignore[import-untyped]  # no type information
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol  # type: ignore[import-untyped]
 
+from realtime.transport.light_sync import Inbox
+
+__all__ = ["NOTHING_QUEUED", "Inbox", "SlimWebSocketFactory", "install"]
+
 # Stands for autobahn's send queue until a chopped or synchronous write needs one:
 # empty and immutable, so autobahn's `len(...)` checks and our writer's truth test read it as empty.
 NOTHING_QUEUED: tuple[()] = ()
-
-
-class Inbox:
-    """The application's ``receive`` for one connection: what ``asyncio.Queue`` gives daphne
-    (messages in order; ``get`` returns at once, without yielding, while messages wait), in one list.
-    """
-
-    __slots__ = ("_messages", "_next", "_waiter")
-
-    def __init__(self) -> None:
-        self._messages: list[dict[str, Any]] = []
-        self._next = 0
-        self._waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, message: dict[str, Any]) -> None:
-        self._messages.append(message)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def get(self) -> dict[str, Any]:
-        while self._next == len(self._messages):
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiter = waiter
-            try:
-                await waiter
-            finally:
-                if self._waiter is waiter:
-                    self._waiter = None
-        message = self._messages[self._next]
-        self._next += 1
-        if self._next == len(self._messages):
-            # Read to the end: start over, keeping the list's storage.
-            self._messages.clear()
-            self._next = 0
-        return message
-
-    def qsize(self) -> int:
-        return len(self._messages) - self._next
 
 
 class _Opened:
@@ -184,6 +155,39 @@ class SlimWebSocketFactory(WebSocketFactory):  # type: ignore[misc]
         return type("SlimWebSocketProtocol", (SlimWebSocketProtocol,), options)
 
 
+class LogText:
+    """An argument of one of autobahn's debug lines, formatted only if the line is emitted."""
+
+    __slots__ = ("_format", "_value")
+
+    def __init__(self, format_: Any, value: Any) -> None:
+        self._format = format_
+        self._value = value
+
+    def __str__(self) -> str:
+        return str(self._format(self._value))
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    __repr__ = __str__
+
+
+def _lazy_hltype(obj: Any) -> LogText:
+    return LogText(_autobahn_util.hltype, obj)
+
+
+def _lazy_hlval(value: Any, **style: Any) -> LogText:
+    if style:
+        return LogText(functools.partial(_autobahn_util.hlval, **style), value)
+    return LogText(_autobahn_util.hlval, value)
+
+
 def install() -> None:
-    """Make daphne's server (started after this call) use :class:`SlimWebSocketFactory`."""
+    """Make daphne's server (started after this call) use :class:`SlimWebSocketFactory`, and
+    autobahn's debug lines format their arguments only when emitted."""
     daphne_server.WebSocketFactory = SlimWebSocketFactory
+    # Both modules call these only for the arguments of log lines.
+    for module in (_autobahn_protocol, _autobahn_twisted):
+        module.hltype = _lazy_hltype  # type: ignore[attr-defined]
+        module.hlval = _lazy_hlval  # type: ignore[attr-defined]

@@ -10,7 +10,8 @@ Fixtures (all reusable by any test under ``tests/e2e``):
   environment), e.g. ``start_tls_daphne("tests.e2e.settings_tokens", env={...})``; started once
   per distinct arguments, on the same database, stopped at the end of the session.
 - ``start_variant``: a factory for the same application served another way, by name
-  (:data:`VARIANTS`): daphne and uvicorn, each writing frames straight to its transport (the
+  (:data:`VARIANTS`): daphne and uvicorn (its ``websockets-sansio`` protocol, as ``realtime_serve``
+  runs it, and its default legacy ``websockets`` one), each writing frames straight to its transport (the
   default) or through ASGI ``send`` (``REALTIME_DIRECT_WRITES=0``), and daphne with its own
   WebSocket protocol (``SERVER_TUNING=0``); one process per name and
   settings module, on the same database, stopped at the end of the session.
@@ -76,17 +77,23 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "daphne-asgi-send": ("daphne", {"REALTIME_DIRECT_WRITES": "0"}),
     # daphne's own WebSocket protocol, without realtime.transport.server_tuning.
     "daphne-stock": ("daphne", {"SERVER_TUNING": "0"}),
+    # uvicorn as realtime_serve runs it: its websockets-sansio protocol.
     "uvicorn": ("uvicorn", {}),
     "uvicorn-asgi-send": ("uvicorn", {"REALTIME_DIRECT_WRITES": "0"}),
+    # uvicorn's own default, the websockets library's legacy protocol.
+    "uvicorn-legacy": ("uvicorn-legacy", {}),
 }
 # The writer each variant's connections report in realtime_connection_writer_total.
 VARIANT_WRITERS = {
     "daphne": "daphne",
     "daphne-asgi-send": "asgi",
     "daphne-stock": "daphne",
-    "uvicorn": "uvicorn-websockets",
+    "uvicorn": "uvicorn-websockets-sansio",
     "uvicorn-asgi-send": "asgi",
+    "uvicorn-legacy": "uvicorn-websockets",
 }
+# uvicorn's --ws protocol by server name.
+UVICORN_PROTOCOLS = {"uvicorn": "websockets-sansio", "uvicorn-legacy": "websockets"}
 
 
 def _python() -> str:
@@ -268,7 +275,9 @@ def _start_daphne(
     api_key: Callable[[], str],
     server_name: str = "daphne",
 ) -> DaphneServer:
-    """Start daphne (or uvicorn: ``server_name``); ``tls`` is ``(private key, certificate chain, CA)``.
+    """Start daphne (or uvicorn: ``server_name`` in :data:`UVICORN_PROTOCOLS`).
+
+    ``tls`` is ``(private key, certificate chain, CA)``.
 
     ``api_key()`` prepares the database and returns the key: it runs while daphne boots
     (the server touches the database only when a request arrives).
@@ -283,10 +292,11 @@ def _start_daphne(
             endpoint = f"ssl:{port}:interface=127.0.0.1:privateKey={key_file}:certKey={cert_file}"
         log_path = workdir / f"{name}-{attempt}.log"
         argv = [_python(), "-m", "daphne", "-e", endpoint, ASGI_APPLICATION]
-        if server_name == "uvicorn":
+        if server_name in UVICORN_PROTOCOLS:
             assert tls is None, "uvicorn is served without TLS here"
             argv = [_python(), "-m", "uvicorn", ASGI_APPLICATION, "--host", "127.0.0.1", "--port", str(port)]
             argv += ["--lifespan", "off", "--log-level", "warning", "--no-access-log"]
+            argv += ["--ws", UVICORN_PROTOCOLS[server_name]]
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 argv,

@@ -55,9 +55,20 @@ EVENTS = [
 ]
 
 
-@pytest.fixture(params=["plain", "tls", "daphne-asgi-send", "daphne-stock", "uvicorn", "uvicorn-asgi-send"])
+@pytest.fixture(
+    params=[
+        "plain",
+        "tls",
+        "daphne-asgi-send",
+        "daphne-stock",
+        "uvicorn",
+        "uvicorn-asgi-send",
+        "uvicorn-legacy",
+    ]
+)
 def server(request: pytest.FixtureRequest) -> Iterator[DaphneServer]:
-    """The same tests over ``ws://`` and ``wss://``, and served by uvicorn; frames written straight
+    """The same tests over ``ws://`` and ``wss://``, and served by uvicorn (``websockets-sansio``, and its
+    default legacy protocol: ``uvicorn-legacy``); frames written straight
     to the server's transport (the default) and through ASGI ``send`` (``*-asgi-send``); daphne
     with the lighter protocol of realtime.transport.server_tuning (the default) and its own
     (``daphne-stock``)."""

@@ -7,6 +7,8 @@ import warnings
 from types import SimpleNamespace
 from typing import Any
 
+import autobahn.twisted.websocket
+import autobahn.websocket.protocol
 import daphne.server
 import pytest
 
@@ -26,20 +28,40 @@ def untouched(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """Whatever the test installs is put back afterwards."""
     monkeypatch.setattr(daphne.server, "WebSocketFactory", daphne.server.WebSocketFactory)
     monkeypatch.setattr(legacy_server, "remove_path_argument", legacy_server.remove_path_argument)
+    for module in (autobahn.websocket.protocol, autobahn.twisted.websocket):
+        monkeypatch.setattr(module, "hltype", module.hltype)
+        monkeypatch.setattr(module, "hlval", module.hlval)
     return monkeypatch
 
 
 def test_each_server_already_loaded_is_tuned(untouched: pytest.MonkeyPatch) -> None:
     untouched.setitem(sys.modules, server_tuning._UVICORN_WEBSOCKETS, SimpleNamespace())
+    untouched.delitem(sys.modules, server_tuning._UVICORN_SANSIO, raising=False)
     assert server_tuning.tune_websocket_servers() == ["daphne", "uvicorn-websockets"]
     assert daphne.server.WebSocketFactory is SlimWebSocketFactory
     assert legacy_server.remove_path_argument is slim_uvicorn.remove_path_argument
+
+
+def test_uvicorns_sansio_protocol_is_tuned_when_loaded(untouched: pytest.MonkeyPatch) -> None:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    from realtime.transport import slim_uvicorn_sansio
+
+    for name in ("__init__", "send", "handle_connect", "pause_writing", "resume_writing"):
+        untouched.setattr(WebSocketsSansIOProtocol, name, getattr(WebSocketsSansIOProtocol, name))
+    untouched.setattr(WebSocketsSansIOProtocol, slim_uvicorn_sansio._TUNED, False, raising=False)
+    untouched.delitem(sys.modules, server_tuning._DAPHNE)
+    untouched.delitem(sys.modules, server_tuning._UVICORN_WEBSOCKETS, raising=False)
+    assert server_tuning._UVICORN_SANSIO in sys.modules
+    assert server_tuning.tune_websocket_servers() == ["uvicorn-websockets-sansio"]
+    assert WebSocketsSansIOProtocol.__dict__[slim_uvicorn_sansio._TUNED] is True
 
 
 def test_a_server_not_loaded_is_left_alone(untouched: pytest.MonkeyPatch) -> None:
     stock = daphne.server.WebSocketFactory
     untouched.delitem(sys.modules, server_tuning._DAPHNE)
     untouched.delitem(sys.modules, server_tuning._UVICORN_WEBSOCKETS, raising=False)
+    untouched.delitem(sys.modules, server_tuning._UVICORN_SANSIO, raising=False)
     assert server_tuning.tune_websocket_servers() == []
     assert daphne.server.WebSocketFactory is stock
 

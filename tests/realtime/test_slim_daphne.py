@@ -205,3 +205,31 @@ async def test_a_cancelled_read_loses_nothing() -> None:
         await waiting
     inbox.put_nowait({"n": 1})
     assert await inbox.get() == {"n": 1}
+
+
+def test_autobahns_debug_line_arguments_are_formatted_only_when_a_line_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import autobahn.twisted.websocket
+    import autobahn.websocket.protocol
+    import daphne.server
+    from autobahn import util
+
+    monkeypatch.setattr(daphne.server, "WebSocketFactory", daphne.server.WebSocketFactory)
+    for module in (autobahn.websocket.protocol, autobahn.twisted.websocket):
+        monkeypatch.setattr(module, "hltype", module.hltype)
+        monkeypatch.setattr(module, "hlval", module.hlval)
+    expected_type, expected_value = util.hltype(WebSocketServerProtocol.sendData), util.hlval(1234)
+    formatted: list[Any] = []
+    monkeypatch.setattr(util, "hltype", lambda obj: formatted.append(obj) or expected_type)
+    slim_daphne.install()
+
+    for module in (autobahn.websocket.protocol, autobahn.twisted.websocket):
+        text = module.hltype(WebSocketServerProtocol.sendData)
+        value = module.hlval(1234)
+        assert formatted == []
+        # str.format, as txaio formats a log line.
+        line = "{func} sent {n}".format(func=text, n=value)  # noqa: UP032
+        assert line == f"{expected_type} sent {expected_value}"
+        assert formatted == [WebSocketServerProtocol.sendData]
+        formatted.clear()

@@ -1,15 +1,17 @@
 """``realtime_serve``: the site on N server processes sharing one port, with its companions, supervised.
 
-    python manage.py realtime_serve --processes 2 --port 8000 --command quiz_worker
+    python manage.py realtime_serve --processes 2 --port 8000 --command quiz_worker [--server uvicorn]
 
-Opens the listening socket once and starts N daphne processes that accept on
-it (:mod:`realtime.serving.server`), ``realtime_relay`` when the relay runs
-outside the servers (``REALTIME["RELAY"] = "external"``, the default with
-Redis), and every ``--command`` (a management command of the site, e.g. the
-quiz's scoring worker). Each child's lines are prefixed with its name; a child
-that dies is started again. ``SIGHUP``: rolling restart; ``SIGTERM`` to one
-server process: it drains and is started again; ``SIGTERM`` to this command:
-everything drains and stops (:mod:`realtime.serving.supervisor`).
+Opens the listening socket once and starts N server processes that accept on
+it: daphne (:mod:`realtime.serving.server`, the default) or uvicorn with its
+``websockets-sansio`` protocol (:mod:`realtime.serving.uvicorn_server`);
+``realtime_relay`` when the relay runs outside the servers
+(``REALTIME["RELAY"] = "external"``, the default with Redis), and every
+``--command`` (a management command of the site, e.g. the quiz's scoring
+worker). Each child's lines are prefixed with its name; a child that dies is
+started again. ``SIGHUP``: rolling restart; ``SIGTERM`` to one server process:
+it drains and is started again; ``SIGTERM`` to this command: everything drains
+and stops (:mod:`realtime.serving.supervisor`).
 
 More than one process needs a channel layer the processes share (Redis):
 on the in-memory layer the command refuses.
@@ -30,6 +32,8 @@ from realtime.conf import realtime_settings
 from realtime.serving.supervisor import ChildSpec, Supervisor, environment, servers
 
 IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+# The servers a process can run; the first is the default.
+SERVERS = ("daphne", "uvicorn")
 # Connections the kernel completes and queues for the servers to accept.
 BACKLOG = 4096
 
@@ -56,17 +60,18 @@ class Command(BaseCommand):
             default=30.0,
             help="Seconds a server may take to drain on SIGTERM before it stops anyway.",
         )
+        parser.add_argument(
+            "--server",
+            choices=SERVERS,
+            default=SERVERS[0],
+            help="The server each process runs (default daphne; uvicorn: its websockets-sansio protocol).",
+        )
         # Internal: how the supervisor starts each server process.
         parser.add_argument("--server-fd", type=int, help="(internal) serve on this inherited socket")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["server_fd"] is not None:
-            from django.utils.module_loading import import_string
-
-            from realtime.serving.server import serve_on_fd
-
-            application = import_string(settings.ASGI_APPLICATION)
-            if not serve_on_fd(application, options["server_fd"], drain_timeout=options["drain_timeout"]):
+            if not _serve(options["server"], options["server_fd"], drain_timeout=options["drain_timeout"]):
                 raise CommandError(f"could not serve on file descriptor {options['server_fd']}")
             return
         processes = options["processes"]
@@ -79,13 +84,17 @@ class Command(BaseCommand):
             )
         listener = _listen(options["host"], options["port"])
         host, port = listener.getsockname()[:2]
-        self.stdout.write(f"[serve] listening on {host}:{port} ({processes} server processes)")
+        self.stdout.write(
+            f"[serve] listening on {host}:{port} ({processes} {options['server']} server processes)"
+        )
         fd = listener.fileno()
         specs = servers(
             processes,
             lambda _: [
                 *_manage(),
                 "realtime_serve",
+                "--server",
+                options["server"],
                 "--server-fd",
                 str(fd),
                 "--drain-timeout",
@@ -103,6 +112,23 @@ class Command(BaseCommand):
             asyncio.run(supervisor.run())
         finally:
             listener.close()
+
+
+def _serve(server: str, fd: int, *, drain_timeout: float) -> bool:
+    """Run one server process on the inherited socket ``fd``; False if it could not start."""
+    from django.utils.module_loading import import_string
+
+    def application() -> Any:
+        return import_string(settings.ASGI_APPLICATION)
+
+    if server == "uvicorn":
+        from realtime.serving.uvicorn_server import serve_uvicorn_on_fd
+
+        # It loads the application itself, once its WebSocket protocol is imported.
+        return serve_uvicorn_on_fd(application, fd, drain_timeout=drain_timeout)
+    from realtime.serving.server import serve_on_fd
+
+    return serve_on_fd(application(), fd, drain_timeout=drain_timeout)
 
 
 def _in_memory_layer() -> bool:
