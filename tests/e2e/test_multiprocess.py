@@ -549,7 +549,10 @@ async def test_stalled_subscriber_does_not_delay_the_others(small_outbox_server:
         p50 = statistics.median(latencies)
         p99 = latencies[int(len(latencies) * 0.99) - 1]
         await asyncio.gather(assert_silent(fast), assert_silent(publisher))
-        assert p99 < 0.5, f"fast subscriber p99 {p99 * 1000:.0f} ms"
+        # A liveness bound, not a speed goal (bench.fanout measures those): the stalled socket is
+        # never read again, so a fan-out that waited on its writes would hold the fast subscriber's
+        # events behind it. Seconds, not milliseconds: the suite's workers share the machine.
+        assert p99 < 3.0, f"fast subscriber p99 {p99 * 1000:.0f} ms"
 
     growth = (
         ""
