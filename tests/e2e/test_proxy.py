@@ -44,8 +44,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.restart.nginx import Nginx, start_nginx
-from bench.restart.nginx import executable as nginx_executable
+from bench.nginx import Nginx, start_nginx
+from bench.nginx import executable as nginx_executable
 
 from .conftest import (
     REPO_ROOT,
