@@ -2,17 +2,12 @@
 
 The bridge uses the Channels layer per *process*, not per connection: the
 process joins the layer group of a key when its first local subscriber to that
-key arrives (:meth:`LayerBridge.join`), and the publishes of one loop pass go out
-together (one layer round trip for a burst, not one per event). On Redis
-(:class:`BatchingLayer`, :mod:`realtime.delivery.layers`) a batch is one layer
-message per *other process* that holds any of its keys, carrying every event of
-each such key: two Redis round trips for the batch (the groups' members, then
-one Lua call), and one receive for each reader, however many keys (a score to
-each of a thousand players) the batch holds. On another layer it is one
-``group_send`` per matching key. Every other process that holds subscribers of
-a key receives its events once and hands them to its :mod:`~realtime.delivery.hub`;
-the publishing process delivers to its own subscribers directly once the layer
-has the message (a ``group_send`` brings it its own copy, which it ignores). With the
+key arrives (:meth:`LayerBridge.join`), and publishes go out as one layer
+message per matching key, carrying every event published in the same loop pass
+(one layer round trip for a burst, not one per event). Every other process that
+holds subscribers of the key receives it once and hands it to its
+:mod:`~realtime.delivery.hub`; the publishing process delivers to its own subscribers
+directly once the layer has the message, and ignores its own copy. With the
 in-memory layer (or none) there is only one process and no layer traffic at all:
 :meth:`LayerBridge.fan_out_nowait` delivers in line.
 
@@ -30,9 +25,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypedDict, TypeGuard, runtime_checkable
+from typing import Any, Literal, TypedDict, TypeGuard
 
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
@@ -60,20 +55,6 @@ CHANNEL_PREFIX = "realtime.delivery.hub."
 # Every process is a member: server-side control (realtime.presence.control) reaches them all.
 CONTROL_GROUP = "rt-control"
 CONTROL_TYPE = "realtime.control"
-
-
-# The message of a batch for one process (a layer with BatchingLayer's methods): every key's events.
-EVENTS_TYPE = "realtime.events"
-
-
-@runtime_checkable
-class BatchingLayer(Protocol):
-    """A layer that reads many groups' members and sends many channels' messages at once
-    (:class:`realtime.delivery.layers.RedisChannelLayer`)."""
-
-    async def group_members(self, groups: Sequence[str]) -> dict[str, list[str]]: ...
-
-    async def send_many(self, messages: Mapping[str, dict[str, Any]]) -> int: ...
 
 
 def leaves_process(layer: BaseChannelLayer | None) -> TypeGuard[BaseChannelLayer]:
@@ -362,9 +343,6 @@ class LayerBridge:
         for item in batch:
             for key in item.keys:
                 per_key.setdefault(key, []).extend(item.events_for(key))
-        if isinstance(self._layer, BatchingLayer):
-            await self._send_per_process(self._layer, per_key)
-            return
         for key, events in per_key.items():
             message: EventMessage = {
                 "type": "realtime.event",
@@ -373,30 +351,6 @@ class LayerBridge:
                 "origin": self._channel,
             }
             await self._layer.group_send(group_name_for(key), dict(message))
-
-    async def _send_per_process(self, layer: BatchingLayer, per_key: dict[str, list[str]]) -> None:
-        """One message per other member process, with every key of the batch it holds.
-
-        Two round trips for the whole batch, whatever its number of keys: the members
-        of every key's group, then one Lua call that hands each process its message.
-        A process reads one message (one receive) for the batch, and this one sends
-        itself nothing (its subscribers get the events from :meth:`_send_outgoing`).
-        """
-        assert self._channel is not None
-        groups = {group_name_for(key): key for key in per_key}
-        members = await layer.group_members(list(groups))
-        per_channel: dict[str, list[list[Any]]] = {}
-        for group, key in groups.items():
-            for channel in members.get(group, ()):
-                if channel != self._channel:
-                    per_channel.setdefault(channel, []).append([key, per_key[key]])
-        if per_channel:
-            await layer.send_many(
-                {
-                    channel: {"type": EVENTS_TYPE, "batches": batches, "origin": self._channel}
-                    for channel, batches in per_channel.items()
-                }
-            )
 
     async def _receive_loop(self) -> None:
         assert self._layer is not None and self._channel is not None
@@ -421,11 +375,7 @@ class LayerBridge:
             backoff = 0.1
             if message.get("origin") == self._channel:
                 continue
-            kind = message.get("type")
-            if kind == EVENTS_TYPE:
-                for key, events in message["batches"]:
-                    self.hub.deliver(key, events)
-            elif kind == "realtime.event":
+            if message.get("type") == "realtime.event":
                 self.hub.deliver(message["key"], message["events"])
             elif message.get("type") == CONTROL_TYPE and self.on_control is not None:
                 self.on_control(message)
