@@ -293,10 +293,6 @@ def history(site: Site, channel: str) -> list[Any]:
 # -- the game through nginx, with a rolling restart --------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect: across a rolling restart a player may hear a score event twice",
-)
 def test_a_game_through_nginx_completes_while_every_server_process_is_replaced(
     checked_site: Site, node_executable: str
 ) -> None:
