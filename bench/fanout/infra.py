@@ -1,9 +1,9 @@
 """What stands around the servers in a scaled-out run: nginx in front, a Redis of the run's own.
 
 Both are started unprivileged-style on free loopback ports from a temporary
-directory and stopped with the run. nginx gets the minimal configuration a
-deployment needs for this protocol (WebSocket upgrade, no response buffering,
-``X-Forwarded-For``, an upstream over the server processes); the private
+directory and stopped with the run. nginx runs the configuration users deploy
+(deploy/nginx, rendered by :func:`bench.nginx.render` with an upstream over the
+server processes' ports), so its cost is the deployed proxy's; the private
 ``redis-server`` keeps the command counts of ``INFO commandstats`` to this run
 alone (the machine's shared Redis counts every other user's commands too).
 """
@@ -20,68 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.nginx import render as render_nginx
+
 from .servers import BenchError, cpu_seconds, free_port, pin_process, preexec
-
-NGINX_CONF = """\
-daemon off;
-master_process on;
-worker_processes {workers};
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-worker_rlimit_nofile {nofile};
-events {{
-    worker_connections {connections};
-}}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-
-    # "Connection: upgrade" only for a WebSocket handshake; an empty header otherwise,
-    # so plain HTTP keeps its keep-alive connection to the upstream.
-    map $http_upgrade $connection_upgrade {{
-        default upgrade;
-        ''      '';
-    }}
-    upstream realtime {{
-{servers}
-        keepalive 64;
-    }}
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        location / {{
-            proxy_pass http://realtime;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            # Events leave as soon as the server writes them.
-            proxy_buffering off;
-            proxy_read_timeout 1h;
-            proxy_send_timeout 1h;
-        }}
-    }}
-}}
-"""
-
-
-def render_nginx_conf(directory: Path, port: int, upstream_ports: list[int], workers: int = 1) -> str:
-    servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;" for p in upstream_ports)
-    return NGINX_CONF.format(
-        dir=directory,
-        port=port,
-        servers=servers,
-        workers=workers,
-        # Each proxied WebSocket holds two descriptors (client and upstream); the
-        # hard file limit here may be as low as 20,000.
-        connections=18000,
-        nofile=19000,
-    )
 
 
 def _children(pid: int) -> list[int]:
@@ -135,12 +76,8 @@ class Nginx:
         if not Path(exe).exists():
             raise BenchError("nginx is not installed (Debian: apt-get install nginx-light or nginx)")
         directory = workdir / f"nginx-{free_port()}"
-        directory.mkdir()
-        # Run as root, the workers drop to nobody: they must reach their temp paths.
-        directory.chmod(0o755)
         port = free_port()
-        conf = directory / "nginx.conf"
-        conf.write_text(render_nginx_conf(directory, port, upstream_ports))
+        conf = render_nginx(directory, upstream_ports=upstream_ports, http_port=port)
         log = directory / "error.log"
         proc = subprocess.Popen(
             [exe, "-c", str(conf), "-p", str(directory), "-e", str(log)],

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import nginx
+from bench import nginx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python") if (REPO_ROOT / ".venv").exists() else sys.executable

@@ -16,15 +16,23 @@ loop (tests run one per test), the index starts empty.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from realtime.core import protocol
+from realtime.core.history import offset_of
 from realtime.core.paths import ChannelPath
 from realtime.core.wsframe import text_frame
 from realtime.delivery.outbox import Outbox
 from realtime.lifecycle import lifecycle
 from realtime.ops.metrics import metrics
+
+# The longest a recovered subscription's fence stands (see Hub.fence): a publication's layer
+# message reaches every process within it after the publication took its offset, even on a
+# loaded machine, and a stream restarted under a new epoch (Redis lost it) numbers from 1 again,
+# which a fence left standing would take for old publications.
+FENCE_SECONDS = 10.0
 
 
 @dataclass(eq=False, slots=True)
@@ -53,6 +61,9 @@ class Hub:
         # The last event delivered per held key: a history stream's carries its offset,
         # the position a closed connection's subscriptions resume from.
         self.last_delivered: dict[str, str] = {}
+        # Recovered subscriptions per key: the offset up to which each has its stream already,
+        # and until when (monotonic) that holds its live events back.
+        self._fences: dict[str, dict[LocalSubscription, tuple[int, float]]] = {}
 
     # -- connections ---------------------------------------------------------
 
@@ -82,7 +93,27 @@ class Hub:
         """Index a subscription: events of its key delivered from now on reach it."""
         self._index.setdefault(subscription.key, {})[subscription] = None
 
+    def fence(self, subscription: LocalSubscription, floor: int) -> None:
+        """Deliver to ``subscription`` no live event of its stream at or before offset ``floor``.
+
+        A recovering subscription got every publication up to ``floor`` from the
+        history (or before its reconnect); one of them can still arrive live after
+        that, since a publication takes its offset before its layer message reaches
+        this process: without the fence the subscriber would hear it twice. The
+        fence falls at the first live event above ``floor``, or after
+        :data:`FENCE_SECONDS`.
+        """
+        if floor <= 0 or subscription not in self._index.get(subscription.key, ()):
+            return
+        fences = self._fences.setdefault(subscription.key, {})
+        fences[subscription] = (floor, time.monotonic() + FENCE_SECONDS)
+
     def remove(self, subscription: LocalSubscription) -> None:
+        fences = self._fences.get(subscription.key)
+        if fences is not None:
+            fences.pop(subscription, None)
+            if not fences:
+                del self._fences[subscription.key]
         subs = self._index.get(subscription.key)
         if subs is not None:
             subs.pop(subscription, None)
@@ -103,25 +134,63 @@ class Hub:
             return 0
         targets = list(subs)
         self.last_delivered[key] = events[-1]
+        fences = self._fences.get(key)
+        if fences is not None:
+            count = self._deliver_fenced(key, targets, fences, events)
+        else:
+            for event in events:
+                _offer(targets, event)
+            count = len(targets) * len(events)
+        metrics.delivered(key, count)
+        return count
+
+    def _deliver_fenced(
+        self,
+        key: str,
+        targets: list[LocalSubscription],
+        fences: dict[LocalSubscription, tuple[int, float]],
+        events: list[str],
+    ) -> int:
+        now = time.monotonic()
+        count = 0
         for event in events:
-            tail = event + protocol.DATA_FRAME_SUFFIX
-            payload: bytes | None = None
-            # One frame per subscription id: clients that number their
-            # subscriptions alike (most do) share one bytes object.
-            frames: dict[str, bytes] = {}
-            for subscription in targets:
-                outbox = subscription.outbox
-                if not outbox.wire:
-                    outbox.offer(subscription.prefix + tail)
-                    continue
-                frame = frames.get(subscription.prefix)
-                if frame is None:
-                    if payload is None:
-                        payload = tail.encode()
-                    frame = frames[subscription.prefix] = text_frame(subscription.prefix.encode() + payload)
-                outbox.offer(frame)
-        metrics.delivered(key, len(targets) * len(events))
-        return len(targets) * len(events)
+            offset = offset_of(event)
+            receivers = targets
+            if offset is not None and fences:
+                receivers = []
+                for subscription in targets:
+                    fenced = fences.get(subscription)
+                    if fenced is not None:
+                        floor, until = fenced
+                        if offset <= floor and now < until:
+                            continue
+                        del fences[subscription]
+                    receivers.append(subscription)
+            _offer(receivers, event)
+            count += len(receivers)
+        if not fences:
+            self._fences.pop(key, None)
+        return count
+
+
+def _offer(targets: list[LocalSubscription], event: str) -> None:
+    """Append ``event``'s data frame to each subscription's outbox."""
+    tail = event + protocol.DATA_FRAME_SUFFIX
+    payload: bytes | None = None
+    # One frame per subscription id: clients that number their
+    # subscriptions alike (most do) share one bytes object.
+    frames: dict[str, bytes] = {}
+    for subscription in targets:
+        outbox = subscription.outbox
+        if not outbox.wire:
+            outbox.offer(subscription.prefix + tail)
+            continue
+        frame = frames.get(subscription.prefix)
+        if frame is None:
+            if payload is None:
+                payload = tail.encode()
+            frame = frames[subscription.prefix] = text_frame(subscription.prefix.encode() + payload)
+        outbox.offer(frame)
 
 
 hub = Hub()

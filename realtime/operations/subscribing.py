@@ -175,6 +175,8 @@ class Started:
         """Send ``subscribe_success``, the replay, then the live events held meanwhile, each once.
 
         Runs without awaiting: nothing can come between the replay and live delivery.
+        A publication the subscriber has now (from the replay, or before its ``since``)
+        that reaches this process live only later is not sent again (:meth:`Hub.fence`).
         """
         outbox.offer(protocol.subscribe_success(subscription_id, self.extension))
         prefix = self.subscription.prefix
@@ -190,6 +192,7 @@ class Started:
                 if held is None or held > last:
                     outbox.offer(frame)
             self.buffer = None
+            hub.fence(self.subscription, last)
 
 
 # Live history subscriptions of this process: where each resumes from after its connection closes.

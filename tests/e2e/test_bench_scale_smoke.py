@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.fanout.infra import redis_delta, render_nginx_conf
+from bench.fanout.infra import redis_delta
+from bench.nginx import DEPLOY
+from bench.nginx import render as render_nginx
 
 from .conftest import REPO_ROOT, _python
 
@@ -26,36 +28,23 @@ needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="r
 
 
 @needs_nginx
-def test_the_rendered_nginx_configuration_is_valid_and_proxies_websockets(tmp_path: Path) -> None:
-    conf = render_nginx_conf(tmp_path, 18080, [18081, 18082])
-    (tmp_path / "nginx.conf").write_text(conf)
+def test_the_bench_proxies_through_deploy_nginx_with_an_upstream_server_per_process(tmp_path: Path) -> None:
+    conf = render_nginx(tmp_path / "nginx", upstream_ports=[18081, 18082], http_port=18080)
     checked = subprocess.run(
-        [
-            "nginx",
-            "-t",
-            "-c",
-            str(tmp_path / "nginx.conf"),
-            "-p",
-            str(tmp_path),
-            "-e",
-            str(tmp_path / "e.log"),
-        ],
+        ["nginx", "-t", "-c", str(conf), "-p", str(conf.parent), "-e", str(tmp_path / "e.log")],
         capture_output=True,
         text=True,
         timeout=20,
         check=False,
     )
     assert checked.returncode == 0, checked.stderr
-    for line in (
-        "server 127.0.0.1:18081 max_fails=0;",
-        "server 127.0.0.1:18082 max_fails=0;",
-        "listen 127.0.0.1:18080 backlog=4096;",
-        "proxy_set_header Upgrade $http_upgrade;",
-        "proxy_set_header Connection $connection_upgrade;",
-        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-        "proxy_buffering off;",
-    ):
-        assert line in conf
+    upstream = (conf.parent / "realtime-upstream.conf").read_text()
+    servers = [line.strip() for line in upstream.splitlines() if line.strip().startswith("server ")]
+    assert servers == ["server 127.0.0.1:18081 max_fails=0;", "server 127.0.0.1:18082 max_fails=0;"]
+    text = conf.read_text()
+    assert "listen 127.0.0.1:18080 backlog=4096;" in text
+    # The shipped locations themselves, not a copy: what the bench measures is what users run.
+    assert f"include {DEPLOY / 'realtime-locations.conf'};" in text
 
 
 def test_redis_deltas_count_the_run_and_leave_out_the_reads_of_the_counters() -> None:

@@ -44,8 +44,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.restart.nginx import Nginx, start_nginx
-from bench.restart.nginx import executable as nginx_executable
+from bench.nginx import Nginx, start_nginx
+from bench.nginx import executable as nginx_executable
 
 from .conftest import (
     REPO_ROOT,
@@ -293,10 +293,6 @@ def history(site: Site, channel: str) -> list[Any]:
 # -- the game through nginx, with a rolling restart --------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect: across a rolling restart a player may hear a score event twice",
-)
 def test_a_game_through_nginx_completes_while_every_server_process_is_replaced(
     checked_site: Site, node_executable: str
 ) -> None:

@@ -15,7 +15,7 @@ from django.test import AsyncClient
 import realtime
 from realtime.core.paths import parse_channel
 from realtime.delivery.history import history, stores
-from realtime.delivery.hub import LocalSubscription
+from realtime.delivery.hub import LocalSubscription, hub
 from realtime.models import Namespace
 from realtime.operations import subscribing
 from realtime.operations.subscribing import LiveBuffer, Started
@@ -354,6 +354,8 @@ async def test_an_unsubscribed_subscription_is_not_resumed(store: Any, chat: Nam
 
 
 class Recorder:
+    wire = False
+
     def __init__(self) -> None:
         self.frames: list[str] = []
 
@@ -390,6 +392,32 @@ def test_live_events_held_during_the_replay_go_out_after_it_once() -> None:
         '{"type":"data","id":"s1","event":"5","offset":5}',
     ]
     assert subscription.outbox is outbox
+
+
+def test_a_replayed_event_that_arrives_live_after_the_replay_is_not_sent_again() -> None:
+    # A publication takes its offset before its layer message reaches this process: the
+    # history read can return it, and its live copy come after subscribe_success went out.
+    recorder = Recorder()
+    outbox: Any = recorder
+    channel = parse_channel("/chat/late", allow_wildcard=False)
+    subscription = LocalSubscription.create(outbox, "s1", channel)
+    buffer = LiveBuffer()
+    subscription.outbox = buffer  # type: ignore[assignment]
+    hub.add(subscription)
+    try:
+        started = Started(
+            subscription, {"offset": 3, "epoch": "E", "recovered": True}, [(3, '"3"')], outbox, buffer, seen=2
+        )
+        started.acknowledge("s1", outbox)
+        hub.deliver(channel.key, ['"2","offset":2', '"3","offset":3', '"4","offset":4'])
+    finally:
+        hub.remove(subscription)
+
+    assert recorder.frames == [
+        '{"type":"subscribe_success","id":"s1","offset":3,"epoch":"E","recovered":true}',
+        '{"type":"data","id":"s1","event":"3","offset":3}',
+        '{"type":"data","id":"s1","event":"4","offset":4}',
+    ]
 
 
 # -- the read API: GET /event/history and realtime.history -----------------------------------------

@@ -58,3 +58,64 @@ def test_unicode_events_are_framed_by_their_utf8_length() -> None:
     hub.deliver(channel.key, [event])
     payload = ('{"type":"data","id":"s","event":' + event + "}").encode()
     assert queued(box) == [b"\x81\x7e" + len(payload).to_bytes(2, "big") + payload]
+
+
+# -- fences: a recovered subscription hears no publication twice ----------------------------------
+
+
+def history_event(n: int) -> str:
+    """An event of a history stream as the bridge hands it over: its offset after it."""
+    return f'"e{n}","offset":{n}'
+
+
+def test_a_fenced_subscription_gets_no_live_event_it_has_and_the_first_newer_one_lifts_the_fence() -> None:
+    hub = Hub()
+    channel = parse_channel("/chat/room", allow_wildcard=False)
+    recovered, other = outbox(wire=False), outbox(wire=False)
+    fenced = LocalSubscription.create(recovered, "r", channel)
+    hub.add(fenced)
+    hub.add(LocalSubscription.create(other, "o", channel))
+    hub.fence(fenced, 5)
+
+    # 4 and 5 reached the recovered subscriber by its replay; they arrive live only now.
+    assert hub.deliver(channel.key, [history_event(4), history_event(5), history_event(6)]) == 4
+    # Above the floor once: the fence is down, whatever comes next goes through.
+    assert hub.deliver(channel.key, [history_event(3)]) == 2
+
+    r, o = protocol.data_frame_prefix("r"), protocol.data_frame_prefix("o")
+    assert queued(recovered) == [r + '"e6","offset":6}', r + '"e3","offset":3}']
+    assert queued(other) == [o + history_event(n) + "}" for n in (4, 5, 6, 3)]
+
+
+def test_a_fence_falls_after_its_time_so_a_restarted_stream_is_delivered(monkeypatch) -> None:
+    import realtime.delivery.hub as hub_module
+
+    now = [1000.0]
+    monkeypatch.setattr(hub_module.time, "monotonic", lambda: now[0])
+    hub = Hub()
+    channel = parse_channel("/chat/room", allow_wildcard=False)
+    box = outbox(wire=True)
+    subscription = LocalSubscription.create(box, "s", channel)
+    hub.add(subscription)
+    hub.fence(subscription, 9)
+
+    assert hub.deliver(channel.key, [history_event(9)]) == 0
+    now[0] += hub_module.FENCE_SECONDS
+    # The store lost the stream: it numbers from 1 again under a new epoch.
+    assert hub.deliver(channel.key, [history_event(1)]) == 1
+
+    assert queued(box) == [text_frame(b'{"type":"data","id":"s","event":"e1","offset":1}')]
+
+
+def test_no_fence_for_nothing_recovered_or_a_subscription_already_gone() -> None:
+    hub = Hub()
+    channel = parse_channel("/chat/room", allow_wildcard=False)
+    box = outbox(wire=False)
+    fresh = LocalSubscription.create(box, "f", channel)
+    gone = LocalSubscription.create(outbox(wire=False), "g", channel)
+    hub.add(fresh)
+    hub.fence(fresh, 0)
+    hub.fence(gone, 5)
+
+    assert hub.deliver(channel.key, [history_event(1)]) == 1
+    assert hub._fences == {}

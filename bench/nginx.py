@@ -1,23 +1,31 @@
 """nginx from deploy/nginx, rendered into a directory of its own: no root, no system configuration.
 
-Used by ``python -m bench.restart`` and ``tests/e2e/test_proxy.py``.
+The one renderer of a proxy in front of the site: ``python -m bench.restart``, the scale-out
+scenarios of ``python -m bench.fanout`` (:mod:`bench.fanout.infra` runs the process) and
+``tests/e2e/test_proxy.py`` all measure and test the configuration users deploy.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nginx"
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "nginx"
 # The upstream address deploy/nginx/realtime-upstream.conf names, replaced by the site's.
 SHIPPED_UPSTREAM = "server 127.0.0.1:8000"
 START_TIMEOUT = 10.0
+# Each proxied WebSocket holds two descriptors (client and upstream); the hard file limit of
+# this machine may be as low as 20,000, which 20,000 idle connections over the proxy must fit.
+WORKER_CONNECTIONS = 18_000
+WORKER_NOFILE = 19_000
 
 
 class NginxError(RuntimeError):
@@ -61,19 +69,29 @@ def free_port() -> int:
 def render(
     directory: Path,
     *,
-    upstream_port: int,
+    upstream_ports: Sequence[int],
     http_port: int,
-    tls_port: int | None,
-    tls: tuple[Path, Path] | None,
+    tls_port: int | None = None,
+    tls: tuple[Path, Path] | None = None,
+    workers: int = 1,
 ) -> Path:
-    """deploy/nginx's upstream and locations in a configuration of their own; returns its path."""
+    """deploy/nginx's upstream and locations in a configuration of their own; returns its path.
+
+    The shipped upstream's one server becomes one per port of ``upstream_ports``, with the
+    same parameters: a site on one shared socket names one port, servers on ports of their
+    own (the benchmark's) several.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (directory / name).mkdir(parents=True, exist_ok=True)
     upstream = (DEPLOY / "realtime-upstream.conf").read_text()
-    if SHIPPED_UPSTREAM not in upstream:
+    shipped = re.search(rf"^(\s*){re.escape(SHIPPED_UPSTREAM)}(\b[^\n]*)$", upstream, re.MULTILINE)
+    if shipped is None:
         raise NginxError(f"deploy/nginx/realtime-upstream.conf has no {SHIPPED_UPSTREAM!r} to replace")
+    indent, parameters = shipped.groups()
+    servers = "\n".join(f"{indent}server 127.0.0.1:{port}{parameters}" for port in upstream_ports)
     (directory / "realtime-upstream.conf").write_text(
-        upstream.replace(SHIPPED_UPSTREAM, f"server 127.0.0.1:{upstream_port}")
+        upstream[: shipped.start()] + servers + upstream[shipped.end() :]
     )
     locations = DEPLOY / "realtime-locations.conf"
     tls_server = ""
@@ -90,12 +108,12 @@ def render(
     user = "user root;\n" if os.geteuid() == 0 else ""
     config = directory / "nginx.conf"
     config.write_text(
-        f"""{user}worker_processes 1;
-worker_rlimit_nofile 65536;
+        f"""{user}worker_processes {workers};
+worker_rlimit_nofile {WORKER_NOFILE};
 daemon off;
 pid {directory}/nginx.pid;
 error_log {directory}/error.log warn;
-events {{ worker_connections 16384; }}
+events {{ worker_connections {WORKER_CONNECTIONS}; }}
 http {{
     access_log off;
     client_body_temp_path {directory}/client_body;
@@ -130,7 +148,7 @@ def start_nginx(
         http_port = free_port()
         tls_port = free_port() if tls is not None else None
         config = render(
-            directory, upstream_port=upstream_port, http_port=http_port, tls_port=tls_port, tls=tls
+            directory, upstream_ports=[upstream_port], http_port=http_port, tls_port=tls_port, tls=tls
         )
         process = subprocess.Popen(
             [
