@@ -727,12 +727,9 @@ class RawSocket:
         await asyncio.get_running_loop().sock_sendall(self.sock, frame)
 
 
-async def test_a_connection_closed_with_frames_queued_writes_nothing_after_its_close_frame(
-    small_outbox_server: DaphneServer,
-) -> None:
-    """The slow-consumer close drops what was queued: after the close frame the socket carries not
-    one more byte, though the publisher goes on publishing to its channel."""
-    server = small_outbox_server
+async def _close_with_frames_queued(server: DaphneServer) -> tuple[RawSocket, dict[int, float]] | None:
+    """A subscriber that stops reading, a flood until the server closes it as too slow, then five
+    more publishes; what its socket carried, or ``None`` if the stream ended before the close frame."""
     channel = f"/default/after-close{new_run()}"
     log_start = server.log_size()
     raw = await RawSocket.open(server)
@@ -752,12 +749,12 @@ async def test_a_connection_closed_with_frames_queued_writes_nothing_after_its_c
             async with asyncio.timeout(30):
                 while not overflowed() and not flooding.done():  # noqa: ASYNC110 (a log file, no event)
                     await asyncio.sleep(0.01)
-            # Read until the close frame at once, before the flood's last acks: a peer that leaves
-            # the close unanswered is dropped by daphne (autobahn's closeHandshakeTimeout, 1 s) with
-            # a reset, which discards what the server had not sent yet, its close frame included.
+            # Read until the close frame at once, before the flood's last acks.
             async with asyncio.timeout(TIMEOUT * 2):
                 while not raw.saw(0x8):
-                    assert await raw.read(TIMEOUT), "the stream ended without a close frame"
+                    if not await raw.read(TIMEOUT):
+                        await flooding
+                        return None
             sent_at = await flooding
             assert overflowed(), f"never closed after {len(sent_at)} events"
             # Events keep coming to the channel after the close; then watch the socket: nothing
@@ -768,7 +765,26 @@ async def test_a_connection_closed_with_frames_queued_writes_nothing_after_its_c
                     pass
     finally:
         raw.sock.close()
+    return raw, sent_at
 
+
+async def test_a_connection_closed_with_frames_queued_writes_nothing_after_its_close_frame(
+    small_outbox_server: DaphneServer,
+) -> None:
+    """The slow-consumer close drops what was queued: after the close frame the socket carries not
+    one more byte, though the publisher goes on publishing to its channel."""
+    # A peer that leaves the close unanswered is dropped by daphne (autobahn's closeHandshakeTimeout,
+    # 1 s) with a reset, which discards what the server had not sent yet, its close frame included,
+    # as RFC 6455 allows; the client reads as soon as the server logs the close, but on a busy
+    # machine it can miss that second, and then there is no close frame to look behind. Such a
+    # run says nothing either way, so the scenario is tried again, up to three times.
+    for _ in range(3):
+        outcome = await _close_with_frames_queued(small_outbox_server)
+        if outcome is not None:
+            break
+    else:
+        pytest.fail("three times the stream ended without a close frame")
+    raw, sent_at = outcome
     frames = raw.frames
     assert raw.rest == b""
     opcode, payload = frames[-1]
