@@ -31,6 +31,14 @@ process's counts) is answered in the front door's shape (the upgrade accepted,
 protocol the connection is handed to (:mod:`realtime.transport.refused_websocket`),
 before autobahn or daphne builds anything for it.
 
+A WebSocket upgrade that arrives whole in one read (every browser's and
+client library's handshake, :func:`parse_upgrade_request`) skips Twisted's
+request altogether: the channel hands the connection and the request's bytes
+to daphne's WebSocket protocol itself, as daphne's request would have, or to
+the refusal above. Twisted's line-by-line parsing, its ``Request`` and daphne's
+``WebRequest`` were about a sixth of a connect storm's CPU; autobahn still parses
+and answers the handshake, so what the client sees is the same bytes.
+
 It only changes which request class daphne's HTTP factory uses (its module
 attribute ``daphne.server.HTTPFactory``, read when the server starts), so it
 works under the plain ``daphne config.asgi:application`` command line and is

@@ -9,8 +9,8 @@ nothing once the socket is open:
   formats that list with ``pprint.pformat`` for a debug line on every connect
   whether or not the line is emitted. Here the options are class attributes of a
   protocol class made for the factory (:meth:`SlimWebSocketFactory.protocol_class`),
-  so no instance holds a copy and the debug line formats an empty list; the
-  instance dict also stays one size class smaller.
+  so no instance holds a copy and the debug line has an empty list (written out
+  without ``pprint``); the instance dict also stays one size class smaller.
 - daphne gives every connection an ``asyncio.Queue`` for the application's
   ``receive``: four deques and an event, about 3 KB. :class:`Inbox` does what
   ``receive`` needs in one list.
