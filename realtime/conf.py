@@ -254,6 +254,10 @@ class RealtimeSettings:
     def front_door(self) -> dict[str, Any]:
         return self._section("FRONT_DOOR")
 
+    def front_door_option(self, name: str) -> Any:
+        """``front_door[name]`` without merging the whole section: read on every connect."""
+        return (self._get("FRONT_DOOR") or {}).get(name, DEFAULTS["FRONT_DOOR"][name])
+
     @property
     def limits_redis_url(self) -> str | None:
         value = self._get("LIMITS_REDIS_URL")

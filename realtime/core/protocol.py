@@ -14,6 +14,7 @@ prefix (:func:`data_frame_prefix`), so a frame is ``prefix + event + "}"``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -236,6 +237,8 @@ def _dumps(frame: Mapping[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
+# The same text for every connection of a process (one setting): encoded once, not per connect.
+@functools.lru_cache(maxsize=8)
 def connection_ack(timeout_ms: int) -> str:
     # Top-level connectionTimeoutMs for Amplify and Kotlin; the payload copy is
     # what Swift reads (PROTOCOL §3.2).

@@ -235,6 +235,8 @@ class RealtimeMetrics(MetricSet):
         ns = ("namespace",)
         self.totals: Tally[tuple[str, str]] = Tally()
         self._delivery_children: dict[str, CounterMetric] = {}
+        # The same for the writer of each connect: a storm counts thousands a second.
+        self._writer_children: dict[str, CounterMetric] = {}
         c, g, h = self.counter, self.gauge, self.histogram
         self.connect_requests = c("realtime_connection_requests", "WebSocket connection attempts.")
         self.connect_success = c("realtime_connection_success", "WebSocket connections authorized.")
@@ -335,7 +337,10 @@ class RealtimeMetrics(MetricSet):
     def connected(self, writer: str = "asgi") -> float:
         """A connection authorized; returns its start time for :meth:`disconnected`."""
         self.connect_success.inc()
-        self.connect_writers.labels(writer).inc()
+        child = self._writer_children.get(writer)
+        if child is None:
+            child = self._writer_children[writer] = self.connect_writers.labels(writer)
+        child.inc()
         self.connections_active.inc()
         self.totals["connects", ""] += 1
         self.totals["connections", ""] += 1

@@ -291,17 +291,18 @@ class Deadlines:
 
     def watch(self, connection: Endable) -> None:
         """Schedule the close of a newly admitted connection, if anything ends it."""
+        max_age = realtime_settings.max_connection_age
+        identity = connection.identity
+        expires_at = identity.expires_at if identity is not None else None
+        if max_age is None and expires_at is None:
+            return  # most connections: nothing ends them
         loop = asyncio.get_running_loop()
         now = loop.time()
         candidates: list[tuple[float, bool]] = []
-        max_age = realtime_settings.max_connection_age
         if max_age is not None:
             candidates.append((now + max_age, False))
-        identity = connection.identity
-        if identity is not None and identity.expires_at is not None:
-            candidates.append((now + (identity.expires_at - time.time()), True))
-        if not candidates:
-            return
+        if expires_at is not None:
+            candidates.append((now + (expires_at - time.time()), True))
         when, expiry = min(candidates)
         heapq.heappush(self._heap, (when, next(self._order), connection.id, expiry))
         if len(self._heap) > 2 * len(connections) + COMPACT_SLACK:

@@ -47,10 +47,9 @@ def client_ip(scope: Mapping[str, Any]) -> str:
     """
     client = scope.get("client")
     peer = str(client[0]) if client else ""
-    settings = realtime_settings.front_door
-    header = settings["TRUSTED_PROXY_HEADER"]
+    header = realtime_settings.front_door_option("TRUSTED_PROXY_HEADER")
     if header and peer:
-        networks = _networks(tuple(settings["TRUSTED_PROXIES"]))
+        networks = _networks(tuple(realtime_settings.front_door_option("TRUSTED_PROXIES")))
         if _trusted(peer, networks):
             name = str(header).lower().encode("latin-1")
             values = [value for key, value in scope.get("headers", ()) if key == name]

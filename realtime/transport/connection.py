@@ -68,7 +68,6 @@ from realtime.transport.handshake import (
     RequestHeaders,
     connect_credentials,
     offered_subprotocols,
-    request_headers,
 )
 
 logger = logging.getLogger(__name__)
@@ -126,8 +125,9 @@ class Connection:
             scope=scope,
             cookies=RequestCookies(raw_headers),
         )
+        # The headers are decoded only if no subprotocol carries the credentials.
         self.credentials = connect_credentials(
-            scope.get("subprotocols", ()), request_headers(raw_headers), scope.get("query_string", b"")
+            scope.get("subprotocols", ()), self.request.headers, scope.get("query_string", b"")
         )
         self.session = Session(max_subscriptions=realtime_settings.max_subscriptions_per_connection)
         self.subscriptions: dict[str, LocalSubscription] = {}

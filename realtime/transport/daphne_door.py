@@ -31,6 +31,14 @@ process's counts) is answered in the front door's shape (the upgrade accepted,
 protocol the connection is handed to (:mod:`realtime.transport.refused_websocket`),
 before autobahn or daphne builds anything for it.
 
+A WebSocket upgrade that arrives whole in one read (every browser's and
+client library's handshake, :func:`parse_upgrade_request`) skips Twisted's
+request altogether: the channel hands the connection and the request's bytes
+to daphne's WebSocket protocol itself, as daphne's request would have, or to
+the refusal above. Twisted's line-by-line parsing, its ``Request`` and daphne's
+``WebRequest`` were about a sixth of a connect storm's CPU; autobahn still parses
+and answers the handshake, so what the client sees is the same bytes.
+
 It only changes which request class daphne's HTTP factory uses (its module
 attribute ``daphne.server.HTTPFactory``, read when the server starts), so it
 works under the plain ``daphne config.asgi:application`` command line and is
@@ -46,6 +54,7 @@ upgrade moves them.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 from urllib.parse import unquote
@@ -138,6 +147,58 @@ def parse_plain_request(data: bytes) -> tuple[bytes, bytes, list[tuple[bytes, by
     return method, target, headers
 
 
+# What daphne accepts in a header's name and value (daphne.utils; checked again here
+# because an upgrade read by :func:`parse_upgrade_request` never meets daphne's request).
+_HEADER_NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_INVALID_HEADER_VALUE_BYTES = frozenset(b"\x0b\x0c\x1c\x1d\x1e\x85")
+# Headers that would make the request more than a handshake.
+_NOT_A_HANDSHAKE = frozenset({b"content-length", b"transfer-encoding"})
+
+
+def parse_upgrade_request(data: bytes) -> tuple[bytes, dict[bytes, bytes]] | None:
+    """``(target, headers)`` of exactly one whole WebSocket upgrade request in ``data``, else ``None``.
+
+    Only the plainest case, as daphne would read it: ``GET``, HTTP/1.1, ``Upgrade:
+    websocket``, no body and nothing after the head, every header name a token and
+    every value free of what daphne refuses, no header repeated or folded. Anything
+    else is ``None``: Twisted and daphne read it as usual. Header names are
+    lower-cased, values stripped of blanks.
+    """
+    if len(data) > MAX_FAST_REQUEST or not data.startswith(b"GET "):
+        return None
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0 or head_end + 4 != len(data):
+        return None
+    lines = data[:head_end].split(b"\r\n")
+    request_line = lines[0].split(b" ")
+    if len(request_line) != 3 or request_line[2] != FAST_VERSION:
+        return None
+    headers: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or _HEADER_NAME.fullmatch(name) is None:
+            return None
+        name = name.lower()
+        value = value.strip(b" \t")
+        if name in headers or name in _NOT_A_HANDSHAKE or _INVALID_HEADER_VALUE_BYTES.intersection(value):
+            return None
+        headers[name] = value
+    if headers.get(b"upgrade", b"").lower() != b"websocket":
+        return None
+    return request_line[1], headers
+
+
+def hand_over(transport: Any, protocol: Any) -> None:
+    """Give the connection to ``protocol``, as daphne does for a WebSocket it accepts."""
+    from twisted.protocols.policies import ProtocolWrapper
+
+    if isinstance(transport, ProtocolWrapper):  # TLS
+        transport.wrappedProtocol = protocol
+    else:
+        transport.protocol = protocol
+    protocol.makeConnection(transport)
+
+
 def write_now(transport: Any, data: bytes) -> None:
     """Write ``data`` to a plain TCP transport's socket at once when nothing is queued before it.
 
@@ -173,7 +234,7 @@ def http_date() -> bytes:
     return _date[1]
 
 
-def shedding_channel_class(door: FrontDoor) -> type[Any]:
+def shedding_channel_class(door: FrontDoor, clock: Any = None) -> type[Any]:
     """Twisted's ``HTTPChannel``, answering the front door's immediate refusals from the raw bytes.
 
     When a connection is between requests and one read holds exactly one whole
@@ -186,12 +247,15 @@ def shedding_channel_class(door: FrontDoor) -> type[Any]:
 
     # Twisted's channel is only partly annotated: this subclass reads it as Any.
     channel_base: Any = http.HTTPChannel
+    refused_websocket = refused_websocket_class()
 
     class SheddingChannel(channel_base):  # type: ignore[misc]
         _peer: tuple[str, int] | None = None
 
         def dataReceived(self, data: bytes) -> None:
             if self._between_requests():
+                if self._upgraded(data):
+                    return
                 answer = self._refusal(data)
                 if answer is not None:
                     self.resetTimeout()
@@ -210,14 +274,68 @@ def shedding_channel_class(door: FrontDoor) -> type[Any]:
                 and not self._busyReceiving
             )
 
+        def _client(self) -> tuple[str, int]:
+            if self._peer is None:
+                peer = self.transport.getPeer()
+                self._peer = (peer.host, peer.port) if hasattr(peer, "host") else ("", 0)
+            return self._peer
+
+        def _upgraded(self, data: bytes) -> bool:
+            """Hand a whole WebSocket upgrade read at once (:func:`parse_upgrade_request`) to
+            daphne's WebSocket protocol, or to the front door's refusal; whether it was.
+
+            What daphne's request does with an upgrade (``WebRequest.process``), without
+            Twisted's line-by-line parsing and its request object first: a connect
+            storm's handshakes are nearly all such reads. The refusal is the one
+            :meth:`SheddingRequest._refused_upgrade` makes of an upgrade Twisted parsed.
+            """
+            request = parse_upgrade_request(data)
+            server = self.factory.server if self.factory is not None else None
+            if request is None or server is None:
+                return False
+            target, headers = request
+            path, _, query = target.partition(b"?")
+            try:
+                path_text = path.decode("ascii")
+                query.decode("ascii")
+            except UnicodeDecodeError:
+                return False  # daphne answers 400
+            transport = self.transport
+            refused = _refused_protocol(
+                door,
+                refused_websocket,
+                clock,
+                headers,
+                {
+                    "type": "websocket",
+                    "path": unquote(path_text),
+                    "client": self._client(),
+                    "headers": list(headers.items()),
+                },
+                server.server_name,
+            )
+            if refused is None:
+                protocol = server.ws_factory.buildProtocol(transport.getPeer())
+                if not protocol:
+                    return False  # daphne answers 500
+                protocol._raw_query_string = query
+            else:
+                protocol = refused
+            # The connection is no longer HTTP: the channel's idle timeout goes, as
+            # Twisted stops it for a request it hands over.
+            if self.timeOut:
+                self.setTimeout(None)
+            hand_over(transport, protocol)
+            if refused is None:
+                protocol.dataReceived(data)
+            return True
+
         def _refusal(self, data: bytes) -> bytes | None:
             request = parse_plain_request(data)
             if request is None:
                 return None
             method, target, headers = request
-            if self._peer is None:
-                peer = self.transport.getPeer()
-                self._peer = (peer.host, peer.port) if hasattr(peer, "host") else ("", 0)
+            client = self._client()
             try:
                 path = unquote(target.partition(b"?")[0].decode("ascii"))
             except UnicodeDecodeError:
@@ -227,7 +345,7 @@ def shedding_channel_class(door: FrontDoor) -> type[Any]:
                     "type": "http",
                     "method": method.decode("ascii", "replace"),
                     "path": path,
-                    "client": self._peer,
+                    "client": client,
                     "headers": headers,
                 }
             )
@@ -250,7 +368,7 @@ def shedding_channel_class(door: FrontDoor) -> type[Any]:
                         "path": target.decode("ascii", "replace"),
                         "status": 429,
                         "method": method.decode("ascii", "replace"),
-                        "client": "{}:{}".format(*self._peer),
+                        "client": "{}:{}".format(*client),
                         "time_taken": 0.0,
                         "size": len(body),
                     },
@@ -266,7 +384,6 @@ def shedding_request_class(door: FrontDoor, clock: Any = None) -> type[Any]:
     ``clock``: what a refused WebSocket's timers run on (Twisted's reactor by default).
     """
     from daphne.http_protocol import WebRequest
-    from twisted.protocols.policies import ProtocolWrapper
     from twisted.web import http
 
     request_write: Any = http.Request.write
@@ -318,33 +435,33 @@ def shedding_request_class(door: FrontDoor, clock: Any = None) -> type[Any]:
             Only a well-formed RFC 6455 handshake is answered here; anything
             else goes on to daphne and autobahn, which decide and explain.
             """
-            headers = self.requestHeaders
-            upgrade = (headers.getRawHeaders(b"upgrade") or [b""])[0]
-            key = (headers.getRawHeaders(b"sec-websocket-key") or [b""])[0].strip()
-            version = (headers.getRawHeaders(b"sec-websocket-version") or [b""])[0].strip()
-            if command != b"GET" or upgrade.lower() != b"websocket" or version != b"13":
+            if command != b"GET":
                 return False
-            accept = accept_key(key)
-            if accept is None or door.refusal_now(self._scope(command, path, "websocket")) is None:
+            raw = self.requestHeaders.getRawHeaders
+            headers = {
+                name: (raw(name) or [b""])[0]
+                for name in (b"upgrade", b"sec-websocket-key", b"sec-websocket-version")
+            }
+            offered = raw(b"sec-websocket-protocol")
+            if offered:
+                headers[b"sec-websocket-protocol"] = b",".join(offered)
+            if headers[b"upgrade"].lower() != b"websocket":
                 return False
-            server_name = self.server.server_name if self.server is not None else None
-            subprotocol = chosen_subprotocol(headers.getRawHeaders(b"sec-websocket-protocol") or [])
-            if clock is None:
-                from twisted.internet import reactor
-
-                timers: Any = reactor
-            else:
-                timers = clock
-            protocol = refused_websocket(switching_protocols(accept, subprotocol, server_name), timers)
+            protocol = _refused_protocol(
+                door,
+                refused_websocket,
+                clock,
+                headers,
+                self._scope(command, path, "websocket"),
+                self.server.server_name if self.server is not None else None,
+            )
+            if protocol is None:
+                return False
             # Hand the connection over, as daphne does for a WebSocket it accepts.
             request: Any = self  # Twisted's Request leaves its transport unannotated
             transport = request.transport
             request.transport = None
-            if isinstance(transport, ProtocolWrapper):  # TLS
-                transport.wrappedProtocol = protocol
-            else:
-                transport.protocol = protocol
-            protocol.makeConnection(transport)
+            hand_over(transport, protocol)
             self.server.protocol_disconnected(self)
             self.channel._networkProducer.resumeProducing()
             return True
@@ -365,3 +482,31 @@ def shedding_request_class(door: FrontDoor, clock: Any = None) -> type[Any]:
             }
 
     return SheddingRequest
+
+
+def _refused_protocol(
+    door: FrontDoor,
+    refused_websocket: Any,
+    clock: Any,
+    headers: dict[bytes, bytes],
+    scope: dict[str, Any],
+    server_name: str | None,
+) -> Any:
+    """The protocol that refuses an upgrade the front door refuses at once, else ``None``.
+
+    ``headers``: the request's ``sec-websocket-*`` headers, names lower-cased.
+    Only a well-formed RFC 6455 handshake (version 13, a valid key) is refused
+    here; anything else goes on to daphne and autobahn, which decide and explain.
+    """
+    if headers.get(b"sec-websocket-version", b"").strip() != b"13":
+        return None
+    accept = accept_key(headers.get(b"sec-websocket-key", b"").strip())
+    if accept is None or door.refusal_now(scope) is None:
+        return None
+    offered = headers.get(b"sec-websocket-protocol")
+    subprotocol = chosen_subprotocol([offered] if offered is not None else [])
+    if clock is None:
+        from twisted.internet import reactor
+
+        clock = reactor
+    return refused_websocket(switching_protocols(accept, subprotocol, server_name), clock)

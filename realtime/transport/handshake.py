@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import parse_qs
@@ -44,6 +45,16 @@ CREDENTIAL_HEADERS = frozenset(
 
 def decode_authorization(encoded: str) -> dict[str, str] | None:
     """Decode a base64(url) JSON authorization object; ``None`` if it is not one."""
+    decoded = _decoded_authorization(encoded)
+    # A copy: the caller owns its dict, the cache keeps its own.
+    return dict(decoded) if decoded is not None else None
+
+
+# A connect storm is thousands of clients of one app presenting the same API-key
+# header: each distinct one is decoded once. Bounded, and the values are already
+# in the memory of every connection that presented them.
+@functools.lru_cache(maxsize=256)
+def _decoded_authorization(encoded: str) -> dict[str, str] | None:
     text = encoded.strip()
     text += "=" * (-len(text) % 4)
     try:
@@ -132,7 +143,11 @@ def offered_subprotocols(subprotocols: Iterable[str]) -> list[str]:
 def connect_credentials(
     subprotocols: Iterable[str], headers: Mapping[str, str], query_string: bytes
 ) -> dict[str, str]:
-    """The authorization object a connection presents, from whichever carrier has one."""
+    """The authorization object a connection presents, from whichever carrier has one.
+
+    ``headers`` is read only when no subprotocol carries credentials (a lazy
+    :class:`RequestHeaders` then decodes the request's headers only in that case).
+    """
     for subprotocol in offered_subprotocols(subprotocols):
         if subprotocol.startswith(HEADER_SUBPROTOCOL_PREFIX):
             decoded = decode_authorization(subprotocol[len(HEADER_SUBPROTOCOL_PREFIX) :])

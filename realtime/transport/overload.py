@@ -84,7 +84,7 @@ class Overload:
 
     def on_time(self) -> bool:
         """Whether the event loop keeps up (ran within ``MAX_LOOP_LAG`` of its timers)."""
-        return self.lag <= float(realtime_settings.front_door["MAX_LOOP_LAG"])
+        return self.lag <= float(realtime_settings.front_door_option("MAX_LOOP_LAG"))
 
     def started(self) -> float:
         """An admitted request begins; returns its start, for :meth:`finished`."""

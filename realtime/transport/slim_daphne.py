@@ -9,8 +9,8 @@ nothing once the socket is open:
   formats that list with ``pprint.pformat`` for a debug line on every connect
   whether or not the line is emitted. Here the options are class attributes of a
   protocol class made for the factory (:meth:`SlimWebSocketFactory.protocol_class`),
-  so no instance holds a copy and the debug line formats an empty list; the
-  instance dict also stays one size class smaller.
+  so no instance holds a copy and the debug line has an empty list (written out
+  without ``pprint``); the instance dict also stays one size class smaller.
 - daphne gives every connection an ``asyncio.Queue`` for the application's
   ``receive``: four deques and an event, about 3 KB. :class:`Inbox` does what
   ``receive`` needs in one list.
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import pprint
 import types
 from collections import deque
 from typing import Any
@@ -183,6 +184,14 @@ def _lazy_hlval(value: Any, **style: Any) -> LogText:
     return LogText(_autobahn_util.hlval, value)
 
 
+def _pformat(obj: Any, *args: Any, **kwargs: Any) -> str:
+    # autobahn formats its copied options for a debug line on every connect; a slim
+    # protocol copies none, and pprint's machinery for "[]" is ~1 % of a connect storm.
+    if type(obj) is list and not obj:
+        return "[]"
+    return pprint.pformat(obj, *args, **kwargs)
+
+
 def install() -> None:
     """Make daphne's server (started after this call) use :class:`SlimWebSocketFactory`, and
     autobahn's debug lines format their arguments only when emitted."""
@@ -191,3 +200,4 @@ def install() -> None:
     for module in (_autobahn_protocol, _autobahn_twisted):
         module.hltype = _lazy_hltype  # type: ignore[attr-defined]
         module.hlval = _lazy_hlval  # type: ignore[attr-defined]
+    _autobahn_protocol.pformat = _pformat  # type: ignore[assignment,attr-defined]  # same output

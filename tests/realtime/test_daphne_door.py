@@ -26,6 +26,7 @@ from realtime.auth.limits import rate_limiter
 from realtime.ops.metrics import metrics
 from realtime.transport.daphne_door import (
     parse_plain_request,
+    parse_upgrade_request,
     shed_in_daphne,
     shedding_channel_class,
     shedding_request_class,
@@ -114,9 +115,11 @@ class NoRequest:
         return request
 
 
-def connection(door: FrontDoor, client: str = "10.0.0.1") -> tuple[Any, StringTransport, NoRequest]:
+def connection(
+    door: FrontDoor, client: str = "10.0.0.1", clock: Clock | None = None
+) -> tuple[Any, StringTransport, NoRequest]:
     """A shedding channel on a fake TCP connection from ``client``; its request factory records."""
-    channel = shedding_channel_class(door)()
+    channel = shedding_channel_class(door, clock)()
     channel.callLater = Clock().callLater
     channel.factory = SimpleNamespace(server=SimpleNamespace(server_name="daphne", action_logger=None))
     requests = NoRequest()
@@ -338,14 +341,36 @@ def late_loop() -> Iterator[None]:
 def websocket_connection(client: str = "10.0.0.1") -> tuple[Any, StringTransport, FakeServer, Clock]:
     """A shedding channel whose requests are daphne's (shedding) ones, on a fake connection."""
     door = FrontDoor(None, gates=[connect_gate()])
-    channel, transport, _ = connection(door, client)
+    clock = Clock()
+    channel, transport, _ = connection(door, client, clock)
     server = FakeServer()
     server.ws_factory = mock.Mock(name="ws_factory")
     server.ws_factory.buildProtocol.side_effect = AssertionError("daphne built a WebSocket protocol")
     channel.factory = SimpleNamespace(server=server, log=lambda request: None)
-    clock = Clock()
     channel.requestFactory = shedding_request_class(door, clock)
     return channel, transport, server, clock
+
+
+def daphnes_protocol(server: FakeServer) -> Any:
+    """Let ``server`` build daphne's WebSocket protocol; returns the (recording) protocol it builds."""
+    protocol = mock.Mock(name="websocket_protocol")
+    server.ws_factory.buildProtocol.side_effect = None
+    server.ws_factory.buildProtocol.return_value = protocol
+    return protocol
+
+
+def assert_handed_to_daphnes_protocol(
+    server: FakeServer, protocol: Any, transport: StringTransport, data: bytes, query: bytes = b""
+) -> None:
+    """What daphne's request does with an upgrade: the connection and the request's bytes go to
+    its WebSocket protocol (autobahn then answers or refuses the handshake); nothing written yet."""
+    server.ws_factory.buildProtocol.assert_called_once_with(transport.getPeer())
+    assert transport.protocol is protocol
+    protocol.makeConnection.assert_called_once_with(transport)
+    protocol.dataReceived.assert_called_once_with(data)
+    assert protocol._raw_query_string == query
+    assert transport.value() == b""
+    assert server.connections == {}  # no daphne request was made
 
 
 def test_a_connect_while_the_loop_is_late_is_refused_in_the_front_doors_shape_by_twisted(late_loop) -> None:
@@ -368,11 +393,31 @@ def test_a_connect_while_the_loop_is_late_is_refused_in_the_front_doors_shape_by
     transport.protocol.dataReceived(CLIENT_CLOSE)
     assert transport.disconnecting
     assert clock.getDelayedCalls() == []
-    # No autobahn protocol, no application instance; daphne forgot the request.
+    # No autobahn protocol, no application instance, not even a daphne request: read from the bytes.
+    server.ws_factory.buildProtocol.assert_not_called()
+    server.create_application.assert_not_called()
+    assert server.connections == {}
+    assert refused("connect", "overload") == before + 1
+
+
+def test_a_late_connect_twisted_parsed_is_refused_by_daphnes_request_the_same_way(late_loop) -> None:
+    """An upgrade that came in two reads: Twisted parses it, and daphne's request refuses it."""
+    channel, transport, server, _ = websocket_connection()
+    data = upgrade("/event/realtime", b"Sec-WebSocket-Protocol: aws-appsync-event-ws, header-e30")
+
+    channel.dataReceived(data[:40])
+    channel.dataReceived(data[40:])
+
+    assert transport.value() == (
+        b"HTTP/1.1 101 Switching Protocols\r\nServer: daphne\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Protocol: aws-appsync-event-ws\r\nSec-WebSocket-Accept: " + ACCEPT + b"\r\n\r\n"
+    )
+    transport.clear()
+    transport.protocol.dataReceived(CONNECTION_INIT)
+    assert transport.value() == REFUSAL_FRAMES
     server.ws_factory.buildProtocol.assert_not_called()
     server.create_application.assert_not_called()
     assert [state.get("disconnected") for state in server.connections.values()] == [True]
-    assert refused("connect", "overload") == before + 1
 
 
 def test_a_refused_connect_that_sends_nothing_is_refused_after_the_grace_then_dropped(late_loop) -> None:
@@ -395,16 +440,15 @@ def test_a_connect_over_its_clients_rate_is_refused_and_other_clients_go_on_to_d
     assert rate_limiter.local.take([client_limit], time.monotonic()) == 0  # the client's one connect
     spent, spent_transport, _, _ = websocket_connection("10.0.0.1")
     other, other_transport, other_server, _ = websocket_connection("10.0.0.2")
+    protocol = daphnes_protocol(other_server)
     before = refused("connect", "rate")
 
-    with mock.patch.object(WebRequestBase, "process") as process:
-        spent.dataReceived(upgrade())
-        other.dataReceived(upgrade())
+    spent.dataReceived(upgrade())
+    other.dataReceived(upgrade())
 
     assert spent_transport.value().startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
-    # The other connect is daphne's to handle (its request processed as usual), nothing written.
-    assert other_transport.value() == b""
-    process.assert_called_once_with()
+    # The other connect is daphne's WebSocket protocol's to handle.
+    assert_handed_to_daphnes_protocol(other_server, protocol, other_transport, upgrade())
     assert refused("connect", "rate") == before + 1
 
 
@@ -413,11 +457,26 @@ def test_a_connect_over_its_clients_rate_is_refused_and_other_clients_go_on_to_d
     [
         upgrade(key=b"not a key"),
         upgrade().replace(b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 8"),
-        upgrade().replace(b"GET ", b"POST "),
         upgrade("/elsewhere"),  # no gate: the front door has nothing to say
     ],
 )
-def test_what_is_not_a_refusable_handshake_goes_on_to_daphne(late_loop, data: bytes) -> None:
+def test_what_is_not_a_refusable_handshake_goes_on_to_daphnes_websocket_protocol(
+    late_loop, data: bytes
+) -> None:
+    channel, transport, server, _ = websocket_connection()
+    protocol = daphnes_protocol(server)
+    channel.dataReceived(data)
+    assert_handed_to_daphnes_protocol(server, protocol, transport, data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        upgrade().replace(b"GET ", b"POST "),
+        upgrade(key=b"not a key").replace(b"\r\n\r\n", b"\r\nContent-Length: 1\r\n\r\nx"),
+    ],
+)
+def test_what_is_not_a_plain_whole_handshake_goes_on_to_daphnes_request(late_loop, data: bytes) -> None:
     channel, transport, _, _ = websocket_connection()
     with mock.patch.object(WebRequestBase, "process") as process:
         channel.dataReceived(data)
@@ -425,10 +484,48 @@ def test_what_is_not_a_refusable_handshake_goes_on_to_daphne(late_loop, data: by
     process.assert_called_once_with()
 
 
-def test_a_connect_while_the_loop_keeps_up_goes_on_to_daphne() -> None:
-    channel, transport, _, _ = websocket_connection()
+def test_a_connect_while_the_loop_keeps_up_goes_to_daphnes_websocket_protocol_without_a_request() -> None:
+    channel, transport, server, _ = websocket_connection()
+    protocol = daphnes_protocol(server)
+    data = upgrade("/event/realtime?header=e30")
     with mock.patch.object(overload, "on_time", return_value=True):
-        with mock.patch.object(WebRequestBase, "process") as process:
-            channel.dataReceived(upgrade())
-    assert transport.value() == b""
-    process.assert_called_once_with()
+        channel.dataReceived(data)
+    assert_handed_to_daphnes_protocol(server, protocol, transport, data, query=b"header=e30")
+    # The channel's idle timeout no longer applies to the connection.
+    assert channel.timeOut is None or channel._TimeoutMixin__timeoutCall is None
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            upgrade("/event/realtime?x=1", b"Sec-WebSocket-Protocol:  aws-appsync-event-ws "),
+            (
+                b"/event/realtime?x=1",
+                {
+                    b"host": b"127.0.0.1",
+                    b"upgrade": b"websocket",
+                    b"connection": b"Upgrade",
+                    b"sec-websocket-key": KEY,
+                    b"sec-websocket-version": b"13",
+                    b"sec-websocket-protocol": b"aws-appsync-event-ws",
+                },
+            ),
+        ),
+        (upgrade()[:-1], None),  # the head still on its way
+        (upgrade() + CONNECTION_INIT, None),  # a frame before the answer: read as usual
+        (upgrade().replace(b"HTTP/1.1", b"HTTP/1.0"), None),
+        (upgrade().replace(b"GET ", b"POST "), None),
+        (upgrade().replace(b"Upgrade: websocket", b"Upgrade: h2c"), None),
+        (upgrade("/x", b"Content-Length: 0"), None),
+        (upgrade("/x", b"Transfer-Encoding: chunked"), None),
+        (upgrade("/x", b"Host: twice"), None),  # a repeated header: daphne joins them
+        (upgrade("/x", b" folded"), None),
+        (upgrade("/x", b"Bad header: x"), None),
+        (upgrade("/x", b"Name : value"), None),
+        (upgrade("/x", b"X-Odd: a\x0bb"), None),  # a value daphne refuses
+        (upgrade("/x", b"X-Big: " + b"x" * 9000), None),
+    ],
+)
+def test_only_one_whole_plain_upgrade_is_read_from_the_raw_bytes(data: bytes, expected: Any) -> None:
+    assert parse_upgrade_request(data) == expected

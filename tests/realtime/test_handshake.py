@@ -339,3 +339,31 @@ def test_request_headers_and_cookies_read_the_scope_s_list_as_the_copies_did():
     )
     assert dict(cookies) == request_cookies(raw) == {"sessionid": "abc", "csrftoken": "x"}
     assert (cookies.get("sessionid"), cookies.get("missing")) == ("abc", None)
+
+
+def test_each_decoding_of_the_same_header_is_the_caller_s_own_dict():
+    # Decodings are cached per distinct header (a storm presents one API key thousands of times).
+    first = decode_authorization(unpadded(API_KEY))
+    assert first == API_KEY
+    first["x-api-key"] = "changed"
+    second = decode_authorization(unpadded(API_KEY))
+    assert second == API_KEY
+    assert second is not first
+
+
+class UnreadHeaders(RequestHeaders):
+    """Headers that fail the test if they are decoded."""
+
+    def items(self):
+        raise AssertionError("headers read although a subprotocol carried the credentials")
+
+
+def test_headers_are_not_read_when_a_subprotocol_carries_the_credentials():
+    headers = UnreadHeaders([(b"x-api-key", b"from-headers")])
+    assert (
+        connect_credentials(["aws-appsync-event-ws", "header-" + unpadded(API_KEY)], headers, b"") == API_KEY
+    )
+    # Without one, the same headers are the carrier.
+    assert connect_credentials(["aws-appsync-event-ws"], RequestHeaders([(b"x-api-key", b"k")]), b"") == {
+        "x-api-key": "k"
+    }

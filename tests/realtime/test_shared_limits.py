@@ -193,3 +193,18 @@ def test_two_processes_on_one_redis_admit_the_global_burst_once(redis_url: str) 
     # 200 attempts between them; the site's burst is 40, whichever process asks.
     assert sum(output["admitted"] for output in outputs) == 40
     assert [output["fallbacks"] for output in outputs] == [0, 0]
+
+
+def test_one_front_door_option_reads_as_the_merged_section_does() -> None:
+    from realtime.conf import realtime_settings
+
+    names = list(realtime_settings.front_door)
+    with override_settings(REALTIME={"FRONT_DOOR": {"MAX_LOOP_LAG": 0.25}}):
+        assert realtime_settings.front_door_option("MAX_LOOP_LAG") == 0.25
+        assert {
+            name: realtime_settings.front_door_option(name) for name in names
+        } == realtime_settings.front_door
+    with override_settings(REALTIME={}):
+        assert {
+            name: realtime_settings.front_door_option(name) for name in names
+        } == realtime_settings.front_door
