@@ -42,7 +42,9 @@ import pytest
 
 from .conftest import REPO_ROOT, DaphneFactory, DaphneServer, _python, database_of_its_own
 
-pytestmark = pytest.mark.e2e
+# Each wait inside is bounded (WAIT_MS); the longest tests (thirty pages at two sizes, a whole
+# show) take 20-40 s on a quiet machine, past the suite's 60 s per test on a busy one.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 async_api = pytest.importorskip(
     "playwright.async_api", reason="the playwright package is not installed (see requirements.txt)"
