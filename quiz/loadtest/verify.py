@@ -16,6 +16,7 @@ from django.db.models import Sum
 from ..conf import quiz_settings
 from ..models import Answer, Game, Player
 from .game import BoardSeen, GameRun
+from .reconnect import Failure, tally
 from .report import Report, ms, percentile, rate
 
 
@@ -104,6 +105,17 @@ def verify_game(run: GameRun, report: Report, *, fresh_game: bool, p99_goal: flo
         "every admitted player connected and subscribed",
         len(connected) == len(admitted),
         "; ".join(sorted({p.connect_error or "" for p in admitted if not p.connected}))[:300],
+    )
+    retried: Counter[Failure] = Counter()
+    for player in admitted:
+        retried.update(player.connect_retries)
+    # Connects and reconnects the server refused (or that broke) and the players retried, as
+    # the shipped clients do: a refusal is the server's, a failed check is a player kept out.
+    report.figure("websocket connects refused and retried", tally(retried, refusals=True))
+    report.figure("websocket connects retried after another failure", tally(retried, refusals=False))
+    report.figure(
+        "websocket connect attempts per player (max)",
+        str(max((p.connect_attempts for p in admitted), default=0)),
     )
     report.figure(
         "websockets reconnected after a going-away close (1001)",
