@@ -85,9 +85,11 @@ class SimPlayer:
     ws: ClientConnection | None = None
     connected: bool = False
     connect_error: str | None = None
-    # Connect attempts (first connect and reconnects), and the failed ones retried, by kind.
+    # Connect attempts (first connect and reconnects), and the failed ones retried, by kind:
+    # at the first connect, and at reconnects after a going-away close.
     connect_attempts: int = 0
     connect_retries: Counter[Failure] = field(default_factory=Counter)
+    reconnect_retries: Counter[Failure] = field(default_factory=Counter)
     closed_early: str | None = None
     # Going-away closes the player reconnected after, and answers it sent again meanwhile.
     reconnects: int = 0
@@ -140,7 +142,7 @@ class SimPlayer:
         self._rng, self._reconnect_within = rng, reconnect_within
         if policy is not None:
             self._policy = policy
-        error = await self._open_with_retries(deadline, retries=0, gate=gate)
+        error = await self._open_with_retries(deadline, self.connect_retries, retries=0, gate=gate)
         if error is not None:
             self.connect_error = error
             await self.close()
@@ -149,12 +151,18 @@ class SimPlayer:
         self._open.set()
 
     async def _open_with_retries(
-        self, deadline: float, *, retries: int, gate: asyncio.Semaphore | None = None
+        self,
+        deadline: float,
+        retried: Counter[Failure],
+        *,
+        retries: int,
+        gate: asyncio.Semaphore | None = None,
     ) -> str | None:
         """Attempts until one gets in, one fails for good, or the next would start past ``deadline``.
 
-        ``retries``: how many retries came before (a reconnect after a drop is the first,
-        sent at once, as in ``realtime.js``). Returns why it gave up, or None.
+        ``retried`` counts the failed attempts retried, by kind; ``retries``: how many retries
+        came before (a reconnect after a drop is the first, sent at once, as in ``realtime.js``).
+        Returns why it gave up, or None.
         """
         limit = self._endpoint[2]
         while True:
@@ -172,7 +180,7 @@ class SimPlayer:
             delay = self._policy.delay(retries, attempt.retry_after, self._rng)
             if time.monotonic() + delay >= deadline:
                 return f"gave up at the deadline after {self.connect_attempts} attempts: {attempt.detail}"
-            self.connect_retries[attempt.failure] += 1
+            retried[attempt.failure] += 1
             await asyncio.sleep(delay)
 
     async def _discard_socket(self) -> None:
@@ -241,7 +249,7 @@ class SimPlayer:
     async def _reconnect(self) -> None:
         """After a going-away close: connect again (to whichever process accepts) and resume."""
         deadline = time.monotonic() + self._reconnect_within
-        error = await self._open_with_retries(deadline, retries=1)
+        error = await self._open_with_retries(deadline, self.reconnect_retries, retries=1)
         if error is None:
             self.reconnects += 1
         elif not self._closing:

@@ -106,13 +106,17 @@ def verify_game(run: GameRun, report: Report, *, fresh_game: bool, p99_goal: flo
         len(connected) == len(admitted),
         "; ".join(sorted({p.connect_error or "" for p in admitted if not p.connected}))[:300],
     )
-    retried: Counter[Failure] = Counter()
+    first: Counter[Failure] = Counter()
+    again: Counter[Failure] = Counter()
     for player in admitted:
-        retried.update(player.connect_retries)
+        first.update(player.connect_retries)
+        again.update(player.reconnect_retries)
     # Connects and reconnects the server refused (or that broke) and the players retried, as
     # the shipped clients do: a refusal is the server's, a failed check is a player kept out.
-    report.figure("websocket connects refused and retried", tally(retried, refusals=True))
-    report.figure("websocket connects retried after another failure", tally(retried, refusals=False))
+    report.figure("websocket connects refused and retried", tally(first, refusals=True))
+    report.figure("websocket reconnects refused and retried", tally(again, refusals=True))
+    report.figure("websocket connects retried after another failure", tally(first, refusals=False))
+    report.figure("websocket reconnects retried after another failure", tally(again, refusals=False))
     report.figure(
         "websocket connect attempts per player (max)",
         str(max((p.connect_attempts for p in admitted), default=0)),

@@ -203,6 +203,8 @@ def test_players_retry_connects_the_front_door_refuses_and_the_run_counts_them(
     assert figures["websocket connects retried after another failure"] == (
         "3 (connection refused, reset or closed: 3)"
     )
+    assert figures["websocket reconnects refused and retried"] == "0"
+    assert figures["websocket reconnects retried after another failure"] == "0"
     assert figures["websocket connect + 3 subscribes"].startswith("20/20 in "), output
     for check in (
         "PASS  every admitted player connected and subscribed",
