@@ -181,6 +181,7 @@ def verify_game(run: GameRun, report: Report, *, fresh_game: bool, p99_goal: flo
 
     # -- scores heard --------------------------------------------------------
     counts = Counter()
+    heard: set[tuple[int | None, int]] = set()
     mismatched = []
     latencies: dict[str, list[float]] = {"ws": [], "http": []}
     for p in admitted:
@@ -190,6 +191,7 @@ def verify_game(run: GameRun, report: Report, *, fresh_game: bool, p99_goal: flo
                 counts["for no accepted answer"] += len(records)
                 continue
             counts["heard"] += 1
+            heard.add(key)
             if len(records) > 1:
                 counts["duplicates"] += len(records) - 1
             row = rows.get(key)
@@ -199,10 +201,22 @@ def verify_game(run: GameRun, report: Report, *, fresh_game: bool, p99_goal: flo
             answer = accepted[key]
             latencies[answer.via].append(records[0].received_at - answer.sent_at)
     heard_missing = len(accepted) - counts["heard"]
+    # Whose: a reconnect or a retried connect in their history points at the retry path.
+    deaf = [
+        p
+        for p in admitted
+        if any((p.player_id, qid) not in heard for qid in p.answers if (p.player_id, qid) in accepted)
+    ]
     report.check(
         "every accepted answer's score reached its player",
         heard_missing == 0,
-        f"{heard_missing} of {len(accepted)} never heard",
+        f"{heard_missing} of {len(accepted)} never heard"
+        + (
+            f" ({len(deaf)} players: {sum(1 for p in deaf if p.reconnects)} reconnected after a 1001, "
+            f"{sum(1 for p in deaf if p.connect_attempts > 1 + p.reconnects)} retried a connect)"
+            if deaf
+            else ""
+        ),
     )
     report.check(
         "every answer scored exactly once (one score event each)",
