@@ -2,7 +2,8 @@
 
 A player joins over HTTP, connects to ``/event/realtime`` with its token in the
 ``header-`` subprotocol, subscribes to its game (``g``), the leaderboard (``l``)
-and its own channel (``me``), answers each question after a random delay (over
+and its own channel (``me``), retrying a refused connect as the quiz pages do
+(:mod:`.reconnect`), answers each question after a random delay (over
 WebSocket ``publish`` or ``POST .../answers``) and records when each frame
 arrives. It never decides anything about the game: the :class:`Listener`
 (the simulation) is told of every event.
