@@ -213,7 +213,8 @@ def verify_game(run: GameRun, report: Report, *, fresh_game: bool, p99_goal: flo
         f"{heard_missing} of {len(accepted)} never heard"
         + (
             f" ({len(deaf)} players: {sum(1 for p in deaf if p.reconnects)} reconnected after a 1001, "
-            f"{sum(1 for p in deaf if p.connect_attempts > 1 + p.reconnects)} retried a connect)"
+            f"{sum(1 for p in deaf if p.reconnect_retries)} of them after a retry, "
+            f"{sum(1 for p in deaf if p.connect_retries)} retried their first connect)"
             if deaf
             else ""
         ),
