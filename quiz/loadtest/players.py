@@ -185,7 +185,7 @@ class SimPlayer:
             await asyncio.sleep(delay)
 
     async def _discard_socket(self) -> None:
-        """Drop a socket whose attempt failed; its reader, if any, sees it is no longer current."""
+        """Drop a socket whose attempt failed; its reader, if any, reports nothing (it is not live)."""
         ws, self.ws = self.ws, None
         if ws is not None:
             with contextlib.suppress(OSError, WebSocketException):
