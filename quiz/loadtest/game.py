@@ -20,6 +20,7 @@ from . import cpu
 from .host import HostClient
 from .http import Backoff, ConnectionFailed, HttpStats, Pool, source_addresses, with_backoff
 from .players import AnswerRecord, SimPlayer
+from .reconnect import RetryPolicy
 
 
 @dataclass
@@ -32,6 +33,10 @@ class GameConfig:
     http_connections: int = 128
     connect_concurrency: int = 200
     join_deadline: float = 120.0
+    # Players keep retrying a refused connect this long from the connect phase's start, and a
+    # refused reconnect this long after their socket went away (the shipped clients never stop).
+    connect_deadline: float = 120.0
+    reconnect_within: float = 60.0
     question_slack: float = 20.0  # beyond time limit + window, the host stops waiting
     final_timeout: float = 15.0
     quiet: float = 1.0  # listened after the end, for duplicates
@@ -40,6 +45,7 @@ class GameConfig:
     server_pid: int | None = None
     seed: int | None = None
     backoff: Backoff = field(default_factory=Backoff)
+    reconnect: RetryPolicy = field(default_factory=RetryPolicy)
 
     @property
     def ws_url(self) -> str:
@@ -167,10 +173,20 @@ class Simulation:
     async def connect_all(self) -> None:
         self.run.connect_started = perf_counter()
         gate = asyncio.Semaphore(self.config.connect_concurrency)
+        deadline = time.monotonic() + self.config.connect_deadline
 
         async def open_(player: SimPlayer) -> None:
-            async with gate:
-                await player.connect(self.config.ws_url, self.pool.authority, self, limit=60.0)
+            await player.connect(
+                self.config.ws_url,
+                self.pool.authority,
+                self,
+                limit=60.0,
+                deadline=deadline,
+                rng=random.Random(self.rng.random()),
+                policy=self.config.reconnect,
+                reconnect_within=self.config.reconnect_within,
+                gate=gate,
+            )
 
         await asyncio.gather(*(open_(p) for p in self.players if p.join_status == 201))
         self.run.connect_ended = perf_counter()

@@ -2,7 +2,8 @@
 
 A player joins over HTTP, connects to ``/event/realtime`` with its token in the
 ``header-`` subprotocol, subscribes to its game (``g``), the leaderboard (``l``)
-and its own channel (``me``), answers each question after a random delay (over
+and its own channel (``me``), retrying a refused connect as the quiz pages do
+(:mod:`.reconnect`), answers each question after a random delay (over
 WebSocket ``publish`` or ``POST .../answers``) and records when each frame
 arrives. It never decides anything about the game: the :class:`Listener`
 (the simulation) is told of every event.
@@ -14,6 +15,9 @@ import asyncio
 import base64
 import contextlib
 import json
+import random
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, Protocol
@@ -21,13 +25,16 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from .reconnect import Attempt, Failure, RetryPolicy, classify_error, classify_frame
+
 SUBPROTOCOL = "aws-appsync-event-ws"
 ACK_TIMEOUT = 30.0
 # RFC 6455 "going away": the server process drains (a restart); the player reconnects.
 GOING_AWAY = 1001
-# Reconnection attempts after a going-away close, and the pause between them.
-RECONNECT_ATTEMPTS = 10
+# After a going-away close, how long an answer waits before looking again whether the reader saw it.
 RECONNECT_PAUSE = 0.5
+# How long a player keeps trying to reconnect after a going-away close (its retries back off).
+RECONNECT_WITHIN = 60.0
 SUBSCRIPTIONS = (("g", "game"), ("l", "leaderboard"), ("me", "player"))
 
 
@@ -79,6 +86,11 @@ class SimPlayer:
     ws: ClientConnection | None = None
     connected: bool = False
     connect_error: str | None = None
+    # Connect attempts (first connect and reconnects), and the failed ones retried, by kind:
+    # at the first connect, and at reconnects after a going-away close.
+    connect_attempts: int = 0
+    connect_retries: Counter[Failure] = field(default_factory=Counter)
+    reconnect_retries: Counter[Failure] = field(default_factory=Counter)
     closed_early: str | None = None
     # Going-away closes the player reconnected after, and answers it sent again meanwhile.
     reconnects: int = 0
@@ -97,18 +109,41 @@ class SimPlayer:
     _closing: bool = False
     _endpoint: tuple[str, str, float] = ("", "", 0.0)
     _listener: Listener | None = field(default=None, repr=False)
+    _policy: RetryPolicy = field(default_factory=RetryPolicy, repr=False)
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
+    _reconnect_within: float = RECONNECT_WITHIN
     # Set while the socket is open; cleared from a going-away close until the reconnect.
     _open: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    # The socket whose connect attempt succeeded: only its close is the player's to report.
+    _live: ClientConnection | None = field(default=None, repr=False)
 
     # -- connection ----------------------------------------------------------
 
-    async def connect(self, ws_url: str, authority: str, listener: Listener, *, limit: float) -> None:
+    async def connect(
+        self,
+        ws_url: str,
+        authority: str,
+        listener: Listener,
+        *,
+        limit: float,
+        deadline: float,
+        rng: random.Random,
+        policy: RetryPolicy | None = None,
+        reconnect_within: float = RECONNECT_WITHIN,
+        gate: asyncio.Semaphore | None = None,
+    ) -> None:
         """Open the socket, ``connection_init``, and subscribe to g, l and me.
 
+        A refused or broken attempt is retried as the shipped clients retry it
+        (:mod:`.reconnect`) until ``deadline`` (``time.monotonic()``); ``limit``
+        bounds each attempt; ``gate`` is held during each attempt, not between.
         Sets :attr:`connected`, or :attr:`connect_error` with the reason.
         """
         self._endpoint, self._listener = (ws_url, authority, limit), listener
-        error = await self._open_socket()
+        self._rng, self._reconnect_within = rng, reconnect_within
+        if policy is not None:
+            self._policy = policy
+        error = await self._open_with_retries(deadline, self.connect_retries, retries=0, gate=gate)
         if error is not None:
             self.connect_error = error
             await self.close()
@@ -116,9 +151,49 @@ class SimPlayer:
         self.connected = True
         self._open.set()
 
-    async def _open_socket(self) -> str | None:
-        """Connect and subscribe (from the positions held, if any); the reason it failed, or None."""
-        ws_url, authority, limit = self._endpoint
+    async def _open_with_retries(
+        self,
+        deadline: float,
+        retried: Counter[Failure],
+        *,
+        retries: int,
+        gate: asyncio.Semaphore | None = None,
+    ) -> str | None:
+        """Attempts until one gets in, one fails for good, or the next would start past ``deadline``.
+
+        ``retried`` counts the failed attempts retried, by kind; ``retries``: how many retries
+        came before (a reconnect after a drop is the first, sent at once, as in ``realtime.js``).
+        Returns why it gave up, or None.
+        """
+        limit = self._endpoint[2]
+        while True:
+            if self._closing:
+                return "closed by the load test while connecting"
+            async with gate if gate is not None else contextlib.nullcontext():
+                attempt = await self._open_socket(max(0.1, min(limit, deadline - time.monotonic())))
+            self.connect_attempts += 1
+            if attempt is None:
+                return None
+            await self._discard_socket()
+            if not attempt.failure.retryable:
+                return attempt.detail
+            retries += 1
+            delay = self._policy.delay(retries, attempt.retry_after, self._rng)
+            if time.monotonic() + delay >= deadline:
+                return f"gave up at the deadline after {self.connect_attempts} attempts: {attempt.detail}"
+            retried[attempt.failure] += 1
+            await asyncio.sleep(delay)
+
+    async def _discard_socket(self) -> None:
+        """Drop a socket whose attempt failed; its reader, if any, reports nothing (it is not live)."""
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            with contextlib.suppress(OSError, WebSocketException):
+                await ws.close()
+
+    async def _open_socket(self, limit: float) -> Attempt | None:
+        """Connect and subscribe (from the positions held, if any); why it failed, or None."""
+        ws_url, authority, _ = self._endpoint
         assert self._listener is not None
         subprotocol = header_subprotocol({"authorization": self.token, "host": authority})
         local = (self.source_ip, 0) if self.source_ip else None
@@ -140,7 +215,7 @@ class SimPlayer:
                     if frame.get("type") == "connection_ack":
                         break
                     if frame.get("type") != "ka":
-                        raise ConnectionError(f"expected connection_ack, got {frame}")
+                        return classify_frame(frame)
                 self._reader = asyncio.create_task(self._read(self.ws, self._listener))
                 waits = []
                 for sub_id, name in SUBSCRIPTIONS:
@@ -155,36 +230,32 @@ class SimPlayer:
                         subscribe["since"] = {"offset": offset, "epoch": epoch}
                     await self.ws.send(json.dumps(subscribe))
                 replies = await asyncio.gather(*waits)
-        except (OSError, TimeoutError, ConnectionError, WebSocketException, ValueError, KeyError) as error:
-            return f"{type(error).__name__}: {error}"
+        except (OSError, TimeoutError, WebSocketException, EOFError) as error:
+            return classify_error(error)
+        except (ValueError, KeyError) as error:
+            return Attempt(Failure.FATAL, f"{type(error).__name__}: {error}")
+        if any(reply.get("type") == "closed" for reply in replies):
+            return Attempt(Failure.DROPPED, "the socket closed before subscribe_success")
         bad = [reply for reply in replies if reply.get("type") != "subscribe_success"]
         if bad:
-            return f"subscribe refused: {bad[0]}"
+            return Attempt(Failure.FATAL, f"subscribe refused: {bad[0]}")
         for sub_id, reply in zip((sub_id for sub_id, _ in SUBSCRIPTIONS), replies, strict=True):
             if reply.get("recovered") is False and sub_id in self.positions:
-                return f"{sub_id}: history not recovered after a reconnect"
+                return Attempt(Failure.FATAL, f"{sub_id}: history not recovered after a reconnect")
             if isinstance(reply.get("offset"), int) and isinstance(reply.get("epoch"), str):
                 self._moved(sub_id, reply["offset"], reply["epoch"])
+        self._live = self.ws
         return None
 
     async def _reconnect(self) -> None:
         """After a going-away close: connect again (to whichever process accepts) and resume."""
-        for attempt in range(RECONNECT_ATTEMPTS):
-            if self._closing:
-                return
-            error = await self._open_socket()
-            if error is None:
-                self.reconnects += 1
-                self._open.set()
-                return
-            if self.ws is not None:
-                with contextlib.suppress(OSError, WebSocketException):
-                    await self.ws.close()
-            if attempt == RECONNECT_ATTEMPTS - 1:
-                self.closed_early = f"could not reconnect after a going-away close: {error}"
-                self._open.set()  # nothing more will come: answers waiting for it give up
-                return
-            await asyncio.sleep(RECONNECT_PAUSE)
+        deadline = time.monotonic() + self._reconnect_within
+        error = await self._open_with_retries(deadline, self.reconnect_retries, retries=1)
+        if error is None:
+            self.reconnects += 1
+        elif not self._closing:
+            self.closed_early = f"could not reconnect after a going-away close: {error}"
+        self._open.set()  # connected again, or nothing more will come: answers waiting stop waiting
 
     def _moved(self, sub_id: str, offset: int, epoch: str | None = None) -> None:
         held = self.positions.get(sub_id)
@@ -235,12 +306,15 @@ class SimPlayer:
                         self.unexpected.append(str(message)[:300])
         except ConnectionClosed as closed:
             going_away = closed.rcvd is not None and closed.rcvd.code == GOING_AWAY
-            if not self._closing and not going_away:
+            if not self._closing and not going_away and ws is self._live:
                 self.closed_early = f"{closed.rcvd.code if closed.rcvd else 'no close frame'}: {closed}"
         finally:
+            # A socket closed while its attempt subscribed is not the player's to report: the
+            # attempt sees its subscribes fail and retries.
+            live = ws is self._live
             # A clean close ends the iteration without an exception: its code tells.
-            going_away = going_away or ws.close_code == GOING_AWAY
-            if not self._closing and not going_away and self.closed_early is None:
+            going_away = live and (going_away or ws.close_code == GOING_AWAY)
+            if live and not self._closing and not going_away and self.closed_early is None:
                 self.closed_early = "the server closed the socket"
             if going_away and not self._closing:
                 # Operations without an answer never ran (the server answers what it

@@ -16,6 +16,7 @@ from django.db.models import Sum
 from ..conf import quiz_settings
 from ..models import Answer, Game, Player
 from .game import BoardSeen, GameRun
+from .reconnect import Failure, tally
 from .report import Report, ms, percentile, rate
 
 
@@ -105,6 +106,21 @@ def verify_game(run: GameRun, report: Report, *, fresh_game: bool, p99_goal: flo
         len(connected) == len(admitted),
         "; ".join(sorted({p.connect_error or "" for p in admitted if not p.connected}))[:300],
     )
+    first: Counter[Failure] = Counter()
+    again: Counter[Failure] = Counter()
+    for player in admitted:
+        first.update(player.connect_retries)
+        again.update(player.reconnect_retries)
+    # Connects and reconnects the server refused (or that broke) and the players retried, as
+    # the shipped clients do: a refusal is the server's, a failed check is a player kept out.
+    report.figure("websocket connects refused and retried", tally(first, refusals=True))
+    report.figure("websocket reconnects refused and retried", tally(again, refusals=True))
+    report.figure("websocket connects retried after another failure", tally(first, refusals=False))
+    report.figure("websocket reconnects retried after another failure", tally(again, refusals=False))
+    report.figure(
+        "websocket connect attempts per player (max)",
+        str(max((p.connect_attempts for p in admitted), default=0)),
+    )
     report.figure(
         "websockets reconnected after a going-away close (1001)",
         f"{sum(p.reconnects for p in connected)} "
@@ -165,6 +181,7 @@ def verify_game(run: GameRun, report: Report, *, fresh_game: bool, p99_goal: flo
 
     # -- scores heard --------------------------------------------------------
     counts = Counter()
+    heard: set[tuple[int | None, int]] = set()
     mismatched = []
     latencies: dict[str, list[float]] = {"ws": [], "http": []}
     for p in admitted:
@@ -174,6 +191,7 @@ def verify_game(run: GameRun, report: Report, *, fresh_game: bool, p99_goal: flo
                 counts["for no accepted answer"] += len(records)
                 continue
             counts["heard"] += 1
+            heard.add(key)
             if len(records) > 1:
                 counts["duplicates"] += len(records) - 1
             row = rows.get(key)
@@ -183,10 +201,23 @@ def verify_game(run: GameRun, report: Report, *, fresh_game: bool, p99_goal: flo
             answer = accepted[key]
             latencies[answer.via].append(records[0].received_at - answer.sent_at)
     heard_missing = len(accepted) - counts["heard"]
+    # Whose: a reconnect or a retried connect in their history points at the retry path.
+    deaf = [
+        p
+        for p in admitted
+        if any((p.player_id, qid) not in heard for qid in p.answers if (p.player_id, qid) in accepted)
+    ]
     report.check(
         "every accepted answer's score reached its player",
         heard_missing == 0,
-        f"{heard_missing} of {len(accepted)} never heard",
+        f"{heard_missing} of {len(accepted)} never heard"
+        + (
+            f" ({len(deaf)} players: {sum(1 for p in deaf if p.reconnects)} reconnected after a 1001, "
+            f"{sum(1 for p in deaf if p.reconnect_retries)} of them after a retry, "
+            f"{sum(1 for p in deaf if p.connect_retries)} retried their first connect)"
+            if deaf
+            else ""
+        ),
     )
     report.check(
         "every answer scored exactly once (one score event each)",

@@ -15,16 +15,23 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosedError, InvalidMessage, InvalidStatus
+from websockets.http11 import Response as WsResponse
 
 from quiz.loadtest import storm
 from quiz.loadtest.http import Backoff, Response, source_addresses
+from quiz.loadtest.reconnect import Attempt, Failure, RetryPolicy, classify_error, classify_frame, tally
 from quiz.loadtest.report import Report, percentile
 from realtime.core.rates import parse_rate
+
+from .refusing_door import HTTP_429, REFUSE, RESET, RefusingDoor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOIN_RATE = "20/s"
@@ -161,6 +168,55 @@ def test_a_small_game_passes_every_check(loadtest_server: Server) -> None:
     assert unexpected_tracebacks(server_log) == [], server_log
 
 
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_players_retry_connects_the_front_door_refuses_and_the_run_counts_them(
+    loadtest_server: Server,
+) -> None:
+    # The first 12 WebSocket connects are refused, in each shape a connect storm takes.
+    shapes = [REFUSE] * 6 + [HTTP_429] * 3 + [RESET] * 3
+    door = RefusingDoor(int(loadtest_server.url.rsplit(":", 1)[1]), shapes)
+    with door.running():
+        result = _command(
+            loadtest_server,
+            f"--url=http://127.0.0.1:{door.port}",
+            "--players=20",
+            "--questions=1",
+            "--time-limit=10",
+            "--answer-window=0.5",
+            "--reveal-pause=0.3",
+            "--join-bench=0",
+            "--no-goals",
+            "--seed=11",
+            timeout=150,
+        )
+    output = result.stdout
+    assert door.refused == {REFUSE: 6, HTTP_429: 3, RESET: 3}
+    server_log = loadtest_server.log_text()
+    assert result.returncode == 0, f"{output}\n{result.stderr}\n--- server log ---\n{server_log}"
+    figures = dict(
+        re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in output.split("Checks")[0].splitlines()[1:]
+    )
+    assert figures["websocket connects refused and retried"] == (
+        "9 (connection_error LimitExceededError (429): 6, HTTP 429/503 on the upgrade: 3)"
+    )
+    assert figures["websocket connects retried after another failure"] == (
+        "3 (connection refused, reset or closed: 3)"
+    )
+    assert figures["websocket reconnects refused and retried"] == "0"
+    assert figures["websocket reconnects retried after another failure"] == "0"
+    assert figures["websocket connect + 3 subscribes"].startswith("20/20 in "), output
+    for check in (
+        "PASS  every admitted player connected and subscribed",
+        "PASS  no socket closed by the server",
+        "PASS  every answer accepted",
+        "PASS  every accepted answer's score reached its player",
+        "PASS  every question and its reveal (counts == answers accepted) reached everyone",
+    ):
+        assert check in output, output
+    assert "FAIL" not in output, output
+
+
 def unexpected_tracebacks(log: str) -> list[str]:
     """Log records with a traceback, but the scoring worker's retried SQLite lock conflict.
 
@@ -282,6 +338,88 @@ def test_backoff_is_full_jitter_and_never_sooner_than_retry_after(
     assert low <= min(delays) and max(delays) <= high
     # Full jitter: spread over the whole window, not bunched at its end.
     assert max(delays) - min(delays) > 0.8 * (high - low)
+
+
+@pytest.mark.parametrize(
+    ("retry", "retry_after", "policy", "low", "high"),
+    [
+        # The quiz pages (RETRY_CAP_MS 1000): the first retry at once, then within 1 s.
+        (1, None, RetryPolicy(), 0.0, 0.0),
+        (2, None, RetryPolicy(), 0.0, 1.0),
+        (9, None, RetryPolicy(), 0.0, 1.0),
+        (1, 2.0, RetryPolicy(), 2.0, 2.0),
+        (5, 3.0, RetryPolicy(), 3.0, 4.0),
+        # realtime.js's default cap (5 s): base 1 s doubling.
+        (3, None, RetryPolicy(cap=5.0), 0.0, 2.0),
+        (4, None, RetryPolicy(cap=5.0), 0.0, 4.0),
+        (8, None, RetryPolicy(cap=5.0), 0.0, 5.0),
+    ],
+)
+def test_reconnect_policy_is_realtime_js_full_jitter_after_retry_after(
+    retry: int, retry_after: float | None, policy: RetryPolicy, low: float, high: float
+) -> None:
+    rng = random.Random(3)
+    delays = [policy.delay(retry, retry_after, rng) for _ in range(2000)]
+    assert low <= min(delays) and max(delays) <= high
+    assert max(delays) - min(delays) >= 0.9 * (high - low)
+
+
+def _status(code: int, headers: dict[str, str] | None = None) -> InvalidStatus:
+    return InvalidStatus(WsResponse(code, "", Headers(headers or {}), b""))
+
+
+def _error_frame(error_type: str, code: int | None) -> dict[str, object]:
+    error: dict[str, object] = {"errorType": error_type, "message": "no"}
+    if code is not None:
+        error["errorCode"] = code
+    return {"type": "connection_error", "errors": [error]}
+
+
+@pytest.mark.parametrize(
+    ("frame", "failure"),
+    [
+        (_error_frame("LimitExceededError", 429), Failure.REFUSED),
+        (_error_frame("LimitExceededError", None), Failure.REFUSED),
+        (_error_frame("UnauthorizedException", 401), Failure.FATAL),
+        (_error_frame("BadRequestException", None), Failure.FATAL),
+        (_error_frame("InternalFailureException", 500), Failure.OTHER),
+        ({"type": "error", "errors": []}, Failure.OTHER),
+    ],
+)
+def test_a_connection_error_is_retried_unless_it_would_fail_again(
+    frame: dict[str, object], failure: Failure
+) -> None:
+    assert classify_frame(frame) == Attempt(failure, f"expected connection_ack, got {frame}")
+
+
+@pytest.mark.parametrize(
+    ("error", "failure", "retry_after"),
+    [
+        (_status(429, {"Retry-After": "2"}), Failure.HTTP_REFUSED, 2.0),
+        (_status(429), Failure.HTTP_REFUSED, None),
+        (_status(503, {"Retry-After": "soon"}), Failure.HTTP_REFUSED, None),
+        (_status(502), Failure.DROPPED, None),
+        (_status(403), Failure.FATAL, None),
+        (ConnectionRefusedError(111, "Connection refused"), Failure.DROPPED, None),
+        (ConnectionResetError(104, "Connection reset by peer"), Failure.DROPPED, None),
+        (InvalidMessage("did not receive a valid HTTP response"), Failure.DROPPED, None),
+        (ConnectionClosedError(None, None), Failure.DROPPED, None),
+        (TimeoutError(), Failure.TIMED_OUT, None),
+    ],
+)
+def test_a_failed_connect_is_classified_with_its_retry_after(
+    error: BaseException, failure: Failure, retry_after: float | None
+) -> None:
+    assert classify_error(error) == Attempt(failure, f"{type(error).__name__}: {error}", retry_after)
+
+
+def test_the_retries_are_tallied_refusals_apart() -> None:
+    retried = Counter({Failure.REFUSED: 5, Failure.HTTP_REFUSED: 2, Failure.DROPPED: 1})
+    assert tally(retried, refusals=True) == (
+        "7 (connection_error LimitExceededError (429): 5, HTTP 429/503 on the upgrade: 2)"
+    )
+    assert tally(retried, refusals=False) == "1 (connection refused, reset or closed: 1)"
+    assert tally(Counter(), refusals=True) == "0"
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,9 @@ Phases, in order (each optional but the game):
 2. overload (``--overload FACTOR``): joins offered at FACTOR × the configured
    ``QUIZ["JOIN_RATE"]``: only 201 and 429 may come back;
 3. the game (``--players N``): N players join with backoff, connect over
-   WebSocket, answer K questions (half over WebSocket, half over HTTP), the
+   WebSocket (a refused or broken connect or reconnect is retried as the quiz
+   pages retry it, :mod:`quiz.loadtest.reconnect`; the run says how many),
+   answer K questions (half over WebSocket, half over HTTP), the
    host (an admin login) drives start/reveal/next/finish;
 4. ranking micro-benchmarks (``--rank-bench``, ``--rank-db-players``), no server needed.
 
