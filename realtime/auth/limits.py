@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from realtime.conf import realtime_settings
 from realtime.core.allowance import Allowance, lease_size
-from realtime.core.rates import GCRA_SLACK, FailureLimiter, Gcra, Limit, SettingLimiter, parse_limit
+from realtime.core.rates import FailureLimiter, Gcra, Limit, SettingLimiter, parse_limit
 from realtime.exceptions import RateExceeded
 from realtime.ops.metrics import metrics
 from realtime.state import register
@@ -124,6 +124,7 @@ class RateLimiter:
         # Leased allowances per key (take_leased), and the lease under way for each.
         self._allowances: dict[str, Allowance] = {}
         self._leasing: dict[str, asyncio.Task[float | None]] = {}
+        self._waiting: dict[str, int] = {}  # events of the decisions waiting for a lease, per key
         # Decisions Redis could not make (they fell back to this process's counts),
         # and background leases it did not answer.
         self.fallbacks = 0
@@ -172,25 +173,34 @@ class RateLimiter:
             self._refill_if_low(url, key, limit, size, allowance)
             return 0.0
         loop = asyncio.get_running_loop()
-        # Out of leased events: wait for the lease under way, else ask for one; the
-        # decisions arriving meanwhile wait for it too rather than each leasing a slice.
-        for _ in range(3):
-            lease = self._leasing.get(key)
-            mine = lease is None or lease.done() or lease.get_loop() is not loop
-            if lease is None or mine:
-                held = allowance.events
-                # This decision's events and a slice beyond them, at least what it lacks.
-                want, need = size + cost - held, cost - held
-                lease = self._start_lease(url, key, limit, allowance, want=want, need=need)
-            wait = await asyncio.shield(lease)  # this decision's cancellation must not stop it
-            if allowance.spend(cost, time.monotonic()):
-                self._refill_if_low(url, key, limit, size, allowance)
-                return 0.0
-            if mine and wait is None:  # Redis did not answer (counted): as take
-                return self.local.take([(key, limit)], time.monotonic(), cost)
-            if mine and wait:
-                return wait
-        return GCRA_SLACK * 2  # the decisions woken first spent every lease this one waited for
+        # Out of leased events: wait for the lease under way, else ask for one big
+        # enough for every decision waiting (a crowd's first publishes: one round
+        # trip, not one each). Only Redis refuses: a decision whose share others
+        # spent first waits for the next lease, which counts more or is refused.
+        waiting = self._waiting
+        waiting[key] = waiting.get(key, 0) + cost
+        try:
+            while True:
+                lease = self._leasing.get(key)
+                mine = lease is None or lease.done() or lease.get_loop() is not loop
+                if lease is None or mine:
+                    held = allowance.events
+                    want, need = size + waiting.get(key, cost) - held, max(cost - held, 1)
+                    lease = self._start_lease(url, key, limit, allowance, want=want, need=need)
+                wait = await asyncio.shield(lease)  # this decision's cancellation must not stop it
+                if allowance.spend(cost, time.monotonic()):
+                    self._refill_if_low(url, key, limit, size, allowance)
+                    return 0.0
+                if mine and wait is None:  # Redis did not answer (counted): as take
+                    return self.local.take([(key, limit)], time.monotonic(), cost)
+                if mine and wait:
+                    return wait
+        finally:
+            left = waiting.get(key, cost) - cost
+            if left > 0:
+                waiting[key] = left
+            else:
+                waiting.pop(key, None)
 
     def _refill_if_low(self, url: str, key: str, limit: Limit, size: int, allowance: Allowance) -> None:
         lease = self._leasing.get(key)
@@ -273,6 +283,7 @@ class RateLimiter:
         # of at most one slice per key), and a lease under way adds to an allowance no longer read.
         self._allowances.clear()
         self._leasing.clear()
+        self._waiting.clear()
         self._client = self._client_loop = self._client_url = self._script = self._lease_script = None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -257,6 +258,22 @@ async def test_a_leased_allowance_is_spent_without_a_round_trip_and_refilled_ahe
         )
     # Counted in Redis: the first lease (101) and the refill up to one slice (55 more).
     assert remaining in range(1000 - 156 - 1, 1000 - 156 + 2)
+
+
+async def test_a_crowd_of_decisions_waits_for_one_lease_and_none_is_refused_while_the_budget_lasts(
+    redis_url: str,
+) -> None:
+    key, limit = f"test:{uuid.uuid4().hex}", parse_limit("1/h burst 1000")
+    limiter = RateLimiter()
+    with override_settings(REALTIME={"LIMITS_REDIS_URL": redis_url}):
+        # 100 clients' 5 pipelined publishes each, all at once: far more than one slice of 20.
+        crowd = await asyncio.gather(*(limiter.take_leased(key, limit, 1, 20) for _ in range(500)))
+        over = await asyncio.gather(*(limiter.take_leased(key, limit, 1, 20) for _ in range(600)))
+        await limiter.aclose()
+    assert crowd == [0.0] * 500
+    # Refused by Redis alone, once the budget is spent: within a slice of the burst.
+    assert 1000 - 20 <= 500 + sum(1 for wait in over if wait == 0) <= 1000
+    assert limiter.fallbacks == 0
 
 
 async def test_an_allowance_past_its_lease_goes_back_with_the_next_lease(redis_url: str, monkeypatch) -> None:
