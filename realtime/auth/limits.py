@@ -175,15 +175,14 @@ class RateLimiter:
         loop = asyncio.get_running_loop()
         # Out of leased events: wait for the lease under way, else ask for one big
         # enough for every decision waiting (a crowd's first publishes: one round
-        # trip, not one each). Only Redis refuses: a decision whose share others
-        # spent first waits for the next lease, which counts more or is refused.
+        # trip, not one each, and one answer for all when Redis refuses or does not
+        # answer). A decision whose share others spent first waits for the next.
         waiting = self._waiting
         waiting[key] = waiting.get(key, 0) + cost
         try:
             while True:
                 lease = self._leasing.get(key)
-                mine = lease is None or lease.done() or lease.get_loop() is not loop
-                if lease is None or mine:
+                if lease is None or lease.done() or lease.get_loop() is not loop:
                     held = allowance.events
                     want, need = size + waiting.get(key, cost) - held, max(cost - held, 1)
                     lease = self._start_lease(url, key, limit, allowance, want=want, need=need)
@@ -191,9 +190,11 @@ class RateLimiter:
                 if allowance.spend(cost, time.monotonic()):
                     self._refill_if_low(url, key, limit, size, allowance)
                     return 0.0
-                if mine and wait is None:  # Redis did not answer (counted): as take
+                if wait is None:  # Redis did not answer this lease (counted): as take
                     return self.local.take([(key, limit)], time.monotonic(), cost)
-                if mine and wait:
+                if wait:
+                    # Refused: the budget has no room for the lease's events, which were
+                    # this decision's or another's (a publish is at most a few events).
                     return wait
         finally:
             left = waiting.get(key, cost) - cost
