@@ -98,6 +98,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="realtime.E021",
             )
         )
+    if not 0 <= realtime_settings.inbound_event_lease <= 1:
+        messages.append(
+            Error(
+                "REALTIME['INBOUND_EVENT_LEASE'] must be from 0 to 1 second.",
+                hint="Each process may hold that much of the rate unspent; 0 counts every publish in Redis.",
+                id="realtime.E027",
+            )
+        )
     rate_names = (
         "CONNECT_RATE",
         "CONNECT_RATE_PER_CLIENT",

@@ -86,6 +86,14 @@ DEFAULTS: dict[str, Any] = {
     "PUBLISH_RATE_PER_CONNECTION": "25/s burst 100",
     "SUBSCRIBE_RATE_PER_CONNECTION": "10/s burst 200",
     "INBOUND_EVENT_RATE": "10000/s",
+    # Seconds of INBOUND_EVENT_RATE a process leases from LIMITS_REDIS_URL at once
+    # and spends without a round trip per publish (realtime.core.allowance), and
+    # at most that fraction of its burst: 0.05 of "10000/s" is 500 events. With
+    # N processes a namespace admits at most N slices more, or fewer, than its
+    # limit in any window (10,000/s on 2 processes: ±1,000 of a 10,000 burst);
+    # over time the rate is exact. A slice under 10 events is not leased (each
+    # publish asks Redis, exactly); 0 turns leasing off.
+    "INBOUND_EVENT_LEASE": 0.05,
     # Where the shared rate limits count (realtime.auth.limits.rate_limiter):
     # a Redis URL makes every process count against the same budgets (one
     # round trip per decision); None counts in each process. Seconds Redis may
@@ -244,6 +252,10 @@ class RealtimeSettings:
     def inbound_event_rate(self) -> str | None:
         value = self._get("INBOUND_EVENT_RATE")
         return str(value) if value else None
+
+    @property
+    def inbound_event_lease(self) -> float:
+        return float(self._get("INBOUND_EVENT_LEASE"))
 
     @property
     def auth_failure_rate(self) -> str | None:

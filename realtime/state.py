@@ -15,7 +15,7 @@ Registered, and so reset:
   :mod:`realtime.receivers`);
 - ``realtime.auth.authorizer_cache``: the authorizer instances, with the
   caches they own (the OIDC JWKS, the CUSTOM answers);
-- ``realtime.auth.limits``: ``rate_limiter`` (GCRA counts kept in this process,
+- ``realtime.auth.limits``: ``rate_limiter`` (GCRA counts kept in this process, its leased allowances,
   and its Redis client), ``auth_failure_limiter``;
 - ``realtime.transport.overload.overload``: the measured loop lag and queue
   delay (not the count of requests in flight, which each request leaves);

@@ -92,6 +92,13 @@ def test_a_limit_below_one_is_e006(setting):
     assert "realtime.E006" in settings_errors(**{setting: 0})
 
 
+@pytest.mark.parametrize(
+    ("lease", "expected"), [(0, []), (0.05, []), (1, []), (-0.1, ["realtime.E027"]), (2, ["realtime.E027"])]
+)
+def test_an_inbound_event_lease_outside_0_to_1_second_is_e027(lease, expected):
+    assert [id_ for id_ in settings_errors(INBOUND_EVENT_LEASE=lease) if id_ == "realtime.E027"] == expected
+
+
 def test_no_channel_layer_is_w001():
     with override_settings(CHANNEL_LAYERS={}):
         assert ids(check_channel_layer()) == ["realtime.W001"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,10 +14,12 @@ import pytest
 import redis
 from django.test import override_settings
 
-from realtime.auth.limits import RateLimiter
+from realtime.auth.limits import RateLimiter, rate_limiter
 from realtime.core.rates import parse_limit
 from realtime.transport.clients import client_address, client_ip
 from realtime.transport.overload import Overload
+
+from .conftest import CONNECTION_ACK, assert_sent, connection_init, publish
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/13"
@@ -208,3 +211,134 @@ def test_one_front_door_option_reads_as_the_merged_section_does() -> None:
         assert {
             name: realtime_settings.front_door_option(name) for name in names
         } == realtime_settings.front_door
+
+
+LEASING = """
+import asyncio, json, sys, django
+django.setup()
+from django.test import override_settings
+from realtime.auth.limits import rate_limiter
+from realtime.core.rates import parse_limit
+
+async def main():
+    url, key, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    limit = parse_limit("1/h burst 200")  # no refill to speak of while the test runs
+    with override_settings(REALTIME={"LIMITS_REDIS_URL": url}):
+        waits = [await rate_limiter.take_leased(key, limit, 1, size) for _ in range(300)]
+        await rate_limiter.aclose()
+    admitted = sum(1 for wait in waits if wait == 0)
+    counts = {"leases": rate_limiter.leases, "fallbacks": rate_limiter.fallbacks}
+    print(json.dumps({"admitted": admitted, **counts}))
+
+asyncio.run(main())
+"""
+
+
+def test_two_processes_leasing_one_budget_admit_its_burst_once_within_two_slices(redis_url: str) -> None:
+    key, size = f"test:{uuid.uuid4().hex}", 20
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", LEASING, redis_url, key, str(size)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outputs = [json.loads(process.communicate(timeout=60)[0]) for process in processes]
+    # 600 attempts between them on a burst of 200: each event admitted was counted in
+    # Redis first, and what a process leased and left unspent is at most one slice.
+    admitted = sum(output["admitted"] for output in outputs)
+    assert 200 - 2 * size <= admitted <= 200
+    assert [output["fallbacks"] for output in outputs] == [0, 0]
+    # A round trip per slice, not per decision (and one per refusal once the budget is spent).
+    assert all(
+        output["leases"] < output["admitted"] / 5 + (300 - output["admitted"]) + 2 for output in outputs
+    )
+
+
+async def test_a_leased_allowance_is_spent_without_a_round_trip_and_refilled_ahead(redis_url: str) -> None:
+    key, limit = f"test:{uuid.uuid4().hex}", parse_limit("1/h burst 1000")
+    limiter = RateLimiter()
+    with override_settings(REALTIME={"LIMITS_REDIS_URL": redis_url}):
+        first = await limiter.take_leased(key, limit, 1, 100)  # waits for the first lease: 101 events
+        spent = [await limiter.take_leased(key, limit, 5, 100) for _ in range(11)]  # 56 spent, 45 left
+        leases_while_spending = limiter.leases
+        await limiter.aclose()  # lets the background lease of the next slice finish
+    assert (first, spent, leases_while_spending, limiter.leases) == (0.0, [0.0] * 11, 1, 2)
+    with redis.Redis.from_url(redis_url) as client:
+        remaining = 1000 - round(
+            (float(client.get("rt:rate:" + key)) - client.time()[0]) * limit.rate.per_second
+        )
+    # Counted in Redis: the first lease (101) and the refill up to one slice (55 more).
+    assert remaining in range(1000 - 156 - 1, 1000 - 156 + 2)
+
+
+async def test_a_crowd_of_decisions_waits_for_one_lease_and_none_is_refused_while_the_budget_lasts(
+    redis_url: str,
+) -> None:
+    key, limit = f"test:{uuid.uuid4().hex}", parse_limit("1/h burst 1000")
+    limiter = RateLimiter()
+    with override_settings(REALTIME={"LIMITS_REDIS_URL": redis_url}):
+        # 100 clients' 5 pipelined publishes each, all at once: far more than one slice of 20.
+        crowd = await asyncio.gather(*(limiter.take_leased(key, limit, 1, 20) for _ in range(500)))
+        over = await asyncio.gather(*(limiter.take_leased(key, limit, 1, 20) for _ in range(600)))
+        await limiter.aclose()
+    assert crowd == [0.0] * 500
+    # Refused by Redis alone, once the budget is spent: within a slice of the burst.
+    assert 1000 - 20 <= 500 + sum(1 for wait in over if wait == 0) <= 1000
+    assert limiter.fallbacks == 0
+
+
+async def test_an_allowance_past_its_lease_goes_back_with_the_next_lease(redis_url: str, monkeypatch) -> None:
+    key, limit = f"test:{uuid.uuid4().hex}", parse_limit("1/h burst 100")
+    limiter, clock = RateLimiter(), [1000.0]
+    monkeypatch.setattr("realtime.auth.limits.time.monotonic", lambda: clock[0])
+    with override_settings(REALTIME={"LIMITS_REDIS_URL": redis_url}):
+        assert await limiter.take_leased(key, limit, 1, 50) == 0  # 51 counted, 50 held
+        clock[0] += 60  # the lease has run out: its 50 wait to be given back
+        waits = [await limiter.take_leased(key, limit, 10, 50) for _ in range(10)]
+        await limiter.aclose()
+    # 1 + 10 × 10 would be 101 of 100 without the 50 given back; with them, all 100 fit.
+    assert waits[:9] == [0.0] * 9 and waits[9] > 0
+
+
+async def test_leases_fall_back_to_this_process_when_redis_does_not_answer() -> None:
+    limiter = RateLimiter()
+    with override_settings(REALTIME={"LIMITS_REDIS_URL": "redis://127.0.0.1:1/0"}):
+        waits = [await limiter.take_leased("k", parse_limit("1/m burst 2"), 1, 20) for _ in range(3)]
+    await limiter.aclose()
+    assert (waits[:2], waits[2] > 0, limiter.fallbacks, limiter.leases) == ([0.0, 0.0], True, 3, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_publish_beyond_a_shared_budget_another_process_spent_gets_publish_error(
+    redis_url: str, connect
+) -> None:
+    rate = f"{1000 + uuid.uuid4().int % 1000}/s"  # a key of this test's own
+    with redis.Redis.from_url(redis_url) as client:
+        now = client.time()
+        # Every process's budget spent for a minute to come.
+        client.set(f"rt:rate:inbound:default:{rate}", str(now[0] + now[1] / 1e6 + 61), px=70_000)
+    with override_settings(REALTIME={"LIMITS_REDIS_URL": redis_url, "INBOUND_EVENT_RATE": rate}):
+        comm = await connect()
+        await connection_init(comm)
+        await assert_sent(comm, CONNECTION_ACK)
+        await assert_sent(comm, {"type": "ka"})
+        await publish(comm, "p", "/default/room", ['"x"'])
+        await assert_sent(
+            comm,
+            {
+                "type": "publish_error",
+                "id": "p",
+                "errors": [
+                    {
+                        "errorType": "LimitExceededException",
+                        "message": "Too many events published to 'default' right now; retry after a delay.",
+                    }
+                ],
+            },
+        )
+        await comm.disconnect()
+        await rate_limiter.aclose()  # the process's limiter: its connections belong to this test's loop
