@@ -113,6 +113,8 @@ class LayerBridge:
         self._layer: BaseChannelLayer | None = None
         self._channel: str | None = None
         self._joined: dict[str, asyncio.Task[None]] = {}
+        # Callers of join() not yet resumed, per key: their subscriber is not in the hub yet.
+        self._joining: dict[str, int] = {}
         self._leaving: dict[str, asyncio.Task[None]] = {}
         self._outgoing: list[_Outgoing] = []
         self._sender: asyncio.Task[None] | None = None
@@ -155,6 +157,9 @@ class LayerBridge:
     async def join(self, key: str) -> None:
         """Join the group of ``key``; returns once events published from now reach this process.
 
+        The caller indexes its subscriber in the hub before its next await: until
+        this returns, the sweep keeps the key (see :meth:`_sweep`).
+
         Raises:
             ServiceUnavailable: the channel layer refused.
         """
@@ -164,12 +169,17 @@ class LayerBridge:
         joined = self._joined.get(key)
         if joined is None:
             joined = self._joined[key] = asyncio.get_running_loop().create_task(self._join(key))
+        self._joining[key] = self._joining.get(key, 0) + 1
         try:
             await asyncio.shield(joined)
         except Exception as exc:
             if self._joined.get(key) is joined:
                 del self._joined[key]
             raise ServiceUnavailable() from exc
+        finally:
+            waiting = self._joining.pop(key, 1) - 1  # reset() may have forgotten it
+            if waiting:
+                self._joining[key] = waiting
 
     async def _join(self, key: str) -> None:
         leaving = self._leaving.get(key)
@@ -197,12 +207,27 @@ class LayerBridge:
         last_refresh = loop.time()
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
-            for key in [k for k, task in self._joined.items() if task.done() and not self.hub.holds(k)]:
-                del self._joined[key]
-                self._leaving[key] = loop.create_task(self._leave(key))
+            self._sweep()
             if loop.time() - last_refresh >= GROUP_REFRESH_INTERVAL:
                 last_refresh = loop.time()
                 await self._refresh_groups()
+
+    def _sweep(self) -> None:
+        """Leave the groups of keys no local subscriber holds.
+
+        A key whose join completed but whose caller has not resumed yet is held
+        by nobody for a few loop passes: leaving it then would leave its
+        subscriber, once indexed, in no group (and out of the refresh, which
+        rejoins only kept keys), hearing nothing published on it, ever.
+        """
+        loop = asyncio.get_running_loop()
+        for key in [
+            k
+            for k, task in self._joined.items()
+            if task.done() and k not in self._joining and not self.hub.holds(k)
+        ]:
+            del self._joined[key]
+            self._leaving[key] = loop.create_task(self._leave(key))
 
     async def _refresh_groups(self) -> None:
         try:

@@ -11,10 +11,12 @@ import json
 from typing import Any
 
 import pytest
+from channels.layers import BaseChannelLayer
 
 from realtime.core import protocol
 from realtime.core.paths import parse_channel
-from realtime.delivery.bridge import LAYER_BATCH_BYTES, LayerBridge, group_name_for
+from realtime.delivery import bridge as bridge_module
+from realtime.delivery.bridge import CONTROL_GROUP, LAYER_BATCH_BYTES, LayerBridge, group_name_for
 from realtime.delivery.hub import Hub, LocalSubscription
 from realtime.delivery.outbox import Outbox
 from realtime.exceptions import ServiceUnavailable
@@ -132,6 +134,103 @@ async def test_publishes_made_while_a_batch_is_in_flight_form_the_next_batch(bri
     await asyncio.wait_for(asyncio.gather(first, *later), timeout=1)
     room_group = group_name_for("default/room")
     assert [m["events"] for g, m in layer.sent if g == room_group] == [encoded("a"), encoded("b", "c")]
+
+
+# -- group membership -----------------------------------------------------------------------
+
+
+class GroupsLayer(BaseChannelLayer):
+    """Keeps group membership and delivers group_send to members; a group_add of a key's
+    group waits for ``admit`` (the Redis round trip, held open by the test)."""
+
+    extensions = ["groups"]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.groups: dict[str, set[str]] = {}
+        self.admit = asyncio.Event()
+        self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        return f"{prefix}hub!{len(self._queues) + 1}"
+
+    async def group_add(self, group: str, channel: str) -> None:
+        if group != CONTROL_GROUP:
+            await self.admit.wait()
+        self.groups.setdefault(group, set()).add(channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await asyncio.sleep(0)
+        self.groups.get(group, set()).discard(channel)
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        for channel in self.groups.get(group, ()):
+            self._queue(channel).put_nowait(message)
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        return await self._queue(channel).get()
+
+    def _queue(self, channel: str) -> asyncio.Queue[dict[str, Any]]:
+        return self._queues.setdefault(channel, asyncio.Queue())
+
+
+async def test_a_sweep_between_a_join_and_its_subscriber_being_indexed_keeps_the_group(monkeypatch):
+    """The first subscriber of a key, acked and indexed, stays in the key's group.
+
+    The join's group_add completes a few loop passes before its caller resumes
+    and indexes the subscriber; a sweep in between saw a joined key held by
+    nobody and left its group: the subscriber, acked, heard nothing published on
+    its channel, ever (a player's private channel has one subscriber: every score
+    of that player was lost).
+    """
+    layer = GroupsLayer()
+    monkeypatch.setattr(bridge_module, "get_channel_layer", lambda: layer)
+    bridge = LayerBridge(Hub())
+    await bridge.ready()
+    receiving = asyncio.create_task(bridge._receive_loop())
+    key, group = "default/player", group_name_for("default/player")
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    outbox = Outbox(send, limit=1_000, on_overflow=lambda: None)
+    outbox.start()
+    player = parse_channel("/default/player", allow_wildcard=False)
+    subscription = LocalSubscription.create(outbox, "s", player)
+
+    async def subscribe() -> None:  # as subscription_start: join, then index without an await between
+        await bridge.join(key)
+        bridge.hub.add(subscription)
+
+    subscribing = asyncio.create_task(subscribe())
+    await asyncio.sleep(0)  # the subscriber's join is under way
+    layer.admit.set()
+    # One loop pass at a time: the window opens in the pass where the join task completes.
+    while not bridge._joined[key].done():  # noqa: ASYNC110 - the pass matters, not the event
+        await asyncio.sleep(0)
+    assert not subscribing.done() and not bridge.hub.holds(key)  # the window
+    bridge._sweep()
+    await subscribing
+    for _ in range(5):  # any leave the sweep started reaches the layer
+        await asyncio.sleep(0)
+
+    assert layer.groups.get(group) == {bridge._channel}
+    # Another process publishes on the channel: the subscriber hears it.
+    event = {"type": "realtime.event", "key": key, "events": encoded(1), "origin": "other"}
+    await layer.group_send(group, event)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    receiving.cancel()
+    assert events_of(sent) == [1]
+
+    # Once nobody holds the key, the next sweep does leave its group.
+    bridge.hub.remove(subscription)
+    bridge._sweep()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert (layer.groups.get(group), key in bridge._joined) == (set(), False)
 
 
 # -- a WebSocket publisher through a distributed bridge----------------------------------------
