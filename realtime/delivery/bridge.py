@@ -27,7 +27,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict, TypeGuard
+from typing import Any, Literal, NotRequired, TypedDict, TypeGuard
 
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
@@ -70,6 +70,10 @@ class EventMessage(TypedDict):
     events: list[str]
     # The publishing process's layer channel: it delivered locally already.
     origin: str
+    # The epoch of the key's history stream the events' offsets belong to (a key with history
+    # only): the receiving hub tells a late copy from a restarted stream by it (Hub.fence).
+    # Inside the server only: data frames carry the offset alone.
+    epoch: NotRequired[str]
 
 
 def group_name_for(key: str) -> str:
@@ -92,9 +96,14 @@ class _Outgoing:
     done: asyncio.Future[None]
     # Events that differ per key (a history stream's offsets); the others get ``events``.
     keyed: Mapping[str, list[str]] | None = None
+    # The epoch of each history stream ``keyed`` numbers.
+    epochs: Mapping[str, str] | None = None
 
     def events_for(self, key: str) -> list[str]:
         return self.events if self.keyed is None else self.keyed.get(key, self.events)
+
+    def epoch_for(self, key: str) -> str | None:
+        return None if self.epochs is None else self.epochs.get(key)
 
 
 class LayerBridge:
@@ -269,12 +278,17 @@ class LayerBridge:
     # -- fan-out -------------------------------------------------------------------
 
     async def fan_out(
-        self, channel: ChannelPath, events: list[str], keyed: Mapping[str, list[str]] | None = None
+        self,
+        channel: ChannelPath,
+        events: list[str],
+        keyed: Mapping[str, list[str]] | None = None,
+        epochs: Mapping[str, str] | None = None,
     ) -> asyncio.Future[None] | None:
         """Hand JSON-encoded events to every process, from any event loop.
 
         ``keyed`` replaces ``events`` for the keys it names (each history stream
-        numbers the events its own way, :mod:`realtime.delivery.history`).
+        numbers the events its own way, :mod:`realtime.delivery.history`), and
+        ``epochs`` names those streams.
 
         Returns what :meth:`fan_out_nowait` returns, or ``None`` once the loop
         that owns the sockets has delivered them (sync code in a thread of its
@@ -287,21 +301,31 @@ class LayerBridge:
         if lifecycle.owned_elsewhere():
             owner = lifecycle.loop
             assert owner is not None
-            future = asyncio.run_coroutine_threadsafe(self._fan_out_and_wait(channel, events, keyed), owner)
+            future = asyncio.run_coroutine_threadsafe(
+                self._fan_out_and_wait(channel, events, keyed, epochs), owner
+            )
             await asyncio.wrap_future(future)
             return None
         await self.ready()
-        return self.fan_out_nowait(channel, events, keyed)
+        return self.fan_out_nowait(channel, events, keyed, epochs)
 
     async def _fan_out_and_wait(
-        self, channel: ChannelPath, events: list[str], keyed: Mapping[str, list[str]] | None
+        self,
+        channel: ChannelPath,
+        events: list[str],
+        keyed: Mapping[str, list[str]] | None,
+        epochs: Mapping[str, str] | None,
     ) -> None:
-        sent = await self.fan_out(channel, events, keyed)
+        sent = await self.fan_out(channel, events, keyed, epochs)
         if sent is not None:
             await sent
 
     def fan_out_nowait(
-        self, channel: ChannelPath, events: list[str], keyed: Mapping[str, list[str]] | None = None
+        self,
+        channel: ChannelPath,
+        events: list[str],
+        keyed: Mapping[str, list[str]] | None = None,
+        epochs: Mapping[str, str] | None = None,
     ) -> asyncio.Future[None] | None:
         """Take events for delivery, in call order; call on the owner loop, after :meth:`ready`.
 
@@ -313,7 +337,11 @@ class LayerBridge:
         keys = channel.matching_keys()
         if self._layer is None:
             for key in keys:
-                self.hub.deliver(key, events if keyed is None else keyed.get(key, events))
+                self.hub.deliver(
+                    key,
+                    events if keyed is None else keyed.get(key, events),
+                    None if epochs is None else epochs.get(key),
+                )
             return None
         # Other processes first, then this one's subscribers, so a publish that
         # cannot reach the layer reaches nobody. Publishes made in the same loop
@@ -322,7 +350,7 @@ class LayerBridge:
         # each, and keep their order, since one sender sends batches in turn.
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        self._outgoing.append(_Outgoing(keys, events, done, keyed))
+        self._outgoing.append(_Outgoing(keys, events, done, keyed, epochs))
         if self._sender is None:
             self._sender = loop.create_task(self._send_outgoing(), context=background_context())
         return done
@@ -342,7 +370,7 @@ class LayerBridge:
                     continue
                 for item in batch:
                     for key in item.keys:
-                        self.hub.deliver(key, item.events_for(key))
+                        self.hub.deliver(key, item.events_for(key), item.epoch_for(key))
                     if not item.done.done():
                         item.done.set_result(None)
         finally:
@@ -364,17 +392,21 @@ class LayerBridge:
 
     async def _send_batch(self, batch: list[_Outgoing]) -> None:
         assert self._layer is not None and self._channel is not None
-        per_key: dict[str, list[str]] = {}
+        # One message per key, or per key and epoch: a stream restarted between two publishes
+        # of the batch (rare) numbers the later ones under another epoch.
+        per_key: dict[tuple[str, str | None], list[str]] = {}
         for item in batch:
             for key in item.keys:
-                per_key.setdefault(key, []).extend(item.events_for(key))
-        for key, events in per_key.items():
+                per_key.setdefault((key, item.epoch_for(key)), []).extend(item.events_for(key))
+        for (key, epoch), events in per_key.items():
             message: EventMessage = {
                 "type": "realtime.event",
                 "key": key,
                 "events": events,
                 "origin": self._channel,
             }
+            if epoch is not None:
+                message["epoch"] = epoch
             await self._layer.group_send(group_name_for(key), dict(message))
 
     async def _receive_loop(self) -> None:
@@ -401,7 +433,8 @@ class LayerBridge:
             if message.get("origin") == self._channel:
                 continue
             if message.get("type") == "realtime.event":
-                self.hub.deliver(message["key"], message["events"])
+                # A process running older code sends no epoch: the hub's fence then times out.
+                self.hub.deliver(message["key"], message["events"], message.get("epoch"))
             elif message.get("type") == CONTROL_TYPE and self.on_control is not None:
                 self.on_control(message)
 

@@ -37,7 +37,7 @@ import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from realtime.conf import realtime_settings
 from realtime.core.history import Position, StreamRead, tail
@@ -63,8 +63,10 @@ def resume_token(principal: str, subscription_id: str, key: str) -> str:
 
 
 class HistoryStore(Protocol):
-    async def append(self, keys: Sequence[str], events: Sequence[str], size: int, ttl: int) -> list[int]:
-        """Append encoded events to the stream of each key; the first new offset of each."""
+    async def append(
+        self, keys: Sequence[str], events: Sequence[str], size: int, ttl: int
+    ) -> list[tuple[int, str]]:
+        """Append encoded events to the stream of each key; the first new offset and the epoch of each."""
         ...
 
     async def read(self, key: str, since: int | None, limit: int) -> StreamRead:
@@ -78,12 +80,24 @@ class HistoryStore(Protocol):
         ...
 
 
-def tails_by_key(keys: Sequence[str], events: Sequence[str], firsts: Sequence[int]) -> dict[str, list[str]]:
-    """Each key's events with their offsets, as its subscribers' data frames carry them."""
-    return {
-        key: [tail(event, first + i) for i, event in enumerate(events)]
-        for key, first in zip(keys, firsts, strict=True)
-    }
+class Appended(NamedTuple):
+    """A publication's place in the streams it was appended to."""
+
+    # Each key's events with their offsets, as its subscribers' data frames carry them.
+    tails: dict[str, list[str]]
+    # Each key's epoch: the hub tells a late copy of a publication from a restarted stream by it.
+    epochs: dict[str, str]
+
+
+def appended(keys: Sequence[str], events: Sequence[str], starts: Sequence[tuple[int, str]]) -> Appended:
+    """What a store's append returned (each key's first offset and epoch), per key."""
+    return Appended(
+        {
+            key: [tail(event, first + i) for i, event in enumerate(events)]
+            for key, (first, _) in zip(keys, starts, strict=True)
+        },
+        {key: epoch for key, (_, epoch) in zip(keys, starts, strict=True)},
+    )
 
 
 # -- in this process --------------------------------------------------------------
@@ -132,12 +146,14 @@ class MemoryHistory:
             for token in [t for t, (_, until) in self._resume.items() if now >= until]:
                 del self._resume[token]
 
-    async def append(self, keys: Sequence[str], events: Sequence[str], size: int, ttl: int) -> list[int]:
+    async def append(
+        self, keys: Sequence[str], events: Sequence[str], size: int, ttl: int
+    ) -> list[tuple[int, str]]:
         now = time.monotonic()
-        firsts = []
+        starts = []
         for key in keys:
             ring = self._ring(key, size, now)
-            firsts.append(ring.top + 1)
+            starts.append((ring.top + 1, ring.epoch))
             for event in events:
                 ring.top += 1
                 ring.entries.append((ring.top, event))
@@ -145,7 +161,7 @@ class MemoryHistory:
                     ring.entries.popleft()
             ring.entries_until = now + ttl
             ring.until = now + max(ttl, META_TTL)
-        return firsts
+        return starts
 
     async def read(self, key: str, since: int | None, limit: int) -> StreamRead:
         now = time.monotonic()
@@ -175,13 +191,17 @@ class MemoryHistory:
 
 # KEYS: meta, stream pairs. ARGV: size, ttl, meta ttl, a new epoch, n, n events.
 # A missing meta means a lost stream: it restarts, empty, under the new epoch.
+# Returns each key's first new offset and epoch, flat: {first, epoch, first, epoch, …}.
 _APPEND = """
 local size, ttl, meta_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local epoch, n = ARGV[4], tonumber(ARGV[5])
-local firsts = {}
+local new_epoch, n = ARGV[4], tonumber(ARGV[5])
+local starts = {}
 for k = 1, #KEYS, 2 do
   local meta, stream = KEYS[k], KEYS[k + 1]
-  if redis.call('HSETNX', meta, 'e', epoch) == 1 then
+  local epoch = redis.call('HGET', meta, 'e')
+  if not epoch then
+    epoch = new_epoch
+    redis.call('HSET', meta, 'e', epoch)
     redis.call('DEL', stream)
   end
   local top = redis.call('HINCRBY', meta, 't', n)
@@ -191,9 +211,10 @@ for k = 1, #KEYS, 2 do
   end
   redis.call('EXPIRE', stream, ttl)
   redis.call('EXPIRE', meta, meta_ttl)
-  firsts[#firsts + 1] = first
+  starts[#starts + 1] = first
+  starts[#starts + 1] = epoch
 end
-return firsts
+return starts
 """
 
 # KEYS: meta, stream. ARGV: since (-1: none), count, meta ttl, a new epoch.
@@ -284,11 +305,13 @@ class RedisHistory:
         finally:
             self._runner = None
 
-    async def append(self, keys: Sequence[str], events: Sequence[str], size: int, ttl: int) -> list[int]:
+    async def append(
+        self, keys: Sequence[str], events: Sequence[str], size: int, ttl: int
+    ) -> list[tuple[int, str]]:
         redis_keys = [name for key in keys for name in _keys(key)]
         args = [size, ttl, max(ttl, META_TTL), new_epoch(), len(events), *events]
-        firsts = await self._call(self._append, redis_keys, args)
-        return [int(first) for first in firsts]
+        starts = await self._call(self._append, redis_keys, args)
+        return [(int(starts[i]), _text(starts[i + 1])) for i in range(0, len(starts), 2)]
 
     async def read(self, key: str, since: int | None, limit: int) -> StreamRead:
         args = [-1 if since is None else since, limit, META_TTL, new_epoch()]
@@ -377,10 +400,9 @@ def history() -> HistoryStore:
     return stores.current()
 
 
-async def history_append(
-    path: ChannelPath, events: list[str], *, size: int, ttl: int
-) -> dict[str, list[str]]:
-    """Give a publication its offsets: each matching key's events, as its data frames carry them.
+async def history_append(path: ChannelPath, events: list[str], *, size: int, ttl: int) -> Appended:
+    """Give a publication its offsets: each matching key's events, as its data frames carry them,
+    and each key's epoch.
 
     Raises:
         ServiceUnavailable: the store could not take them; nobody gets them.
@@ -392,14 +414,14 @@ async def history_append(
             owner = lifecycle.loop
             assert owner is not None
             future = asyncio.run_coroutine_threadsafe(_append(keys, events, size, ttl), owner)
-            firsts = await asyncio.wrap_future(future)
+            starts = await asyncio.wrap_future(future)
         else:
-            firsts = await _append(keys, events, size, ttl)
+            starts = await _append(keys, events, size, ttl)
     except Exception as exc:
         logger.warning("realtime history could not append to %s: %s", path.path, exc)
         raise ServiceUnavailable() from exc
-    return tails_by_key(keys, events, firsts)
+    return appended(keys, events, starts)
 
 
-async def _append(keys: Sequence[str], events: Sequence[str], size: int, ttl: int) -> list[int]:
+async def _append(keys: Sequence[str], events: Sequence[str], size: int, ttl: int) -> list[tuple[int, str]]:
     return await history().append(keys, events, size, ttl)

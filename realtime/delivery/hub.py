@@ -17,7 +17,7 @@ loop (tests run one per test), the index starts empty.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from realtime.core import protocol
@@ -28,11 +28,33 @@ from realtime.delivery.outbox import Outbox
 from realtime.lifecycle import lifecycle
 from realtime.ops.metrics import metrics
 
-# The longest a recovered subscription's fence stands (see Hub.fence): a publication's layer
-# message reaches every process within it after the publication took its offset, even on a
-# loaded machine, and a stream restarted under a new epoch (Redis lost it) numbers from 1 again,
-# which a fence left standing would take for old publications.
+# The longest a recovered subscription's fence holds back events whose epoch it cannot compare
+# (see Hub.fence): those of a process running code that sent no epoch in its layer messages. A
+# stream restarted under a new epoch (Redis lost it) numbers from 1 again, which a fence left
+# standing would take for old publications; a publication's layer message usually reaches every
+# process within this time after the publication took its offset.
 FENCE_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Fence:
+    """What one recovered subscription has of its stream already (see :meth:`Hub.fence`)."""
+
+    floor: int
+    # The stream's epoch at the recovery; None: unknown, only the time rule applies.
+    epoch: str | None
+    # Monotonic: until when the fence holds back an event of unknown epoch.
+    until: float
+
+    def holds_back(self, offset: int, epoch: str | None, now: float) -> bool:
+        """Whether the event at ``offset`` of the stream named ``epoch`` is one the subscriber has
+        (else the fence falls: every later event is new to it)."""
+        if epoch is None or self.epoch is None:
+            return offset <= self.floor and now < self.until
+        # Offsets of one epoch are given once each, in order: at or below the floor, the
+        # subscriber has the publication, however late its copy, so no time limit is needed.
+        # Another epoch is the stream restarted, numbering from 1 again: all of it is new.
+        return epoch == self.epoch and offset <= self.floor
 
 
 @dataclass(eq=False, slots=True)
@@ -51,7 +73,9 @@ class LocalSubscription:
 class Hub:
     """Subscription index and delivery for the connections of this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        # Monotonic seconds: when a fence stops holding back events of unknown epoch.
+        self.clock = clock
         self.reset()
 
     def reset(self) -> None:
@@ -61,9 +85,8 @@ class Hub:
         # The last event delivered per held key: a history stream's carries its offset,
         # the position a closed connection's subscriptions resume from.
         self.last_delivered: dict[str, str] = {}
-        # Recovered subscriptions per key: the offset up to which each has its stream already,
-        # and until when (monotonic) that holds its live events back.
-        self._fences: dict[str, dict[LocalSubscription, tuple[int, float]]] = {}
+        # Recovered subscriptions per key: what each has of its stream already.
+        self._fences: dict[str, dict[LocalSubscription, _Fence]] = {}
 
     # -- connections ---------------------------------------------------------
 
@@ -93,20 +116,23 @@ class Hub:
         """Index a subscription: events of its key delivered from now on reach it."""
         self._index.setdefault(subscription.key, {})[subscription] = None
 
-    def fence(self, subscription: LocalSubscription, floor: int) -> None:
-        """Deliver to ``subscription`` no live event of its stream at or before offset ``floor``.
+    def fence(self, subscription: LocalSubscription, floor: int, epoch: str | None) -> None:
+        """Deliver to ``subscription`` no live event of its stream at or before offset ``floor``
+        of ``epoch``.
 
-        A recovering subscription got every publication up to ``floor`` from the
-        history (or before its reconnect); one of them can still arrive live after
-        that, since a publication takes its offset before its layer message reaches
-        this process: without the fence the subscriber would hear it twice. The
-        fence falls at the first live event above ``floor``, or after
+        A recovering subscription got every publication up to ``floor`` of the stream
+        named ``epoch`` from the history (or before its reconnect); one of them can
+        still arrive live after that, since a publication takes its offset before its
+        layer message reaches this process: without the fence the subscriber would
+        hear it twice. The fence falls at the first live event above ``floor`` or of
+        another epoch (the stream restarted). An event whose epoch is unknown (sent
+        by a process that does not send it) is held back only for
         :data:`FENCE_SECONDS`.
         """
         if floor <= 0 or subscription not in self._index.get(subscription.key, ()):
             return
         fences = self._fences.setdefault(subscription.key, {})
-        fences[subscription] = (floor, time.monotonic() + FENCE_SECONDS)
+        fences[subscription] = _Fence(floor, epoch, self.clock() + FENCE_SECONDS)
 
     def remove(self, subscription: LocalSubscription) -> None:
         fences = self._fences.get(subscription.key)
@@ -127,8 +153,12 @@ class Hub:
 
     # -- delivery --------------------------------------------------------------
 
-    def deliver(self, key: str, events: list[str]) -> int:
-        """Append one frame per event to each local subscription of ``key``."""
+    def deliver(self, key: str, events: list[str], epoch: str | None = None) -> int:
+        """Append one frame per event to each local subscription of ``key``.
+
+        ``epoch`` names the history stream the events' offsets belong to (``None``:
+        no history, or unknown).
+        """
         subs = self._index.get(key)
         if not subs or not events:
             return 0
@@ -136,7 +166,7 @@ class Hub:
         self.last_delivered[key] = events[-1]
         fences = self._fences.get(key)
         if fences is not None:
-            count = self._deliver_fenced(key, targets, fences, events)
+            count = self._deliver_fenced(key, targets, fences, events, epoch)
         else:
             for event in events:
                 _offer(targets, event)
@@ -148,10 +178,11 @@ class Hub:
         self,
         key: str,
         targets: list[LocalSubscription],
-        fences: dict[LocalSubscription, tuple[int, float]],
+        fences: dict[LocalSubscription, _Fence],
         events: list[str],
+        epoch: str | None,
     ) -> int:
-        now = time.monotonic()
+        now = self.clock()
         count = 0
         for event in events:
             offset = offset_of(event)
@@ -161,8 +192,7 @@ class Hub:
                 for subscription in targets:
                     fenced = fences.get(subscription)
                     if fenced is not None:
-                        floor, until = fenced
-                        if offset <= floor and now < until:
+                        if fenced.holds_back(offset, epoch, now):
                             continue
                         del fences[subscription]
                     receivers.append(subscription)

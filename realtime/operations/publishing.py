@@ -158,13 +158,13 @@ async def _publish(
     if outgoing:
         metrics.broadcast(namespace.name, (encoded for encoded, _ in outgoing))
         encoded_events = [encoded for encoded, _ in outgoing]
-        keyed = None
+        keyed = epochs = None
         if namespace.history_size:
             # Offsets first (PROTOCOL §12, "History"): once per publication, by this process.
-            keyed = await history_append(
+            keyed, epochs = await history_append(
                 path, encoded_events, size=namespace.history_size, ttl=namespace.history_ttl
             )
-        publication.sent = await bridge.fan_out(path, encoded_events, keyed)
+        publication.sent = await bridge.fan_out(path, encoded_events, keyed, epochs)
         publication.published = Published(namespace, path, identity, [event for _, event in outgoing])
     return publication
 

@@ -170,6 +170,8 @@ class Started:
     # The offset the subscriber already has (a recovery's ``since``): held live
     # events at or before it are not sent again.
     seen: int = 0
+    # The epoch of the stream the recovery read: the fence holds back late copies of it only.
+    epoch: str | None = None
 
     def acknowledge(self, subscription_id: str, outbox: Outbox) -> None:
         """Send ``subscribe_success``, the replay, then the live events held meanwhile, each once.
@@ -192,7 +194,7 @@ class Started:
                 if held is None or held > last:
                     outbox.offer(frame)
             self.buffer = None
-            hub.fence(self.subscription, last)
+            hub.fence(self.subscription, last, self.epoch)
 
 
 # Live history subscriptions of this process: where each resumes from after its connection closes.
@@ -265,7 +267,7 @@ async def subscription_start_with_history(
     # A live event can reach this process after the client saw it through another one
     # (that process's layer loop ran ahead of this one's): held, it is dropped here.
     seen = since.offset if recovery.recovered else 0
-    return Started(subscription, extension, recovery.replay, outbox, buffer, seen)
+    return Started(subscription, extension, recovery.replay, outbox, buffer, seen, stream.epoch)
 
 
 async def _start_fresh(

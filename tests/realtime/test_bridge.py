@@ -139,6 +139,86 @@ async def test_publishes_made_while_a_batch_is_in_flight_form_the_next_batch(bri
 # -- group membership -----------------------------------------------------------------------
 
 
+# -- history streams: each key's epoch travels with its events (Hub.fence) -----------------------
+
+
+def recorded_deliveries(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str], str | None]]:
+    """What the bridge hands ``hub`` from now on: (key, events, epoch) per call."""
+    delivered: list[tuple[str, list[str], str | None]] = []
+
+    def deliver(key: str, events: list[str], epoch: str | None = None) -> int:
+        delivered.append((key, events, epoch))
+        return 0
+
+    monkeypatch.setattr(hub, "deliver", deliver)
+    return delivered
+
+
+async def test_a_history_publish_sends_each_stream_epoch_with_its_events(bridge, layer, monkeypatch):
+    delivered = recorded_deliveries(bridge.hub, monkeypatch)
+    room_key, wild_key = "default/room", "default/*"
+
+    first = bridge.fan_out_nowait(
+        room(),
+        ['"a"'],
+        {room_key: ['"a","offset":7'], wild_key: ['"a","offset":9']},
+        {room_key: "E", wild_key: "W"},
+    )
+    # The room's stream restarted between the two publishes of this batch: numbered from 1, epoch F.
+    second = bridge.fan_out_nowait(
+        room(),
+        ['"b"'],
+        {room_key: ['"b","offset":1'], wild_key: ['"b","offset":10']},
+        {room_key: "F", wild_key: "W"},
+    )
+    await asyncio.wait_for(asyncio.gather(first, second), timeout=1)
+
+    def message(key: str, events: list[str], epoch: str) -> tuple[str, dict[str, Any]]:
+        body = {
+            "type": "realtime.event",
+            "key": key,
+            "events": events,
+            "origin": "realtime.delivery.hub.hub!1",
+        }
+        return group_name_for(key), {**body, "epoch": epoch}
+
+    assert layer.sent == [
+        message(room_key, ['"a","offset":7'], "E"),
+        message(wild_key, ['"a","offset":9', '"b","offset":10'], "W"),
+        message(room_key, ['"b","offset":1'], "F"),
+    ]
+    assert delivered == [
+        (room_key, ['"a","offset":7'], "E"),
+        (wild_key, ['"a","offset":9'], "W"),
+        (room_key, ['"b","offset":1'], "F"),
+        (wild_key, ['"b","offset":10'], "W"),
+    ]
+
+
+async def test_the_epoch_of_another_process_message_reaches_the_hub_and_a_message_without_one_is_delivered(
+    monkeypatch,
+):
+    layer = GroupsLayer()
+    layer.admit.set()
+    monkeypatch.setattr(bridge_module, "get_channel_layer", lambda: layer)
+    bridge = LayerBridge(Hub())
+    await bridge.ready()
+    delivered = recorded_deliveries(bridge.hub, monkeypatch)
+    receiving = asyncio.create_task(bridge._receive_loop())
+    key = "default/room"
+    await bridge.join(key)
+
+    base = {"type": "realtime.event", "key": key, "origin": "other"}
+    await layer.group_send(group_name_for(key), {**base, "events": ['"a","offset":4'], "epoch": "E"})
+    # From a process running code that sends no epoch: delivered, the epoch unknown.
+    await layer.group_send(group_name_for(key), {**base, "events": ['"b","offset":5']})
+    for _ in range(5):
+        await asyncio.sleep(0)
+    receiving.cancel()
+
+    assert delivered == [(key, ['"a","offset":4'], "E"), (key, ['"b","offset":5'], None)]
+
+
 class GroupsLayer(BaseChannelLayer):
     """Keeps group membership and delivers group_send to members; a group_add of a key's
     group waits for ``admit`` (the Redis round trip, held open by the test)."""
