@@ -237,7 +237,7 @@ class Scale:
                 "mode": "capacity",
                 "urls": [url],
                 "seconds": bench.sizes.joins_seconds,
-                "loops": bench.sizes.joins_loops,
+                "levels": self.join_levels(),
                 "server_pids": [s.pid for s in servers],
                 "proxy_pids": proxy.pids() if proxy else [],
             }
@@ -247,6 +247,11 @@ class Scale:
             best = dict(best)
             best["all_joins_per_server_cpu_s"] = [r.get("joins_per_server_cpu_s") for r in runs]
         return best
+
+    def join_levels(self) -> list[int]:
+        """The capacity levels (``bench.fanout.joins`` checks them against the
+        servers' in-flight limit)."""
+        return [int(n) for n in self.bench.sizes.joins_levels.split(",") if n.strip()]
 
     def joins_run(self, job: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
         """Run :mod:`bench.fanout.joins` with the servers' database and ``env``

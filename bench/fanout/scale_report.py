@@ -97,6 +97,13 @@ def render_scale(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             f"{_n(r.get('joins_per_server_cpu_s'))} per server CPU-s, p99 {_n(r.get('p99_201_ms'))} ms, "
             f"statuses {r.get('statuses')}, stored = 201s: {r.get('stored_match')}{proxy}"
         )
+        if r.get("levels"):
+            levels = ", ".join(
+                f"{level['loops']}: {_n(level.get('joins_per_s'))}/s "
+                f"{_n(level.get('joins_per_server_cpu_s'))}/CPU-s"
+                for level in r["levels"]
+            )
+            lines.append(f"    levels (loops: joins/s, per server CPU-s): {levels}")
     g = scale.get("scale-global")
     if isinstance(g, dict) and "admitted_rate" in g:
         lines.append(
