@@ -14,8 +14,11 @@ Jobs (``job["mode"]``):
     loops of joins for ``seconds`` against ``urls`` (one URL: one process, or the
     proxy in front of several): admitted joins/s, and joins per CPU-second of
     ``server_pids`` (``proxy_pids`` measured apart), each level measured on its
-    own. The result is the level with the most joins per server CPU-second (the
-    figure the goal compares), every level kept in ``levels``.
+    own. The result is the level of ``reference_levels`` (default: all) with the
+    most joins per server CPU-second (the figure the goal compares), every level
+    kept in ``levels``; with ``per_process_levels`` (several processes behind
+    one URL: the reference levels times their number, so each process sees the
+    loops one process saw), the best of those in ``per_process_best``.
 ``global``
     ``factor`` × the configured ``QUIZ["JOIN_RATE"]`` for ``seconds``, open loop,
     split over ``urls`` (processes sharing their limit in Redis): the admitted rate.
@@ -52,7 +55,7 @@ async def _drive(job: dict[str, Any]) -> dict[str, Any]:
         set_id = await host.import_questions(question_set(1, time_limit=30.0, rng=random.Random(0)))
         code = await host.create_game(set_id, f"bench {job['mode']} {run_id}")
         if job["mode"] == "capacity":
-            levels = []
+            levels: list[dict[str, Any]] = []
             for loops in job["levels"]:
                 phase = storm.capacity(target, code, f"{run_id}-{loops}", float(job["seconds"]), int(loops))
                 levels.append({"loops": int(loops), **await _measured(server_pids, proxy_pids, phase)})
@@ -79,9 +82,14 @@ async def _drive(job: dict[str, Any]) -> dict[str, Any]:
     admitted: dict[str, int] = {}
     for level in levels:
         admitted.update(level.pop("admitted"))
-    best = dict(max(levels, key=lambda level: level["joins_per_server_cpu_s"] or 0))
-    if job["mode"] == "capacity":
-        best["levels"] = levels
+    if job["mode"] != "capacity":
+        return {"code": code, "admitted": admitted, **levels[0]}
+    reference = [level for level in levels if level["loops"] in job.get("reference_levels", job["levels"])]
+    top: dict[str, Any] = max(reference, key=per_cpu)
+    best = {**top, "levels": levels}
+    per_process = [level for level in levels if level["loops"] in job.get("per_process_levels", ())]
+    if per_process:
+        best["per_process_best"] = max(per_process, key=per_cpu)
     return {"code": code, "admitted": admitted, **best}
 
 
@@ -113,6 +121,10 @@ async def _measured(server_pids: list[int], proxy_pids: list[int], phase: Awaita
     }
 
 
+def per_cpu(level: dict[str, Any]) -> float:
+    return float(level["joins_per_server_cpu_s"] or 0)
+
+
 def run(job: dict[str, Any]) -> dict[str, Any]:
     import django
 
@@ -126,9 +138,11 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         # More loops than the front door lets in at once would measure its
         # refusals (and the loops' Retry-After sleeps), not the joins.
         most = int(realtime_settings.front_door["MAX_IN_FLIGHT"])
-        levels = [int(n) for n in job["levels"]]
+        levels = [int(n) / int(job.get("processes", 1)) for n in job["levels"]]
         if not levels or min(levels) < 1 or max(levels) >= most:
-            raise ValueError(f"levels: each between 1 and MAX_IN_FLIGHT - 1 ({most - 1}), got {levels}")
+            raise ValueError(
+                f"levels: each between 1 and MAX_IN_FLIGHT - 1 ({most - 1}) per process, got {job['levels']}"
+            )
     job["host"] = host_login({"host_user": None, "host_password": None})
     configured = None
     if job["mode"] == "global":
