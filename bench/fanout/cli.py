@@ -56,8 +56,10 @@ class Sizes:
     scale_subscribers: int = 5000
     private_subscribers: int = 2000
     private_events: int = 5
-    joins_seconds: float = 10.0
-    joins_loops: int = 64
+    joins_seconds: float = 5.0
+    # quiz_storm's capacity levels: each below the front door's MAX_IN_FLIGHT (64),
+    # which would otherwise refuse the loops and measure itself, not the joins.
+    joins_levels: str = "4,8,16,32"
     global_rate: str = "100/s burst 10"
     global_seconds: float = 10.0
     idle_connections: int = 20000
@@ -90,7 +92,7 @@ class Sizes:
             private_subscribers=100,
             private_events=2,
             joins_seconds=2.0,
-            joins_loops=16,
+            joins_levels="4,16",
             global_rate="50/s burst 5",
             global_seconds=2.0,
             idle_connections=400,
@@ -184,8 +186,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("redis-events", "events in the 2-process Redis burst"),
         ("concurrency", "handshakes in flight while connecting"),
         ("scale-subscribers", "subscribers of each scale-fanout burst (of burst-events)"),
-        ("joins-seconds", "seconds of closed-loop joins per set-up (scale-joins)"),
-        ("joins-loops", "closed loops of joins (scale-joins)"),
+        ("joins-seconds", "seconds of closed-loop joins per level and set-up (scale-joins)"),
         ("global-seconds", "seconds of 3x the configured join rate (scale-global)"),
         ("idle-connections", "connections held over 2 processes (idle-20k)"),
         ("idle-per-client", "connections per load-generator process (idle-20k)"),
@@ -195,6 +196,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             type=float if "rate" in name or "duration" in name or "seconds" in name else int,
             help=help_text,
         )
+    sizes.add_argument(
+        "--joins-levels",
+        help='closed loops of each capacity level, each below MAX_IN_FLIGHT (scale-joins; "4,8,16,32")',
+    )
     sizes.add_argument(
         "--global-rate", help='the configured QUIZ_JOIN_RATE (scale-global; default "100/s burst 10")'
     )

@@ -9,9 +9,16 @@ compares the 201s with the players stored.
 Jobs (``job["mode"]``):
 
 ``capacity``
-    ``loops`` closed loops of joins for ``seconds`` against ``urls`` (one URL:
-    one process, or the proxy in front of several): admitted joins/s, and joins
-    per CPU-second of ``server_pids`` (``proxy_pids`` measured apart).
+    for each of ``levels`` (closed loops, each below the front door's
+    ``MAX_IN_FLIGHT``, as ``quiz_storm``'s capacity phase), that many closed
+    loops of joins for ``seconds`` against ``urls`` (one URL: one process, or the
+    proxy in front of several): admitted joins/s, and joins per CPU-second of
+    ``server_pids`` (``proxy_pids`` measured apart), each level measured on its
+    own. The result is the level of ``reference_levels`` (default: all) with the
+    most joins per server CPU-second (the figure the goal compares), every level
+    kept in ``levels``; with ``per_process_levels`` (several processes behind
+    one URL: the reference levels times their number, so each process sees the
+    loops one process saw), the best of those in ``per_process_best``.
 ``global``
     ``factor`` × the configured ``QUIZ["JOIN_RATE"]`` for ``seconds``, open loop,
     split over ``urls`` (processes sharing their limit in Redis): the admitted rate.
@@ -19,11 +26,13 @@ Jobs (``job["mode"]``):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import secrets
 import sys
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from .servers import cpu_seconds_of
@@ -45,29 +54,55 @@ async def _drive(job: dict[str, Any]) -> dict[str, Any]:
         await host.login(username, password)
         set_id = await host.import_questions(question_set(1, time_limit=30.0, rng=random.Random(0)))
         code = await host.create_game(set_id, f"bench {job['mode']} {run_id}")
-        server_before, proxy_before = cpu_seconds_of(server_pids), cpu_seconds_of(proxy_pids)
-        started = time.perf_counter()
         if job["mode"] == "capacity":
-            offered = await storm.capacity(target, code, run_id, float(job["seconds"]), int(job["loops"]))
+            levels: list[dict[str, Any]] = []
+            for loops in job["levels"]:
+                phase = storm.capacity(target, code, f"{run_id}-{loops}", float(job["seconds"]), int(loops))
+                levels.append({"loops": int(loops), **await _measured(server_pids, proxy_pids, phase)})
+                await asyncio.sleep(0.5)  # the level's last answers are out before the next begins
         else:
-            offered = await storm.storm(
-                target,
-                code,
-                run_id,
-                factor=float(job["factor"]),
-                capacity_rate=float(job["configured"]),
-                seconds=float(job["seconds"]),
-                client_timeout=float(job.get("client_timeout", 5.0)),
-            )
-        window = time.perf_counter() - started
-        server_cpu = cpu_seconds_of(server_pids) - server_before
-        proxy_cpu = cpu_seconds_of(proxy_pids) - proxy_before
+            levels = [
+                await _measured(
+                    server_pids,
+                    proxy_pids,
+                    storm.storm(
+                        target,
+                        code,
+                        run_id,
+                        factor=float(job["factor"]),
+                        capacity_rate=float(job["configured"]),
+                        seconds=float(job["seconds"]),
+                        client_timeout=float(job.get("client_timeout", 5.0)),
+                    ),
+                )
+            ]
     finally:
         await host.close()
         await target.close()
+    admitted: dict[str, int] = {}
+    for level in levels:
+        admitted.update(level.pop("admitted"))
+    if job["mode"] != "capacity":
+        return {"code": code, "admitted": admitted, **levels[0]}
+    reference = [level for level in levels if level["loops"] in job.get("reference_levels", job["levels"])]
+    top: dict[str, Any] = max(reference, key=per_cpu)
+    best = {**top, "levels": levels}
+    per_process = [level for level in levels if level["loops"] in job.get("per_process_levels", ())]
+    if per_process:
+        best["per_process_best"] = max(per_process, key=per_cpu)
+    return {"code": code, "admitted": admitted, **best}
+
+
+async def _measured(server_pids: list[int], proxy_pids: list[int], phase: Awaitable[Any]) -> dict[str, Any]:
+    """Run one phase of ``storm`` and count the server and proxy CPU it took."""
+    server_before, proxy_before = cpu_seconds_of(server_pids), cpu_seconds_of(proxy_pids)
+    started = time.perf_counter()
+    offered = await phase
+    window = time.perf_counter() - started
+    server_cpu = cpu_seconds_of(server_pids) - server_before
+    proxy_cpu = cpu_seconds_of(proxy_pids) - proxy_before
     admitted = offered.statuses[201]
     return {
-        "code": code,
         "admitted": dict(offered.admitted),
         "statuses": {str(k): v for k, v in sorted(offered.statuses.items())},
         "timeouts": offered.timeouts,
@@ -86,6 +121,10 @@ async def _drive(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def per_cpu(level: dict[str, Any]) -> float:
+    return float(level["joins_per_server_cpu_s"] or 0)
+
+
 def run(job: dict[str, Any]) -> dict[str, Any]:
     import django
 
@@ -93,6 +132,17 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     from quiz.management.commands.quiz_loadtest import _run, host_login
     from quiz.models import Player
 
+    if job["mode"] == "capacity":
+        from realtime.conf import realtime_settings
+
+        # More loops than the front door lets in at once would measure its
+        # refusals (and the loops' Retry-After sleeps), not the joins.
+        most = int(realtime_settings.front_door["MAX_IN_FLIGHT"])
+        levels = [int(n) / int(job.get("processes", 1)) for n in job["levels"]]
+        if not levels or min(levels) < 1 or max(levels) >= most:
+            raise ValueError(
+                f"levels: each between 1 and MAX_IN_FLIGHT - 1 ({most - 1}) per process, got {job['levels']}"
+            )
     job["host"] = host_login({"host_user": None, "host_password": None})
     configured = None
     if job["mode"] == "global":

@@ -232,12 +232,20 @@ class Scale:
     def joins(self, servers: list[srv.Server], url: str, proxy: Nginx | None) -> dict[str, Any]:
         bench = self.bench
         runs = []
+        reference = self.join_levels()
+        # Several processes behind the proxy: the reference levels (the same loops
+        # in all as one process had) and each times their number (the same loops
+        # per process: the load each process batches), reported apart.
+        per_process = sorted({loops * len(servers) for loops in reference}) if len(servers) > 1 else []
         for _ in range(max(1, bench.args.repeat or bench.sizes.repeat)):
             job = {
                 "mode": "capacity",
                 "urls": [url],
                 "seconds": bench.sizes.joins_seconds,
-                "loops": bench.sizes.joins_loops,
+                "levels": sorted(set(reference) | set(per_process)),
+                "reference_levels": reference,
+                "per_process_levels": per_process,
+                "processes": len(servers),
                 "server_pids": [s.pid for s in servers],
                 "proxy_pids": proxy.pids() if proxy else [],
             }
@@ -246,7 +254,21 @@ class Scale:
         if len(runs) > 1:
             best = dict(best)
             best["all_joins_per_server_cpu_s"] = [r.get("joins_per_server_cpu_s") for r in runs]
+        if per_process:
+            best = dict(best)
+            best["per_process_best"] = max(
+                (r["per_process_best"] for r in runs if r.get("per_process_best")),
+                key=lambda level: level.get("joins_per_server_cpu_s") or 0,
+            )
+            best["all_per_process_joins_per_server_cpu_s"] = [
+                (r.get("per_process_best") or {}).get("joins_per_server_cpu_s") for r in runs
+            ]
         return best
+
+    def join_levels(self) -> list[int]:
+        """The capacity levels (``bench.fanout.joins`` checks them against the
+        servers' in-flight limit)."""
+        return [int(n) for n in self.bench.sizes.joins_levels.split(",") if n.strip()]
 
     def joins_run(self, job: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
         """Run :mod:`bench.fanout.joins` with the servers' database and ``env``

@@ -97,6 +97,13 @@ def render_scale(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             f"{_n(r.get('joins_per_server_cpu_s'))} per server CPU-s, p99 {_n(r.get('p99_201_ms'))} ms, "
             f"statuses {r.get('statuses')}, stored = 201s: {r.get('stored_match')}{proxy}"
         )
+        if r.get("levels"):
+            levels = ", ".join(
+                f"{level['loops']}: {_n(level.get('joins_per_s'))}/s "
+                f"{_n(level.get('joins_per_server_cpu_s'))}/CPU-s"
+                for level in r["levels"]
+            )
+            lines.append(f"    levels (loops: joins/s, per server CPU-s): {levels}")
     g = scale.get("scale-global")
     if isinstance(g, dict) and "admitted_rate" in g:
         lines.append(
@@ -165,6 +172,23 @@ def scale_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     for suffix in ("1", "1r"):
         per_cpu("fan-out", "deliveries_per_server_cpu_s", f"fanout-{suffix}", "fanout-2", True)
         per_cpu("joins", "joins_per_server_cpu_s", f"joins-{suffix}", "joins-2", False)
+    two = scale.get("joins-2")
+    if isinstance(two, dict) and two.get("per_process_best") and "joins-1" in scale:
+        # Not the goal's figure: the same loops per process (each process batches
+        # what one process batched), beside the goal's same loops in all.
+        a = _get(scale, "joins-1", "joins_per_server_cpu_s")
+        b = two["per_process_best"].get("joins_per_server_cpu_s")
+        ratio = _ratio(b, a)
+        goals.append(
+            {
+                "server": "2 + nginx",
+                "goal": f"(info) joins per server CPU-s, same loops per process, vs {REFERENCES['joins-1']}",
+                "met": None,
+                "detail": "not measured"
+                if ratio is None
+                else f"{_n(b)} ({two['per_process_best'].get('loops')} loops) vs {_n(a)} = {ratio:.0%}",
+            }
+        )
     g = scale.get("scale-global")
     if isinstance(g, dict):
         off = g.get("admitted_vs_configured")

@@ -103,3 +103,37 @@ def test_a_quick_scale_run_delivers_exactly_once_behind_nginx(tmp_path: Path) ->
     assert idle["kib_per_connection"] > 0
     # 2 events at once, then 2 at the leaderboard's pace: 4 to each of the 400.
     assert (idle["expected"], idle["paced"]["publish"]["publish_acks"]) == (1600, 2)
+
+
+@needs_nginx
+@needs_redis
+@pytest.mark.timeout(RUN_TIMEOUT + 10)
+def test_a_quick_joins_run_measures_each_level_below_the_in_flight_limit(tmp_path: Path) -> None:
+    report = tmp_path / "joins.json"
+    command = [
+        *(_python(), "-m", "bench.fanout", "--quick", "--servers", "ours-daphne"),
+        *("--scenarios", "scale-joins", "--json", str(report)),
+    ]
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    scale = json.loads(report.read_text())["results"]["scale"]
+    assert sorted(scale) == ["joins-1", "joins-1r", "joins-2"]
+    # One process: the quick levels (4 and 16 loops, below MAX_IN_FLIGHT 64). Two behind
+    # nginx: the same loops in all, and the same loops per process (8 and 32).
+    expected_levels = {"joins-1": [4, 16], "joins-1r": [4, 16], "joins-2": [4, 8, 16, 32]}
+    for name, figures in scale.items():
+        levels = figures["levels"]
+        assert (name, [level["loops"] for level in levels]) == (name, expected_levels[name])
+        # Every 201 is a stored player, and each level measured its own server CPU.
+        assert (name, figures["stored_match"]) == (name, True)
+        assert all(level["server_cpu_s"] > 0 for level in levels), levels
+        # The goal's figure is the best of the same loops in all as one process had.
+        assert figures["loops"] in (4, 16)
+        assert figures["joins_per_server_cpu_s"] == max(
+            level["joins_per_server_cpu_s"] for level in levels if level["loops"] in (4, 16)
+        )
+    assert scale["joins-2"]["per_process_best"]["loops"] in (8, 32)
+    assert "per_process_best" not in scale["joins-1"]
