@@ -67,6 +67,15 @@ def install() -> None:
             scope["headers"] = [(name.lower(), value) for name, value in scope["headers"]]
 
     async def send(self: Any, message: Any) -> None:
+        if (
+            message.get("type") == "websocket.close"
+            and self.handshake_complete
+            and (self.close_sent or self.transport.is_closing())
+        ):
+            # The connection is closing already (the client went first, or a close was sent):
+            # nothing is left to do. The library raises RuntimeError here, where its legacy
+            # protocol and daphne take the close as done.
+            return
         await library_send(self, message)
         if self.handshake_complete:
             # Read only while the handshake is answered (uvicorn's handle_connect and send).

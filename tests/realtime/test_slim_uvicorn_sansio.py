@@ -115,6 +115,20 @@ async def test_send_waits_while_the_transport_is_over_its_high_water_mark(tuned:
     await close(protocol)
 
 
+async def test_a_close_once_the_transport_is_closing_is_done_not_an_error(tuned: None) -> None:
+    """The client went first: a close the application sends then writes nothing and raises nothing."""
+    protocol, transport, sends = await open_connection()
+    send = await sends.get()
+    transport.closing = True
+    await send({"type": "websocket.close", "code": 1000, "reason": ""})
+    assert transport.written[1:] == []
+    transport.closing = False
+    await send({"type": "websocket.close", "code": 1008, "reason": ""})
+    await send({"type": "websocket.close", "code": 1000, "reason": ""})  # closed already: done
+    assert [frame[:4] for frame in transport.written[1:]] == [b"\x88\x02\x03\xf0"]
+    await close(protocol)
+
+
 async def test_a_flag_wakes_every_waiter_and_keeps_no_list_while_none_waits() -> None:
     flag = Flag()
     waiters = [asyncio.ensure_future(flag.wait()) for _ in range(2)]
