@@ -114,9 +114,10 @@ def loadtest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
             process.wait(timeout=10)
 
 
-def _command(server: Server, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def _manage(command: str, server: Server, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``manage.py <command> --url=<the server> <args>``, as a user runs it against a server."""
     return subprocess.run(
-        [sys.executable, "manage.py", "quiz_loadtest", f"--url={server.url}", *args],
+        [sys.executable, "manage.py", command, f"--url={server.url}", *args],
         cwd=REPO_ROOT,
         env=server.env,
         capture_output=True,
@@ -124,6 +125,10 @@ def _command(server: Server, *args: str, timeout: float) -> subprocess.Completed
         timeout=timeout,
         check=False,
     )
+
+
+def _command(server: Server, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return _manage("quiz_loadtest", server, *args, timeout=timeout)
 
 
 @pytest.mark.e2e
@@ -248,15 +253,7 @@ def test_the_command_fails_when_it_cannot_log_in_as_the_host(loadtest_server: Se
 
 
 def _storm(server: Server, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", "quiz_storm", f"--url={server.url}", *args],
-        cwd=REPO_ROOT,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return _manage("quiz_storm", server, *args, timeout=timeout)
 
 
 @pytest.mark.e2e

@@ -306,6 +306,11 @@ def test_a_refusal_from_the_bytes_gets_daphnes_access_log_line(overloaded) -> No
 
 # RFC 6455 §1.3's own example key and answer.
 KEY, ACCEPT = b"dGhlIHNhbXBsZSBub25jZQ==", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+# The upgrade accepted with AppSync's subprotocol, as daphne answers it, before a refusal.
+SWITCHING = (
+    b"HTTP/1.1 101 Switching Protocols\r\nServer: daphne\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Protocol: aws-appsync-event-ws\r\nSec-WebSocket-Accept: " + ACCEPT + b"\r\n\r\n"
+)
 CONNECTION_ERROR = (
     b'{"type":"connection_error","errors":[{"errorType":"LimitExceededError","errorCode":429,'
     b'"message":"Too many connections right now; retry with backoff."}]}'
@@ -381,10 +386,7 @@ def test_a_connect_while_the_loop_is_late_is_refused_in_the_front_doors_shape_by
         upgrade("/event/realtime", b"Sec-WebSocket-Protocol: aws-appsync-event-ws, header-e30")
     )
 
-    assert transport.value() == (
-        b"HTTP/1.1 101 Switching Protocols\r\nServer: daphne\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Protocol: aws-appsync-event-ws\r\nSec-WebSocket-Accept: " + ACCEPT + b"\r\n\r\n"
-    )
+    assert transport.value() == SWITCHING
     transport.clear()
     # The client's connection_init is answered with the refusal, then its close ends the connection.
     transport.protocol.dataReceived(CONNECTION_INIT)
@@ -408,10 +410,7 @@ def test_a_late_connect_twisted_parsed_is_refused_by_daphnes_request_the_same_wa
     channel.dataReceived(data[:40])
     channel.dataReceived(data[40:])
 
-    assert transport.value() == (
-        b"HTTP/1.1 101 Switching Protocols\r\nServer: daphne\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Protocol: aws-appsync-event-ws\r\nSec-WebSocket-Accept: " + ACCEPT + b"\r\n\r\n"
-    )
+    assert transport.value() == SWITCHING
     transport.clear()
     transport.protocol.dataReceived(CONNECTION_INIT)
     assert transport.value() == REFUSAL_FRAMES
