@@ -117,19 +117,13 @@ def parse_plain_request(data: bytes) -> tuple[bytes, bytes, list[tuple[bytes, by
     close``, HTTP/1.0, anything malformed) is ``None``: Twisted reads it as usual.
     Header names are lower-cased, values stripped.
     """
-    if len(data) > MAX_FAST_REQUEST:
+    head = _split_head(data)
+    if head is None:
         return None
-    head_end = data.find(b"\r\n\r\n")
-    if head_end < 0:
-        return None
-    lines = data[:head_end].split(b"\r\n")
-    request_line = lines[0].split(b" ")
-    if len(request_line) != 3 or request_line[2] != FAST_VERSION:
-        return None
-    method, target, _ = request_line
+    (method, target), lines, head_end = head
     headers: list[tuple[bytes, bytes]] = []
     length = None
-    for line in lines[1:]:
+    for line in lines:
         name, colon, value = line.partition(b":")
         name = name.lower()
         value = value.strip()
@@ -164,17 +158,14 @@ def parse_upgrade_request(data: bytes) -> tuple[bytes, dict[bytes, bytes]] | Non
     else is ``None``: Twisted and daphne read it as usual. Header names are
     lower-cased, values stripped of blanks.
     """
-    if len(data) > MAX_FAST_REQUEST or not data.startswith(b"GET "):
+    head = _split_head(data) if data.startswith(b"GET ") else None
+    if head is None:
         return None
-    head_end = data.find(b"\r\n\r\n")
-    if head_end < 0 or head_end + 4 != len(data):
-        return None
-    lines = data[:head_end].split(b"\r\n")
-    request_line = lines[0].split(b" ")
-    if len(request_line) != 3 or request_line[2] != FAST_VERSION:
+    (_, target), lines, head_end = head
+    if head_end + 4 != len(data):
         return None
     headers: dict[bytes, bytes] = {}
-    for line in lines[1:]:
+    for line in lines:
         name, colon, value = line.partition(b":")
         if not colon or _HEADER_NAME.fullmatch(name) is None:
             return None
@@ -185,7 +176,22 @@ def parse_upgrade_request(data: bytes) -> tuple[bytes, dict[bytes, bytes]] | Non
         headers[name] = value
     if headers.get(b"upgrade", b"").lower() != b"websocket":
         return None
-    return request_line[1], headers
+    return target, headers
+
+
+def _split_head(data: bytes) -> tuple[tuple[bytes, bytes], list[bytes], int] | None:
+    """``((method, target), header lines, where the head ends)`` of an HTTP/1.1 request whose head
+    is whole in ``data`` and no longer than :data:`MAX_FAST_REQUEST` allows, else ``None``."""
+    if len(data) > MAX_FAST_REQUEST:
+        return None
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    lines = data[:head_end].split(b"\r\n")
+    request_line = lines[0].split(b" ")
+    if len(request_line) != 3 or request_line[2] != FAST_VERSION:
+        return None
+    return (request_line[0], request_line[1]), lines[1:], head_end
 
 
 def hand_over(transport: Any, protocol: Any) -> None:
