@@ -1,6 +1,9 @@
 """Settings for the test suite: the embedded default, made fast."""
 
+import atexit
 import os
+import shutil
+import tempfile
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -34,6 +37,16 @@ QUIZ = {"WORKER": "external"}
 # Rate limits count in the process: tests that share them through Redis say so.
 REALTIME = {**REALTIME, "RELAY": "external", "LIMITS_REDIS_URL": None}  # noqa: F405
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, as the embedded default keeps its data, not Django's in-memory test database:
+    # in memory, SQLite's shared cache locks whole tables, and a read that meets another
+    # thread's open write (the scoring worker's, a group commit's) fails at once with "database
+    # table is locked" instead of waiting as WAL readers do. One file per test process (each
+    # xdist worker adds its own suffix) in a directory of its own, removed with the WAL's files
+    # when the process ends.
+    _test_database_dir = tempfile.mkdtemp(prefix="realtime-test-")
+    atexit.register(shutil.rmtree, _test_database_dir, ignore_errors=True)
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(_test_database_dir, "db.sqlite3")}  # noqa: F405
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
     # The same backend, flushing with DELETE between transactional tests (see the module).
     DATABASES["default"]["ENGINE"] = "tests.postgresql_delete"  # noqa: F405
