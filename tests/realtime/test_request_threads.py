@@ -25,6 +25,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import override_settings
 from django.urls import path
 
+from config.asgi import application
 from realtime.transport.request_threads import RequestThreads
 
 WAIT = 5.0
@@ -374,3 +375,15 @@ async def test_with_persistent_connections_the_leased_thread_keeps_its_connectio
     assert what_happened(recorded.database) == ["query", "query"]
     [(_, _, first), (_, _, second)] = recorded.database
     assert first is second and first.connection is not None
+
+
+# -- the site ----------------------------------------------------------------------------
+
+
+@pytest.mark.urls("config.urls")
+async def test_the_site_serves_http_requests_from_leased_threads(recorded):
+    for number in range(5):
+        assert (await get(application, "/healthz", str(number)))[0] == 200
+
+    [thread] = set(recorded.started.values()) | set(recorded.finished)
+    assert thread.name.startswith("http-request")
