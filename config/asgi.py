@@ -18,6 +18,7 @@ from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.transport.daphne_door import shed_in_daphne  # noqa: E402
 from realtime.transport.frontdoor import FrontDoor  # noqa: E402
 from realtime.transport.gates import connect_gate, event_gate  # noqa: E402
+from realtime.transport.request_threads import RequestThreads  # noqa: E402
 from realtime.transport.server_tuning import tune_websocket_servers  # noqa: E402
 
 # Lighter WebSocket connections under daphne and uvicorn (SERVER_TUNING=0 turns it off):
@@ -26,11 +27,13 @@ if settings.SERVER_TUNING:
     tune_websocket_servers()
 
 # Joins, POST /event and WebSocket connects are admitted (or refused with 429)
-# before Django builds a request for them (realtime.transport.frontdoor).
+# before Django builds a request for them (realtime.transport.frontdoor). Each
+# HTTP request's sync work runs in a thread it leases, not one started for it
+# (realtime.transport.request_threads).
 application = FrontDoor(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            "http": RequestThreads(django_asgi_app),
             "websocket": URLRouter(websocket_urlpatterns),
         }
     ),

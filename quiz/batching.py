@@ -60,8 +60,8 @@ async def db_call(fn: Callable[..., R], *args: object) -> R:
 def _caller_context() -> contextvars.Context:
     """The current context, for a database call made on the caller's behalf.
 
-    Without the request's ``ThreadSensitiveContext`` (under daphne a thread per
-    request, gone with it: the batch goes to the one shared thread instead) and
+    Without the request's ``ThreadSensitiveContext`` (the request's own thread,
+    leased for the request alone: the batch goes to the one shared thread instead) and
     without the request id on log lines. A caller that is sync code waiting in
     ``async_to_sync`` keeps its thread: the batch runs there, where the caller's
     thread-sensitive work runs, instead of waiting for a thread the caller holds.

@@ -106,6 +106,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="realtime.E027",
             )
         )
+    idle_threads = realtime_settings._get("IDLE_REQUEST_THREADS")
+    if isinstance(idle_threads, bool) or not isinstance(idle_threads, int) or idle_threads < 0:
+        messages.append(
+            Error(
+                "REALTIME['IDLE_REQUEST_THREADS'] must be a whole number, 0 or more.",
+                hint="Threads kept for HTTP requests' sync work; 0 ends each request's thread with it.",
+                id="realtime.E028",
+            )
+        )
     rate_names = (
         "CONNECT_RATE",
         "CONNECT_RATE_PER_CLIENT",

@@ -123,6 +123,13 @@ DEFAULTS: dict[str, Any] = {
         "TRUSTED_PROXY_HEADER": None,
         "TRUSTED_PROXIES": [],
     },
+    # HTTP requests' threads kept idle between requests (each request leases one
+    # for its sync work alone and gives it back; realtime.transport.request_threads,
+    # realtime.E028): beyond this many, a request's thread ends with it; 0 keeps
+    # none. As many as the HTTP requests the process serves at once (the front door
+    # admits FRONT_DOOR["MAX_IN_FLIGHT"] gated ones) and no request starts a thread.
+    # With CONN_MAX_AGE above 0, each idle thread keeps its database connection open.
+    "IDLE_REQUEST_THREADS": 64,
     # Frames queued for one connection before it is closed as too slow (DESIGN §5).
     "OUTBOUND_BUFFER_SIZE": 1000,
     # Under daphne and uvicorn, write each event's pre-built frame straight to the
@@ -306,6 +313,10 @@ class RealtimeSettings:
     @property
     def outbound_buffer_size(self) -> int:
         return int(self._get("OUTBOUND_BUFFER_SIZE"))
+
+    @property
+    def idle_request_threads(self) -> int:
+        return int(self._get("IDLE_REQUEST_THREADS"))
 
     @property
     def direct_writes(self) -> bool:

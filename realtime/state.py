@@ -41,6 +41,10 @@ Kept for the life of the process on purpose, never reset here:
 - ``quiz.services`` group commits and ``quiz.worker``'s worker: they hold
   requests being written and answers being scored; the worker is a
   ``lifecycle`` service;
+- the idle threads of ``realtime.transport.request_threads.RequestThreads``
+  (the site's HTTP application holds them): a thread may be running a
+  request's sync work; ``IDLE_REQUEST_THREADS`` bounds them as each request
+  gives its thread back;
 - ``realtime.core.rates.parse_rate``'s memo: a pure function's answers, never stale;
 - ``realtime_settings`` and ``quiz_settings``: views of settings, holding nothing.
 """

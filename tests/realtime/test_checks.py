@@ -99,6 +99,15 @@ def test_an_inbound_event_lease_outside_0_to_1_second_is_e027(lease, expected):
     assert [id_ for id_ in settings_errors(INBOUND_EVENT_LEASE=lease) if id_ == "realtime.E027"] == expected
 
 
+@pytest.mark.parametrize(
+    ("threads", "expected"),
+    [(0, []), (64, []), *((wrong, ["realtime.E028"]) for wrong in (-1, 2.5, "8", True, None))],
+)
+def test_idle_request_threads_other_than_a_whole_number_from_0_is_e028(threads, expected):
+    errors = settings_errors(IDLE_REQUEST_THREADS=threads)
+    assert [id_ for id_ in errors if id_ == "realtime.E028"] == expected
+
+
 def test_no_channel_layer_is_w001():
     with override_settings(CHANNEL_LAYERS={}):
         assert ids(check_channel_layer()) == ["realtime.W001"]
