@@ -10,12 +10,19 @@ over, starts a second thread to join it: two thread starts per request, a fifth 
 the event loop's time under a storm of joins (docs/DESIGN.md, "`transport/`").
 
 :class:`RequestThreads` keeps the guarantee and starts no thread per request. It
-wraps Django's ASGI application and runs each request inside
-``ThreadSensitiveContext(executor=...)`` with a single-thread executor leased to that
-request alone; Django's own context inside it then changes nothing (the outermost
-one wins). When the request is over the executor goes back to the idle ones, at most
+wraps Django's ASGI application and enters the request's ``ThreadSensitiveContext()``
+itself, as the outermost one (Django's own inside it then changes nothing), with a
+single-thread executor leased to that request alone already in place as the
+context's executor. When the request is over the executor is taken back before the
+context exits (which would shut it down) and goes back to the idle ones, at most
 ``REALTIME["IDLE_REQUEST_THREADS"]`` of them; one more is shut down without waiting
 for its thread, which then ends by itself.
+
+Not ``ThreadSensitiveContext(executor=...)``, which asgiref offers for an executor
+the caller owns: a task the request started that outlives it (a shared cache load,
+a service started by the first request) would then fail its next thread-sensitive
+call ("ThreadSensitiveContext has exited"). Here such a task finds no executor for
+the request's context and asgiref starts one for it, exactly as under Django alone.
 
 An executor that still has work when its request is over is never leased again:
 the request was cancelled from outside while a sync call ran (asgiref lets the
@@ -37,7 +44,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 
 from realtime.conf import realtime_settings
 
@@ -113,8 +120,15 @@ class RequestThreads:
             await self.app(scope, receive, send)
             return
         executor = self.threads.lease()
+        executors = SyncToAsync.context_to_thread_executor
         try:
-            async with ThreadSensitiveContext(executor=executor):
-                await self.app(scope, receive, send)
+            async with ThreadSensitiveContext() as context:
+                executors[context] = executor
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    # Taken back before the context exits, which would shut it down.
+                    if executors.get(context) is executor:
+                        del executors[context]
         finally:
             self.threads.give_back(executor)

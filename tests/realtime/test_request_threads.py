@@ -83,8 +83,25 @@ def database(request: HttpRequest) -> HttpResponse:
     return HttpResponse("queried")
 
 
+# Tasks a request started that outlive it (asyncio keeps only weak references to tasks).
+outliving: list[asyncio.Task[threading.Thread]] = []
+
+
+async def starts_a_task(request: HttpRequest) -> HttpResponse:
+    """Starts a task that makes a thread-sensitive call once the request is over."""
+    await sync_to_async(seen.view)(request)
+
+    async def later() -> threading.Thread:
+        await asyncio.to_thread(seen.release.wait, WAIT)
+        return await sync_to_async(threading.current_thread)()
+
+    outliving.append(asyncio.get_running_loop().create_task(later()))
+    return HttpResponse("started")
+
+
 urlpatterns = [
     path("plain", plain),
+    path("starts-a-task", starts_a_task),
     path("blocking", blocking),
     path("together", together),
     path("database", database),
@@ -294,6 +311,22 @@ async def test_a_client_gone_during_a_sync_call_ends_its_request_once_its_thread
     assert recorded.finished == [recorded.views["next"], recorded.views["gone"]]
     assert len(app.threads) == 2
     assert not any(executor.busy for executor in app.threads.idle())
+
+
+async def test_a_task_that_outlives_its_request_gets_a_thread_of_its_own_not_the_leased_one(app, recorded):
+    outliving.clear()
+    assert await get(app, "/starts-a-task", "first") == (200, b"started")
+    # The request's thread went back to the idle ones; the next request leases it.
+    assert await get(app, "/plain", "next") == (200, b"done")
+    assert recorded.views["next"] is recorded.views["first"]
+
+    recorded.release.set()
+    thread = await asyncio.wait_for(outliving.pop(), WAIT)
+
+    # As under Django alone: asgiref starts a thread for the ended request's context.
+    assert thread is not recorded.views["first"]
+    assert thread is not threading.main_thread()
+    assert len(app.threads) == 1
 
 
 async def test_an_application_that_raises_gives_its_idle_thread_back(recorded):
