@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connections
 
 from realtime.ops.logs import background_context
@@ -66,9 +66,7 @@ def _caller_context() -> contextvars.Context:
     ``async_to_sync`` keeps its thread: the batch runs there, where the caller's
     thread-sensitive work runs, instead of waiting for a thread the caller holds.
     """
-    context = background_context()
-    context.run(SyncToAsync.thread_sensitive_context.set, None)  # type: ignore[arg-type]
-    return context
+    return background_context()
 
 
 class GroupCommit(Generic[T, R]):

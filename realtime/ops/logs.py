@@ -32,6 +32,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from asgiref.sync import SyncToAsync
+
 REDACTED = "[REDACTED]"
 
 connection_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -75,7 +77,13 @@ def bind_connection(connection_id: str) -> None:
 
 
 def background_context() -> contextvars.Context:
-    """A copy of the current context without ids: for long-lived tasks a request starts."""
+    """A copy of the current context for long-lived tasks a request starts: no ids, no request thread.
+
+    Without the request's ``ThreadSensitiveContext`` too: an HTTP request's thread-sensitive
+    calls run in a thread of that request's, gone (or another request's) once it ends, so a
+    task that outlives it would get a thread of its own. Its thread-sensitive calls go to the
+    process's one shared sync thread instead, whichever request or connection started it.
+    """
     context = contextvars.copy_context()
     context.run(_clear)
     return context
@@ -84,6 +92,7 @@ def background_context() -> contextvars.Context:
 def _clear() -> None:
     connection_id_var.set(None)
     request_id_var.set(None)
+    SyncToAsync.thread_sensitive_context.set(None)  # type: ignore[arg-type]  # None: no request's
 
 
 class ContextFilter(logging.Filter):

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import io
 import json
 import logging
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.test import AsyncClient, Client, RequestFactory, override_settings
 
 from realtime import signals
@@ -262,3 +266,22 @@ def test_log_format_json_makes_the_site_log_json_lines_without_secrets():
     [line] = [json.loads(text) for text in result.stderr.splitlines()]
     assert line["message"] == "key rt-[REDACTED]"
     assert line["level"] == "WARNING" and line["logger"] == "realtime.x"
+
+
+async def test_a_task_a_request_starts_in_the_background_uses_the_shared_thread_not_the_request_s():
+    """What ``background_context`` starts outlives the request: never the request's thread."""
+
+    async def thread_of(context: Any) -> threading.Thread:
+        return await asyncio.get_running_loop().create_task(
+            sync_to_async(threading.current_thread)(), context=context
+        )
+
+    shared = await sync_to_async(threading.current_thread)()
+    async with ThreadSensitiveContext():
+        request_thread = await sync_to_async(threading.current_thread)()
+        inherited = await thread_of(contextvars.copy_context())
+        background = await thread_of(background_context())
+
+    assert inherited is request_thread
+    assert request_thread is not shared
+    assert background is shared
