@@ -188,6 +188,15 @@ def ended(thread: threading.Thread) -> bool:
     return not thread.is_alive()
 
 
+async def together(app: Any, recorded: Seen, label: str, count: int) -> set[threading.Thread]:
+    """Runs ``count`` requests that can only all answer at once; the threads their views ran in."""
+    recorded.views.clear()
+    recorded.barrier = threading.Barrier(count)
+    answers = await asyncio.gather(*(get(app, "/together", f"{label}-{number}") for number in range(count)))
+    assert answers == [(200, b"together")] * count
+    return set(recorded.views.values())
+
+
 # -- one thread, leased again ------------------------------------------------------------
 
 
@@ -204,12 +213,7 @@ async def test_sequential_requests_run_on_one_leased_thread(app, recorded):
 
 
 async def test_concurrent_requests_each_have_a_thread_of_their_own(app, recorded):
-    recorded.barrier = threading.Barrier(4)
-
-    answers = await asyncio.gather(*(get(app, "/together", str(number)) for number in range(4)))
-
-    assert answers == [(200, b"together")] * 4
-    assert len(set(recorded.views.values())) == 4
+    assert len(await together(app, recorded, "at-once", 4)) == 4
     # Each request's sync receivers ran in that request's thread, the view's.
     assert recorded.started == recorded.views
     assert sorted(map(id, recorded.finished)) == sorted(map(id, recorded.views.values()))
@@ -217,15 +221,9 @@ async def test_concurrent_requests_each_have_a_thread_of_their_own(app, recorded
 
 
 async def test_the_threads_of_concurrent_requests_are_leased_again_afterwards(app, recorded):
-    recorded.barrier = threading.Barrier(3)
-    await asyncio.gather(*(get(app, "/together", f"first-{number}") for number in range(3)))
-    first = set(recorded.views.values())
-    recorded.views.clear()
+    first = await together(app, recorded, "first", 3)
 
-    recorded.barrier = threading.Barrier(3)
-    await asyncio.gather(*(get(app, "/together", f"again-{number}") for number in range(3)))
-
-    assert set(recorded.views.values()) == first
+    assert await together(app, recorded, "again", 3) == first
 
 
 # -- the bound on idle threads -----------------------------------------------------------
@@ -233,22 +231,15 @@ async def test_the_threads_of_concurrent_requests_are_leased_again_afterwards(ap
 
 @override_settings(REALTIME={"IDLE_REQUEST_THREADS": 2})
 async def test_threads_beyond_the_idle_bound_end(app, recorded):
-    recorded.barrier = threading.Barrier(4)
+    threads = await together(app, recorded, "first", 4)
 
-    answers = await asyncio.gather(*(get(app, "/together", str(number)) for number in range(4)))
-
-    assert answers == [(200, b"together")] * 4
     assert len(app.threads) == 2
-    threads = set(recorded.views.values())
     assert len(threads) == 4
     await asyncio.to_thread(eventually, lambda: sum(thread.is_alive() for thread in threads) == 2)
     kept = {thread for thread in threads if thread.is_alive()}
     assert len(kept) == 2
     # The two kept serve the next requests.
-    recorded.views.clear()
-    recorded.barrier = threading.Barrier(2)
-    await asyncio.gather(*(get(app, "/together", f"again-{number}") for number in range(2)))
-    assert set(recorded.views.values()) == kept
+    assert await together(app, recorded, "again", 2) == kept
 
 
 @override_settings(REALTIME={"IDLE_REQUEST_THREADS": 0})
