@@ -20,9 +20,11 @@ for its thread, which then ends by itself.
 
 Not ``ThreadSensitiveContext(executor=...)``, which asgiref offers for an executor
 the caller owns: a task the request started that outlives it (a shared cache load,
-a service started by the first request) would then fail its next thread-sensitive
-call ("ThreadSensitiveContext has exited"). Here such a task finds no executor for
-the request's context and asgiref starts one for it, exactly as under Django alone.
+say) would then fail its next thread-sensitive call ("ThreadSensitiveContext has
+exited"). Here such a task finds no executor for the request's context and asgiref
+starts one for it, exactly as under Django alone. (Long-lived services a request
+starts run in :func:`realtime.ops.logs.background_context`, without the request's
+context: on the process's shared sync thread.)
 
 An executor that still has work when its request is over is never leased again:
 the request was cancelled from outside while a sync call ran (asgiref lets the
