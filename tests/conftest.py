@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from django.db import connections
 
 from realtime.state import reset_all
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The SQLite test database's directory (config/settings/test.py): a pytest-xdist worker
+    # ends without running atexit hooks, so each process removes its own here too.
+    settings_module = sys.modules.get("config.settings.test")
+    directory = getattr(settings_module, "_test_database_dir", None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
