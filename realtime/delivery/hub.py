@@ -36,6 +36,18 @@ from realtime.ops.metrics import metrics
 FENCE_SECONDS = 10.0
 
 
+def already_has(floor: int, floor_epoch: str | None, offset: int, epoch: str | None) -> bool:
+    """Whether a subscriber that has its stream up to ``floor`` of ``floor_epoch`` has the event
+    at ``offset`` of the stream named ``epoch``.
+
+    Another epoch is the stream restarted, numbering from 1 again: all of it is new. Where either
+    epoch is unknown (a process that sends none), only the offset can tell.
+    """
+    if epoch is None or floor_epoch is None:
+        return offset <= floor
+    return epoch == floor_epoch and offset <= floor
+
+
 @dataclass(frozen=True, slots=True)
 class _Fence:
     """What one recovered subscription has of its stream already (see :meth:`Hub.fence`)."""
@@ -49,12 +61,12 @@ class _Fence:
     def holds_back(self, offset: int, epoch: str | None, now: float) -> bool:
         """Whether the event at ``offset`` of the stream named ``epoch`` is one the subscriber has
         (else the fence falls: every later event is new to it)."""
-        if epoch is None or self.epoch is None:
-            return offset <= self.floor and now < self.until
+        if not already_has(self.floor, self.epoch, offset, epoch):
+            return False
         # Offsets of one epoch are given once each, in order: at or below the floor, the
         # subscriber has the publication, however late its copy, so no time limit is needed.
-        # Another epoch is the stream restarted, numbering from 1 again: all of it is new.
-        return epoch == self.epoch and offset <= self.floor
+        # Without both epochs a restarted stream's offsets look old: trusted only for a while.
+        return (epoch is not None and self.epoch is not None) or now < self.until
 
 
 @dataclass(eq=False, slots=True)
@@ -68,6 +80,28 @@ class LocalSubscription:
     @classmethod
     def create(cls, outbox: Outbox, subscription_id: str, channel: ChannelPath) -> LocalSubscription:
         return cls(outbox, channel.key, protocol.data_frame_prefix(subscription_id))
+
+
+class LiveBuffer:
+    """Holds a recovering subscription's live frames, with their epoch, until its replay has gone out.
+
+    The hub offers it text frames (``wire`` is false: their offsets are read before they go on)
+    and, before each batch, sets
+    :attr:`epoch` to the batch's: the fan-out's ``offer(frame)`` stays one argument for every
+    outbox, and only a key with a buffering subscription pays for the epoch (see
+    :meth:`Hub.deliver`).
+    """
+
+    __slots__ = ("frames", "epoch")
+    wire = False
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[str, str | None]] = []
+        # The epoch of the events being offered (None: no history, or unknown).
+        self.epoch: str | None = None
+
+    def offer(self, frame: str) -> None:
+        self.frames.append((frame, self.epoch))
 
 
 class Hub:
@@ -87,6 +121,8 @@ class Hub:
         self.last_delivered: dict[str, str] = {}
         # Recovered subscriptions per key: what each has of its stream already.
         self._fences: dict[str, dict[LocalSubscription, _Fence]] = {}
+        # Recovering subscriptions per key whose outbox is a LiveBuffer: told each batch's epoch.
+        self._buffering: dict[str, dict[LocalSubscription, LiveBuffer]] = {}
 
     # -- connections ---------------------------------------------------------
 
@@ -113,8 +149,14 @@ class Hub:
     # -- subscriptions -------------------------------------------------------
 
     def add(self, subscription: LocalSubscription) -> None:
-        """Index a subscription: events of its key delivered from now on reach it."""
+        """Index a subscription: events of its key delivered from now on reach it.
+
+        One whose outbox is a :class:`LiveBuffer` is buffering until :meth:`fence`.
+        """
         self._index.setdefault(subscription.key, {})[subscription] = None
+        outbox: object = subscription.outbox
+        if isinstance(outbox, LiveBuffer):
+            self._buffering.setdefault(subscription.key, {})[subscription] = outbox
 
     def fence(self, subscription: LocalSubscription, floor: int, epoch: str | None) -> None:
         """Deliver to ``subscription`` no live event of its stream at or before offset ``floor``
@@ -128,13 +170,24 @@ class Hub:
         another epoch (the stream restarted). An event whose epoch is unknown (sent
         by a process that does not send it) is held back only for
         :data:`FENCE_SECONDS`.
+
+        The subscription has its outbox back: it is no longer buffering.
         """
+        self._stop_buffering(subscription)
         if floor <= 0 or subscription not in self._index.get(subscription.key, ()):
             return
         fences = self._fences.setdefault(subscription.key, {})
         fences[subscription] = _Fence(floor, epoch, self.clock() + FENCE_SECONDS)
 
+    def _stop_buffering(self, subscription: LocalSubscription) -> None:
+        buffering = self._buffering.get(subscription.key)
+        if buffering is not None:
+            buffering.pop(subscription, None)
+            if not buffering:
+                del self._buffering[subscription.key]
+
     def remove(self, subscription: LocalSubscription) -> None:
+        self._stop_buffering(subscription)
         fences = self._fences.get(subscription.key)
         if fences is not None:
             fences.pop(subscription, None)
@@ -164,6 +217,13 @@ class Hub:
             return 0
         targets = list(subs)
         self.last_delivered[key] = events[-1]
+        # A buffering subscription's held frames are filtered by epoch as well as offset
+        # (Started.acknowledge): its buffer is told the batch's epoch here, once per batch,
+        # rather than every outbox's offer() taking an epoch it has no use for.
+        buffering = self._buffering.get(key)
+        if buffering is not None:
+            for buffer in buffering.values():
+                buffer.epoch = epoch
         fences = self._fences.get(key)
         if fences is not None:
             count = self._deliver_fenced(key, targets, fences, events, epoch)

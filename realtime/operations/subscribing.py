@@ -26,7 +26,7 @@ from realtime.core.paths import ChannelPath, presence_key
 from realtime.core.rates import Gcra
 from realtime.delivery.bridge import bridge
 from realtime.delivery.history import HistoryStore, history, resume_token
-from realtime.delivery.hub import LocalSubscription, hub
+from realtime.delivery.hub import LiveBuffer, LocalSubscription, already_has, hub
 from realtime.delivery.outbox import Outbox
 from realtime.exceptions import HandlerError, InvalidChannel, NamespaceNotFound
 from realtime.handlers import HandlerKind
@@ -143,21 +143,6 @@ def connection_stop(outbox: Outbox, subscriptions: Iterable[LocalSubscription]) 
 # -- history and recovery (PROTOCOL §12, "History") ------------------------------------
 
 
-class LiveBuffer:
-    """Holds a recovering subscription's live frames until its replay has gone out."""
-
-    __slots__ = ("frames",)
-    # Text frames, as the hub offers them to an outbox that does not write bytes itself:
-    # their offsets are read before they go on.
-    wire = False
-
-    def __init__(self) -> None:
-        self.frames: list[str] = []
-
-    def offer(self, frame: str) -> None:
-        self.frames.append(frame)
-
-
 @dataclass(slots=True)
 class Started:
     """A live subscription: what its ``subscribe_success`` adds, and what goes out before live events."""
@@ -188,10 +173,11 @@ class Started:
             last = offset
         if self.buffer is not None and self.outbox is not None:
             self.subscription.outbox = self.outbox
-            for frame in self.buffer.frames:
+            for frame, epoch in self.buffer.frames:
                 held = offset_of(frame)
-                # Published before the subscribe: the replay had it (or the client did).
-                if held is None or held > last:
+                # Published before the subscribe: the replay had it (or the client did). The
+                # fence's rule: an event of another epoch (the stream restarted) is new.
+                if held is None or not already_has(last, self.epoch, held, epoch):
                     outbox.offer(frame)
             self.buffer = None
             hub.fence(self.subscription, last, self.epoch)

@@ -421,6 +421,95 @@ def test_a_replayed_event_that_arrives_live_after_the_replay_is_not_sent_again()
     ]
 
 
+# (the replay's epoch, a held event's epoch, its offset, sent): the subscriber has up to 5.
+HELD_TABLE = [
+    # The replay's epoch: at or below 5 the subscriber has it.
+    ("E", "E", 4, False),
+    ("E", "E", 5, False),
+    ("E", "E", 6, True),
+    # Another epoch: the stream restarted, numbering from 1 again; all of it is new.
+    ("E", "F", 1, True),
+    ("E", "F", 5, True),
+    # An event of unknown epoch (a process that sends none), or a replay of unknown epoch: by offset.
+    ("E", None, 5, False),
+    ("E", None, 6, True),
+    (None, "F", 5, False),
+    (None, "F", 6, True),
+]
+
+
+@pytest.mark.parametrize(("replay_epoch", "epoch", "offset", "sent"), HELD_TABLE)
+def test_a_held_live_event_is_dropped_only_when_the_subscriber_has_it(
+    replay_epoch: str | None, epoch: str | None, offset: int, sent: bool
+) -> None:
+    recorder = Recorder()
+    outbox: Any = recorder
+    subscription = LocalSubscription.create(outbox, "s1", parse_channel("/chat/room", allow_wildcard=False))
+    buffer = LiveBuffer()
+    subscription.outbox = buffer  # type: ignore[assignment]
+    buffer.epoch = epoch
+    buffer.offer(subscription.prefix + f'"e{offset}","offset":{offset}}}')
+    started = Started(subscription, {"recovered": True}, (), outbox, buffer, seen=5, epoch=replay_epoch)
+
+    started.acknowledge("s1", outbox)
+
+    success = '{"type":"subscribe_success","id":"s1","recovered":true}'
+    held = f'{{"type":"data","id":"s1","event":"e{offset}","offset":{offset}}}'
+    assert recorder.frames == [success, held] if sent else [success]
+
+
+def test_a_subscription_gone_while_buffering_leaves_nothing_in_the_hub() -> None:
+    channel = parse_channel("/chat/gone", allow_wildcard=False)
+    subscription = LocalSubscription.create(Recorder(), "s1", channel)  # type: ignore[arg-type]
+    buffer = LiveBuffer()
+    subscription.outbox = buffer  # type: ignore[assignment]
+    hub.add(subscription)
+    hub.deliver(channel.key, ['"e1","offset":1'], "E")
+    hub.remove(subscription)
+
+    assert buffer.frames == [('{"type":"data","id":"s1","event":"e1","offset":1}', "E")]
+    assert channel.key not in hub._buffering
+
+
+def test_a_restarted_streams_events_held_during_the_replay_go_out_after_it_each_once() -> None:
+    # Redis lost the stream while the history was read: its new epoch numbers from 1 again,
+    # offsets the replay of the old epoch also has, yet publications the subscriber has not.
+    recorder = Recorder()
+    outbox: Any = recorder
+    channel = parse_channel("/chat/restarted", allow_wildcard=False)
+    subscription = LocalSubscription.create(outbox, "s1", channel)
+    buffer = LiveBuffer()
+    subscription.outbox = buffer  # type: ignore[assignment]
+    hub.add(subscription)
+    try:
+        hub.deliver(channel.key, ['"new1","offset":1', '"new2","offset":2'], "new")
+        started = Started(
+            subscription,
+            {"offset": 3, "epoch": "old", "recovered": True},
+            [(2, '"old2"'), (3, '"old3"')],
+            outbox,
+            buffer,
+            seen=1,
+            epoch="old",
+        )
+        started.acknowledge("s1", outbox)
+        # Its outbox back, the subscription's buffer is told no more epochs.
+        assert channel.key not in hub._buffering
+        hub.deliver(channel.key, ['"new3","offset":3'], "new")
+    finally:
+        hub.remove(subscription)
+
+    assert recorder.frames == [
+        '{"type":"subscribe_success","id":"s1","offset":3,"epoch":"old","recovered":true}',
+        '{"type":"data","id":"s1","event":"old2","offset":2}',
+        '{"type":"data","id":"s1","event":"old3","offset":3}',
+        '{"type":"data","id":"s1","event":"new1","offset":1}',
+        '{"type":"data","id":"s1","event":"new2","offset":2}',
+        '{"type":"data","id":"s1","event":"new3","offset":3}',
+    ]
+    assert subscription.outbox is outbox
+
+
 async def test_a_live_copy_arriving_long_after_the_replay_is_still_not_sent_twice(
     store: Any, chat: Namespace, connect: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
