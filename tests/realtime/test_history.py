@@ -13,7 +13,7 @@ from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
 import realtime
-from realtime.core.paths import parse_channel
+from realtime.core.paths import ChannelPath, parse_channel
 from realtime.delivery.bridge import bridge
 from realtime.delivery.history import history, stores
 from realtime.delivery.hub import LocalSubscription, hub
@@ -364,12 +364,18 @@ class Recorder:
         self.frames.append(text)
 
 
-def test_live_events_held_during_the_replay_go_out_after_it_once() -> None:
+def buffering(channel: ChannelPath) -> tuple[Recorder, LocalSubscription, LiveBuffer]:
+    """A recovering subscription ``s1`` of ``channel``: live frames held in a buffer, outbox a recorder."""
     recorder = Recorder()
-    outbox: Any = recorder
-    subscription = LocalSubscription.create(outbox, "s1", parse_channel("/chat/room", allow_wildcard=False))
+    subscription = LocalSubscription.create(recorder, "s1", channel)  # type: ignore[arg-type]
     buffer = LiveBuffer()
     subscription.outbox = buffer  # type: ignore[assignment]
+    return recorder, subscription, buffer
+
+
+def test_live_events_held_during_the_replay_go_out_after_it_once() -> None:
+    recorder, subscription, buffer = buffering(parse_channel("/chat/room", allow_wildcard=False))
+    outbox: Any = recorder
     prefix = subscription.prefix
     # Live frames that arrived while the history was read: 3 is also in the replay.
     buffer.offer(prefix + '"3","offset":3}')
@@ -398,12 +404,9 @@ def test_live_events_held_during_the_replay_go_out_after_it_once() -> None:
 def test_a_replayed_event_that_arrives_live_after_the_replay_is_not_sent_again() -> None:
     # A publication takes its offset before its layer message reaches this process: the
     # history read can return it, and its live copy come after subscribe_success went out.
-    recorder = Recorder()
-    outbox: Any = recorder
     channel = parse_channel("/chat/late", allow_wildcard=False)
-    subscription = LocalSubscription.create(outbox, "s1", channel)
-    buffer = LiveBuffer()
-    subscription.outbox = buffer  # type: ignore[assignment]
+    recorder, subscription, buffer = buffering(channel)
+    outbox: Any = recorder
     hub.add(subscription)
     try:
         started = Started(
@@ -442,11 +445,8 @@ HELD_TABLE = [
 def test_a_held_live_event_is_dropped_only_when_the_subscriber_has_it(
     replay_epoch: str | None, epoch: str | None, offset: int, sent: bool
 ) -> None:
-    recorder = Recorder()
+    recorder, subscription, buffer = buffering(parse_channel("/chat/room", allow_wildcard=False))
     outbox: Any = recorder
-    subscription = LocalSubscription.create(outbox, "s1", parse_channel("/chat/room", allow_wildcard=False))
-    buffer = LiveBuffer()
-    subscription.outbox = buffer  # type: ignore[assignment]
     buffer.epoch = epoch
     buffer.offer(subscription.prefix + f'"e{offset}","offset":{offset}}}')
     started = Started(subscription, {"recovered": True}, (), outbox, buffer, seen=5, epoch=replay_epoch)
@@ -460,9 +460,7 @@ def test_a_held_live_event_is_dropped_only_when_the_subscriber_has_it(
 
 def test_a_subscription_gone_while_buffering_leaves_nothing_in_the_hub() -> None:
     channel = parse_channel("/chat/gone", allow_wildcard=False)
-    subscription = LocalSubscription.create(Recorder(), "s1", channel)  # type: ignore[arg-type]
-    buffer = LiveBuffer()
-    subscription.outbox = buffer  # type: ignore[assignment]
+    _, subscription, buffer = buffering(channel)
     hub.add(subscription)
     hub.deliver(channel.key, ['"e1","offset":1'], "E")
     hub.remove(subscription)
@@ -474,12 +472,9 @@ def test_a_subscription_gone_while_buffering_leaves_nothing_in_the_hub() -> None
 def test_a_restarted_streams_events_held_during_the_replay_go_out_after_it_each_once() -> None:
     # Redis lost the stream while the history was read: its new epoch numbers from 1 again,
     # offsets the replay of the old epoch also has, yet publications the subscriber has not.
-    recorder = Recorder()
-    outbox: Any = recorder
     channel = parse_channel("/chat/restarted", allow_wildcard=False)
-    subscription = LocalSubscription.create(outbox, "s1", channel)
-    buffer = LiveBuffer()
-    subscription.outbox = buffer  # type: ignore[assignment]
+    recorder, subscription, buffer = buffering(channel)
+    outbox: Any = recorder
     hub.add(subscription)
     try:
         hub.deliver(channel.key, ['"new1","offset":1', '"new2","offset":2'], "new")
