@@ -142,6 +142,25 @@ class _Noop:
 NOOP = _Noop()
 
 
+class CounterChildren:
+    """A labelled counter's children, each looked up once: for counts made thousands of times a second.
+
+    prometheus_client's ``labels()`` validates the values and takes a lock on every call.
+    """
+
+    __slots__ = ("_metric", "_children")
+
+    def __init__(self, metric: CounterMetric) -> None:
+        self._metric = metric
+        self._children: dict[str, CounterMetric] = {}
+
+    def __getitem__(self, label: str) -> CounterMetric:
+        child = self._children.get(label)
+        if child is None:
+            child = self._children[label] = self._metric.labels(label)
+        return child
+
+
 class MetricSet:
     """A group of metrics bound to one registry; no-ops without prometheus_client.
 
@@ -234,9 +253,6 @@ class RealtimeMetrics(MetricSet):
     def define(self) -> None:
         ns = ("namespace",)
         self.totals: Tally[tuple[str, str]] = Tally()
-        self._delivery_children: dict[str, CounterMetric] = {}
-        # The same for the writer of each connect: a storm counts thousands a second.
-        self._writer_children: dict[str, CounterMetric] = {}
         c, g, h = self.counter, self.gauge, self.histogram
         self.connect_requests = c("realtime_connection_requests", "WebSocket connection attempts.")
         self.connect_success = c("realtime_connection_success", "WebSocket connections authorized.")
@@ -303,6 +319,9 @@ class RealtimeMetrics(MetricSet):
             "realtime_broadcast_event_size_bytes", "Size of each broadcast event.", ns, SIZE_BUCKETS
         )
         self.deliveries = c("realtime_broadcast_deliveries", "Event frames queued for local subscribers.", ns)
+        # Counted once per fan-out and once per connect: thousands a second in a storm.
+        self._deliveries_by_namespace = CounterChildren(self.deliveries)
+        self._connects_by_writer = CounterChildren(self.connect_writers)
         op = ("namespace", "operation")
         self.handler_invocations = c("realtime_handler_invocations", "Handler calls.", op)
         self.handler_errors = c("realtime_handler_errors", "Handler calls that failed or timed out.", op)
@@ -337,10 +356,7 @@ class RealtimeMetrics(MetricSet):
     def connected(self, writer: str = "asgi") -> float:
         """A connection authorized; returns its start time for :meth:`disconnected`."""
         self.connect_success.inc()
-        child = self._writer_children.get(writer)
-        if child is None:
-            child = self._writer_children[writer] = self.connect_writers.labels(writer)
-        child.inc()
+        self._connects_by_writer[writer].inc()
         self.connections_active.inc()
         self.totals["connects", ""] += 1
         self.totals["connections", ""] += 1
@@ -439,10 +455,7 @@ class RealtimeMetrics(MetricSet):
     def delivered(self, key: str, count: int) -> None:
         """``count`` frames queued for local subscribers of ``key`` (``ns/...``): once per fan-out."""
         namespace = key.partition("/")[0]
-        child = self._delivery_children.get(namespace)
-        if child is None:
-            child = self._delivery_children[namespace] = self.deliveries.labels(namespace)
-        child.inc(count)
+        self._deliveries_by_namespace[namespace].inc(count)
         self.totals["deliveries", namespace] += count
 
     # -- handlers and HTTP -----------------------------------------------------
