@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from realtime.core import protocol
 from realtime.core.history import offset_of
@@ -34,6 +35,8 @@ from realtime.ops.metrics import metrics
 # standing would take for old publications; a publication's layer message usually reaches every
 # process within this time after the publication took its offset.
 FENCE_SECONDS = 10.0
+
+_V = TypeVar("_V")
 
 
 def already_has(floor: int, floor_epoch: str | None, offset: int, epoch: str | None) -> bool:
@@ -86,10 +89,9 @@ class LiveBuffer:
     """Holds a recovering subscription's live frames, with their epoch, until its replay has gone out.
 
     The hub offers it text frames (``wire`` is false: their offsets are read before they go on)
-    and, before each batch, sets
-    :attr:`epoch` to the batch's: the fan-out's ``offer(frame)`` stays one argument for every
-    outbox, and only a key with a buffering subscription pays for the epoch (see
-    :meth:`Hub.deliver`).
+    and, before each batch, sets :attr:`epoch` to the batch's: the fan-out's ``offer(frame)``
+    stays one argument for every outbox, and only a key with a buffering subscription pays for
+    the epoch (see :meth:`Hub.deliver`).
     """
 
     __slots__ = ("frames", "epoch")
@@ -180,25 +182,13 @@ class Hub:
         fences[subscription] = _Fence(floor, epoch, self.clock() + FENCE_SECONDS)
 
     def _stop_buffering(self, subscription: LocalSubscription) -> None:
-        buffering = self._buffering.get(subscription.key)
-        if buffering is not None:
-            buffering.pop(subscription, None)
-            if not buffering:
-                del self._buffering[subscription.key]
+        _discard(self._buffering, subscription)
 
     def remove(self, subscription: LocalSubscription) -> None:
         self._stop_buffering(subscription)
-        fences = self._fences.get(subscription.key)
-        if fences is not None:
-            fences.pop(subscription, None)
-            if not fences:
-                del self._fences[subscription.key]
-        subs = self._index.get(subscription.key)
-        if subs is not None:
-            subs.pop(subscription, None)
-            if not subs:
-                del self._index[subscription.key]
-                self.last_delivered.pop(subscription.key, None)
+        _discard(self._fences, subscription)
+        if not _discard(self._index, subscription):
+            self.last_delivered.pop(subscription.key, None)
 
     def holds(self, key: str) -> bool:
         """Whether any local subscription holds ``key``."""
@@ -261,6 +251,18 @@ class Hub:
         if not fences:
             self._fences.pop(key, None)
         return count
+
+
+def _discard(per_key: dict[str, dict[LocalSubscription, _V]], subscription: LocalSubscription) -> bool:
+    """Forget ``subscription`` in a per-key index, and its key once empty; whether the key is left."""
+    entries = per_key.get(subscription.key)
+    if entries is None:
+        return False
+    entries.pop(subscription, None)
+    if entries:
+        return True
+    del per_key[subscription.key]
+    return False
 
 
 def _offer(targets: list[LocalSubscription], event: str) -> None:
