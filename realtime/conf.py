@@ -274,7 +274,7 @@ class RealtimeSettings:
         return self._section("FRONT_DOOR")
 
     def front_door_option(self, name: str) -> Any:
-        """``front_door[name]`` without merging the whole section: read on every connect."""
+        """``front_door[name]`` without merging the whole section: read on every connect and gated request."""
         return (self._get("FRONT_DOOR") or {}).get(name, DEFAULTS["FRONT_DOOR"][name])
 
     @property

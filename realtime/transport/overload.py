@@ -68,8 +68,8 @@ class Overload:
             self.lag = max(0.0, loop.time() - start - SAMPLE_INTERVAL)
 
     def _bounds(self) -> tuple[int, int]:
-        settings = realtime_settings.front_door
-        return int(settings["MIN_IN_FLIGHT"]), int(settings["MAX_IN_FLIGHT"])
+        option = realtime_settings.front_door_option  # read on every gated request
+        return int(option("MIN_IN_FLIGHT")), int(option("MAX_IN_FLIGHT"))
 
     def current_limit(self) -> int:
         """Gated requests that may be under way at once now."""
@@ -106,11 +106,10 @@ class Overload:
         self._window_end = now + WINDOW
 
     def _adapt(self) -> None:
-        settings = realtime_settings.front_door
         low, high = self._bounds()
         limit = float(self.current_limit())
         self.queue_delay = self._window_min
-        if self.queue_delay > float(settings["MAX_QUEUE_DELAY"]):
+        if self.queue_delay > float(realtime_settings.front_door_option("MAX_QUEUE_DELAY")):
             limit *= DECREASE
         elif self._window_peak >= limit / 2:
             limit += max(1.0, limit * INCREASE)
