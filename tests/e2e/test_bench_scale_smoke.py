@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,21 +70,26 @@ def test_redis_deltas_count_the_run_and_leave_out_the_reads_of_the_counters() ->
     }
 
 
-@needs_nginx
-@needs_redis
-@pytest.mark.timeout(RUN_TIMEOUT + 10)
-def test_a_quick_scale_run_delivers_exactly_once_behind_nginx(tmp_path: Path) -> None:
+def _quick_scale_run(tmp_path: Path, *scenarios: str) -> dict[str, Any]:
+    """``bench.fanout --quick`` of ``scenarios`` on ours-daphne; the report's scale results."""
     report = tmp_path / "scale.json"
     command = [
         *(_python(), "-m", "bench.fanout", "--quick", "--servers", "ours-daphne"),
-        *("--scenarios", "scale-fanout", "idle-20k", "--json", str(report)),
+        *("--scenarios", *scenarios, "--json", str(report)),
     ]
     result = subprocess.run(
         command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    scale: dict[str, Any] = json.loads(report.read_text())["results"]["scale"]
+    return scale
 
-    scale = json.loads(report.read_text())["results"]["scale"]
+
+@needs_nginx
+@needs_redis
+@pytest.mark.timeout(RUN_TIMEOUT + 10)
+def test_a_quick_scale_run_delivers_exactly_once_behind_nginx(tmp_path: Path) -> None:
+    scale = _quick_scale_run(tmp_path, "scale-fanout", "idle-20k")
     fanouts = ["fanout-1", "fanout-1r", "fanout-2", "fanout-2-small", "private-1", "private-1r", "private-2"]
     assert sorted(scale) == sorted([*fanouts, "idle-20k"])
     for name in fanouts:
@@ -109,17 +115,7 @@ def test_a_quick_scale_run_delivers_exactly_once_behind_nginx(tmp_path: Path) ->
 @needs_redis
 @pytest.mark.timeout(RUN_TIMEOUT + 10)
 def test_a_quick_joins_run_measures_each_level_below_the_in_flight_limit(tmp_path: Path) -> None:
-    report = tmp_path / "joins.json"
-    command = [
-        *(_python(), "-m", "bench.fanout", "--quick", "--servers", "ours-daphne"),
-        *("--scenarios", "scale-joins", "--json", str(report)),
-    ]
-    result = subprocess.run(
-        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-    scale = json.loads(report.read_text())["results"]["scale"]
+    scale = _quick_scale_run(tmp_path, "scale-joins")
     assert sorted(scale) == ["joins-1", "joins-1r", "joins-2"]
     # One process: the quick levels (4 and 16 loops, below MAX_IN_FLIGHT 64). Two behind
     # nginx: the same loops in all, and the same loops per process (8 and 32).
