@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -373,6 +375,16 @@ def buffering(channel: ChannelPath) -> tuple[Recorder, LocalSubscription, LiveBu
     return recorder, subscription, buffer
 
 
+@contextlib.contextmanager
+def indexed(subscription: LocalSubscription) -> Iterator[None]:
+    """``subscription`` in the hub for the block: live events of its key reach it."""
+    hub.add(subscription)
+    try:
+        yield
+    finally:
+        hub.remove(subscription)
+
+
 def test_live_events_held_during_the_replay_go_out_after_it_once() -> None:
     recorder, subscription, buffer = buffering(parse_channel("/chat/room", allow_wildcard=False))
     outbox: Any = recorder
@@ -407,15 +419,12 @@ def test_a_replayed_event_that_arrives_live_after_the_replay_is_not_sent_again()
     channel = parse_channel("/chat/late", allow_wildcard=False)
     recorder, subscription, buffer = buffering(channel)
     outbox: Any = recorder
-    hub.add(subscription)
-    try:
+    with indexed(subscription):
         started = Started(
             subscription, {"offset": 3, "epoch": "E", "recovered": True}, [(3, '"3"')], outbox, buffer, seen=2
         )
         started.acknowledge("s1", outbox)
         hub.deliver(channel.key, ['"2","offset":2', '"3","offset":3', '"4","offset":4'])
-    finally:
-        hub.remove(subscription)
 
     assert recorder.frames == [
         '{"type":"subscribe_success","id":"s1","offset":3,"epoch":"E","recovered":true}',
@@ -461,9 +470,8 @@ def test_a_held_live_event_is_dropped_only_when_the_subscriber_has_it(
 def test_a_subscription_gone_while_buffering_leaves_nothing_in_the_hub() -> None:
     channel = parse_channel("/chat/gone", allow_wildcard=False)
     _, subscription, buffer = buffering(channel)
-    hub.add(subscription)
-    hub.deliver(channel.key, ['"e1","offset":1'], "E")
-    hub.remove(subscription)
+    with indexed(subscription):
+        hub.deliver(channel.key, ['"e1","offset":1'], "E")
 
     assert buffer.frames == [('{"type":"data","id":"s1","event":"e1","offset":1}', "E")]
     assert channel.key not in hub._buffering
@@ -475,8 +483,7 @@ def test_a_restarted_streams_events_held_during_the_replay_go_out_after_it_each_
     channel = parse_channel("/chat/restarted", allow_wildcard=False)
     recorder, subscription, buffer = buffering(channel)
     outbox: Any = recorder
-    hub.add(subscription)
-    try:
+    with indexed(subscription):
         hub.deliver(channel.key, ['"new1","offset":1', '"new2","offset":2'], "new")
         started = Started(
             subscription,
@@ -491,8 +498,6 @@ def test_a_restarted_streams_events_held_during_the_replay_go_out_after_it_each_
         # Its outbox back, the subscription's buffer is told no more epochs.
         assert channel.key not in hub._buffering
         hub.deliver(channel.key, ['"new3","offset":3'], "new")
-    finally:
-        hub.remove(subscription)
 
     assert recorder.frames == [
         '{"type":"subscribe_success","id":"s1","offset":3,"epoch":"old","recovered":true}',
