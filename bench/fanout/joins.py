@@ -121,28 +121,23 @@ async def _measured(server_pids: list[int], proxy_pids: list[int], phase: Awaita
     }
 
 
-def per_cpu(level: dict[str, Any]) -> float:
-    return float(level["joins_per_server_cpu_s"] or 0)
+def per_cpu(result: dict[str, Any]) -> float:
+    """Joins per server CPU-second of a level or a run (0 when not measured): what "best" means."""
+    return float(result.get("joins_per_server_cpu_s") or 0)
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
     import django
 
     django.setup()
+    from quiz.loadtest import storm
     from quiz.management.commands.quiz_loadtest import _run, host_login
     from quiz.models import Player
 
     if job["mode"] == "capacity":
-        from realtime.conf import realtime_settings
-
-        # More loops than the front door lets in at once would measure its
-        # refusals (and the loops' Retry-After sleeps), not the joins.
-        most = int(realtime_settings.front_door["MAX_IN_FLIGHT"])
-        levels = [int(n) / int(job.get("processes", 1)) for n in job["levels"]]
-        if not levels or min(levels) < 1 or max(levels) >= most:
-            raise ValueError(
-                f"levels: each between 1 and MAX_IN_FLIGHT - 1 ({most - 1}) per process, got {job['levels']}"
-            )
+        error = storm.capacity_levels_error([int(n) / int(job.get("processes", 1)) for n in job["levels"]])
+        if error is not None:
+            raise ValueError(f"levels: each {error} per process, got {job['levels']}")
     job["host"] = host_login({"host_user": None, "host_password": None})
     configured = None
     if job["mode"] == "global":

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import servers as srv
 from .infra import Nginx, PrivateRedis, redis_counters, redis_delta
+from .joins import per_cpu
 
 if TYPE_CHECKING:
     from .cli import Bench
@@ -250,7 +251,7 @@ class Scale:
                 "proxy_pids": proxy.pids() if proxy else [],
             }
             runs.append(self.joins_run(job))
-        best = max(runs, key=lambda r: r.get("joins_per_server_cpu_s") or 0)
+        best = max(runs, key=per_cpu)
         if len(runs) > 1:
             best = dict(best)
             best["all_joins_per_server_cpu_s"] = [r.get("joins_per_server_cpu_s") for r in runs]
@@ -258,7 +259,7 @@ class Scale:
             best = dict(best)
             best["per_process_best"] = max(
                 (r["per_process_best"] for r in runs if r.get("per_process_best")),
-                key=lambda level: level.get("joins_per_server_cpu_s") or 0,
+                key=per_cpu,
             )
             best["all_per_process_joins_per_server_cpu_s"] = [
                 (r.get("per_process_best") or {}).get("joins_per_server_cpu_s") for r in runs

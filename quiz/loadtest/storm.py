@@ -242,6 +242,20 @@ async def best_capacity(
     return best
 
 
+def capacity_levels_error(levels: Sequence[float]) -> str | None:
+    """Why closed-loop ``levels`` (per process) cannot measure capacity, or ``None`` if they can.
+
+    More loops than the front door lets in at once (``MAX_IN_FLIGHT``) would measure its
+    refusals and the loops' ``Retry-After`` sleeps, not the joins. Read where Django is set up.
+    """
+    from realtime.conf import realtime_settings
+
+    most = int(realtime_settings.front_door_option("MAX_IN_FLIGHT"))
+    if not levels or min(levels) < 1 or max(levels) >= most:
+        return f"between 1 and MAX_IN_FLIGHT - 1 ({most - 1})"
+    return None
+
+
 def _admitted(result: Offered) -> float:
     return rate(result.statuses[201], result.seconds)
 

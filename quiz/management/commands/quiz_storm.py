@@ -43,7 +43,6 @@ from quiz.loadtest.game import question_set
 from quiz.loadtest.host import HostClient
 from quiz.loadtest.report import Report, rate
 from quiz.models import Player
-from realtime.conf import realtime_settings
 from realtime.core.rates import parse_limit
 
 from .quiz_loadtest import _run, host_login
@@ -98,11 +97,11 @@ class Command(BaseCommand):
             concurrencies = [int(n) for n in options["capacity_concurrency"].split(",") if n.strip()]
         except ValueError:
             raise CommandError("--capacity-concurrency: whole numbers separated by commas.") from None
-        most = int(realtime_settings.front_door["MAX_IN_FLIGHT"])
-        if not concurrencies or max(concurrencies) >= most or min(concurrencies) < 1:
+        error = storm.capacity_levels_error(concurrencies)
+        if error is not None:
             raise CommandError(
-                f"--capacity-concurrency: between 1 and MAX_IN_FLIGHT - 1 ({most - 1}): more loops "
-                "than the front door lets in at once would measure its limit, not the server."
+                f"--capacity-concurrency: {error}: more loops than the front door lets in at once "
+                "would measure its limit, not the server."
             )
         options["capacity_concurrency"] = concurrencies
         if options["nice"]:
