@@ -146,6 +146,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-pin", action="store_true", help="do not pin servers and load generator to cores"
     )
     parser.add_argument(
+        "--proxy-cores",
+        choices=("server", "load"),
+        default="server",
+        help="the scale-out scenarios' nginx: on the servers' core (default) or the load generator's",
+    )
+    parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="each server process pinned to a core of its own; the load generator and nginx not pinned",
+    )
+    parser.add_argument(
         "--nice",
         type=int,
         default=0,
@@ -231,7 +242,11 @@ class Bench:
         self.python = srv.default_python()
         self.workdir = srv.make_workdir()
         server_cores, load_cores = srv.cores_for(not args.no_pin)
-        self.pool = srv.ServerPool(self.python, self.workdir, server_cores, nice=args.nice)
+        if args.spread:
+            load_cores = None
+        self.pool = srv.ServerPool(
+            self.python, self.workdir, server_cores, nice=args.nice, spread=args.spread
+        )
         self.loadgen = srv.LoadGen(self.python, load_cores, nice=args.nice)
         self.run = run_id()
         self.results: dict[str, dict[str, Any]] = {}
@@ -243,6 +258,8 @@ class Bench:
             "sizes": asdict(self.sizes),
             "server_cores": sorted(server_cores) if server_cores else None,
             "loadgen_cores": sorted(load_cores) if load_cores else None,
+            "proxy_cores": args.proxy_cores,
+            "spread": args.spread,
             "client": args.client,
             "nice": args.nice,
         }

@@ -143,7 +143,13 @@ def render(results: dict[str, Any], meta: dict[str, Any], goals: list[dict[str, 
     lines.append(
         f"machine: {machine.get('nproc')} CPUs ({machine.get('cpu', '?')}), load avg at start "
         f"{', '.join(f'{x:.2f}' for x in machine.get('loadavg_at_start', ()))}; "
-        f"servers on CPU {meta.get('server_cores')}, load generator on CPU {meta.get('loadgen_cores')}"
+        + (
+            "each server process on a core of its own, load generator and nginx not pinned"
+            if meta.get("spread")
+            else f"servers on CPU {meta.get('server_cores')}, "
+            f"load generator on CPU {meta.get('loadgen_cores')}"
+            + (", nginx on the load generator's" if meta.get("proxy_cores") == "load" else "")
+        )
         + (f", nice {meta['nice']}" if meta.get("nice") else "")
     )
     if versions:

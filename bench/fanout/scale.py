@@ -87,10 +87,14 @@ class Scale:
         return self.redis
 
     def start_proxy(self, servers: list[srv.Server]) -> Nginx:
+        # On the servers' core nginx shares their caches and time slices (what a small
+        # machine does); on the generator's it is measured apart from them alone.
+        on_load = self.bench.args.proxy_cores == "load"
+        cores = self.bench.loadgen.cores if on_load else self.bench.pool.server_cores
         proxy = Nginx.start(
             self.bench.workdir,
             [s.port for s in servers],
-            self.bench.pool.server_cores,
+            None if self.bench.pool.spread else cores,
             nice=self.bench.args.nice,
         )
         self.proxies.append(proxy)

@@ -356,6 +356,8 @@ class ServerPool:
     server_cores: set[int] | None
     nice: int = 0
     servers: list[Server] = field(default_factory=list)
+    # Each server process on a core of its own (round robin over the usable CPUs).
+    spread: bool = False
 
     def start(
         self,
@@ -391,7 +393,11 @@ class ServerPool:
         deadline = time.monotonic() + ready_timeout
         for server in started:
             self._wait_listening(server, deadline, ready_timeout)
-        if self.server_cores and pin:
+        if self.spread and pin:
+            cpus = sorted(os.sched_getaffinity(0))
+            for index, server in enumerate(started):
+                pin_process(server.pid, {cpus[index % len(cpus)]})
+        elif self.server_cores and pin:
             for server in started:
                 pin_process(server.pid, self.server_cores)
         return started
