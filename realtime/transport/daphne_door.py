@@ -59,7 +59,7 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
-from realtime.transport.frontdoor import FrontDoor, refusal_response
+from realtime.transport.frontdoor import FrontDoor, http_refusal, refusal_response
 from realtime.transport.refused_websocket import (
     accept_key,
     chosen_subprotocol,
@@ -358,13 +358,11 @@ def shedding_channel_class(door: FrontDoor, clock: Any = None) -> type[Any]:
             if refusal is None:
                 return None
             gate, retry_after = refusal
-            response_headers, body = refusal_response(gate, retry_after)
-            lines = [b"HTTP/1.1 429 Too Many Requests", b"date: " + http_date()]
+            leading = [(b"date", http_date())]
             server = self.factory.server if self.factory is not None else None
             if server is not None and server.server_name:
-                lines.append(b"server: " + server.server_name.encode())
-            lines += [name + b": " + value for name, value in response_headers]
-            answer = b"\r\n".join(lines) + b"\r\n\r\n" + body
+                leading.append((b"server", server.server_name.encode()))
+            answer, body_size = http_refusal(gate, retry_after, leading)
             if server is not None and server.action_logger:
                 # daphne's access log line, as for any request it answers.
                 server.log_action(
@@ -376,7 +374,7 @@ def shedding_channel_class(door: FrontDoor, clock: Any = None) -> type[Any]:
                         "method": method.decode("ascii", "replace"),
                         "client": "{}:{}".format(*client),
                         "time_taken": 0.0,
-                        "size": len(body),
+                        "size": body_size,
                     },
                 )
             return answer

@@ -205,6 +205,21 @@ def refusal_response(gate: Gate, retry_after: int) -> tuple[Headers, bytes]:
     return headers, refusal.body
 
 
+def http_refusal(
+    gate: Gate, retry_after: int, leading: Iterable[tuple[bytes, bytes]] = ()
+) -> tuple[bytes, int]:
+    """The 429 of an HTTP gate as a whole HTTP/1.1 response, and its body's size.
+
+    For a server that writes it without an ASGI cycle (:mod:`realtime.transport.daphne_door`,
+    :mod:`realtime.transport.uvicorn_door`): ``leading`` are the server's own headers
+    (``date``, ``server``), written first.
+    """
+    headers, body = refusal_response(gate, retry_after)
+    lines = [b"HTTP/1.1 429 Too Many Requests"]
+    lines += [name + b": " + value for name, value in (*leading, *headers)]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body, len(body)
+
+
 async def _refuse_http(gate: Gate, retry_after: int, send: Send) -> None:
     headers, body = refusal_response(gate, retry_after)
     await send({"type": "http.response.start", "status": 429, "headers": headers})
