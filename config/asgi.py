@@ -20,6 +20,7 @@ from realtime.transport.frontdoor import FrontDoor  # noqa: E402
 from realtime.transport.gates import connect_gate, event_gate  # noqa: E402
 from realtime.transport.request_threads import RequestThreads  # noqa: E402
 from realtime.transport.server_tuning import tune_websocket_servers  # noqa: E402
+from realtime.transport.uvicorn_door import shed_in_uvicorn  # noqa: E402
 
 # Lighter WebSocket connections under daphne and uvicorn (SERVER_TUNING=0 turns it off):
 # they must be in place before the server starts, which this import precedes.
@@ -42,7 +43,9 @@ application = FrontDoor(
 # Under daphne, what the front door can refuse at once is refused by Twisted
 # itself, before daphne builds an application instance for it: refusals cost a
 # fraction as much, so overload does not queue them (realtime.transport.daphne_door).
+# Under uvicorn, by its HTTP protocol before a request cycle exists (.uvicorn_door).
 shed_in_daphne(application)
+shed_in_uvicorn(application)
 
 # Everything loaded so far lives as long as the process: keep it out of the
 # collector's way, and collect young objects less often. Full collections over

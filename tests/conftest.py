@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
+from unittest import mock
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -11,6 +13,7 @@ from channels.layers import channel_layers
 from django.db import connections
 
 from realtime.state import reset_all
+from realtime.transport.overload import overload
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -61,3 +64,21 @@ def django_db_setup(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+@pytest.fixture
+def calm() -> Iterator[None]:
+    """The process keeps up, whatever the machine running the suite is doing meanwhile:
+    the tests of rates and marks are not at the mercy of the overload measures."""
+    with (
+        mock.patch.object(overload, "admits", return_value=True),
+        mock.patch.object(overload, "on_time", return_value=True),
+    ):
+        yield
+
+
+@pytest.fixture
+def overloaded(calm: None) -> Iterator[None]:
+    """The front door's overload measure says the process is full (and nothing else changes)."""
+    with mock.patch.object(overload, "admits", return_value=False):
+        yield

@@ -39,14 +39,20 @@ logger = logging.getLogger(__name__)
 WEBSOCKET_PROTOCOL = "websockets-sansio"
 # The module defining it (uvicorn.config.WS_PROTOCOLS).
 WEBSOCKET_MODULE = "uvicorn.protocols.websockets.websockets_sansio_impl"
+# The HTTP protocol (uvicorn[standard]'s httptools), whose refusals the front door answers.
+HTTP_PROTOCOL = "httptools"
+HTTP_MODULE = "uvicorn.protocols.http.httptools_impl"
 
 
 def serve_uvicorn_on_fd(load_application: Callable[[], Any], fd: int, *, drain_timeout: float) -> bool:
     """Serve the application ``load_application`` returns on the listening socket ``fd`` until drained."""
-    # The protocol's module first: the application's server tuning looks for the modules loaded.
+    # The protocols' modules first: the application's server tuning and front door
+    # (realtime.transport.server_tuning, .uvicorn_door) look for the modules loaded.
     importlib.import_module(WEBSOCKET_MODULE)
+    importlib.import_module(HTTP_MODULE)
     config = uvicorn.Config(
         load_application(),
+        http=HTTP_PROTOCOL,
         ws=WEBSOCKET_PROTOCOL,
         # Django's ASGI handler has no lifespan support; the services start with the first request.
         lifespan="off",

@@ -568,14 +568,17 @@ def daphne_factory(request: pytest.FixtureRequest, e2e_workdir: Path) -> Iterato
 
     ``daphne_factory("a", "b", REDIS_URL=redis.url)`` starts one process per name, concurrently,
     with :func:`e2e_env` plus the given variables (``DJANGO_SETTINGS_MODULE`` included), on the
-    shared database and key; ``tls=True`` serves them over TLS (for Amplify). At teardown each is
-    stopped, and the test fails if one died early or logged a ``Traceback``.
+    shared database and key; ``tls=True`` serves them over TLS (for Amplify); ``server_name="uvicorn"``
+    starts uvicorn instead (see :data:`UVICORN_PROTOCOLS`). At teardown each is stopped, and the test
+    fails if one died early or logged a ``Traceback``.
     """
     started: list[DaphneServer] = []
     env = request.getfixturevalue("e2e_env")
     api_key = request.getfixturevalue("e2e_api_key")
 
-    def start(*names: str, tls: bool = False, **extra_env: str) -> list[DaphneServer]:
+    def start(
+        *names: str, tls: bool = False, server_name: str = "daphne", **extra_env: str
+    ) -> list[DaphneServer]:
         tls_paths = request.getfixturevalue("tls_files") if tls else None
 
         def one(name: str) -> DaphneServer:
@@ -585,6 +588,7 @@ def daphne_factory(request: pytest.FixtureRequest, e2e_workdir: Path) -> Iterato
                 env={**env, **extra_env},
                 tls=tls_paths,
                 api_key=lambda: api_key,
+                server_name=server_name,
             )
 
         with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:

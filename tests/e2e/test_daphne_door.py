@@ -69,13 +69,18 @@ def refused_total(server: DaphneServer, operation: str = "quiz.join") -> float:
     return sum(float(row.removeprefix(line)) for row in text.splitlines() if row.startswith(line))
 
 
+def spend_the_clients_join(conn: socket.socket, server: DaphneServer) -> None:
+    """The client's one join of the hour (``QUIZ_JOIN_RATE_PER_CLIENT=1/h``): through Django to the
+    view, which finds no such game."""
+    conn.sendall(join_request(server))
+    status, _, body = read_response(conn)
+    assert (status, json.loads(body)["error"]["code"]) == (b"HTTP/1.1 404 Not Found", "game_not_found")
+
+
 def test_joins_over_the_rate_are_refused_by_twisted_and_the_connection_goes_on(daphne_factory: DaphneFactory):
     (server,) = daphne_factory("door", QUIZ_JOIN_RATE_PER_CLIENT="1/h")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
-        # The client's one join of the hour: through Django to the view (no such game).
-        conn.sendall(join_request(server))
-        status, _, body = read_response(conn)
-        assert (status, json.loads(body)["error"]["code"]) == (b"HTTP/1.1 404 Not Found", "game_not_found")
+        spend_the_clients_join(conn, server)
 
         # Whole, on the same keep-alive connection: answered from the raw bytes.
         conn.sendall(join_request(server))

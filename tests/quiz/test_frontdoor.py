@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -21,9 +20,8 @@ from realtime.auth.limits import rate_limiter
 from realtime.ops.metrics import metrics
 from realtime.transport.consumers import RealtimeConsumer
 from realtime.transport.frontdoor import FrontDoor
-from realtime.transport.overload import overload
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("calm")]
 
 THROTTLED = {
     "error": {"code": "throttled", "message": "Too many joins right now; retry after the indicated delay."}
@@ -109,21 +107,6 @@ async def http(
         "headers": headers,
         "body": json.loads(body_bytes) if body_bytes else None,
     }
-
-
-@pytest.fixture(autouse=True)
-def calm() -> Iterator[None]:
-    """The process keeps up, whatever the machine running the suite is doing meanwhile:
-    the tests of rates and marks are not at the mercy of the overload measures."""
-    with mock.patch.object(overload, "admits", return_value=True):
-        with mock.patch.object(overload, "on_time", return_value=True):
-            yield
-
-
-@pytest.fixture
-def overloaded(calm: None) -> Iterator[None]:
-    with mock.patch.object(overload, "admits", return_value=False):
-        yield
 
 
 def refused(operation: str, reason: str) -> float:

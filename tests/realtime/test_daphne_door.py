@@ -35,6 +35,8 @@ from realtime.transport.frontdoor import REJECT_GRACE_SECONDS, FrontDoor
 from realtime.transport.gates import connect_gate, event_gate
 from realtime.transport.overload import overload
 
+pytestmark = pytest.mark.usefixtures("calm")
+
 THROTTLED = (
     b'{"error":{"code":"throttled","message":"Too many joins right now; retry after the indicated delay."}}'
 )
@@ -88,19 +90,6 @@ def post(
 )
 def test_only_one_whole_plain_request_is_read_from_the_raw_bytes(data: bytes, expected: Any) -> None:
     assert parse_plain_request(data) == expected
-
-
-@pytest.fixture(autouse=True)
-def calm() -> Iterator[None]:
-    """The process keeps up, whatever the machine running the suite is doing meanwhile."""
-    with mock.patch.object(overload, "admits", return_value=True):
-        yield
-
-
-@pytest.fixture
-def overloaded(calm: None) -> Iterator[None]:
-    with mock.patch.object(overload, "admits", return_value=False):
-        yield
 
 
 class NoRequest:
@@ -195,7 +184,12 @@ def test_post_event_is_refused_in_appsyncs_shape(overloaded) -> None:
     channel, transport, requests = connection(FrontDoor(None, gates=[event_gate()]))
     channel.dataReceived(post("/event", b'{"channel":"/default/x","events":["1"]}'))
 
-    status, headers, body = answer(transport)
+    assert_event_refusal(*answer(transport))
+    assert requests.built == []
+
+
+def assert_event_refusal(status: bytes, headers: dict[bytes, bytes], body: bytes) -> None:
+    """A ``POST /event`` refused for overload, in AppSync's shape."""
     assert status == b"HTTP/1.1 429 Too Many Requests"
     assert (headers[b"retry-after"], headers[b"x-amzn-errortype"]) == (b"1", b"LimitExceededException")
     assert headers[b"access-control-allow-origin"] == b"*"
@@ -207,7 +201,6 @@ def test_post_event_is_refused_in_appsyncs_shape(overloaded) -> None:
             }
         ]
     }
-    assert requests.built == []
 
 
 @pytest.mark.parametrize(
