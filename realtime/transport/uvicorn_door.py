@@ -97,7 +97,8 @@ def _refused(protocol: Any, door: FrontDoor) -> bool:
     method = parser.get_method().decode("ascii", "replace")
     target = protocol.url.partition(b"?")[0].partition(b"#")[0]
     try:
-        path = unquote(target.decode("ascii"))
+        # As uvicorn's scope has it (a target in absolute form matches no gate: uvicorn's).
+        path = protocol.root_path + unquote(target.decode("ascii"))
     except UnicodeDecodeError:
         return False
     client = protocol.client
