@@ -368,6 +368,22 @@ async def test_game_show(pages: Pages, demo: Demo, shots: Screenshots) -> None:
 # -- helpers for the tests below -------------------------------------------------------------
 
 
+# Records each value the stage's ``data-phase`` takes, in order, in ``window.recordedPhases``.
+PHASE_RECORDER = """() => {
+    const stage = document.querySelector("#stage");
+    window.recordedPhases = [];
+    new MutationObserver(() => window.recordedPhases.push(stage.dataset.phase)).observe(
+        stage, {attributes: true, attributeFilter: ["data-phase"]}
+    );
+}"""
+
+
+async def recorded_phases(page: Page) -> list[str]:
+    """The phases :data:`PHASE_RECORDER` saw on ``page``, each repeat of the same one counted once."""
+    phases: list[str] = await page.evaluate("() => window.recordedPhases")
+    return [phase for n, phase in enumerate(phases) if n == 0 or phases[n - 1] != phase]
+
+
 async def act(host: Page, action: str, state: str) -> None:
     """The host presses a control and waits for the console to show the new state."""
     if action == "finish":
@@ -725,6 +741,8 @@ async def test_a_show_run_from_the_host_page_plays_itself_to_the_podium_and_agai
 
     # The host starts; while the question is open the console hides the scores unless asked.
     await act(host, "start", "Question open")
+    # Every phase Grace's page shows from now on (a reveal lasts about a second: polling may miss it).
+    await grace.evaluate(PHASE_RECORDER)
     await ada.get_by_role("button", name="Yes").click()
     await expect(ada.locator("#answer-status")).to_have_text("Answer locked in")
     await expect(host.locator("#board-hidden")).to_be_visible()
@@ -740,8 +758,10 @@ async def test_a_show_run_from_the_host_page_plays_itself_to_the_podium_and_agai
     await expect(grace.locator("#result")).to_contain_text("No answer")
     await expect(ada.locator("#q-number")).to_have_text("Question 2 of 2")
     await expect(ada.locator("#stage")).to_have_attribute("data-phase", "question")
-    await expect(grace.locator("#stage")).to_have_attribute("data-phase", "reveal")
     await expect(ada.locator("#stage")).to_have_attribute("data-phase", "finished")
+    await expect(grace.locator("#stage")).to_have_attribute("data-phase", "finished")
+    # Grace saw each question's reveal before the next question and before the podium.
+    assert await recorded_phases(grace) == ["reveal", "question", "reveal", "finished"]
     await expect(screen.locator("#podium .p1 .who")).to_have_text("Ada")
     await expect(screen.locator("#podium .p2 .who")).to_have_text("Grace")
     await expect(ada.locator("#final-text")).to_contain_text("You finished 1st of 2")
