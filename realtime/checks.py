@@ -151,6 +151,12 @@ def check_front_door(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             message = f"REALTIME{where} must be a number above 0, not {value!r}."
             messages.append(Error(message, id="realtime.E010"))
+    share = front_door["MAX_DESCRIPTOR_SHARE"]
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        message = (
+            f"REALTIME['FRONT_DOOR']['MAX_DESCRIPTOR_SHARE'] must be a number from 0 to 1, not {share!r}."
+        )
+        messages.append(Error(message, hint="0 turns the refusal off.", id="realtime.E010"))
     for cidr in front_door["TRUSTED_PROXIES"]:
         try:
             ipaddress.ip_network(cidr, strict=False)

@@ -114,12 +114,16 @@ DEFAULTS: dict[str, Any] = {
     # TRUSTED_PROXIES (CIDRs). The limit starts at MAX_IN_FLIGHT: 64 keeps the
     # queue a storm lets in before the limit adapts short (at 256 the first
     # joins of a 10x storm waited 2-3 s, and goodput fell with them;
-    # docs/BENCHMARKS.md, "Crowd-proof entry").
+    # docs/BENCHMARKS.md, "Crowd-proof entry"). Under daphne, a new connection is
+    # refused (429, then closed) while the process holds MAX_DESCRIPTOR_SHARE of
+    # its file-descriptor limit (RLIMIT_NOFILE) or more: the rest stays for the
+    # database, the files and the work already admitted (0: no such refusal).
     "FRONT_DOOR": {
         "MIN_IN_FLIGHT": 4,
         "MAX_IN_FLIGHT": 64,
         "MAX_LOOP_LAG": 0.2,
         "MAX_QUEUE_DELAY": 0.5,
+        "MAX_DESCRIPTOR_SHARE": 0.8,
         "TRUSTED_PROXY_HEADER": None,
         "TRUSTED_PROXIES": [],
     },

@@ -54,12 +54,15 @@ upgrade moves them.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
 from urllib.parse import unquote
 
-from realtime.transport.frontdoor import FrontDoor, http_refusal, refusal_response
+from realtime.ops.metrics import metrics
+from realtime.transport.frontdoor import REJECT_GRACE_SECONDS, FrontDoor, http_refusal, refusal_response
+from realtime.transport.overload import overload
 from realtime.transport.refused_websocket import (
     accept_key,
     chosen_subprotocol,
@@ -90,12 +93,80 @@ def shed_in_daphne(door: FrontDoor) -> bool:
             return _GenericHTTPChannelProtocol(channel_class())
 
         def buildProtocol(self, addr: Any) -> Any:
+            if overload.descriptors_full():
+                metrics.refused("connection", "descriptors")
+                return refused_connection(self.server.server_name if self.server is not None else None)
             protocol = super().buildProtocol(addr)
             protocol.requestFactory = request_class
             return protocol
 
     daphne_server.HTTPFactory = SheddingHTTPFactory
     return True
+
+
+# A connection refused while the process is short of file descriptors, in AppSync's shape.
+TOO_MANY_CONNECTIONS = json.dumps(
+    {
+        "errors": [
+            {
+                "errorType": "LimitExceededException",
+                "message": "Too many connections right now; retry with backoff.",
+            }
+        ]
+    },
+    separators=(",", ":"),
+).encode()
+
+
+def refused_connection(server_name: str | None, clock: Any = None) -> Any:
+    """A Twisted protocol that answers a connection's first request with 429 and closes it.
+
+    For a connection accepted while the process holds its share of file
+    descriptors (:meth:`Overload.descriptors_full
+    <realtime.transport.overload.Overload.descriptors_full>`): the request is
+    read before the answer, so the close that follows is a clean one; a client
+    that sends nothing within :data:`~realtime.transport.frontdoor.REJECT_GRACE_SECONDS`
+    is closed without one. A WebSocket client gets the 429 instead of its
+    upgrade, and retries as after any refused handshake.
+    """
+    from twisted.internet.protocol import Protocol
+
+    # Twisted's protocol is only partly annotated: this subclass reads it as Any.
+    protocol_base: Any = Protocol
+    if clock is None:
+        from twisted.internet import reactor as clock
+
+    head = [b"HTTP/1.1 429 Too Many Requests", b"date: " + http_date()]
+    if server_name:
+        head.append(b"server: " + server_name.encode())
+    head += [
+        b"content-type: application/json",
+        b"content-length: " + str(len(TOO_MANY_CONNECTIONS)).encode(),
+        b"retry-after: 1",
+        b"connection: close",
+    ]
+    answer = b"\r\n".join(head) + b"\r\n\r\n" + TOO_MANY_CONNECTIONS
+
+    class RefusedConnection(protocol_base):  # type: ignore[misc]
+        waiting: Any = None
+
+        def connectionMade(self) -> None:
+            self.waiting = clock.callLater(REJECT_GRACE_SECONDS, self.transport.loseConnection)
+
+        def dataReceived(self, data: bytes) -> None:
+            if self.waiting is None:
+                return  # answered already; the rest of the request is dropped
+            self.waiting.cancel()
+            self.waiting = None
+            self.transport.write(answer)
+            self.transport.loseConnection()
+
+        def connectionLost(self, reason: Any = None) -> None:
+            if self.waiting is not None and self.waiting.active():
+                self.waiting.cancel()
+            self.waiting = None
+
+    return RefusedConnection()
 
 
 # A request the channel answers without Twisted's parser: small, whole, plain.

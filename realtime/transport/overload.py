@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import resource
 import time
 
 from realtime.conf import realtime_settings
@@ -85,6 +87,25 @@ class Overload:
     def on_time(self) -> bool:
         """Whether the event loop keeps up (ran within ``MAX_LOOP_LAG`` of its timers)."""
         return self.lag <= float(realtime_settings.front_door_option("MAX_LOOP_LAG"))
+
+    def descriptors_full(self) -> bool:
+        """Whether the process holds ``MAX_DESCRIPTOR_SHARE`` of its file-descriptor limit or more.
+
+        A new connection then waits for none: it is refused, so the descriptors
+        left serve the database, the files and the work already admitted, which
+        would otherwise fail with ``EMFILE`` (docs/BENCHMARKS.md, "Crowd-proof
+        entry"). The count is the size Linux reports for ``/proc/self/fd`` (a few
+        µs, since Linux 6.2); where that is not known, nothing is refused.
+        """
+        share = float(realtime_settings.front_door_option("MAX_DESCRIPTOR_SHARE"))
+        if share <= 0:
+            return False
+        try:
+            held = os.stat("/proc/self/fd").st_size
+        except OSError:
+            return False
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return held > 0 and soft != resource.RLIM_INFINITY and held >= share * soft
 
     def started(self) -> float:
         """An admitted request begins; returns its start, for :meth:`finished`."""

@@ -166,6 +166,8 @@ def test_an_external_relay_on_a_layer_that_stays_in_its_process_is_w003():
         ({"FRONT_DOOR": {"MAX_IN_FLIGHT": 0}}, ["realtime.E010"]),
         ({"FRONT_DOOR": {"MAX_LOOP_LAG": "fast"}}, ["realtime.E010"]),
         ({"FRONT_DOOR": {"MAX_QUEUE": 1}}, ["realtime.E010"]),
+        ({"FRONT_DOOR": {"MAX_DESCRIPTOR_SHARE": 1.5}}, ["realtime.E010"]),
+        ({"FRONT_DOOR": {"MAX_DESCRIPTOR_SHARE": True}}, ["realtime.E010"]),
         ({"LIMITS_REDIS_TIMEOUT": -1}, ["realtime.E010"]),
         ({"FRONT_DOOR": {"TRUSTED_PROXIES": ["10.0.0.0/8", "proxy.local"]}}, ["realtime.E010"]),
         ({"FRONT_DOOR": {"TRUSTED_PROXY_HEADER": "X-Forwarded-For"}}, ["realtime.W004"]),

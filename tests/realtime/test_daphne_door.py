@@ -27,6 +27,7 @@ from realtime.ops.metrics import metrics
 from realtime.transport.daphne_door import (
     parse_plain_request,
     parse_upgrade_request,
+    refused_connection,
     shed_in_daphne,
     shedding_channel_class,
     shedding_request_class,
@@ -521,3 +522,79 @@ def test_a_connect_while_the_loop_keeps_up_goes_to_daphnes_websocket_protocol_wi
 )
 def test_only_one_whole_plain_upgrade_is_read_from_the_raw_bytes(data: bytes, expected: Any) -> None:
     assert parse_upgrade_request(data) == expected
+
+
+# -- Connections while the process is short of file descriptors ----------------------------------
+
+TOO_MANY = (
+    b'{"errors":[{"errorType":"LimitExceededException",'
+    b'"message":"Too many connections right now; retry with backoff."}]}'
+)
+
+
+def shedding_factory() -> Any:
+    """daphne's HTTP factory as ``shed_in_daphne`` installs it, on a stand-in server."""
+    from daphne import server as daphne_server
+
+    with mock.patch.object(daphne_server, "HTTPFactory", daphne_server.HTTPFactory):
+        assert shed_in_daphne(FrontDoor(None, gates=[JOIN_GATE]))
+        factory_class = daphne_server.HTTPFactory
+    return factory_class(SimpleNamespace(server_name="daphne"))
+
+
+def test_a_connection_accepted_while_descriptors_run_short_gets_429_and_is_closed() -> None:
+    factory = shedding_factory()
+    clock = Clock()
+    before = refused("connection", "descriptors")
+
+    with mock.patch.object(overload, "descriptors_full", return_value=True):
+        with mock.patch("twisted.internet.reactor", clock):
+            protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 50000))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    assert clock.getDelayedCalls()  # the grace for a client that sends nothing
+    protocol.dataReceived(post())
+    written = transport.value()
+    protocol.dataReceived(b"more of the same request")
+
+    head, _, body = written.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = dict(line.split(b": ", 1) for line in lines)
+    assert headers.pop(b"date").endswith(b" GMT")
+    assert status == b"HTTP/1.1 429 Too Many Requests"
+    assert headers == {
+        b"server": b"daphne",
+        b"content-type": b"application/json",
+        b"content-length": str(len(TOO_MANY)).encode(),
+        b"retry-after": b"1",
+        b"connection": b"close",
+    }
+    assert body == TOO_MANY
+    assert transport.value() == written  # nothing more for the rest of the request
+    assert transport.disconnecting
+    assert not clock.getDelayedCalls()  # the grace timer went with the answer
+    assert refused("connection", "descriptors") == before + 1
+
+
+def test_a_refused_connection_that_sends_nothing_is_closed_after_the_grace() -> None:
+    clock = Clock()
+    protocol = refused_connection("daphne", clock)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+
+    clock.advance(REJECT_GRACE_SECONDS - 0.1)
+    assert not transport.disconnecting
+    clock.advance(0.1)
+
+    assert transport.disconnecting
+    assert transport.value() == b""
+
+
+def test_while_descriptors_remain_connections_get_daphnes_channel() -> None:
+    factory = shedding_factory()
+
+    with mock.patch.object(overload, "descriptors_full", return_value=False):
+        protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 50000))
+
+    assert protocol._channel.requestFactory is not None
+    assert type(protocol).__name__ == "_GenericHTTPChannelProtocol"
