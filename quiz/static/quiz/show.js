@@ -54,15 +54,23 @@
         onError: (error) => console.warn("realtime:", error),
       });
       const onSubError = (error) => console.warn("subscription refused:", error);
-      this.client.subscribe(this.cfg.channels.game, (event) => this._onGame(event), onSubError);
-      this.client.subscribe(this.cfg.channels.leaderboard, (event) => this._onBoard(event), onSubError);
-      // Staff only: live counts of players and answers, sent whenever they change.
-      this.client.subscribe(this.cfg.channels.host, (event) => this._onProgress(event), onSubError);
+      const subs = [
+        this.client.subscribe(this.cfg.channels.game, (event) => this._onGame(event), onSubError),
+        this.client.subscribe(this.cfg.channels.leaderboard, (event) => this._onBoard(event), onSubError),
+        // Staff only: live counts of players and answers, sent whenever they change.
+        this.client.subscribe(this.cfg.channels.host, (event) => this._onProgress(event), onSubError),
+      ];
       // Who is connected to the game now (realtime's presence channel, PROTOCOL §12).
       if (this.cfg.channels.presence) {
-        this.client.subscribe(this.cfg.channels.presence, (event) => this._onPresence(event), onSubError);
+        subs.push(this.client.subscribe(this.cfg.channels.presence, (event) => this._onPresence(event), onSubError));
       }
       this.refresh();
+      // An event published after that snapshot but before a subscription was acknowledged is in
+      // neither (a player joining while the page loads): once every subscription is, catch up again.
+      Promise.allSettled(subs.map((sub) => sub.ready)).then(() => {
+        const again = () => this.refresh();
+        (this.refreshing || Promise.resolve()).then(again, again);
+      });
     }
 
     remainingMs() {
