@@ -248,7 +248,9 @@ async function main() {
   // -- keep-alive watchdog: a frozen link is detected and replaced -----------------------
   const silentProxy = new Proxy(target);
   await silentProxy.listen();
-  const watched = makeClient(silentProxy.httpEndpoint, config.apiKey, { connectionTimeoutMs: 2000 });
+  // 5 s: long enough that a reconnect's own handshake on a busy machine (two suites' servers at once)
+  // is not taken for a silent link too, short enough for the test.
+  const watched = makeClient(silentProxy.httpEndpoint, config.apiKey, { connectionTimeoutMs: 5000 });
   const watchedSub = await collect(watched.client, room);
   const watchedMark = watched.log.states.length;
   silentProxy.freeze();
