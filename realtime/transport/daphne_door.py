@@ -54,14 +54,23 @@ upgrade moves them.
 
 from __future__ import annotations
 
-import json
+import functools
 import re
 import time
 from typing import Any
 from urllib.parse import unquote
 
+from realtime.exceptions import RateExceeded, Transport
 from realtime.ops.metrics import metrics
-from realtime.transport.frontdoor import REJECT_GRACE_SECONDS, FrontDoor, http_refusal, refusal_response
+from realtime.transport.frontdoor import (
+    REJECT_GRACE_SECONDS,
+    FrontDoor,
+    http_429,
+    http_refusal,
+    json_refusal,
+    refusal_response,
+    response_parts,
+)
 from realtime.transport.overload import overload
 from realtime.transport.refused_websocket import (
     accept_key,
@@ -105,17 +114,14 @@ def shed_in_daphne(door: FrontDoor) -> bool:
 
 
 # A connection refused while the process is short of file descriptors, in AppSync's shape.
-TOO_MANY_CONNECTIONS = json.dumps(
+TOO_MANY_CONNECTIONS = json_refusal(
     {
         "errors": [
-            {
-                "errorType": "LimitExceededException",
-                "message": "Too many connections right now; retry with backoff.",
-            }
+            RateExceeded("Too many connections right now; retry with backoff.").to_error(Transport.HTTP)
         ]
     },
-    separators=(",", ":"),
-).encode()
+    [("Connection", "close")],
+)
 
 
 def refused_connection(server_name: str | None, clock: Any = None) -> Any:
@@ -129,36 +135,36 @@ def refused_connection(server_name: str | None, clock: Any = None) -> Any:
     is closed without one. A WebSocket client gets the 429 instead of its
     upgrade, and retries as after any refused handshake.
     """
+    if clock is None:
+        from twisted.internet import reactor as clock
+
+    answer = http_429(*response_parts(TOO_MANY_CONNECTIONS, 1), leading=server_headers(server_name))
+    return _refused_connection_class()(answer, clock)
+
+
+@functools.cache
+def _refused_connection_class() -> type[Any]:
+    # Built once: a flood of connections gets one instance each, not a class each.
     from twisted.internet.protocol import Protocol
 
     # Twisted's protocol is only partly annotated: this subclass reads it as Any.
     protocol_base: Any = Protocol
-    if clock is None:
-        from twisted.internet import reactor as clock
-
-    head = [b"HTTP/1.1 429 Too Many Requests", b"date: " + http_date()]
-    if server_name:
-        head.append(b"server: " + server_name.encode())
-    head += [
-        b"content-type: application/json",
-        b"content-length: " + str(len(TOO_MANY_CONNECTIONS)).encode(),
-        b"retry-after: 1",
-        b"connection: close",
-    ]
-    answer = b"\r\n".join(head) + b"\r\n\r\n" + TOO_MANY_CONNECTIONS
 
     class RefusedConnection(protocol_base):  # type: ignore[misc]
-        waiting: Any = None
+        def __init__(self, answer: bytes, clock: Any) -> None:
+            self.answer = answer
+            self.clock = clock
+            self.waiting: Any = None
 
         def connectionMade(self) -> None:
-            self.waiting = clock.callLater(REJECT_GRACE_SECONDS, self.transport.loseConnection)
+            self.waiting = self.clock.callLater(REJECT_GRACE_SECONDS, self.transport.loseConnection)
 
         def dataReceived(self, data: bytes) -> None:
             if self.waiting is None:
                 return  # answered already; the rest of the request is dropped
             self.waiting.cancel()
             self.waiting = None
-            self.transport.write(answer)
+            self.transport.write(self.answer)
             self.transport.loseConnection()
 
         def connectionLost(self, reason: Any = None) -> None:
@@ -166,7 +172,15 @@ def refused_connection(server_name: str | None, clock: Any = None) -> Any:
                 self.waiting.cancel()
             self.waiting = None
 
-    return RefusedConnection()
+    return RefusedConnection
+
+
+def server_headers(server_name: str | None) -> list[tuple[bytes, bytes]]:
+    """daphne's own headers on an answer it writes: ``date``, and ``server`` when it names itself."""
+    headers = [(b"date", http_date())]
+    if server_name:
+        headers.append((b"server", server_name.encode()))
+    return headers
 
 
 # A request the channel answers without Twisted's parser: small, whole, plain.
@@ -429,10 +443,8 @@ def shedding_channel_class(door: FrontDoor, clock: Any = None) -> type[Any]:
             if refusal is None:
                 return None
             gate, retry_after = refusal
-            leading = [(b"date", http_date())]
             server = self.factory.server if self.factory is not None else None
-            if server is not None and server.server_name:
-                leading.append((b"server", server.server_name.encode()))
+            leading = server_headers(server.server_name if server is not None else None)
             answer, body_size = http_refusal(gate, retry_after, leading)
             if server is not None and server.action_logger:
                 # daphne's access log line, as for any request it answers.

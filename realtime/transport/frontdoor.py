@@ -195,7 +195,11 @@ class FrontDoor:
 def refusal_response(gate: Gate, retry_after: int) -> tuple[Headers, bytes]:
     """The 429 of an HTTP gate: its headers and body."""
     assert gate.refusal is not None, f"HTTP gate {gate.operation} has no refusal"
-    refusal = gate.refusal(retry_after)
+    return response_parts(gate.refusal(retry_after), retry_after)
+
+
+def response_parts(refusal: Refusal, retry_after: int) -> tuple[Headers, bytes]:
+    """A 429's headers (``content-type``, ``content-length``, ``retry-after``, the refusal's) and body."""
     headers: Headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(refusal.body)).encode()),
@@ -208,16 +212,20 @@ def refusal_response(gate: Gate, retry_after: int) -> tuple[Headers, bytes]:
 def http_refusal(
     gate: Gate, retry_after: int, leading: Iterable[tuple[bytes, bytes]] = ()
 ) -> tuple[bytes, int]:
-    """The 429 of an HTTP gate as a whole HTTP/1.1 response, and its body's size.
-
-    For a server that writes it without an ASGI cycle (:mod:`realtime.transport.daphne_door`,
-    :mod:`realtime.transport.uvicorn_door`): ``leading`` are the server's own headers
-    (``date``, ``server``), written first.
-    """
+    """The 429 of an HTTP gate as a whole HTTP/1.1 response (:func:`http_429`), and its body's size."""
     headers, body = refusal_response(gate, retry_after)
+    return http_429(headers, body, leading), len(body)
+
+
+def http_429(
+    headers: Iterable[tuple[bytes, bytes]], body: bytes, leading: Iterable[tuple[bytes, bytes]] = ()
+) -> bytes:
+    """A whole HTTP/1.1 429, for a server that writes it without an ASGI cycle
+    (:mod:`realtime.transport.daphne_door`, :mod:`realtime.transport.uvicorn_door`):
+    ``leading`` are the server's own headers (``date``, ``server``), written first."""
     lines = [b"HTTP/1.1 429 Too Many Requests"]
     lines += [name + b": " + value for name, value in (*leading, *headers)]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body, len(body)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
 async def _refuse_http(gate: Gate, retry_after: int, send: Send) -> None:
